@@ -1,0 +1,319 @@
+"""Policy as data: load a policy file into immutable clauses with dated values.
+
+A malformed file is refused with ``file:line: what is wrong``, so the person editing a
+rate or a budget knows exactly where to look. Nothing here knows Kafka or a database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar
+
+import yaml
+
+from rules.money import AmountError, Rate, parse_amount
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "chengdu-ai-2025.yaml"
+
+T = TypeVar("T")
+BASES = ("stated", "assumed")
+CAP_FIELDS = ("beneficiary", "subject")
+PERIODS = ("fiscal-year", "ever")
+PARTY_KINDS = ("enterprise", "person", "team")
+PAID_PARTIES = ("beneficiary", "provider")
+ENTITLEMENT_KINDS = ("share", "fixed", "by-grade")
+TOPICS_WITH_PROVIDER = {"compute-purchases": "provider", "model-invoices": "vendor"}
+BASE_FIELDS = {"amount", "base_amount"}
+
+
+class PolicyError(ValueError):
+    """A policy file that cannot be used; the message starts with ``file:line:``."""
+
+
+@dataclass(frozen=True, slots=True)
+class DatedValue(Generic[T]):
+    start: dt.date
+    value: T
+    basis: str
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class Dated(Generic[T]):
+    """A parameter whose value changes on dates; ``at(day)`` is the value in force that day."""
+
+    name: str
+    values: tuple[DatedValue[T], ...]
+
+    def at(self, day: dt.date) -> T | None:
+        found = None
+        for entry in self.values:  # sorted by start, and short: a linear scan is fastest
+            if entry.start > day:
+                break
+            found = entry.value
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class Cap:
+    id: str
+    per: tuple[str, ...]
+    period: str
+    amount: Dated[int] | None  # fen
+    count: Dated[int] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Entitlement:
+    kind: str
+    base: str | None = None
+    rate: Dated[Rate] | None = None
+    amount: Dated[int] | None = None
+    grades: dict[str, Dated[int]] = field(default_factory=dict)
+    other_grades: Dated[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Clause:
+    id: str
+    article: int
+    title: str
+    text: str
+    topic: str
+    award: str | None
+    paid_party: Dated[str]
+    payee_kinds: frozenset[str]
+    entitlement: Entitlement
+    caps: tuple[Cap, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    policy_id: str
+    version: str
+    title: str
+    timezone: str
+    sources: dict[str, frozenset[str]]
+    clauses: dict[str, Clause]
+    digest: str  # sha256 of the file: which exact text decided a claim
+
+    def clauses_for(self, topic: str, award: str | None = None) -> list[Clause]:
+        return [c for c in self.clauses.values() if c.topic == topic and (c.award is None or c.award == award)]
+
+    @property
+    def awards(self) -> list[str]:
+        return sorted(c.award for c in self.clauses.values() if c.award)
+
+
+# --- YAML with line numbers ------------------------------------------------------------
+
+
+class _Node(dict):
+    line = 0
+    key_lines: dict[str, int]
+
+
+class _LineLoader(yaml.SafeLoader):
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        mapping = _Node(super().construct_mapping(node, deep=True))
+        mapping.line = node.start_mark.line + 1
+        mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
+        return mapping
+
+
+# SafeLoader builds maps in two steps through a plain dict; build ours directly instead.
+_LineLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, lambda loader, node: loader.construct_mapping(node)
+)
+
+
+class _Reader:
+    def __init__(self, path: str):
+        self.path = path
+
+    def fail(self, where: Any, message: str, key: str | None = None) -> PolicyError:
+        line = getattr(where, "line", 0)
+        if key is not None and isinstance(where, _Node):
+            line = where.key_lines.get(key, line)
+        return PolicyError(f"{self.path}:{line}: {message}")
+
+    def mapping(self, node: Any, what: str, parent: Any = None) -> _Node:
+        if not isinstance(node, _Node):
+            raise self.fail(parent if parent is not None else node, f"{what} must be a mapping")
+        return node
+
+    def need(self, node: _Node, key: str, what: str) -> Any:
+        if key not in node:
+            raise self.fail(node, f"{what} is missing `{key}`")
+        return node[key]
+
+    def dated(self, node: _Node, key: str, what: str, convert: Callable[[Any], T]) -> Dated[T]:
+        entries = self.need(node, key, what)
+        if not isinstance(entries, list) or not entries:
+            raise self.fail(node, f"{what}.{key} must be a list of dated values like "
+                            "`- {from: 2025-08-28, value: ..., basis: stated, reference: ...}`", key)
+        values = []
+        for entry in entries:
+            entry = self.mapping(entry, f"{what}.{key} entry", node)
+            start = self.need(entry, "from", f"{what}.{key} entry")
+            if not isinstance(start, dt.date) or isinstance(start, dt.datetime):
+                raise self.fail(entry, f"{what}.{key}: `from` must be a date like 2025-08-28, got {start!r}", "from")
+            basis = self.need(entry, "basis", f"{what}.{key} entry")
+            if basis not in BASES:
+                raise self.fail(entry, f"{what}.{key}: `basis` must be one of {', '.join(BASES)}, got {basis!r}", "basis")
+            reference = self.need(entry, "reference", f"{what}.{key} entry")
+            if not isinstance(reference, str) or not reference.strip():
+                raise self.fail(entry, f"{what}.{key}: `reference` must quote the text or name the source of the assumption", "reference")
+            raw = self.need(entry, "value", f"{what}.{key} entry")
+            try:
+                value = convert(raw)
+            except (AmountError, ValueError, TypeError) as exc:
+                raise self.fail(entry, f"{what}.{key}: {exc}", "value") from None
+            values.append(DatedValue(start, value, basis, reference))
+        starts = [v.start for v in values]
+        if starts != sorted(starts) or len(set(starts)) != len(starts):
+            raise self.fail(node, f"{what}.{key}: dated values must be in increasing `from` order, each date once", key)
+        return Dated(f"{what}.{key}", tuple(values))
+
+
+def _money(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ValueError(f"money must be a quoted decimal string like \"1000000.00\", got {value!r}")
+    fen = parse_amount(value)
+    if fen < 0:
+        raise ValueError(f"money must not be negative, got {value!r}")
+    return fen
+
+
+def _count(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"a count must be a whole number ≥ 0, got {value!r}")
+    return value
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
+    def convert(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+    return convert
+
+
+def _entitlement(r: _Reader, node: _Node, what: str, topic: str) -> Entitlement:
+    kind = r.need(node, "kind", what)
+    if kind not in ENTITLEMENT_KINDS:
+        raise r.fail(node, f"{what}.kind must be one of {', '.join(ENTITLEMENT_KINDS)}, got {kind!r}", "kind")
+    if kind == "share":
+        base = r.need(node, "base", what)
+        if base not in BASE_FIELDS:
+            raise r.fail(node, f"{what}.base must name a money field of the message ({', '.join(sorted(BASE_FIELDS))}), got {base!r}", "base")
+        if base == "base_amount" and topic != "award-announcements":
+            raise r.fail(node, f"{what}.base: base_amount exists only on award-announcements", "base")
+        return Entitlement(kind, base=base, rate=r.dated(node, "rate", what, Rate.parse))
+    if kind == "fixed":
+        return Entitlement(kind, amount=r.dated(node, "amount", what, _money))
+    grades = r.mapping(r.need(node, "grades", what), f"{what}.grades", node)
+    return Entitlement(
+        kind,
+        grades={name: r.dated(grades, name, f"{what}.grades", _money) for name in grades},
+        other_grades=r.dated(node, "other_grades", what, _money) if "other_grades" in node else None,
+    )
+
+
+def _cap(r: _Reader, node: _Node, what: str) -> Cap:
+    cap_id = r.need(node, "id", what)
+    per = r.need(node, "per", f"{what} {cap_id}")
+    if not isinstance(per, list) or any(p not in CAP_FIELDS for p in per):
+        raise r.fail(node, f"cap {cap_id}: `per` must be a list drawn from {list(CAP_FIELDS)}, got {per!r}", "per")
+    period = r.need(node, "period", f"cap {cap_id}")
+    if period not in PERIODS:
+        raise r.fail(node, f"cap {cap_id}: `period` must be one of {', '.join(PERIODS)}, got {period!r}", "period")
+    if ("amount" in node) == ("count" in node):
+        raise r.fail(node, f"cap {cap_id}: give exactly one of `amount` (money) or `count` (number of paid claims)")
+    return Cap(
+        id=cap_id,
+        per=tuple(per),
+        period=period,
+        amount=r.dated(node, "amount", f"cap {cap_id}", _money) if "amount" in node else None,
+        count=r.dated(node, "count", f"cap {cap_id}", _count) if "count" in node else None,
+    )
+
+
+def _clause(r: _Reader, clause_id: str, node: _Node, sources: dict[str, frozenset[str]]) -> Clause:
+    what = f"clause {clause_id}"
+    trigger = r.mapping(r.need(node, "trigger", what), f"{what}.trigger", node)
+    topic = r.need(trigger, "topic", f"{what}.trigger")
+    if topic not in sources:
+        raise r.fail(trigger, f"{what}: trigger topic {topic!r} has no `sources` allow-list (known topics: {', '.join(sources)})", "topic")
+    award = trigger.get("award")
+    if (topic == "award-announcements") != (award is not None):
+        raise r.fail(trigger, f"{what}: a trigger on award-announcements needs `award`, and only that topic has one")
+    paid_party = r.dated(node, "paid_party", what, _one_of(PAID_PARTIES))
+    if any(v.value == "provider" for v in paid_party.values) and topic not in TOPICS_WITH_PROVIDER:
+        raise r.fail(node, f"{what}: paid_party provider needs a topic that names one ({', '.join(TOPICS_WITH_PROVIDER)})", "paid_party")
+    kinds = r.need(node, "payee_kinds", what)
+    if not isinstance(kinds, list) or not kinds or any(k not in PARTY_KINDS for k in kinds):
+        raise r.fail(node, f"{what}.payee_kinds must be a non-empty list drawn from {list(PARTY_KINDS)}", "payee_kinds")
+    caps_node = r.need(node, "caps", what)
+    if not isinstance(caps_node, list):
+        raise r.fail(node, f"{what}.caps must be a list", "caps")
+    caps = tuple(_cap(r, r.mapping(c, f"{what} cap", node), what) for c in caps_node)
+    if len({c.id for c in caps}) != len(caps):
+        raise r.fail(node, f"{what}: cap ids must be unique", "caps")
+    return Clause(
+        id=clause_id,
+        article=int(r.need(node, "article", what)),
+        title=str(r.need(node, "title", what)),
+        text=str(r.need(node, "text", what)),
+        topic=topic,
+        award=award,
+        paid_party=paid_party,
+        payee_kinds=frozenset(kinds),
+        entitlement=_entitlement(r, r.mapping(r.need(node, "entitlement", what), f"{what}.entitlement", node), f"{what}.entitlement", topic),
+        caps=caps,
+    )
+
+
+def load_policy(path: str | Path = DEFAULT_POLICY_PATH) -> Policy:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"{path}:0: cannot read the policy file: {exc.strerror}") from None
+    return parse_policy(raw, str(path))
+
+
+def parse_policy(raw: bytes, name: str = "<policy>") -> Policy:
+    r = _Reader(name)
+    try:
+        doc = yaml.load(raw, Loader=_LineLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise PolicyError(f"{name}:{mark.line + 1 if mark else 0}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    doc = r.mapping(doc, "the policy file")
+    sources_node = r.mapping(r.need(doc, "sources", "the policy file"), "sources", doc)
+    sources = {}
+    for topic, names in sources_node.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise r.fail(sources_node, f"sources.{topic} must be a list of system names", topic)
+        sources[topic] = frozenset(names)
+    clauses_node = r.mapping(r.need(doc, "clauses", "the policy file"), "clauses", doc)
+    clauses = {cid: _clause(r, cid, r.mapping(c, f"clause {cid}", clauses_node), sources) for cid, c in clauses_node.items()}
+    awards = [c.award for c in clauses.values() if c.award]
+    if len(awards) != len(set(awards)):
+        raise r.fail(clauses_node, "two clauses are triggered by the same award")
+    for key in ("policy_id", "version", "title", "timezone"):
+        if not isinstance(r.need(doc, key, "the policy file"), str):
+            raise r.fail(doc, f"`{key}` must be a string (quote it)", key)
+    return Policy(
+        policy_id=doc["policy_id"],
+        version=doc["version"],
+        title=doc["title"],
+        timezone=doc["timezone"],
+        sources=sources,
+        clauses=clauses,
+        digest=hashlib.sha256(raw).hexdigest(),
+    )
