@@ -1,0 +1,307 @@
+"""The allocation engine: a claim and the running state in, a decision (and a payment) out.
+
+The running state is a flat key -> small JSON dict store, so the same engine runs over a
+Python dict (replay) and over a Faust table (streams). Three kinds of entries:
+
+* ``["claim", clause, source, event_id]``: what was decided for one event, so a repeat
+  re-emits the same decision instead of deciding again, and a refund knows what it corrects;
+* ``["cap", clause, cap, period, *who]``: what a running cap has used (``amount`` in fen,
+  ``count`` of paid claims);
+* nothing else. Every entry is small and independent of how many events came before.
+
+Invariants (checked with ``assert`` where they are cheap, and by the property tests):
+a cap's used amount never exceeds its limit; granted = raw entitlement minus what the caps
+declined; a claim's grant never goes below zero; ids are a pure function of policy, clause,
+source and event.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, MutableMapping
+
+from rules.intake import Claim
+from rules.money import Rate, format_fen
+from rules.policy import Cap, Clause, Policy
+
+State = MutableMapping[str, Any]
+
+_ID_NAMESPACE = uuid.UUID("6f1c7a52-4b7e-5d2a-9c1e-8a3f0d2b6e41")
+
+GRANTED, PARTLY, DECLINED = "granted", "partly-granted", "declined"
+CLAWED_BACK, ADJUSTED, REFUND_RECORDED = "clawed-back", "adjusted", "refund-recorded"
+
+
+def stable_id(kind: str, policy_id: str, clause_id: str, source: str, event_id: str) -> str:
+    """Deterministic id: the same event under the same clause always gets the same id."""
+    return uuid.uuid5(_ID_NAMESPACE, "\x1f".join((kind, policy_id, clause_id, source, event_id))).hex
+
+
+def claim_key(clause_id: str, source: str, event_id: str) -> str:
+    return json.dumps(["claim", clause_id, source, event_id], ensure_ascii=False)
+
+
+def cap_scope(clause: Clause, cap: Cap, claim: Claim) -> str:
+    period = str(claim.fiscal_year) if cap.period == "fiscal-year" else "ever"
+    who = [claim.beneficiary["id"] if field_name == "beneficiary" else (claim.subject or "") for field_name in cap.per]
+    return json.dumps(["cap", clause.id, cap.id, period, *who], ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What one claim produced. Exactly one of ``decisions`` or ``rejection`` is set."""
+
+    decisions: list[dict[str, Any]] = field(default_factory=list)
+    instructions: list[dict[str, Any]] = field(default_factory=list)
+    rejection: tuple[str, str] | None = None  # (code, reason)
+    duplicate: bool = False
+
+
+class Engine:
+    def __init__(self, policy: Policy, state: State):
+        self.policy = policy
+        self.state = state
+        self._rates: dict[tuple[str, str], Rate | None] = {}
+
+    # -- entry point ---------------------------------------------------------------------
+
+    def decide(self, claim: Claim) -> Outcome:
+        clause = self.policy.clauses.get(claim.clause_id)
+        if clause is None:
+            return Outcome(rejection=("unknown-clause", f"clause {claim.clause_id!r} is not in policy {self.policy.policy_id} {self.policy.version}"))
+        key = claim_key(clause.id, claim.source, claim.event_id)
+        record = self.state.get(key)
+        if record is not None and "decision" in record:
+            return self._repeat(claim, record)
+        if claim.corrects is not None:
+            return self._correct(clause, claim, key)
+        return self._grant(clause, claim, key, record)
+
+    # -- a repeat of an event already decided -------------------------------------------
+
+    def _repeat(self, claim: Claim, record: dict[str, Any]) -> Outcome:
+        if record["fingerprint"] != claim.fingerprint:
+            return Outcome(
+                rejection=(
+                    "event-id-reused",
+                    f"event_id {claim.event_id!r} from {claim.source!r} was already decided "
+                    f"(decision {record['decision']['decision_id']}) with different content; "
+                    "an event_id is never reused: publish a new event, or a refund/credit note to correct one",
+                )
+            )
+        return Outcome(decisions=[record["decision"]], instructions=list(record["instructions"]), duplicate=True)
+
+    # -- a purchase, invoice, closing or announcement ------------------------------------
+
+    def _raw_entitlement(self, clause: Clause, claim: Claim, day: dt.date, base: int | None) -> tuple[int | None, Rate | None, str]:
+        entitlement = clause.entitlement
+        if entitlement.kind == "share":
+            rate = entitlement.rate.at(day) if entitlement.rate else None
+            if rate is None:
+                return None, None, f"{clause.id} has no rate in force on {day}"
+            return rate.apply_floor(base or 0), rate, ""
+        if entitlement.kind == "fixed":
+            amount = entitlement.amount.at(day) if entitlement.amount else None
+            return amount, None, "" if amount is not None else f"{clause.id} has no amount in force on {day}"
+        dated = entitlement.grades.get(claim.grade or "", entitlement.other_grades)
+        amount = dated.at(day) if dated else None
+        return amount, None, "" if amount is not None else f"{clause.id} has no amount for grade {claim.grade!r} in force on {day}"
+
+    def _grant(self, clause: Clause, claim: Claim, key: str, pending: dict[str, Any] | None) -> Outcome:
+        day = dt.date.fromisoformat(claim.day)
+        refunded = pending["refunded"] if pending else 0
+        base = None if claim.base is None else max(0, claim.base - refunded)
+        raw, rate, not_in_force = self._raw_entitlement(clause, claim, day, base)
+        steps: list[dict[str, Any]] = []
+        charged: list[str] = []
+        declined_by = None
+        reason = ""
+        granted = 0
+        if raw is None:
+            declined_by, reason = "not-in-force", not_in_force
+        elif raw == 0:
+            declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
+        else:
+            granted = raw
+            for cap in clause.caps:
+                scope = cap_scope(clause, cap, claim)
+                used = self.state.get(scope) or {"amount": 0, "count": 0}
+                step: dict[str, Any] = {"cap": cap.id, "scope": scope}
+                if cap.amount is not None:
+                    limit = cap.amount.at(day)
+                    if limit is None:
+                        granted, declined_by, reason = 0, "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {day}"
+                        break
+                    room = max(0, limit - used["amount"])
+                    step.update(kind="amount", limit=format_fen(limit), used_before=format_fen(used["amount"]), room_before=format_fen(room))
+                    if room < granted:
+                        granted = room
+                        if declined_by is None:
+                            declined_by = cap.id
+                            reason = f"cap {cap.id} ({format_fen(limit)}) had {format_fen(room)} left"
+                else:
+                    limit = cap.count.at(day) if cap.count else None
+                    if limit is None:
+                        granted, declined_by, reason = 0, "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {day}"
+                        break
+                    step.update(kind="count", limit=limit, used_before=used["count"], room_before=max(0, limit - used["count"]))
+                    if used["count"] >= limit:
+                        granted = 0
+                        if declined_by is None:
+                            declined_by = cap.id
+                            reason = f"cap {cap.id} allows {limit} paid claim(s) and {used['count']} already paid"
+                step["granted_after"] = format_fen(granted)
+                steps.append(step)
+                charged.append(scope)
+                if granted == 0:
+                    break
+        if granted > 0:
+            for scope in charged:
+                used = self.state.get(scope) or {"amount": 0, "count": 0}
+                self.state[scope] = {"amount": used["amount"] + granted, "count": used["count"] + 1}
+        else:
+            charged = []
+        assert 0 <= granted <= (raw or 0), (granted, raw)
+        outcome = GRANTED if granted and granted == raw else PARTLY if granted else DECLINED
+        computation: dict[str, Any] = {
+            "base": None if claim.base is None else format_fen(claim.base),
+            "refunded_before_decision": format_fen(refunded) if refunded else None,
+            "rate": str(rate) if rate else None,
+            "grade": claim.grade,
+            "raw_entitlement": None if raw is None else format_fen(raw),
+            "caps": steps,
+            "granted": format_fen(granted),
+        }
+        instruction_id = stable_id("instruction", self.policy.policy_id, clause.id, claim.source, claim.event_id) if granted else None
+        decision = self._decision(clause, claim, outcome, granted, (raw or 0) - granted, declined_by, reason, computation, instruction_id, claim.payee)
+        instructions = []
+        if granted:
+            instructions.append(self._instruction(instruction_id, "payment", clause, claim, claim.payee, granted, computation, None, [claim.event_id]))
+        self.state[key] = {
+            "fingerprint": claim.fingerprint,
+            "decision": decision,
+            "instructions": instructions,
+            "base": claim.base,
+            "refunded": refunded,
+            "rate": [rate.numerator, rate.denominator] if rate else None,
+            "granted": granted,
+            "charged": charged,
+            "fiscal_year": claim.fiscal_year,
+            "payee": claim.payee,
+            "instruction_id": instruction_id,
+        }
+        return Outcome(decisions=[decision], instructions=instructions)
+
+    # -- a refund or credit note ---------------------------------------------------------
+
+    def _correct(self, clause: Clause, claim: Claim, key: str) -> Outcome:
+        original_key = claim_key(clause.id, claim.source, claim.corrects)
+        original = self.state.get(original_key)
+        refund = claim.base or 0
+        if original is not None and original.get("corrects") is not None:
+            return Outcome(rejection=("corrects-a-correction", f"{claim.corrects!r} is itself a refund/credit note; name the original purchase or invoice"))
+        if original is None or "decision" not in original:
+            # The original has not arrived yet (streams reorder across sources and retries).
+            # Remember the refunded sum on the original's key; its decision will net it out.
+            refunded = (original or {}).get("refunded", 0) + refund
+            self.state[original_key] = {"refunded": refunded}
+            computation = {"refund": format_fen(refund), "refunded_total": format_fen(refunded), "granted": "0.00"}
+            reason = f"original event {claim.corrects!r} not decided yet; its entitlement will be computed net of this refund"
+            decision = self._decision(clause, claim, REFUND_RECORDED, 0, 0, None, reason, computation, None, claim.payee)
+            self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": [], "corrects": claim.corrects}
+            return Outcome(decisions=[decision])
+        base = original["base"] or 0
+        refunded = original["refunded"] + refund
+        if refunded > base:
+            return Outcome(
+                rejection=(
+                    "refund-exceeds-original",
+                    f"refunds of {claim.corrects!r} would total {format_fen(refunded)}, more than its amount {format_fen(base)}",
+                )
+            )
+        granted_before = original["granted"]
+        rate = Rate(*original["rate"]) if original["rate"] else None
+        entitled = rate.apply_floor(base - refunded) if rate else granted_before
+        granted_after = min(granted_before, entitled)
+        clawback = granted_before - granted_after
+        for scope in original["charged"]:
+            used = self.state[scope]
+            released = {"amount": used["amount"] - clawback, "count": used["count"] - (1 if granted_after == 0 and clawback else 0)}
+            assert released["amount"] >= 0 and released["count"] >= 0, (scope, used, clawback)
+            self.state[scope] = released
+        computation = {
+            "original_base": format_fen(base),
+            "refunded_before": format_fen(original["refunded"]),
+            "refund": format_fen(refund),
+            "net_base": format_fen(base - refunded),
+            "rate": str(rate) if rate else None,
+            "raw_entitlement": format_fen(entitled),
+            "granted_before": format_fen(granted_before),
+            "granted_after": format_fen(granted_after),
+            "clawback": format_fen(clawback),
+            "caps_released": list(original["charged"]) if clawback else [],
+        }
+        payee = original["payee"]
+        instruction_id = stable_id("instruction", self.policy.policy_id, clause.id, claim.source, claim.event_id) if clawback else None
+        if clawback:
+            reason = f"refund of {format_fen(refund)} lowers the entitlement of {claim.corrects!r} to {format_fen(granted_after)}; {format_fen(clawback)} is clawed back"
+        else:
+            reason = f"refund of {format_fen(refund)} leaves the entitlement of {claim.corrects!r} at or above what was granted; nothing to claw back"
+        # The clawback belongs to the fiscal year whose budget paid the original.
+        corrected_claim = Claim(**{**claim.to_dict(), "fiscal_year": original["fiscal_year"]})
+        decision = self._decision(clause, corrected_claim, CLAWED_BACK if clawback else ADJUSTED, -clawback, 0, None, reason, computation, instruction_id, payee)
+        instructions = []
+        if clawback:
+            instructions.append(
+                self._instruction(instruction_id, "clawback", clause, corrected_claim, payee, -clawback, computation, original["instruction_id"], [claim.corrects, claim.event_id])
+            )
+        self.state[original_key] = {**original, "refunded": refunded, "granted": granted_after, "charged": original["charged"] if granted_after else []}
+        self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": instructions, "corrects": claim.corrects}
+        return Outcome(decisions=[decision], instructions=instructions)
+
+    # -- records -------------------------------------------------------------------------
+
+    def _decision(self, clause, claim, outcome, granted, declined, declined_by, reason, computation, instruction_id, payee) -> dict[str, Any]:
+        return {
+            "decision_id": stable_id("decision", self.policy.policy_id, clause.id, claim.source, claim.event_id),
+            "event_id": claim.event_id,
+            "source": claim.source,
+            "topic": claim.topic,
+            "occurred_at": claim.occurred_at,
+            "policy_id": self.policy.policy_id,
+            "policy_version": self.policy.version,
+            "clause_id": clause.id,
+            "fiscal_year": claim.fiscal_year,
+            "outcome": outcome,
+            "payee": payee,
+            "beneficiary": claim.beneficiary,
+            "granted": format_fen(granted),
+            "declined": format_fen(declined),
+            "declined_by": declined_by,
+            "reason": reason,
+            "corrects": claim.corrects,
+            "computation": computation,
+            "instruction_id": instruction_id,
+        }
+
+    def _instruction(self, instruction_id, kind, clause, claim, payee, amount, computation, corrects, event_ids) -> dict[str, Any]:
+        return {
+            "instruction_id": instruction_id,
+            "kind": kind,
+            "payee": payee,
+            "beneficiary": claim.beneficiary,
+            "amount": format_fen(amount),
+            "currency": "CNY",
+            "policy_id": self.policy.policy_id,
+            "policy_version": self.policy.version,
+            "clause_id": clause.id,
+            "fiscal_year": claim.fiscal_year,
+            "event_ids": event_ids,
+            "source": claim.source,
+            "occurred_at": claim.occurred_at,
+            "corrects": corrects,
+            "computation": computation,
+        }

@@ -1,0 +1,181 @@
+"""From the bytes of one input message to the claims it makes, or a rejection a person can act on.
+
+This is the only place that decides whether an input is acceptable; the engine then decides
+what it is worth. Both are pure: no Kafka, no database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pydantic import ValidationError
+
+from rules.policy import Policy
+from schemas.inputs import MODEL_BY_TOPIC, AwardAnnouncement, Enterprise, InputMessage, party_id
+
+
+class Rejected(Exception):
+    """An input that cannot be accepted. ``reason`` says what to fix; ``code`` groups reasons."""
+
+    def __init__(self, code: str, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One input's request under one clause: everything the engine needs, nothing more.
+
+    A plain, JSON-able record so the streaming layer can re-key and forward it.
+    """
+
+    clause_id: str
+    topic: str
+    source: str
+    event_id: str
+    occurred_at: str
+    fiscal_year: int
+    day: str  # the date it happened in the policy's time zone: picks the dated values
+    beneficiary: dict[str, str]  # {"id", "kind", "name"}
+    payee: dict[str, str]
+    base: int | None  # fen; for a correction, the corrected (refunded) sum, positive
+    grade: str | None
+    subject: str | None
+    corrects: str | None  # event_id of the purchase or invoice this refund/credit note corrects
+    fingerprint: str  # digest of the validated message: tells a replay from a reused event_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Claim":
+        return cls(**data)
+
+
+def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise Rejected("malformed-json", f"field {key!r} appears twice in one object; send it once")
+        seen[key] = value
+    return seen
+
+
+def _explain(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"]) or "message"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown field; the contract (v1) does not have it, check its spelling"
+        elif item["type"] == "missing":
+            message = "required field is missing"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def parse_message(topic: str, raw: bytes) -> InputMessage:
+    """Bytes -> validated message of ``topic``, or ``Rejected``."""
+    model = MODEL_BY_TOPIC.get(topic)
+    if model is None:
+        raise Rejected("unknown-topic", f"topic {topic!r} is not an input topic ({', '.join(MODEL_BY_TOPIC)})")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("not-utf8", f"message is not UTF-8 (byte {exc.start}); the contract requires UTF-8 JSON") from None
+    try:
+        data = json.loads(text, object_pairs_hook=_reject_duplicate_keys)
+    except json.JSONDecodeError as exc:
+        raise Rejected("malformed-json", f"message is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        raise Rejected("malformed-json", "message nests too deeply to be a contract message") from None
+    if not isinstance(data, dict):
+        raise Rejected("malformed-json", f"message must be a JSON object, got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise Rejected("invalid-field", _explain(exc)) from None
+
+
+@lru_cache(maxsize=8)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _party(party: Any) -> dict[str, str]:
+    return {"id": party_id(party), "kind": party.kind, "name": party.name}
+
+
+def claims_from_message(topic: str, message: InputMessage, policy: Policy) -> list[Claim]:
+    """The claims one valid message makes under ``policy`` (one per clause it triggers)."""
+    allowed = policy.sources.get(topic, frozenset())
+    if message.source not in allowed:
+        raise Rejected(
+            "unknown-source",
+            f"source {message.source!r} may not publish to {topic}; allowed: {', '.join(sorted(allowed)) or 'none'}",
+        )
+    award = message.award if isinstance(message, AwardAnnouncement) else None
+    clauses = policy.clauses_for(topic, award)
+    if not clauses:
+        if award is not None:
+            raise Rejected("unknown-award", f"award {award!r} is not a clause of {policy.policy_id}; known awards: {', '.join(policy.awards)}")
+        raise Rejected("no-clause", f"no clause of {policy.policy_id} is triggered by {topic}")
+    local = message.occurred_at.astimezone(_zone(policy.timezone))
+    day = local.date()
+    beneficiary = _party(message.beneficiary)
+    fingerprint = hashlib.sha256(message.model_dump_json().encode()).hexdigest()[:32]
+    corrects = message.corrects
+    claims = []
+    for clause in clauses:
+        if beneficiary["kind"] not in clause.payee_kinds:
+            raise Rejected(
+                "payee-kind",
+                f"{clause.id} pays {' or '.join(sorted(clause.payee_kinds))}, not a {beneficiary['kind']}: "
+                f"identify the beneficiary by {'uscc' if 'enterprise' in clause.payee_kinds else 'person_id or team_ref'}",
+            )
+        entitlement = clause.entitlement
+        base = None
+        if entitlement.kind == "share" or corrects:
+            base = getattr(message, entitlement.base or "amount", None)
+            if base is None:
+                raise Rejected("missing-base", f"{clause.id} is paid as a share of {entitlement.base}: the announcement must carry it")
+            base = abs(base)  # a refund may be sent as a negative amount or as the positive refunded sum
+        grade = getattr(message, "grade", None)
+        if entitlement.kind == "by-grade" and grade not in entitlement.grades and entitlement.other_grades is None:
+            raise Rejected("unknown-grade", f"{clause.id} pays by grade; grade must be one of {', '.join(entitlement.grades)}")
+        paid_party = clause.paid_party.at(day)
+        payee = beneficiary
+        if paid_party == "provider":
+            provider = getattr(message, "provider", None) or getattr(message, "vendor", None)
+            assert isinstance(provider, Enterprise), "policy loader only allows provider on topics that have one"
+            payee = _party(provider)
+        claims.append(
+            Claim(
+                clause_id=clause.id,
+                topic=topic,
+                source=message.source,
+                event_id=message.event_id,
+                occurred_at=message.occurred_at.isoformat(),
+                fiscal_year=local.year,
+                day=day.isoformat(),
+                beneficiary=beneficiary,
+                payee=payee,
+                base=base,
+                grade=grade,
+                subject=getattr(message, "subject", None),
+                corrects=corrects,
+                fingerprint=fingerprint,
+            )
+        )
+    return claims
+
+
+def intake(topic: str, raw: bytes, policy: Policy) -> list[Claim]:
+    """Bytes of one input message -> its claims, or ``Rejected``."""
+    return claims_from_message(topic, parse_message(topic, raw), policy)
