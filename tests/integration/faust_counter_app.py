@@ -1,0 +1,78 @@
+"""Tiny Faust app for tests/integration/test_local_broker.py.
+
+Counts events per key from `counter-events` into the changelogged table
+`counts`, and every 0.1 s writes a JSON status file the test can read:
+    {"recovered": bool, "counts": {key: n}, "total": n, "pid": ...}
+
+Run (from any directory):
+    COUNTER_BOOTSTRAP=127.0.0.1:PORT COUNTER_STATUS=/tmp/s.json \
+        python tests/integration/faust_counter_app.py worker --without-web
+
+Env:
+    COUNTER_BOOTSTRAP  broker host:port (required)
+    COUNTER_STATUS     path of the status file (required)
+    COUNTER_APP_ID     Faust app id / consumer group (default counter-app)
+    COUNTER_SHIM       "1" (default): local_broker_faust_settings() as is;
+                       "0": the same minus the batches-of-one producer fix,
+                       to show tansu's short restore.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import faust  # noqa: E402
+
+from streams.local_broker import local_broker_faust_settings  # noqa: E402
+
+TOPIC = "counter-events"
+PARTITIONS = 4
+
+settings = local_broker_faust_settings()
+if os.environ.get("COUNTER_SHIM", "1") == "0":
+    for key in ("producer_max_batch_size", "producer_linger_ms"):
+        settings.pop(key, None)
+
+app = faust.App(
+    os.environ.get("COUNTER_APP_ID", "counter-app"),
+    broker=f"kafka://{os.environ['COUNTER_BOOTSTRAP']}",
+    store="memory://",
+    datadir=tempfile.mkdtemp(prefix="faust-counter-"),
+    **settings,
+)
+events = app.topic(TOPIC, key_type=str, value_type=str, partitions=PARTITIONS)
+counts = app.Table("counts", default=int, partitions=PARTITIONS)
+STATUS = Path(os.environ["COUNTER_STATUS"])
+
+
+@app.agent(events)
+async def count(stream):
+    async for key, _value in stream.items():
+        counts[key] += 1
+
+
+@app.timer(interval=0.1)
+async def write_status():
+    recovered = app.tables.recovery.completed.is_set()
+    data = {k: v for k, v in counts.items()} if recovered else {}
+    status = {
+        "pid": os.getpid(),
+        "recovered": recovered,
+        "counts": data,
+        "total": sum(data.values()),
+    }
+    tmp = STATUS.with_suffix(".tmp")
+    tmp.write_text(json.dumps(status))
+    tmp.replace(STATUS)
+
+
+if __name__ == "__main__":
+    app.main()
