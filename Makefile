@@ -1,0 +1,22 @@
+# Two commands on a fresh machine (Python 3.11+):
+#   make demo   the pipeline on the embedded default: a local Kafka-protocol broker, workers, SQLite ledger
+#   make test   the whole test suite, against a real broker and a real PostgreSQL
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+$(BIN)/subsidy: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+.PHONY: install demo test
+install: $(BIN)/subsidy
+
+demo: install
+	$(BIN)/subsidy demo
+
+test: install
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	$(BIN)/python -m pytest -q
