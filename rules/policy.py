@@ -130,6 +130,20 @@ _LineLoader.add_constructor(
 )
 
 
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    # A date-shaped value that is not a real date (2025-13-01, 2025-02-30) makes PyYAML raise
+    # a bare ValueError; turn it into a marked error so the file:line: message is kept.
+    try:
+        return yaml.constructor.SafeConstructor.construct_yaml_timestamp(loader, node)
+    except ValueError as exc:
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{node.value!r} is not a real date: {exc}", node.start_mark
+        ) from None
+
+
+_LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
 class _Reader:
     def __init__(self, path: str):
         self.path = path
