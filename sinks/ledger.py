@@ -1,0 +1,729 @@
+"""The ledger: where decisions, payment instructions and rejections become durable facts.
+
+A second line of defence behind the stream. Whatever the stream sends, the database refuses
+what must never happen:
+
+* an instruction, decision or rejection id is a primary key: a repeat with the same content is
+  a no-op, with different content :class:`LedgerConflict`;
+* every payment is charged to the caps it names (``computation.caps``) in ``ledger_cap_usage``,
+  whose ``CHECK (used <= cap_limit)`` refuses an overrun; clawbacks give the room back;
+* every instruction is one balanced transfer in a double-entry journal (budget account of the
+  clause and fiscal year <-> payable account of the payee); rows are append-only (triggers
+  refuse UPDATE and DELETE) and hash-chained, so an edited row is detected by
+  :meth:`Ledger.verify_chain`.
+
+Writes of one ``record()`` call are one transaction, serialised on the chain head row
+(``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). Because a batch is
+idempotent, ``record()`` retries it when the database is unreachable or the connection drops.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlalchemy.engine import Connection, Engine
+
+from rules.money import AmountError, format_fen, parse_amount
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEDGER_URL = "sqlite:///subsidy-ledger.sqlite"
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+GENESIS_HASH = "0" * 64
+POLICY_TZ = ZoneInfo("Asia/Shanghai")
+
+# Fields of a rejection that are not deterministic (set by whichever adapter saw the bytes when).
+_VOLATILE_REJECTION_FIELDS = frozenset({"rejected_at"})
+
+
+# -- errors ----------------------------------------------------------------------------------
+
+
+class LedgerError(Exception):
+    """Something the ledger refuses to store. Not retried: sending the same batch again fails again."""
+
+
+class LedgerConflict(LedgerError):
+    """An id already stored (or repeated in the batch) with different content."""
+
+    def __init__(self, kind: str, record_id: str, fields: list[str]):
+        self.kind = kind
+        self.record_id = record_id
+        self.fields = fields
+        shown = ", ".join(fields[:12]) + (f" (+{len(fields) - 12} more)" if len(fields) > 12 else "")
+        super().__init__(f"{kind} {record_id} is already in the ledger with different content; differing fields: {shown}")
+
+
+class CapOverrun(LedgerError):
+    """A payment would take a cap's usage above its limit."""
+
+
+class InvalidRecord(LedgerError):
+    """A record that is not shaped like the pure core's output."""
+
+
+class LedgerUnavailable(LedgerError):
+    """The database stayed unreachable through every retry; nothing of the batch was written."""
+
+
+# -- results and settings --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    attempts: int = 8  # total tries, including the first
+    initial_delay: float = 0.05
+    max_delay: float = 2.0
+    multiplier: float = 2.0
+
+    def delays(self) -> Iterator[float]:
+        delay = self.initial_delay
+        for _ in range(max(0, self.attempts - 1)):
+            yield delay
+            delay = min(self.max_delay, delay * self.multiplier)
+
+
+@dataclass(slots=True)
+class RecordResult:
+    new_decisions: int = 0
+    new_instructions: int = 0
+    new_rejections: int = 0
+    present_decisions: int = 0
+    present_instructions: int = 0
+    present_rejections: int = 0
+    attempts: int = 1
+
+    @property
+    def new(self) -> int:
+        return self.new_decisions + self.new_instructions + self.new_rejections
+
+    @property
+    def present(self) -> int:
+        return self.present_decisions + self.present_instructions + self.present_rejections
+
+
+@dataclass(slots=True)
+class _Prepared:
+    kind: str  # decision | instruction | rejection
+    record_id: str
+    body: dict[str, Any]
+    text: str
+    content_hash: str
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+# -- canonical forms -------------------------------------------------------------------------
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def diff_paths(old: Any, new: Any, path: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ (``computation.caps[0].limit``)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old or key not in new:
+                out.append(sub)
+            else:
+                out.extend(diff_paths(old[key], new[key], sub))
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        out = []
+        for i, (a, b) in enumerate(zip(old, new)):
+            out.extend(diff_paths(a, b, f"{path}[{i}]"))
+        return out
+    return [] if old == new else [path or "<record>"]
+
+
+def budget_account(policy_id: str, clause_id: str, fiscal_year: int) -> str:
+    return f"budget:{policy_id}:{clause_id}:{fiscal_year}"
+
+
+def payable_account(payee_id: str) -> str:
+    return f"payable:{payee_id}"
+
+
+def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
+    """Hash of one journal entry chained to the previous one. Deterministic: no wall-clock time."""
+    fields = [
+        entry["seq"],
+        entry["instruction_id"],
+        entry["entry_kind"],
+        entry["debit_account"],
+        entry["credit_account"],
+        int(entry["amount_fen"]),
+        entry["clause_id"],
+        int(entry["fiscal_year"]),
+        entry["payee_id"],
+        entry["instruction_hash"],
+    ]
+    return sha256_hex(prev_hash + "\n" + canonical_json(fields))
+
+
+def _fen(value: Any, what: str) -> int:
+    try:
+        return parse_amount(value)
+    except AmountError as error:
+        raise InvalidRecord(f"{what}: {error}") from None
+
+
+def _value_date(occurred_at: str) -> str:
+    try:
+        return dt.datetime.fromisoformat(occurred_at).astimezone(POLICY_TZ).date().isoformat()
+    except (TypeError, ValueError):
+        raise InvalidRecord(f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp") from None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+# -- tables (the schema itself is created by the Alembic migrations in sinks/migrations) -----
+
+metadata = sa.MetaData()
+chain_head = sa.Table("ledger_chain_head", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("seq", sa.BigInteger), sa.Column("head_hash", sa.String))
+accounts = sa.Table(
+    "ledger_accounts",
+    metadata,
+    sa.Column("account_id", sa.String, primary_key=True),
+    sa.Column("kind", sa.String),
+    sa.Column("policy_id", sa.String),
+    sa.Column("clause_id", sa.String),
+    sa.Column("fiscal_year", sa.Integer),
+    sa.Column("payee_id", sa.String),
+    sa.Column("payee_kind", sa.String),
+    sa.Column("name", sa.String),
+)
+decisions_t = sa.Table(
+    "ledger_decisions",
+    metadata,
+    sa.Column("decision_id", sa.String, primary_key=True),
+    sa.Column("event_id", sa.String),
+    sa.Column("source", sa.String),
+    sa.Column("clause_id", sa.String),
+    sa.Column("fiscal_year", sa.Integer),
+    sa.Column("outcome", sa.String),
+    sa.Column("granted_fen", sa.BigInteger),
+    sa.Column("instruction_id", sa.String),
+    sa.Column("content_hash", sa.String),
+    sa.Column("body", sa.Text),
+    sa.Column("recorded_at", sa.String),
+)
+instructions_t = sa.Table(
+    "ledger_instructions",
+    metadata,
+    sa.Column("instruction_id", sa.String, primary_key=True),
+    sa.Column("kind", sa.String),
+    sa.Column("policy_id", sa.String),
+    sa.Column("policy_version", sa.String),
+    sa.Column("clause_id", sa.String),
+    sa.Column("fiscal_year", sa.Integer),
+    sa.Column("payee_id", sa.String),
+    sa.Column("amount_fen", sa.BigInteger),
+    sa.Column("currency", sa.String),
+    sa.Column("corrects", sa.String),
+    sa.Column("occurred_at", sa.String),
+    sa.Column("value_date", sa.String),
+    sa.Column("journal_seq", sa.BigInteger),
+    sa.Column("content_hash", sa.String),
+    sa.Column("body", sa.Text),
+    sa.Column("recorded_at", sa.String),
+)
+rejections_t = sa.Table(
+    "ledger_rejections",
+    metadata,
+    sa.Column("rejection_id", sa.String, primary_key=True),
+    sa.Column("topic", sa.String),
+    sa.Column("code", sa.String),
+    sa.Column("content_hash", sa.String),
+    sa.Column("body", sa.Text),
+    sa.Column("recorded_at", sa.String),
+)
+journal = sa.Table(
+    "ledger_journal",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("instruction_id", sa.String),
+    sa.Column("entry_kind", sa.String),
+    sa.Column("debit_account", sa.String),
+    sa.Column("credit_account", sa.String),
+    sa.Column("amount_fen", sa.BigInteger),
+    sa.Column("clause_id", sa.String),
+    sa.Column("fiscal_year", sa.Integer),
+    sa.Column("payee_id", sa.String),
+    sa.Column("instruction_hash", sa.String),
+    sa.Column("prev_hash", sa.String),
+    sa.Column("entry_hash", sa.String),
+    sa.Column("recorded_at", sa.String),
+)
+cap_usage = sa.Table(
+    "ledger_cap_usage",
+    metadata,
+    sa.Column("scope", sa.String, primary_key=True),
+    sa.Column("kind", sa.String),
+    sa.Column("cap_limit", sa.BigInteger),
+    sa.Column("used", sa.BigInteger),
+)
+cap_charges = sa.Table(
+    "ledger_cap_charges",
+    metadata,
+    sa.Column("instruction_id", sa.String, primary_key=True),
+    sa.Column("scope", sa.String, primary_key=True),
+    sa.Column("delta", sa.BigInteger),
+)
+
+_ID_COLUMN = {"decision": decisions_t.c.decision_id, "instruction": instructions_t.c.instruction_id, "rejection": rejections_t.c.rejection_id}
+_TABLE = {"decision": decisions_t, "instruction": instructions_t, "rejection": rejections_t}
+
+
+# -- engine setup ----------------------------------------------------------------------------
+
+
+def make_engine(url: str, *, application_name: str = "subsidy-ledger") -> Engine:
+    """An engine whose transactions take the write lock up front on SQLite (``BEGIN IMMEDIATE``)."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection, _record):  # pragma: no cover - trivial
+            dbapi_connection.isolation_level = None  # let BEGIN below be the only transaction control
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=FULL")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(conn):  # pragma: no cover - trivial
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        connect_args: dict[str, Any] = {"application_name": application_name, "connect_timeout": 10}
+        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
+    raise LedgerError(f"ledger URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and postgresql+psycopg:// are supported")
+
+
+def _alembic_config(connection: Connection | None = None):
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_schema(engine: Engine) -> str:
+    """Create or upgrade the ledger schema to the newest revision; returns that revision."""
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            # Two processes opening a new ledger at once must not both create the tables.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7233104851)")
+        command.upgrade(_alembic_config(conn), "head")
+        current = MigrationContext.configure(conn, opts={"version_table": "ledger_alembic_version"}).get_current_revision()
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    assert current == head, (current, head)
+    return current
+
+
+def _is_transient(error: BaseException) -> bool:
+    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
+        return True
+    return isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError))
+
+
+# -- the ledger ------------------------------------------------------------------------------
+
+
+class Ledger:
+    def __init__(self, engine: Engine, retry: RetryPolicy | None = None):
+        self.engine = engine
+        self.retry = retry or RetryPolicy()
+        self.dialect = engine.dialect.name
+
+    @classmethod
+    def open(cls, url: str = DEFAULT_LEDGER_URL, *, retry: RetryPolicy | None = None, upgrade: bool = True) -> "Ledger":
+        """Open a ledger; creates or upgrades its schema (retrying while the database is down)."""
+        ledger = cls(make_engine(url), retry)
+        if upgrade:
+            ledger._with_retry(lambda: upgrade_schema(ledger.engine))
+        return ledger
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Ledger":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    # -- retry -------------------------------------------------------------------------------
+
+    def _with_retry(self, work):
+        delays = self.retry.delays()
+        attempt = 1
+        while True:
+            try:
+                return work(), attempt
+            except LedgerError:
+                raise
+            except Exception as error:  # noqa: BLE001 - classified just below
+                if not _is_transient(error):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise LedgerUnavailable(f"ledger database unavailable after {attempt} attempt(s): {error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
+                log.warning("ledger: attempt %d failed (%s); retrying in %.2fs", attempt, error.__class__.__name__, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def record(self, decisions: list[dict], instructions: list[dict], rejections: list[dict]) -> RecordResult:
+        """Store one batch in one transaction. Idempotent; retried on connection loss."""
+        batch = self._prepare(decisions or [], instructions or [], rejections or [])
+        (result, attempts) = self._with_retry(lambda: self._write(batch))
+        result.attempts = attempts
+        return result
+
+    def _prepare(self, decisions, instructions, rejections) -> dict[str, list[_Prepared]]:
+        out: dict[str, dict[str, _Prepared]] = {"decision": {}, "instruction": {}, "rejection": {}}
+        for kind, records in (("decision", decisions), ("instruction", instructions), ("rejection", rejections)):
+            for body in records:
+                if not isinstance(body, dict):
+                    raise InvalidRecord(f"{kind} must be a JSON object, got {type(body).__name__}")
+                record_id = body.get(f"{kind}_id")
+                if not isinstance(record_id, str) or not record_id:
+                    raise InvalidRecord(f"{kind} without a {kind}_id: {canonical_json(body)[:200]}")
+                hashed = {k: v for k, v in body.items() if k not in _VOLATILE_REJECTION_FIELDS} if kind == "rejection" else body
+                text = canonical_json(body)
+                prepared = _Prepared(kind, record_id, body, text, sha256_hex(canonical_json(hashed)))
+                prepared.row = getattr(self, f"_{kind}_row")(body)
+                seen = out[kind].get(record_id)
+                if seen is not None:
+                    if seen.content_hash != prepared.content_hash:
+                        raise LedgerConflict(kind, record_id, diff_paths(seen.body, body))
+                    continue
+                out[kind][record_id] = prepared
+        return {kind: list(items.values()) for kind, items in out.items()}
+
+    @staticmethod
+    def _decision_row(body: dict) -> dict:
+        try:
+            return {
+                "event_id": str(body["event_id"]),
+                "source": str(body["source"]),
+                "clause_id": str(body["clause_id"]),
+                "fiscal_year": int(body["fiscal_year"]),
+                "outcome": str(body["outcome"]),
+                "granted_fen": _fen(body.get("granted", "0"), f"decision {body.get('decision_id')} granted"),
+                "instruction_id": body.get("instruction_id"),
+            }
+        except KeyError as missing:
+            raise InvalidRecord(f"decision {body.get('decision_id')} has no {missing.args[0]}") from None
+
+    @staticmethod
+    def _instruction_row(body: dict) -> dict:
+        iid = body.get("instruction_id")
+        try:
+            kind = body["kind"]
+            amount = _fen(body["amount"], f"instruction {iid} amount")
+            payee = body["payee"]
+            row = {
+                "kind": kind,
+                "policy_id": str(body["policy_id"]),
+                "policy_version": str(body["policy_version"]),
+                "clause_id": str(body["clause_id"]),
+                "fiscal_year": int(body["fiscal_year"]),
+                "payee_id": str(payee["id"]),
+                "amount_fen": amount,
+                "currency": body["currency"],
+                "corrects": body.get("corrects"),
+                "occurred_at": str(body["occurred_at"]),
+                "value_date": _value_date(body["occurred_at"]),
+            }
+        except (KeyError, TypeError) as missing:
+            raise InvalidRecord(f"instruction {iid} lacks a required field ({missing})") from None
+        if kind not in ("payment", "clawback"):
+            raise InvalidRecord(f"instruction {iid}: kind {kind!r} is not payment or clawback")
+        if row["currency"] != "CNY":
+            raise InvalidRecord(f"instruction {iid}: currency {row['currency']!r}; the ledger books CNY only")
+        if kind == "payment" and (amount <= 0 or row["corrects"] is not None):
+            raise InvalidRecord(f"instruction {iid}: a payment has a positive amount and corrects nothing")
+        if kind == "clawback" and (amount >= 0 or not row["corrects"]):
+            raise InvalidRecord(f"instruction {iid}: a clawback has a negative amount and names the instruction it corrects")
+        computation = body.get("computation") or {}
+        charges: list[tuple[str, str, int, int]] = []  # scope, kind, limit, delta
+        if kind == "payment":
+            for step in computation.get("caps") or []:
+                try:
+                    cap_kind = step["kind"]
+                    if cap_kind == "amount":
+                        charges.append((step["scope"], "amount", _fen(step["limit"], f"instruction {iid} cap limit"), amount))
+                    elif cap_kind == "count":
+                        charges.append((step["scope"], "count", int(step["limit"]), 1))
+                    else:
+                        raise InvalidRecord(f"instruction {iid}: cap kind {cap_kind!r}")
+                except KeyError as missing:
+                    raise InvalidRecord(f"instruction {iid}: computation.caps entry without {missing.args[0]}") from None
+        else:
+            released = computation.get("caps_released") or []
+            full = _fen(computation.get("granted_after", "0"), f"instruction {iid} granted_after") == 0
+            charges = [(scope, "", 0, 0) for scope in released]
+            row["_full_clawback"] = full
+        row["_charges"] = charges
+        return row
+
+    @staticmethod
+    def _rejection_row(body: dict) -> dict:
+        return {"topic": body.get("topic"), "code": body.get("code")}
+
+    def _lock(self, conn: Connection) -> tuple[int, str]:
+        query = sa.select(chain_head.c.seq, chain_head.c.head_hash).where(chain_head.c.id == 1)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).one()
+        return int(row.seq), row.head_hash
+
+    def _existing(self, conn: Connection, kind: str, ids: list[str]) -> dict[str, tuple[str, str]]:
+        table, column = _TABLE[kind], _ID_COLUMN[kind]
+        found: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for row in conn.execute(sa.select(column, table.c.content_hash, table.c.body).where(column.in_(chunk))):
+                found[row[0]] = (row[1], row[2])
+        return found
+
+    def _write(self, batch: dict[str, list[_Prepared]]) -> RecordResult:
+        result = RecordResult()
+        if not any(batch.values()):
+            return result
+        now = _now()
+        with self.engine.begin() as conn:
+            seq, head = self._lock(conn)
+            new: dict[str, list[_Prepared]] = {}
+            for kind, items in batch.items():
+                existing = self._existing(conn, kind, [p.record_id for p in items])
+                fresh = []
+                for p in items:
+                    stored = existing.get(p.record_id)
+                    if stored is None:
+                        fresh.append(p)
+                    elif stored[0] != p.content_hash:
+                        raise LedgerConflict(kind, p.record_id, diff_paths(json.loads(stored[1]), p.body))
+                setattr(result, f"new_{kind}s", len(fresh))
+                setattr(result, f"present_{kind}s", len(items) - len(fresh))
+                new[kind] = fresh
+            if new["decision"]:
+                conn.execute(decisions_t.insert(), [{"decision_id": p.record_id, **p.row, "content_hash": p.content_hash, "body": p.text, "recorded_at": now} for p in new["decision"]])
+            if new["rejection"]:
+                conn.execute(rejections_t.insert(), [{"rejection_id": p.record_id, **p.row, "content_hash": p.content_hash, "body": p.text, "recorded_at": now} for p in new["rejection"]])
+            for p in new["instruction"]:
+                seq, head = self._book(conn, p, seq, head, now)
+            if new["instruction"]:
+                conn.execute(chain_head.update().where(chain_head.c.id == 1).values(seq=seq, head_hash=head))
+        return result
+
+    def _ensure_account(self, conn: Connection, account_id: str, **values) -> None:
+        if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first() is None:
+            conn.execute(accounts.insert().values(account_id=account_id, **values))
+
+    def _book(self, conn: Connection, p: _Prepared, seq: int, head: str, now: str) -> tuple[int, str]:
+        row = dict(p.row)
+        charges = row.pop("_charges")
+        full_clawback = row.pop("_full_clawback", False)
+        iid = p.record_id
+        payee = p.body["payee"]
+        budget = budget_account(row["policy_id"], row["clause_id"], row["fiscal_year"])
+        payable = payable_account(row["payee_id"])
+        self._ensure_account(conn, budget, kind="budget", policy_id=row["policy_id"], clause_id=row["clause_id"], fiscal_year=row["fiscal_year"], name=f"{row['clause_id']} budget {row['fiscal_year']}")
+        self._ensure_account(conn, payable, kind="payable", payee_id=row["payee_id"], payee_kind=payee.get("kind"), name=str(payee.get("name") or row["payee_id"]))
+
+        if row["kind"] == "clawback":
+            original = conn.execute(
+                sa.select(instructions_t.c.kind, instructions_t.c.amount_fen, instructions_t.c.clause_id, instructions_t.c.payee_id, instructions_t.c.fiscal_year).where(instructions_t.c.instruction_id == row["corrects"])
+            ).first()
+            if original is None or original.kind != "payment":
+                raise InvalidRecord(f"clawback {iid} corrects {row['corrects']}, which is not a payment in the ledger")
+            if (original.clause_id, original.payee_id, original.fiscal_year) != (row["clause_id"], row["payee_id"], row["fiscal_year"]):
+                raise InvalidRecord(f"clawback {iid} does not match the clause, payee and fiscal year of {row['corrects']}")
+            clawed = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(instructions_t.c.amount_fen), 0)).where(instructions_t.c.corrects == row["corrects"])).scalar_one()
+            if -int(clawed) - row["amount_fen"] > original.amount_fen:
+                raise CapOverrun(f"clawback {iid}: clawbacks of {row['corrects']} would total {format_fen(-int(clawed) - row['amount_fen'])}, more than its {format_fen(original.amount_fen)}")
+
+        seq += 1
+        conn.execute(instructions_t.insert().values(instruction_id=iid, **row, journal_seq=seq, content_hash=p.content_hash, body=p.text, recorded_at=now))
+
+        for scope, cap_kind, limit, delta in charges:
+            self._charge(conn, iid, scope, cap_kind, limit, delta, row, full_clawback)
+
+        entry = {
+            "seq": seq,
+            "instruction_id": iid,
+            "entry_kind": row["kind"],
+            "debit_account": budget if row["kind"] == "payment" else payable,
+            "credit_account": payable if row["kind"] == "payment" else budget,
+            "amount_fen": abs(row["amount_fen"]),
+            "clause_id": row["clause_id"],
+            "fiscal_year": row["fiscal_year"],
+            "payee_id": row["payee_id"],
+            "instruction_hash": p.content_hash,
+        }
+        digest = entry_hash(head, entry)
+        conn.execute(journal.insert().values(**entry, prev_hash=head, entry_hash=digest, recorded_at=now))
+        return seq, digest
+
+    def _charge(self, conn: Connection, iid: str, scope: str, cap_kind: str, limit: int, delta: int, row: dict, full_clawback: bool) -> None:
+        query = sa.select(cap_usage.c.kind, cap_usage.c.cap_limit, cap_usage.c.used).where(cap_usage.c.scope == scope)
+        if self.dialect == "postgresql":
+            query = query.with_for_update()
+        current = conn.execute(query).first()
+        if row["kind"] == "clawback":
+            if current is None:
+                raise InvalidRecord(f"clawback {iid} releases cap {scope}, which no payment in the ledger was charged to")
+            delta = row["amount_fen"] if current.kind == "amount" else (-1 if full_clawback else 0)
+            if delta == 0:
+                return
+            update = cap_usage.update().where(cap_usage.c.scope == scope).values(used=cap_usage.c.used + delta)
+        else:
+            used = 0 if current is None else int(current.used)
+            if current is not None and current.kind != cap_kind:
+                raise InvalidRecord(f"instruction {iid}: cap {scope} is a {current.kind} cap in the ledger, not {cap_kind}")
+            if used + delta > limit:
+                shown = format_fen if cap_kind == "amount" else str
+                raise CapOverrun(f"payment {iid} would overrun cap {scope}: used {shown(used)} + {shown(delta)} > limit {shown(limit)}")
+            if current is None:
+                conn.execute(cap_usage.insert().values(scope=scope, kind=cap_kind, cap_limit=limit, used=0))
+            # The CHECK (used <= cap_limit) constraint is the guarantee; the test above only names the culprit.
+            update = cap_usage.update().where(cap_usage.c.scope == scope).values(used=cap_usage.c.used + delta, cap_limit=limit)
+        try:
+            conn.execute(update)
+        except exc.IntegrityError as error:
+            raise CapOverrun(f"instruction {iid}: the database refused the change of cap {scope}: {str(error.orig).splitlines()[0]}") from error
+        conn.execute(cap_charges.insert().values(instruction_id=iid, scope=scope, delta=delta))
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def granted_totals(self) -> dict[str, dict[int, int]]:
+        """clause_id -> fiscal_year -> net fen granted (payments minus clawbacks), from the journal."""
+        signed = sa.case((journal.c.entry_kind == "payment", journal.c.amount_fen), else_=-journal.c.amount_fen)
+        query = sa.select(journal.c.clause_id, journal.c.fiscal_year, sa.func.sum(signed)).group_by(journal.c.clause_id, journal.c.fiscal_year)
+        out: dict[str, dict[int, int]] = {}
+        with self.engine.connect() as conn:
+            for clause_id, year, total in conn.execute(query):
+                out.setdefault(clause_id, {})[int(year)] = int(total)
+        return out
+
+    def counts(self) -> dict:
+        with self.engine.connect() as conn:
+            return {
+                "decisions": conn.execute(sa.select(sa.func.count()).select_from(decisions_t)).scalar_one(),
+                "instructions": conn.execute(sa.select(sa.func.count()).select_from(instructions_t)).scalar_one(),
+                "rejections": conn.execute(sa.select(sa.func.count()).select_from(rejections_t)).scalar_one(),
+            }
+
+    def instructions(self, *, date_from: str | None = None, date_to: str | None = None, kind: str | None = None) -> list[dict]:
+        """Stored instruction dicts (value date in Asia/Shanghai within [date_from, date_to]), in journal order."""
+        query = sa.select(instructions_t.c.body).order_by(instructions_t.c.journal_seq)
+        if date_from:
+            query = query.where(instructions_t.c.value_date >= date_from)
+        if date_to:
+            query = query.where(instructions_t.c.value_date <= date_to)
+        if kind:
+            query = query.where(instructions_t.c.kind == kind)
+        with self.engine.connect() as conn:
+            return [json.loads(body) for (body,) in conn.execute(query)]
+
+    def journal_entries(self, *, payee_id: str | None = None, fiscal_year: int | None = None) -> list[dict]:
+        query = sa.select(journal).order_by(journal.c.seq)
+        if payee_id is not None:
+            query = query.where(journal.c.payee_id == payee_id)
+        if fiscal_year is not None:
+            query = query.where(journal.c.fiscal_year == fiscal_year)
+        with self.engine.connect() as conn:
+            return [dict(row._mapping) for row in conn.execute(query)]
+
+    def account_balances(self, fiscal_year: int | None = None) -> dict[str, int]:
+        """account_id -> balance in fen (debits minus credits: budget accounts show what was spent,
+        payable accounts show minus what is owed)."""
+        balances: dict[str, int] = {}
+        for entry in self.journal_entries(fiscal_year=fiscal_year):
+            balances[entry["debit_account"]] = balances.get(entry["debit_account"], 0) + int(entry["amount_fen"])
+            balances[entry["credit_account"]] = balances.get(entry["credit_account"], 0) - int(entry["amount_fen"])
+        return dict(sorted(balances.items()))
+
+    def cap_usage(self) -> dict[str, dict]:
+        with self.engine.connect() as conn:
+            return {row.scope: {"kind": row.kind, "limit": int(row.cap_limit), "used": int(row.used)} for row in conn.execute(sa.select(cap_usage))}
+
+    def verify_chain(self) -> list[str]:
+        """Recompute the hash chain and every stored instruction's content hash; list each problem found."""
+        problems: list[str] = []
+        prev = GENESIS_HASH
+        expected_seq = 0
+        with self.engine.connect() as conn:
+            bodies = {row.instruction_id: row for row in conn.execute(sa.select(instructions_t.c.instruction_id, instructions_t.c.body, instructions_t.c.content_hash, instructions_t.c.amount_fen, instructions_t.c.journal_seq))}
+            for row in conn.execute(sa.select(journal).order_by(journal.c.seq)):
+                entry = dict(row._mapping)
+                expected_seq += 1
+                if entry["seq"] != expected_seq:
+                    problems.append(f"journal seq {entry['seq']}: expected {expected_seq} (an entry is missing or was inserted)")
+                    expected_seq = entry["seq"]
+                if entry["prev_hash"] != prev:
+                    problems.append(f"journal seq {entry['seq']}: prev_hash does not match the previous entry's hash")
+                if entry_hash(entry["prev_hash"], entry) != entry["entry_hash"]:
+                    problems.append(f"journal seq {entry['seq']} (instruction {entry['instruction_id']}): entry hash mismatch: the row was edited")
+                prev = entry["entry_hash"]
+                stored = bodies.pop(entry["instruction_id"], None)
+                if stored is None:
+                    problems.append(f"journal seq {entry['seq']}: instruction {entry['instruction_id']} is missing")
+                    continue
+                body = json.loads(stored.body)
+                if sha256_hex(canonical_json(body)) != stored.content_hash or stored.content_hash != entry["instruction_hash"]:
+                    problems.append(f"instruction {entry['instruction_id']}: content does not match the hash in journal seq {entry['seq']}: the row was edited")
+                if abs(int(stored.amount_fen)) != int(entry["amount_fen"]) or _fen(body.get("amount"), "amount") != int(stored.amount_fen):
+                    problems.append(f"instruction {entry['instruction_id']}: amount differs from journal seq {entry['seq']}")
+            for iid in bodies:
+                problems.append(f"instruction {iid} has no journal entry")
+            head = conn.execute(sa.select(chain_head.c.seq, chain_head.c.head_hash)).one()
+            if (int(head.seq), head.head_hash) != (expected_seq, prev):
+                problems.append(f"chain head (seq {head.seq}) does not match the last journal entry (seq {expected_seq}): entries were removed or added")
+        return problems
+
+
+def iter_jsonl(lines: Iterable[str]) -> Iterator[dict]:
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if line:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as error:
+                raise LedgerError(f"line {number}: not JSON ({error.msg})") from None

@@ -1,0 +1,63 @@
+"""Build decision/instruction dicts by running the real pure core on synthetic claims."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from rules.engine import Engine
+from rules.identifiers import uscc_check_character
+from rules.intake import Rejected, intake
+from rules.policy import load_policy
+
+
+def uscc(n: int) -> str:
+    first17 = f"91510100MA{n:07d}"
+    return first17 + uscc_check_character(first17)
+
+
+@lru_cache(maxsize=1)
+def policy():
+    return load_policy()
+
+
+def purchase(event_id: str, buyer: int, amount: str, *, provider: int = 9_000_000, when: str = "2026-03-10T10:00:00+08:00", refund_of: str | None = None) -> tuple[str, dict]:
+    value = {
+        "event_id": event_id,
+        "source": "scc-billing",
+        "occurred_at": when,
+        "beneficiary": {"uscc": uscc(buyer), "name": f"买方{buyer}"},
+        "provider": {"uscc": uscc(provider), "name": "超算中心"},
+        "invoice_no": f"INV-{event_id}",
+        "amount": amount,
+    }
+    if refund_of:
+        value["refund_of"] = refund_of
+    return "compute-purchases", value
+
+
+@dataclass
+class Run:
+    decisions: list[dict] = field(default_factory=list)
+    instructions: list[dict] = field(default_factory=list)
+    rejections: list[dict] = field(default_factory=list)
+
+
+def run(messages: list[tuple[str, dict]], state: dict | None = None) -> Run:
+    engine = Engine(policy(), {} if state is None else state)
+    out = Run()
+    for offset, (topic, value) in enumerate(messages):
+        raw = json.dumps(value).encode()
+        try:
+            claims = intake(topic, raw, policy())
+        except Rejected as rejected:
+            out.rejections.append({"rejection_id": f"{topic}:0:{offset}", "topic": topic, "partition": 0, "offset": offset, "code": rejected.code, "reason": rejected.reason, "original_text": raw.decode(), "rejected_at": "2026-01-01T00:00:00+00:00"})
+            continue
+        for claim in claims:
+            outcome = engine.decide(claim)
+            assert outcome.rejection is None, outcome.rejection
+            if not outcome.duplicate:
+                out.decisions.extend(outcome.decisions)
+                out.instructions.extend(outcome.instructions)
+    return out
