@@ -147,6 +147,9 @@ def claims_from_message(topic: str, message: InputMessage, policy: Policy) -> li
                 raise Rejected("missing-base", f"{clause.id} is paid as a share of {entitlement.base}: the announcement must carry it")
             base = abs(base)  # a refund may be sent as a negative amount or as the positive refunded sum
         grade = getattr(message, "grade", None)
+        if entitlement.kind == "by-grade" and grade is None:
+            known = ", ".join(entitlement.grades) + (", or another grade" if entitlement.other_grades else "")
+            raise Rejected("missing-grade", f"{clause.id} pays by grade: the announcement must carry `grade` ({known})")
         if entitlement.kind == "by-grade" and grade not in entitlement.grades and entitlement.other_grades is None:
             raise Rejected("unknown-grade", f"{clause.id} pays by grade; grade must be one of {', '.join(entitlement.grades)}")
         paid_party = clause.paid_party.at(day)
