@@ -38,7 +38,7 @@ PARTITIONS = 4
 
 settings = local_broker_faust_settings()
 if os.environ.get("COUNTER_SHIM", "1") == "0":
-    for key in ("producer_max_batch_size", "producer_linger_ms"):
+    for key in ("producer_max_batch_size", "producer_linger"):
         settings.pop(key, None)
 
 app = faust.App(

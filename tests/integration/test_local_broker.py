@@ -4,7 +4,7 @@ The restore test is the proof for local_broker_faust_settings(): tansu answers
 ListOffsets LATEST with (base offset of the newest batch + 1), so without the
 batches-of-one producer setting Faust restores changelogged tables short
 (measured: 998 of 1000). Set LOCAL_BROKER_SHOW_SHORTFALL=1 to also run the
-control without the fix (it asserts the shortfall; timing-dependent, so opt-in).
+control without the fix (it asserts the shortfall; batching-dependent, occasionally not short, so opt-in).
 """
 
 from __future__ import annotations
