@@ -91,4 +91,7 @@ class Rate:
         return base_fen * self.numerator // self.denominator
 
     def __str__(self) -> str:
-        return str(Decimal(self.numerator) / Decimal(self.denominator))
+        """As written in the policy: 60/100 -> "0.60" (parse keeps the written denominator)."""
+        places = len(str(self.denominator)) - 1
+        whole, part = divmod(self.numerator, self.denominator)
+        return f"{whole}.{part:0{places}d}" if places else str(whole)

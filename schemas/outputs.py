@@ -33,7 +33,7 @@ MONEY_PATTERN = r"^(0\.00|-?0\.(0[1-9]|[1-9][0-9])|-?[1-9][0-9]*\.[0-9]{2})$"
 NON_NEGATIVE_MONEY_PATTERN = r"^(0|[1-9][0-9]*)\.[0-9]{2}$"
 RFC3339_PATTERN = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 HEX_ID_PATTERN = r"^[0-9a-f]{32}$"
-RATE_PATTERN = r"^(0|1|0\.[0-9]*[1-9])$"
+RATE_PATTERN = r"^(0|1)(\.[0-9]+)?$"
 SCOPE_PATTERN = r'^\["cap", '
 CODE_PATTERN = r"^[a-z][a-z0-9-]{1,63}$"
 BASE64_PATTERN = r"^[A-Za-z0-9+/]*={0,2}$"
@@ -78,7 +78,7 @@ Timestamp = Annotated[
 HexId = Annotated[str, StringConstraints(pattern=HEX_ID_PATTERN)]
 EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-RateText = Annotated[str, StringConstraints(pattern=RATE_PATTERN), Field(description="the share as an exact decimal, e.g. \"0.6\"")]
+RateText = Annotated[str, StringConstraints(pattern=RATE_PATTERN), Field(description="the share as an exact decimal, e.g. \"0.60\", as written in the policy")]
 Scope = Annotated[
     str,
     StringConstraints(pattern=SCOPE_PATTERN),
