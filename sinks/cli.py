@@ -1,0 +1,234 @@
+"""``subsidy ledger init|export|reconcile|balance|statement``.
+
+``add_ledger_commands(subparsers)`` registers them on the ``subsidy`` command's subparsers;
+each handler returns an exit code (``func`` set with ``set_defaults``) and raises
+``subsidy.cli.CommandError`` for mistakes the user can fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rules.money import format_fen
+
+
+def _command_error():
+    try:
+        from subsidy.cli import CommandError
+    except ImportError:  # pragma: no cover - the ledger used without the subsidy command
+        return RuntimeError
+    return CommandError
+
+
+def _url(args) -> str:
+    from sinks.ledger import DEFAULT_LEDGER_URL
+
+    return args.ledger or os.environ.get("SUBSIDY_LEDGER_URL") or DEFAULT_LEDGER_URL
+
+
+def _shown(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url
+
+
+def _open(args, *, upgrade: bool = True):
+    from sinks.ledger import Ledger, LedgerError, RetryPolicy
+
+    url = _url(args)
+    try:
+        return Ledger.open(url, retry=RetryPolicy(attempts=3), upgrade=upgrade)
+    except (LedgerError, Exception) as error:  # noqa: BLE001 - one line for the user
+        raise _command_error()(f"cannot open ledger {_shown(url)}: {str(error).splitlines()[0] if str(error) else error.__class__.__name__}") from None
+
+
+def _read_lines(path: str):
+    if path == "-":
+        return sys.stdin.read().splitlines()
+    try:
+        return Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as error:
+        raise _command_error()(f"cannot read {path}: {error.strerror}") from None
+
+
+def _write(path: str | None, data: bytes) -> None:
+    if not path or path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        Path(path).write_bytes(data)
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+
+def cmd_init(args) -> int:
+    ledger = _open(args)
+    try:
+        from sinks.ledger import upgrade_schema
+
+        revision = upgrade_schema(ledger.engine)
+        counts = ledger.counts()
+    finally:
+        ledger.close()
+    print(f"ledger {_shown(_url(args))} at schema revision {revision}: {counts['decisions']} decisions, {counts['instructions']} instructions, {counts['rejections']} rejections")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from sinks.export import make_batch, to_csv, to_pain001
+
+    ledger = _open(args)
+    try:
+        kind = "payment" if args.format == "pain001" else None
+        instructions = ledger.instructions(date_from=args.date_from, date_to=args.date_to, kind=kind)
+    finally:
+        ledger.close()
+    batch = make_batch(args.format, instructions, args.date_from, args.date_to)
+    if args.format == "csv":
+        data = to_csv(batch).encode("utf-8")
+    else:
+        if not instructions:
+            raise _command_error()(f"no payments with a value date in [{args.date_from or '-'}, {args.date_to or '-'}]: nothing to export")
+        data = to_pain001(batch, created_at=args.created_at, execution_date=args.execution_date or args.date_to, debtor_name=args.debtor_name, debtor_account=args.debtor_account)
+    _write(args.out, data)
+    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY", file=sys.stderr)
+    return 0
+
+
+def cmd_reconcile(args) -> int:
+    from sinks.reconcile import differences, expected_from_events, expected_from_instructions
+
+    expected = None
+    if args.against:
+        expected = expected_from_events(_read_lines(args.against), args.policy)
+    elif args.against_instructions:
+        expected = expected_from_instructions(_read_lines(args.against_instructions))
+    ledger = _open(args)
+    try:
+        problems = differences(ledger, expected)
+        counts = ledger.counts()
+    finally:
+        ledger.close()
+    for line in problems:
+        print(line)
+    against = args.against or args.against_instructions or "the journal itself"
+    if problems:
+        print(f"reconcile: {len(problems)} difference(s) between the ledger and {against}", file=sys.stderr)
+        return 1
+    print(f"reconcile: ledger agrees with {against} ({counts['instructions']} instructions, hash chain intact)", file=sys.stderr)
+    return 0
+
+
+def cmd_balance(args) -> int:
+    ledger = _open(args)
+    try:
+        balances = ledger.account_balances(args.fiscal_year)
+        totals = ledger.granted_totals()
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps({"fiscal_year": args.fiscal_year, "accounts": {k: format_fen(v) for k, v in balances.items()}}, ensure_ascii=False, indent=2))
+        return 0
+    year = f" for fiscal year {args.fiscal_year}" if args.fiscal_year else ""
+    print(f"budget accounts (net granted){year}:")
+    for account, balance in balances.items():
+        if account.startswith("budget:"):
+            print(f"  {account:<60} {format_fen(balance):>18}")
+    print("payable accounts (owed to payee):")
+    for account, balance in balances.items():
+        if account.startswith("payable:"):
+            print(f"  {account:<60} {format_fen(-balance):>18}")
+    grand = sum(v for clause in totals.values() for y, v in clause.items() if not args.fiscal_year or y == args.fiscal_year)
+    print(f"total granted{year}: {format_fen(grand)} CNY")
+    return 0
+
+
+def cmd_statement(args) -> int:
+    ledger = _open(args)
+    try:
+        entries = ledger.journal_entries(payee_id=args.payee, fiscal_year=args.fiscal_year)
+    finally:
+        ledger.close()
+    running = 0
+    rows = []
+    for entry in entries:
+        signed = int(entry["amount_fen"]) if entry["entry_kind"] == "payment" else -int(entry["amount_fen"])
+        running += signed
+        rows.append({"seq": entry["seq"], "instruction_id": entry["instruction_id"], "kind": entry["entry_kind"], "clause_id": entry["clause_id"], "fiscal_year": entry["fiscal_year"], "amount": format_fen(signed), "balance": format_fen(running)})
+    if args.json:
+        print(json.dumps({"payee": args.payee, "fiscal_year": args.fiscal_year, "entries": rows, "balance": format_fen(running)}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"statement of payable:{args.payee} for fiscal year {args.fiscal_year}")
+    for row in rows:
+        print(f"  {row['seq']:>8} {row['instruction_id']} {row['kind']:<9} {row['clause_id']:<20} {row['amount']:>16} {row['balance']:>16}")
+    print(f"balance owed: {format_fen(running)} CNY ({len(rows)} entries)")
+    return 0
+
+
+# -- registration -----------------------------------------------------------------------------
+
+
+def add_ledger_commands(subparsers) -> None:
+    from sinks.ledger import DEFAULT_LEDGER_URL
+
+    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, balance, statement")
+    commands = ledger_parser.add_subparsers(dest="ledger_command", metavar="LEDGER_COMMAND")
+    commands.required = True
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--ledger", metavar="URL", help=f"ledger database URL (default $SUBSIDY_LEDGER_URL or {DEFAULT_LEDGER_URL})")
+
+    init = commands.add_parser("init", parents=[common], help="create the ledger schema or upgrade it to the newest revision")
+    init.set_defaults(func=cmd_init)
+
+    export = commands.add_parser("export", parents=[common], help="finance export with control totals (CSV, or ISO 20022 pain.001.001.09)")
+    export.add_argument("--format", choices=["csv", "pain001"], required=True)
+    export.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first value date (Asia/Shanghai), inclusive")
+    export.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last value date (Asia/Shanghai), inclusive")
+    export.add_argument("--out", metavar="FILE", help="file to write (default stdout)")
+    export.add_argument("--created-at", metavar="RFC3339", help="pain.001 creation time (default now)")
+    export.add_argument("--execution-date", metavar="YYYY-MM-DD", help="pain.001 requested execution date (default --to, else today)")
+    export.add_argument("--debtor-name", default="成都市经济和信息化局 (AI industry policy budget)")
+    export.add_argument("--debtor-account", default="CHENGDU-AI-SUBSIDY-BUDGET")
+    export.set_defaults(func=cmd_export)
+
+    rec = commands.add_parser("reconcile", parents=[common], help="recompute balances from the journal and list every difference; exit 1 on any")
+    source = rec.add_mutually_exclusive_group()
+    source.add_argument("--against", metavar="EVENTS.jsonl", help='replay {"topic", "value"} lines through the rules and compare')
+    source.add_argument("--against-instructions", metavar="FILE.jsonl", help="compare with instruction dicts, one per line")
+    rec.add_argument("--policy", metavar="FILE", help="policy file for --against (default the shipped one)")
+    rec.set_defaults(func=cmd_reconcile)
+
+    bal = commands.add_parser("balance", parents=[common], help="account balances (budget per clause and year, payable per payee)")
+    bal.add_argument("--fiscal-year", type=int)
+    bal.add_argument("--json", action="store_true")
+    bal.set_defaults(func=cmd_balance)
+
+    st = commands.add_parser("statement", parents=[common], help="a payee's journal entries and balance for a fiscal year")
+    st.add_argument("--payee", required=True, metavar="ID", help="the payee's USCC (or person/team id)")
+    st.add_argument("--fiscal-year", type=int, required=True)
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_statement)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ledger commands without the rest of ``subsidy``: ``python -m sinks.cli ledger ...``."""
+    parser = argparse.ArgumentParser(prog="subsidy")
+    add_ledger_commands(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except _command_error() as error:
+        print(f"subsidy: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
