@@ -1,0 +1,206 @@
+"""The ``subsidy`` command.
+
+Subcommands set ``func`` (``args -> exit code``) with ``set_defaults``. Other packages add
+theirs through hooks, each optional until its module exists:
+
+* ``sinks.cli.add_ledger_commands(subparsers)``
+* ``streams.cli.add_stream_commands(subparsers)``
+
+A mistake the user can fix (a missing file, a bad policy file, a ledger URL that cannot be
+opened) prints one line ``subsidy: error: ...`` on stderr and exits 2, without a traceback.
+Hook commands get the same treatment by raising ``CommandError`` (or ``PolicyError``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from typing import Sequence
+
+from rules.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
+
+USAGE_EXIT = 2
+
+
+class CommandError(Exception):
+    """A mistake the user can fix: printed as one line, exit status 2."""
+
+
+def _ledger_api():
+    try:
+        from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
+    except ImportError as exc:
+        raise CommandError(f"the ledger is not available in this installation ({exc})") from None
+    return Ledger, DEFAULT_LEDGER_URL
+
+
+def default_ledger_url() -> str:
+    env = os.environ.get("SUBSIDY_LEDGER_URL")
+    if env:
+        return env
+    try:
+        from sinks.ledger import DEFAULT_LEDGER_URL
+    except ImportError:
+        return "sqlite:///subsidy-ledger.sqlite"
+    return DEFAULT_LEDGER_URL
+
+
+def _shown_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
+def _policy(path: str | None):
+    return load_policy(path) if path else load_policy()
+
+
+# --- generate ------------------------------------------------------------------------------
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from subsidy.generate import generate_lines
+
+    policy = _policy(args.policy)
+    try:
+        lines = generate_lines(args.year, seed=args.seed, enterprises=args.enterprises, events=args.events, policy=policy)
+        if args.out == "-":
+            count = 0
+            for line in lines:
+                sys.stdout.write(line + "\n")
+                count += 1
+            return 0
+        try:
+            out = open(args.out, "w", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise CommandError(f"cannot write {args.out!r}: {exc.strerror}") from None
+        count = 0
+        with out:
+            for line in lines:
+                out.write(line)
+                out.write("\n")
+                count += 1
+    except ValueError as exc:
+        if isinstance(exc, PolicyError):
+            raise
+        raise CommandError(str(exc)) from None
+    print(f"wrote {count:,} events for {args.year} to {args.out} (seed {args.seed}, {args.enterprises:,} enterprises)")
+    return 0
+
+
+# --- replay --------------------------------------------------------------------------------
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from subsidy.progress import Progress
+    from subsidy.replay import ReplayError, check_against_ledger, count_lines, format_summary, normalise_totals, replay
+
+    policy = _policy(args.policy)
+    if not os.path.isfile(args.events):
+        raise CommandError(f"events file {args.events!r} does not exist" if not os.path.exists(args.events) else f"{args.events!r} is not a file")
+    Ledger, _ = _ledger_api()
+    url = args.ledger or default_ledger_url()
+    try:
+        ledger = Ledger.open(url)
+    except Exception as exc:  # any failure to open is the URL's or the database's: say which, no traceback
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"cannot open ledger {_shown_url(url)}: {message}") from None
+    note = None
+    try:
+        bar = Progress(None, "replay")
+        if bar.enabled:
+            bar.total = count_lines(args.events)
+        with bar:
+            try:
+                summary = replay(args.events, policy, ledger, batch_lines=args.batch, progress=bar)
+            except ReplayError as exc:
+                raise CommandError(str(exc)) from None
+        granted_totals = getattr(ledger, "granted_totals", None)
+        if granted_totals is not None:
+            problems = check_against_ledger(summary, normalise_totals(granted_totals()))
+            if problems:
+                print("subsidy: warning: the ledger holds less than this replay granted: " + "; ".join(problems), file=sys.stderr)
+                note = "DISAGREES with this replay, see stderr"
+            else:
+                note = "totals cross-checked"
+    finally:
+        close = getattr(ledger, "close", None)
+        if close is not None:
+            close()
+    if args.json:
+        sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False, separators=(", ", ": ")) + "\n")
+    else:
+        print(format_summary(summary, policy, _shown_url(url), note))
+    return 0
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def _add_hook(subparsers, module: str, function: str) -> None:
+    try:
+        hook_module = importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
+            return  # not written yet
+        print(f"subsidy: warning: commands from {module} unavailable: {exc}", file=sys.stderr)
+        return
+    except ImportError as exc:
+        print(f"subsidy: warning: commands from {module} unavailable: {exc}", file=sys.stderr)
+        return
+    hook = getattr(hook_module, function, None)
+    if hook is not None:
+        hook(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="subsidy", description="Chengdu AI policy subsidy pipeline")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+
+    gen = subparsers.add_parser("generate", help="write a realistic, seeded year of input events as JSONL")
+    gen.add_argument("--year", type=int, required=True, help="calendar (fiscal) year, e.g. 2026")
+    gen.add_argument("--out", required=True, metavar="FILE", help="JSONL file to write ('-' for stdout)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
+    gen.add_argument("--enterprises", type=int, default=1100, help="number of enterprises (default 1100)")
+    gen.add_argument("--events", type=int, default=60000, help="approximate number of events (default 60000)")
+    gen.add_argument("--policy", metavar="FILE", help=f"policy file for the source allow-lists (default {DEFAULT_POLICY_PATH.name})")
+    gen.set_defaults(func=cmd_generate)
+
+    rep = subparsers.add_parser("replay", help="run a JSONL file of events through the rules into the ledger")
+    rep.add_argument("events", metavar="EVENTS.jsonl")
+    rep.add_argument("--policy", metavar="FILE", help=f"policy file (default {DEFAULT_POLICY_PATH})")
+    rep.add_argument("--ledger", metavar="URL", help="ledger database URL (default $SUBSIDY_LEDGER_URL or sqlite:///subsidy-ledger.sqlite)")
+    rep.add_argument("--json", action="store_true", help='print only {"events", "rejected", "granted"} as JSON')
+    rep.add_argument("--batch", type=int, default=1000, help=argparse.SUPPRESS)
+    rep.set_defaults(func=cmd_replay)
+
+    _add_hook(subparsers, "sinks.cli", "add_ledger_commands")
+    _add_hook(subparsers, "streams.cli", "add_stream_commands")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CommandError, PolicyError) as exc:
+        print(f"subsidy: error: {exc}", file=sys.stderr)
+        return USAGE_EXIT
+    except KeyboardInterrupt:
+        print("subsidy: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

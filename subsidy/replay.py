@@ -1,0 +1,251 @@
+"""Replay a JSONL file of input messages through intake and the engine, into the ledger.
+
+Each line is one event: ``{"topic": "...", "value": {...}}`` (the message as a JSON object)
+or ``{"topic": "...", "raw": "..."}`` (the message's bytes as text, e.g. malformed JSON).
+The line number is the event's offset (partition ``None``) in rejection records.
+
+The running state is a plain dict, so a replay is exactly the streaming topology run on
+one partition in file order. Totals are summed from the engine's instructions (net of
+clawbacks); a redelivered event (same source, event_id and content) re-emits its decision
+and is neither paid nor counted twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rules.engine import Engine
+from rules.intake import Rejected, intake
+from rules.money import format_fen, parse_amount
+from rules.policy import Policy
+from schemas.inputs import INPUT_TOPICS
+
+try:  # the contract's rejection record; built locally only for what it cannot represent
+    from schemas.outputs import rejection_record as _rejection_record
+except ImportError:  # pragma: no cover - only while schemas.outputs is being written
+    _rejection_record = None
+
+
+class ReplayError(Exception):
+    """A problem with the replay's input a person must fix (one line, no traceback)."""
+
+
+class LedgerLike(Protocol):
+    def record(self, decisions: list[dict], instructions: list[dict], rejections: list[dict]) -> Any: ...
+
+
+@dataclass
+class ReplaySummary:
+    events: int = 0
+    rejected: int = 0  # events (lines) rejected as a whole
+    rejected_by_code: Counter = field(default_factory=Counter)
+    granted: dict[str, dict[str, int]] = field(default_factory=dict)  # clause -> fiscal year -> fen, net
+    decisions: int = 0
+    instructions: int = 0
+    clawbacks: int = 0
+    duplicates: int = 0  # redeliveries: same decision re-emitted, not paid again
+    outcomes: Counter = field(default_factory=Counter)
+    seconds: float = 0.0
+
+    def granted_json(self) -> dict[str, dict[str, str]]:
+        return {
+            clause: {year: format_fen(fen) for year, fen in sorted(years.items())}
+            for clause, years in sorted(self.granted.items())
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {"events": self.events, "rejected": self.rejected, "granted": self.granted_json()}
+
+
+def _key_of(value: Any) -> bytes | None:
+    """The Kafka key the message would have had: the beneficiary's identifier."""
+    if isinstance(value, dict):
+        party = value.get("beneficiary")
+        if isinstance(party, dict):
+            for name in ("uscc", "person_id", "team_ref"):
+                if isinstance(party.get(name), str):
+                    return party[name].encode()
+    return None
+
+
+def rejection(topic: str, offset: int, key: bytes | None, raw: bytes, code: str, reason: str, at: dt.datetime) -> dict[str, Any]:
+    if _rejection_record is not None and topic in INPUT_TOPICS:
+        return _rejection_record(topic, None, offset, key, raw, code, reason, at)
+    # a topic the contract's record cannot name (a broken line, an unknown topic)
+    import base64
+    import hashlib
+
+    try:
+        text: str | None = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    return {
+        "rejection_id": hashlib.sha256(b"\x1f".join([topic.encode(), b"", str(offset).encode(), raw])).hexdigest()[:32],
+        "topic": topic,
+        "partition": None,
+        "offset": offset,
+        "key": None if key is None else key.decode("utf-8", errors="backslashreplace"),
+        "original": base64.b64encode(raw).decode("ascii"),
+        "original_text": text,
+        "code": code,
+        "reason": reason,
+        "rejected_at": at.isoformat(),
+    }
+
+
+def _envelope(line: bytes) -> tuple[str, bytes, Any]:
+    """One JSONL line -> (topic, message bytes, parsed value or None); raises Rejected."""
+    try:
+        envelope = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Rejected("malformed-line", f"line is not a JSON envelope {{\"topic\": ..., \"value\"|\"raw\": ...}}: {exc}") from None
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("topic"), str) or ("value" in envelope) == ("raw" in envelope):
+        raise Rejected("malformed-line", "line must be {\"topic\": \"...\", \"value\": {...}} or {\"topic\": \"...\", \"raw\": \"...\"}")
+    topic = envelope["topic"]
+    if "raw" in envelope:
+        if not isinstance(envelope["raw"], str):
+            raise Rejected("malformed-line", "\"raw\" must be the message bytes as a string")
+        return topic, envelope["raw"].encode("utf-8"), None
+    value = envelope["value"]
+    return topic, json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8"), value
+
+
+def count_lines(path: str | Path) -> int:
+    total = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            total += chunk.count(b"\n")
+    return total
+
+
+def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_lines: int = 1000, progress=None) -> ReplaySummary:
+    """Run every line of ``path`` through intake and the engine; write outcomes to ``ledger`` in batches."""
+    started = time.monotonic()
+    summary = ReplaySummary()
+    engine = Engine(policy, {})
+    decisions: list[dict] = []
+    instructions: list[dict] = []
+    rejections: list[dict] = []
+    granted = summary.granted
+    pending_lines = 0
+
+    def flush() -> None:
+        nonlocal decisions, instructions, rejections, pending_lines
+        if ledger is not None and (decisions or instructions or rejections):
+            ledger.record(decisions, instructions, rejections)
+        decisions, instructions, rejections, pending_lines = [], [], [], 0
+
+    try:
+        source = open(path, "rb")
+    except OSError as exc:
+        raise ReplayError(f"cannot read events file {str(path)!r}: {exc.strerror}") from None
+    with source:
+        for number, line in enumerate(source, start=1):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            summary.events += 1
+            pending_lines += 1
+            topic, raw, value = "", line, None
+            try:
+                topic, raw, value = _envelope(line)
+                claims = intake(topic, raw, policy)
+            except Rejected as exc:
+                summary.rejected += 1
+                summary.rejected_by_code[exc.code] += 1
+                rejections.append(rejection(topic or "(none)", number, _key_of(value), raw, exc.code, exc.reason, dt.datetime.now(dt.timezone.utc)))
+            else:
+                decided = 0
+                first_rejection = None
+                for claim in claims:
+                    outcome = engine.decide(claim)
+                    if outcome.rejection is not None:
+                        first_rejection = first_rejection or outcome.rejection
+                        continue
+                    decided += 1
+                    if outcome.duplicate:
+                        summary.duplicates += 1
+                        continue
+                    for decision in outcome.decisions:
+                        summary.decisions += 1
+                        summary.outcomes[decision["outcome"]] += 1
+                        granted.setdefault(decision["clause_id"], {}).setdefault(str(decision["fiscal_year"]), 0)
+                    for instruction in outcome.instructions:
+                        summary.instructions += 1
+                        if instruction["kind"] == "clawback":
+                            summary.clawbacks += 1
+                        years = granted.setdefault(instruction["clause_id"], {})
+                        year = str(instruction["fiscal_year"])
+                        years[year] = years.get(year, 0) + parse_amount(instruction["amount"])
+                    decisions.extend(outcome.decisions)
+                    instructions.extend(outcome.instructions)
+                if first_rejection is not None:
+                    code, reason = first_rejection
+                    if decided == 0:  # the event as a whole was refused
+                        summary.rejected += 1
+                    summary.rejected_by_code[code] += 1
+                    rejections.append(rejection(topic, number, _key_of(value), raw, code, reason, dt.datetime.now(dt.timezone.utc)))
+            if pending_lines >= batch_lines:
+                flush()
+            if progress is not None:
+                progress.update(1)
+    flush()
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def normalise_totals(totals: Any) -> dict[str, dict[str, int]]:
+    """``Ledger.granted_totals()`` in whatever reasonable shape -> clause -> year -> fen."""
+    from decimal import Decimal
+
+    out: dict[str, dict[str, int]] = {}
+    for clause, years in dict(totals).items():
+        for year, amount in dict(years).items():
+            if isinstance(amount, str):
+                fen = parse_amount(amount)
+            elif isinstance(amount, Decimal):
+                fen = int(amount.scaleb(2))
+            elif isinstance(amount, int):
+                fen = amount  # the project keeps money as int fen
+            else:
+                raise TypeError(f"unexpected amount {amount!r} in ledger totals")
+            out.setdefault(str(clause), {})[str(year)] = fen
+    return out
+
+
+def check_against_ledger(summary: ReplaySummary, ledger_totals: dict[str, dict[str, int]]) -> list[str]:
+    """Where the ledger holds less than this replay granted (it may hold more: other replays)."""
+    problems = []
+    for clause, years in sorted(summary.granted.items()):
+        for year, fen in sorted(years.items()):
+            have = ledger_totals.get(clause, {}).get(year, 0)
+            if have < fen:
+                problems.append(f"{clause} {year}: ledger has {format_fen(have)}, replay granted {format_fen(fen)}")
+    return problems
+
+
+def format_summary(summary: ReplaySummary, policy: Policy, ledger_location: str, ledger_note: str | None) -> str:
+    lines = [
+        f"policy      {policy.policy_id} {policy.version}",
+        f"events      {summary.events:,} in {summary.seconds:.1f} s ({summary.events / max(summary.seconds, 1e-9):,.0f} events/s)",
+        f"rejected    {summary.rejected:,}" + (" (" + ", ".join(f"{code} {n}" for code, n in sorted(summary.rejected_by_code.items())) + ")" if summary.rejected_by_code else ""),
+        f"duplicates  {summary.duplicates:,} redelivered events, decided once",
+        f"decisions   {summary.decisions:,} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.outcomes.items())) + ")",
+        f"instructions {summary.instructions:,} ({summary.clawbacks:,} clawbacks)",
+        "granted (net of clawbacks, CNY):",
+    ]
+    width = max((len(c) for c in summary.granted), default=10)
+    total = 0
+    for clause, years in sorted(summary.granted.items()):
+        for year, fen in sorted(years.items()):
+            total += fen
+            lines.append(f"  {clause:<{width}}  {year}  {format_fen(fen):>16}")
+    lines.append(f"  {'total':<{width}}        {format_fen(total):>16}")
+    lines.append(f"ledger      {ledger_location}" + (f" ({ledger_note})" if ledger_note else ""))
+    return "\n".join(lines)
