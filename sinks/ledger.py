@@ -367,6 +367,8 @@ class Ledger:
         self.engine = engine
         self.retry = retry or RetryPolicy()
         self.dialect = engine.dialect.name
+        self._known_accounts: set[str] = set()  # accounts seen committed (never deleted)
+        self._txn_accounts: set[str] = set()
 
     @classmethod
     def open(cls, url: str = DEFAULT_LEDGER_URL, *, retry: RetryPolicy | None = None, upgrade: bool = True) -> "Ledger":
@@ -527,6 +529,7 @@ class Ledger:
         if not any(batch.values()):
             return result
         now = _now()
+        self._txn_accounts = set()
         with self.engine.begin() as conn:
             seq, head = self._lock(conn)
             new: dict[str, list[_Prepared]] = {}
@@ -550,9 +553,13 @@ class Ledger:
                 seq, head = self._book(conn, p, seq, head, now)
             if new["instruction"]:
                 conn.execute(chain_head.update().where(chain_head.c.id == 1).values(seq=seq, head_hash=head))
+        self._known_accounts |= self._txn_accounts
         return result
 
     def _ensure_account(self, conn: Connection, account_id: str, **values) -> None:
+        if account_id in self._known_accounts or account_id in self._txn_accounts:
+            return
+        self._txn_accounts.add(account_id)
         if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first() is None:
             conn.execute(accounts.insert().values(account_id=account_id, **values))
 
