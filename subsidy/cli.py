@@ -26,7 +26,11 @@ USAGE_EXIT = 2
 
 
 class CommandError(Exception):
-    """A mistake the user can fix: printed as one line, exit status 2."""
+    """A mistake the user can fix: printed as one line, exit status 2 (or ``exit_code``)."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 def _ledger_api():
@@ -106,6 +110,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.events):
         raise CommandError(f"events file {args.events!r} does not exist" if not os.path.exists(args.events) else f"{args.events!r} is not a file")
     Ledger, _ = _ledger_api()
+    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable
     url = args.ledger or default_ledger_url()
     try:
         ledger = Ledger.open(url)
@@ -122,6 +127,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 summary = replay(args.events, policy, ledger, batch_lines=args.batch, progress=bar)
             except ReplayError as exc:
                 raise CommandError(str(exc)) from None
+            except LedgerError as exc:
+                first = getattr(exc, "replay_first_line", None)
+                where = f"lines {first}- of {args.events} were not stored" if first else "nothing more was stored"
+                hint = ""
+                if isinstance(exc, LedgerConflict):
+                    hint = "; this ledger holds other input under the same event ids: replay into a fresh ledger (--ledger URL)"
+                text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise CommandError(f"ledger {_shown_url(url)} refused a batch ({where}): {text}{hint}",
+                                   exit_code=1 if isinstance(exc, LedgerUnavailable) else USAGE_EXIT) from None
         granted_totals = getattr(ledger, "granted_totals", None)
         if granted_totals is not None:
             problems = check_against_ledger(summary, normalise_totals(granted_totals()))
@@ -194,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except (CommandError, PolicyError) as exc:
         print(f"subsidy: error: {exc}", file=sys.stderr)
-        return USAGE_EXIT
+        return getattr(exc, "exit_code", USAGE_EXIT)
     except KeyboardInterrupt:
         print("subsidy: interrupted", file=sys.stderr)
         return 130

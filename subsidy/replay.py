@@ -134,11 +134,17 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
     rejections: list[dict] = []
     granted = summary.granted
     pending_lines = 0
+    batch_start = 1  # line number of the first event not yet in the ledger
 
     def flush() -> None:
         nonlocal decisions, instructions, rejections, pending_lines
         if ledger is not None and (decisions or instructions or rejections):
-            ledger.record(decisions, instructions, rejections)
+            try:
+                ledger.record(decisions, instructions, rejections)
+            except Exception as exc:
+                # which lines were not stored: everything from the batch's first line on
+                exc.replay_first_line = batch_start  # type: ignore[attr-defined]
+                raise
         decisions, instructions, rejections, pending_lines = [], [], [], 0
 
     try:
@@ -151,6 +157,8 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             if not line.strip():
                 continue
             summary.events += 1
+            if pending_lines == 0:
+                batch_start = number
             pending_lines += 1
             topic, raw, value = "", line, None
             try:

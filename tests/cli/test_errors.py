@@ -1,0 +1,87 @@
+"""Mistakes a user makes: one line on stderr, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from subsidy.cli import main
+from subsidy.progress import Progress
+
+SUBSIDY = Path(sys.executable).parent / "subsidy"
+
+
+def _one_line_error(capsys, argv) -> str:
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("subsidy: error: ") and err.count("\n") == 1, err
+    assert "Traceback" not in err
+    return err
+
+
+def test_missing_policy_file(small_year, capsys):
+    path, _ = small_year
+    err = _one_line_error(capsys, ["replay", str(path), "--policy", "/no/such/policy.yaml"])
+    assert "/no/such/policy.yaml" in err
+
+
+def test_bad_policy_file_says_file_and_line(small_year, tmp_path, capsys):
+    path, _ = small_year
+    policy = tmp_path / "policy.yaml"
+    policy.write_text("policy_id: x\nsources: [not, a, mapping\n", encoding="utf-8")
+    err = _one_line_error(capsys, ["replay", str(path), "--policy", str(policy)])
+    assert f"{policy}:" in err
+
+
+def test_bad_policy_via_installed_script(small_year):
+    path, _ = small_year
+    proc = subprocess.run([str(SUBSIDY), "replay", str(path), "--policy", "/no/such/policy.yaml", "--json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("subsidy: error: ") and proc.stderr.count("\n") == 1
+
+
+def test_missing_events_file(tmp_path, capsys):
+    err = _one_line_error(capsys, ["replay", str(tmp_path / "missing.jsonl")])
+    assert "missing.jsonl" in err
+
+
+def test_bad_ledger_url(small_year, capsys):
+    path, _ = small_year
+    err = _one_line_error(capsys, ["replay", str(path), "--ledger", "mysql://user:secret@db/ledger"])
+    assert "secret" not in err
+
+
+def test_unwritable_generate_output(capsys):
+    _one_line_error(capsys, ["generate", "--year", "2026", "--out", "/no/such/dir/x.jsonl", "--events", "300"])
+
+
+def test_progress_is_silent_off_a_terminal_and_shows_rate_and_eta_on_one():
+    import io
+
+    quiet = io.StringIO()
+    with Progress(100, "replay", stream=quiet) as bar:
+        bar.update(50)
+    assert quiet.getvalue() == ""
+    loud = io.StringIO()
+    bar = Progress(100, "replay", stream=loud, enabled=True, hz=1e9)
+    bar.update(50)
+    text = bar.render()
+    assert "50/100" in text and "ev/s" in text and "ETA" in text
+    bar.close()
+    assert loud.getvalue().startswith("\r") and loud.getvalue().endswith("\n")
+
+
+def test_other_input_into_the_same_ledger_is_refused_in_one_line(small_year, tmp_path, capsys):
+    """A different year reusing the same event ids: the ledger refuses, the command says why."""
+    from subsidy.generate import generate_file
+
+    path, _ = small_year
+    other = tmp_path / "other.jsonl"
+    generate_file(other, 2026, seed=99, enterprises=80, events=300)
+    url = f"sqlite:///{tmp_path}/conflict.sqlite"
+    assert main(["replay", str(other), "--ledger", url, "--json"]) == 0
+    capsys.readouterr()
+    err = _one_line_error(capsys, ["replay", str(path), "--ledger", url, "--json"])
+    assert "fresh ledger" in err and "lines 1-" in err

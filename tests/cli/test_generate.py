@@ -1,0 +1,113 @@
+"""subsidy generate: reproducible, realistic, and it contains every case replay must handle."""
+
+from __future__ import annotations
+
+import collections
+import json
+import re
+
+from rules.identifiers import resident_id_problem, uscc_problem
+from rules.intake import Rejected, intake
+from rules.policy import load_policy
+from subsidy.cli import main
+from subsidy.generate import AWARDS, INVALID_KINDS
+
+from .conftest import EVENTS, YEAR
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path, capsys):
+    a, b, c = tmp_path / "a.jsonl", tmp_path / "b.jsonl", tmp_path / "c.jsonl"
+    assert main(["generate", "--year", "2026", "--out", str(a), "--seed", "3", "--events", "800", "--enterprises", "60"]) == 0
+    assert main(["generate", "--year", "2026", "--out", str(b), "--seed", "3", "--events", "800", "--enterprises", "60"]) == 0
+    assert main(["generate", "--year", "2026", "--out", str(c), "--seed", "4", "--events", "800", "--enterprises", "60"]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_events_scale_the_year(small_year):
+    path, _ = small_year
+    lines = _lines(path)
+    assert abs(len(lines) - EVENTS) <= EVENTS * 0.02
+
+
+def test_mix_topics_awards_corrections_duplicates(small_year):
+    path, events = small_year
+    lines = _lines(path)
+    topics = collections.Counter(line["topic"] for line in lines)
+    assert set(topics) == {"compute-purchases", "model-invoices", "investment-closings", "award-announcements"}
+    assert topics["compute-purchases"] > topics["model-invoices"] > topics["investment-closings"] > 0
+
+    values = [line["value"] for line in lines if "value" in line]
+    awards = collections.Counter(v.get("award") for v in values if "award" in v)
+    assert set(AWARDS) <= set(awards)
+    assert awards["benchmark-scenario"] > 20  # beyond the 20-a-year count cap
+    subjects = collections.Counter((v["award"], v["subject"]) for v in values if "award" in v)
+    assert any(n > 1 for n in subjects.values()), "some subject must be announced twice"
+    wu = [v["beneficiary"] for v in values if v.get("award") == "wu-wenjun-award"]
+    assert any("person_id" in b for b in wu) and any("team_ref" in b for b in wu)
+    for b in wu:
+        if "person_id" in b:
+            assert resident_id_problem(b["person_id"]) is None
+
+    # refunds and credit notes name an earlier event of the same source
+    seen: dict[tuple[str, str], int] = {}
+    corrections = 0
+    for i, v in enumerate(values):
+        target = v.get("refund_of") or v.get("credit_of")
+        if target:
+            corrections += 1
+            assert (v["source"], target) in seen and seen[(v["source"], target)] < i
+        seen.setdefault((v["source"], v["event_id"]), i)
+    assert corrections > 0
+    assert any(v.get("refund_of") for v in values) and any(v.get("credit_of") for v in values)
+
+    # exact duplicates (redeliveries)
+    raw = collections.Counter(json.dumps(line, ensure_ascii=False, sort_keys=True) for line in lines)
+    assert sum(n - 1 for n in raw.values()) >= 3
+    assert sum(e.invalid is None for e in events) > 0
+
+
+def test_every_invalid_kind_present_and_rejected_at_intake(small_year):
+    path, events = small_year
+    policy = load_policy()
+    kinds = collections.Counter(e.invalid for e in events if e.invalid)
+    assert set(kinds) == set(INVALID_KINDS)
+    assert 0.003 * len(events) <= sum(kinds.values()) <= 0.01 * len(events)
+    codes = collections.Counter()
+    for line in _lines(path):
+        raw = line["raw"].encode() if "raw" in line else json.dumps(line["value"], ensure_ascii=False).encode()
+        try:
+            intake(line["topic"], raw, policy)
+        except Rejected as exc:
+            codes[exc.code] += 1
+    assert sum(codes.values()) == sum(kinds.values())
+    assert {"invalid-field", "malformed-json", "unknown-award"} <= set(codes)
+
+
+def test_identifiers_sources_and_times(small_year):
+    path, events = small_year
+    policy = load_policy()
+    invalid_ids = {id(e.value) for e in events if e.invalid}
+    stamps = []
+    for e in events:
+        if e.value is None:
+            continue
+        v = e.value
+        assert v["source"] in policy.sources[e.topic]
+        assert re.fullmatch(rf"{YEAR}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00", v["occurred_at"])
+        stamps.append(v["occurred_at"])
+        if id(v) in invalid_ids:
+            continue
+        for party in (v["beneficiary"], v.get("provider"), v.get("vendor")):
+            if party and "uscc" in party:
+                assert uscc_problem(party["uscc"]) is None
+                if party is v["beneficiary"] and e.topic != "award-announcements":
+                    assert party["uscc"][2:6] == "5101" and party["name"].startswith("成都") and party["name"].endswith("有限公司")
+        if "amount" in v:
+            assert isinstance(v["amount"], str) and re.fullmatch(r"-?\d+\.\d\d", v["amount"])
+    assert stamps == sorted(stamps), "lines are in time order"
