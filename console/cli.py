@@ -1,0 +1,70 @@
+"""``subsidy console``: serve the operators' console (read-only) on 127.0.0.1 by default."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8080
+
+
+def _default_ledger_url() -> str:
+    env = os.environ.get("SUBSIDY_LEDGER_URL")
+    if env:
+        return env
+    try:
+        from sinks.ledger import DEFAULT_LEDGER_URL
+    except ImportError:  # pragma: no cover
+        return "sqlite:///subsidy-ledger.sqlite"
+    return DEFAULT_LEDGER_URL
+
+
+def add_console_commands(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "console",
+        help="serve the read-only operators' console (web page, JSON API, /metrics)",
+        description="Serve the operators' console: budget burn-down, payees nearest their caps, recent decisions, "
+        "rejections and stream lag, with a JSON API (/openapi.json) and Prometheus /metrics. Read-only.",
+    )
+    parser.add_argument("--ledger", default=None, metavar="URL", help="ledger database URL (default: $SUBSIDY_LEDGER_URL or the embedded SQLite file)")
+    parser.add_argument("--host", default=DEFAULT_HOST, help=f"address to bind (default {DEFAULT_HOST}; anything else exposes the console to the network)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    parser.add_argument("--worker-metrics", action="append", default=[], metavar="URL", help="a stream worker's Prometheus /metrics URL; repeat once per worker")
+    parser.add_argument("--policy", default=None, metavar="FILE", help="policy file (default: the shipped policy)")
+    parser.set_defaults(func=run_console)
+
+
+def run_console(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from console.app import build_console
+    from console.readmodel import ConsoleError, shown_url
+    from rules.policy import load_policy
+
+    url = args.ledger or _default_ledger_url()
+    policy = load_policy(args.policy) if args.policy else load_policy()
+    try:
+        app = build_console(url, policy, args.worker_metrics)
+    except ConsoleError as error:
+        try:
+            from subsidy.cli import CommandError
+        except ImportError:  # pragma: no cover
+            raise SystemExit(f"subsidy: error: {error}")
+        raise CommandError(str(error)) from None
+    print(f"console: http://{args.host}:{args.port}/  (ledger {shown_url(url)}, read-only; API /openapi.json, metrics /metrics)", flush=True)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the console without the ``subsidy`` command (``python -m console.cli``)."""
+    parser = argparse.ArgumentParser(prog="console")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    add_console_commands(subparsers)
+    args = parser.parse_args(["console", *(argv if argv is not None else __import__("sys").argv[1:])])
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,273 @@
+"""OpenAPI 3.1 description of the console's HTTP API, as data (served at ``/openapi.json``).
+
+``tests/console/test_api.py`` checks that every GET route of the app is described here and
+that every path here is a route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MONEY_NOTE = "Money is an integer number of fen (`*_fen`) with the same amount as a decimal string in CNY next to it; never a float."
+
+
+def _money(description: str, nullable: bool = False) -> dict[str, Any]:
+    return {"type": ["string", "null"] if nullable else "string", "pattern": r"^-?(0|[1-9][0-9]*)\.[0-9]{2}$", "description": description + " (decimal string, CNY)"}
+
+
+def _fen(description: str, nullable: bool = False) -> dict[str, Any]:
+    return {"type": ["integer", "null"] if nullable else "integer", "description": description + " (fen)"}
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+
+
+UNAVAILABLE = {"description": "The ledger cannot be read (missing file, no schema yet, database down).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "Clause": {
+        "type": "object",
+        "properties": {
+            "clause_id": {"type": "string", "examples": ["compute-voucher"]},
+            "title": {"type": ["string", "null"], "description": "the clause's Chinese title from the policy", "examples": ["算力券"]},
+            "article": {"type": ["integer", "null"]},
+        },
+    },
+    "Summary": {
+        "type": "object",
+        "properties": {
+            "policy": {"type": "object", "properties": {"policy_id": {"type": "string"}, "version": {"type": "string"}, "title": {"type": "string"}}},
+            "ledger": {"type": "string", "description": "ledger URL without password"},
+            "decisions": {"type": "integer"},
+            "decisions_by_outcome": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "decisions_by_clause_outcome": {"type": "array", "items": {"type": "object", "properties": {"clause_id": {"type": "string"}, "outcome": {"type": "string"}, "count": {"type": "integer"}}}},
+            "events_decided_by_topic": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "rejections": {"type": "integer"},
+            "rejections_by_topic": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "rejections_by_code": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "payments": {"type": "integer"},
+            "paid_fen": _fen("sum of payments"),
+            "paid": _money("sum of payments"),
+            "clawbacks": {"type": "integer"},
+            "clawed_back_fen": _fen("sum of clawbacks, positive"),
+            "clawed_back": _money("sum of clawbacks, positive"),
+            "net_granted_fen": _fen("payments minus clawbacks"),
+            "net_granted": _money("payments minus clawbacks"),
+            "last_recorded_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "SeriesPoint": {
+        "type": "object",
+        "required": ["date", "granted_fen", "granted"],
+        "properties": {"date": {"type": "string", "format": "date", "description": "value date (Asia/Shanghai)"}, "granted_fen": _fen("cumulative net granted at the end of that day"), "granted": _money("cumulative net granted")},
+    },
+    "Projection": {
+        "type": "object",
+        "properties": {
+            "method": {"type": "string"},
+            "as_of": {"type": "string", "format": "date"},
+            "window_from": {"type": "string", "format": "date"},
+            "window_to": {"type": "string", "format": "date"},
+            "slope_fen_per_day": _fen("trend of the last 30 days, per day"),
+            "slope_per_day": _money("trend per day"),
+            "exhaustion_date": {"type": ["string", "null"], "format": "date", "description": "the day the budget ran out (status exhausted) or is projected to"},
+            "within_fiscal_year": {"type": "boolean"},
+            "status": {"type": "string", "enum": ["exhausted", "projected", "no-trend", "no-budget"]},
+            "year_end_granted_fen": _fen("projected cumulative at the end of the fiscal year", True),
+            "year_end_granted": _money("projected cumulative at the end of the fiscal year", True),
+        },
+    },
+    "Budget": {
+        "allOf": [{"$ref": "#/components/schemas/Clause"}],
+        "type": "object",
+        "required": ["clause_id", "fiscal_year", "granted_fen", "granted", "series", "projection"],
+        "properties": {
+            "fiscal_year": {"type": "integer"},
+            "budget_cap": {"type": ["string", "null"], "description": "id of the programme cap (per: []) that is the budget; null when the clause has none"},
+            "budget_fen": _fen("programme budget", True),
+            "budget": _money("programme budget", True),
+            "budget_source": {"type": ["string", "null"], "enum": ["ledger cap usage", "policy", None]},
+            "granted_fen": _fen("net granted this fiscal year"),
+            "granted": _money("net granted this fiscal year"),
+            "remaining_fen": _fen("budget minus granted", True),
+            "remaining": _money("budget minus granted", True),
+            "used_ratio": {"type": ["number", "null"], "description": "granted / budget (a ratio, not money)"},
+            "count_limits": {"type": "array", "items": {"type": "object", "properties": {"cap": {"type": "string"}, "limit": {"type": "integer"}, "used": {"type": "integer"}, "remaining": {"type": "integer"}}}},
+            "series": {"type": "array", "items": {"$ref": "#/components/schemas/SeriesPoint"}},
+            "projection": {"$ref": "#/components/schemas/Projection"},
+        },
+    },
+    "Budgets": {
+        "type": "object",
+        "properties": {"as_of": {"type": "string", "format": "date"}, "currency": {"const": "CNY"}, "trend_days": {"type": "integer"}, "budgets": {"type": "array", "items": {"$ref": "#/components/schemas/Budget"}}},
+    },
+    "Party": {"type": ["object", "null"], "properties": {"id": {"type": ["string", "null"]}, "name": {"type": ["string", "null"]}, "kind": {"type": ["string", "null"]}}},
+    "CapUse": {
+        "allOf": [{"$ref": "#/components/schemas/Clause"}],
+        "type": "object",
+        "properties": {
+            "cap": {"type": "string"},
+            "per": {"type": "array", "items": {"type": "string", "enum": ["beneficiary", "subject"]}},
+            "period": {"type": "string", "description": "fiscal year or `ever`"},
+            "who": {"type": "array", "items": {"type": "string"}, "description": "the beneficiary id and/or subject the cap is kept for"},
+            "scope": {"type": "string", "description": "the engine's state key of this cap"},
+            "kind": {"type": "string", "enum": ["amount", "count"]},
+            "beneficiary": {"$ref": "#/components/schemas/Party"},
+            "payee": {"$ref": "#/components/schemas/Party"},
+            "used_ratio": {"type": "number"},
+            "limit_fen": _fen("cap"), "limit": _money("cap"),
+            "used_fen": _fen("used"), "used": _money("used"),
+            "room_fen": _fen("left under the cap"), "room": _money("left under the cap"),
+            "limit_count": {"type": "integer"}, "used_count": {"type": "integer"}, "room_count": {"type": "integer"},
+        },
+    },
+    "NearestCaps": {
+        "type": "object",
+        "properties": {"limit": {"type": "integer"}, "kind": {"type": "string"}, "caps_tracked": {"type": "integer"}, "caps": {"type": "array", "items": {"$ref": "#/components/schemas/CapUse"}}},
+    },
+    "Decision": {
+        "type": "object",
+        "description": "A decision as stored in the ledger (the wire contract's subsidy-decisions message, see docs/DESIGN.md), plus clause_title, granted_fen, declined_fen and recorded_at.",
+        "properties": {
+            "decision_id": {"type": "string"}, "event_id": {"type": "string"}, "source": {"type": "string"}, "topic": {"type": "string"},
+            "occurred_at": {"type": "string", "format": "date-time"}, "clause_id": {"type": "string"}, "clause_title": {"type": ["string", "null"]},
+            "fiscal_year": {"type": "integer"},
+            "outcome": {"type": "string", "enum": ["granted", "partly-granted", "declined", "clawed-back", "adjusted", "refund-recorded"]},
+            "payee": {"$ref": "#/components/schemas/Party"}, "beneficiary": {"$ref": "#/components/schemas/Party"},
+            "granted": _money("granted"), "granted_fen": _fen("granted"),
+            "declined": _money("declined"), "declined_fen": _fen("declined"),
+            "declined_by": {"type": ["string", "null"]}, "reason": {"type": "string"},
+            "computation": {"type": "object", "description": "base, rate, raw entitlement, each cap applied with what was left under it, granted"},
+            "instruction_id": {"type": ["string", "null"]},
+            "recorded_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+        "additionalProperties": True,
+    },
+    "RecentDecisions": {"type": "object", "properties": {"limit": {"type": "integer"}, "decisions": {"type": "array", "items": {"$ref": "#/components/schemas/Decision"}}}},
+    "RejectionExample": {
+        "type": "object",
+        "properties": {
+            "rejection_id": {"type": "string"}, "topic": {"type": "string"}, "partition": {"type": ["integer", "null"]}, "offset": {"type": ["integer", "null"]},
+            "key": {"type": ["string", "null"]}, "reason": {"type": "string"},
+            "original_text": {"type": ["string", "null"], "description": "the original message as text (when UTF-8), cut at 16,000 characters"},
+            "original_truncated": {"type": "boolean"},
+            "original_base64": {"type": ["string", "null"], "description": "the original bytes when they are not UTF-8"},
+            "rejected_at": {"type": ["string", "null"], "format": "date-time"}, "recorded_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "Rejections": {
+        "type": "object",
+        "properties": {
+            "total": {"type": "integer"},
+            "groups": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "code": {"type": "string"}, "count": {"type": "integer"}, "last_recorded_at": {"type": ["string", "null"]},
+                        "by_topic": {"type": "object", "additionalProperties": {"type": "integer"}},
+                        "examples": {"type": "array", "items": {"$ref": "#/components/schemas/RejectionExample"}},
+                    },
+                },
+            },
+        },
+    },
+    "Streams": {
+        "type": "object",
+        "properties": {
+            "configured": {"type": "boolean"},
+            "explanation": {"type": ["string", "null"]},
+            "interval_seconds": {"type": "number"},
+            "workers": {"type": "array", "items": {"type": "object", "properties": {"url": {"type": "string"}, "up": {"type": "boolean"}, "error": {"type": ["string", "null"]}, "scraped_at": {"type": ["number", "null"]}, "families": {"type": "integer"}}}},
+            "topics": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "topic": {"type": "string"},
+                        "events_in_total": {"type": "number"}, "events_in_per_second": {"type": ["number", "null"]},
+                        "events_out_total": {"type": "number"}, "events_out_per_second": {"type": ["number", "null"]},
+                        "lag": {"type": ["number", "null"], "description": "consumer lag in messages, summed over partitions and workers"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def _get(summary: str, description: str, ok: dict[str, Any], parameters: list | None = None, ledger: bool = True) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "description": description, "responses": {"200": ok}}
+    if parameters:
+        op["parameters"] = parameters
+    if ledger:
+        op["responses"]["503"] = UNAVAILABLE
+    return {"get": op}
+
+
+def _int_param(name: str, default: int, maximum: int, description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}}
+
+
+def spec() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Subsidy console API",
+            "version": "1",
+            "description": "Read-only view of the subsidy ledger and the stream workers. " + MONEY_NOTE
+            + " Only GET and HEAD are served; any other method is refused with 401 unless it carries the admin bearer token (SUBSIDY_CONSOLE_ADMIN_TOKEN); there are no admin actions yet.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": {
+            "/": _get("The console page", "HTML page drawing the API below; refreshes every 5 s.", {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}, ledger=False),
+            "/api/summary": _get("Totals", "Decisions by outcome, events and rejections by topic, amounts paid and clawed back.", _json("Summary", "totals")),
+            "/api/budgets": _get(
+                "Budget burn-down per clause and fiscal year",
+                "For every clause and fiscal year with payments (and every clause with a programme budget this year): the budget (a cap with `per: []`), net granted, remaining, the daily cumulative series and the projected exhaustion date by the linear trend of the last 30 days.",
+                _json("Budgets", "one entry per clause and fiscal year"),
+            ),
+            "/api/caps/nearest": _get(
+                "Payees nearest their caps",
+                "Per-beneficiary and per-subject caps ordered by used/limit, highest first, with the beneficiary and payee of the latest payment charged to each.",
+                _json("NearestCaps", "caps"),
+                [_int_param("limit", 20, 500, "how many caps"), {"name": "kind", "in": "query", "required": False, "schema": {"type": "string", "enum": ["amount", "count", "all"], "default": "amount"}}],
+            ),
+            "/api/decisions/recent": _get(
+                "Recent decisions with their computation",
+                "Newest recorded decisions first.",
+                _json("RecentDecisions", "decisions"),
+                [
+                    _int_param("limit", 50, 500, "how many decisions"),
+                    {"name": "outcome", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "clause", "in": "query", "required": False, "schema": {"type": "string"}},
+                ],
+            ),
+            "/api/rejections": _get(
+                "Rejections grouped by reason code",
+                "Counts per code and topic, with the latest examples including the original message text.",
+                _json("Rejections", "groups"),
+                [_int_param("examples", 3, 20, "examples per code")],
+            ),
+            "/api/streams": _get(
+                "Throughput and consumer lag per topic",
+                "From the workers' /metrics given with --worker-metrics, scraped every 5 s; with no worker configured, an empty list and an explanation.",
+                _json("Streams", "per-topic figures"),
+                ledger=False,
+            ),
+            "/openapi.json": _get("This document", "OpenAPI 3.1.", {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}, ledger=False),
+            "/metrics": _get(
+                "Prometheus metrics",
+                "Text exposition 0.0.4: subsidy_granted_fen_total{clause,fiscal_year}, subsidy_budget_fen, subsidy_budget_remaining_fen, subsidy_ledger_events_total{topic,result}, subsidy_ledger_decisions_total{outcome,clause}, subsidy_ledger_rejections_total{reason}, subsidy_ledger_record_delay_seconds (histogram), subsidy_console_ledger_up, subsidy_console_worker_up, and every family scraped from the workers with a `worker` label (consumer lag, events per topic, the workers' own latency histograms).",
+                {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                ledger=False,
+            ),
+            "/healthz": _get("Liveness and ledger reachability", "200 with {ok: true} when the ledger can be read, 503 otherwise.", {"description": "ok", "content": {"application/json": {"schema": {"type": "object", "properties": {"ok": {"type": "boolean"}}}}}}),
+        },
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer", "description": "SUBSIDY_CONSOLE_ADMIN_TOKEN; required for any method other than GET/HEAD (no such operation exists yet)."}},
+        },
+    }
