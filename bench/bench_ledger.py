@@ -1,0 +1,170 @@
+"""Ledger sink throughput: instructions per second into PostgreSQL, against a bare batched INSERT.
+
+Instructions come from the real core: a generated year of events (``subsidy.generate``) run
+through ``rules.intake.intake`` and ``rules.engine.Engine``, in event order, the first ``--n``
+instructions (with the decisions that name them). Then, in the same run, on the local server:
+
+(a) bare: the same instruction rows (the columns and values the ledger stores in
+    ``ledger_instructions``, built before the clock starts) inserted into a scratch table of the
+    same shape (``LIKE ledger_instructions INCLUDING ALL``) in batches of ``--batch``, one
+    driver ``executemany`` and one transaction per batch;
+(b) ledger: ``Ledger.record(decisions, instructions, [])`` per batch of ``--batch`` instructions
+    (idempotency checks, double entry, hash chain, cap usage, decisions included).
+
+Each into a fresh database, dropped afterwards. Prints instructions/s for both and (b)/(a).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: python bench/bench_ledger.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import sqlalchemy as sa
+
+from bench.common import DEFAULT_PG_URL, Timer, batches, emit, environment, fresh_database, rate
+from rules.engine import Engine
+from rules.intake import Rejected, intake
+from rules.policy import load_policy
+from sinks.ledger import Ledger, canonical_json, sha256_hex, upgrade_schema
+
+INSTRUCTION_COLUMNS = (
+    "instruction_id", "kind", "policy_id", "policy_version", "clause_id", "fiscal_year", "payee_id", "amount_fen",
+    "currency", "corrects", "occurred_at", "value_date", "journal_seq", "content_hash", "body", "recorded_at",
+)  # fmt: skip
+
+
+def core_output(n: int, seed: int = 0, year: int = 2026) -> tuple[list[dict], list[dict]]:
+    """The first ``n`` instructions the core emits for a generated year, and their decisions."""
+    from subsidy.generate import generate_lines
+
+    policy = load_policy()
+    events = int(n * 1.05) + 200
+    while True:
+        engine = Engine(policy, {})
+        decisions: list[dict] = []
+        instructions: list[dict] = []
+        for line in generate_lines(year, seed, events=events, policy=policy):
+            envelope = json.loads(line)
+            if "value" not in envelope:
+                continue
+            raw = json.dumps(envelope["value"], ensure_ascii=False, separators=(",", ":")).encode()
+            try:
+                claims = intake(envelope["topic"], raw, policy)
+            except Rejected:
+                continue
+            for claim in claims:
+                outcome = engine.decide(claim)
+                if outcome.rejection is not None or outcome.duplicate:
+                    continue
+                decisions.extend(d for d in outcome.decisions if d.get("instruction_id"))
+                instructions.extend(outcome.instructions)
+            if len(instructions) >= n:
+                instructions = instructions[:n]
+                wanted = {i["instruction_id"] for i in instructions}
+                return [d for d in decisions if d["instruction_id"] in wanted], instructions
+        events *= 2  # the year declined more than expected: generate a larger one
+
+
+def instruction_rows(instructions: list[dict]) -> list[tuple]:
+    """The rows the ledger stores for these instructions (same columns, same values)."""
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+    rows = []
+    for seq, body in enumerate(instructions, 1):
+        row = Ledger._instruction_row(body)
+        text = canonical_json(body)
+        values = {**row, "instruction_id": body["instruction_id"], "journal_seq": seq, "content_hash": sha256_hex(text), "body": text, "recorded_at": now}
+        rows.append(tuple(values[c] for c in INSTRUCTION_COLUMNS))
+    return rows
+
+
+def bench_bare(url: str, rows: list[tuple], batch: int) -> float:
+    engine = sa.create_engine(url)
+    upgrade_schema(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE bench_instructions (LIKE ledger_instructions INCLUDING ALL)")
+    sql = f"INSERT INTO bench_instructions ({', '.join(INSTRUCTION_COLUMNS)}) VALUES ({', '.join(['%s'] * len(INSTRUCTION_COLUMNS))})"
+    try:
+        with engine.connect() as conn:  # connected before the clock starts
+            conn.exec_driver_sql("SELECT 1")
+            conn.rollback()
+            with Timer() as timer:
+                for chunk in batches(rows, batch):
+                    with conn.begin():
+                        conn.exec_driver_sql(sql, chunk)
+            stored = conn.exec_driver_sql("SELECT count(*) FROM bench_instructions").scalar_one()
+        assert stored == len(rows), (stored, len(rows))
+        return timer.seconds
+    finally:
+        engine.dispose()
+
+
+def bench_ledger(url: str, decisions: list[dict], instructions: list[dict], batch: int) -> tuple[float, dict]:
+    by_instruction: dict[str, list[dict]] = {}
+    for d in decisions:
+        by_instruction.setdefault(d["instruction_id"], []).append(d)
+    work = []
+    for chunk in batches(instructions, batch):
+        work.append(([d for i in chunk for d in by_instruction.get(i["instruction_id"], ())], chunk))
+    with Ledger.open(url) as ledger:
+        with ledger.engine.connect() as conn:  # warm the pool before the clock starts
+            conn.exec_driver_sql("SELECT 1")
+        with Timer() as timer:
+            for chunk_decisions, chunk in work:
+                ledger.record(chunk_decisions, chunk, [])
+        counts = ledger.counts()
+        problems = ledger.verify_chain()
+    assert counts["instructions"] == len(instructions), counts
+    assert problems == [], problems[:5]
+    return timer.seconds, counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=20000, help="instructions (default 20000)")
+    parser.add_argument("--batch", type=int, default=1000, help="instructions per batch (default 1000)")
+    parser.add_argument("--url", default=DEFAULT_PG_URL, help="PostgreSQL server URL; fresh databases are created on it (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+
+    with Timer() as gen:
+        decisions, instructions = core_output(args.n, args.seed)
+    rows = instruction_rows(instructions)
+    n = len(instructions)
+
+    with fresh_database(args.url, "bench_bare") as url:
+        bare_s = bench_bare(url, rows, args.batch)
+        env = environment(url)
+    with fresh_database(args.url, "bench_ledger") as url:
+        ledger_s, counts = bench_ledger(url, decisions, instructions, args.batch)
+
+    bare, ledger = rate(n, bare_s), rate(n, ledger_s)
+    result = {
+        "benchmark": "ledger",
+        "instructions": n,
+        "decisions": len(decisions),
+        "clawbacks": sum(1 for i in instructions if i["kind"] == "clawback"),
+        "batch": args.batch,
+        "bare_insert": {"seconds": round(bare_s, 4), "instructions_per_s": round(bare)},
+        "ledger_record": {"seconds": round(ledger_s, 4), "instructions_per_s": round(ledger), "stored": counts},
+        "ratio": round(ledger / bare, 3),
+        "environment": env,
+    }
+    lines = [
+        f"{n:,} instructions ({result['clawbacks']:,} clawbacks) and {len(decisions):,} decisions from the core in {gen.seconds:.1f} s; batches of {args.batch:,}",
+        f"(a) bare INSERT      {bare:>10,.0f} instructions/s  ({bare_s:.2f} s)",
+        f"(b) Ledger.record    {ledger:>10,.0f} instructions/s  ({ledger_s:.2f} s)",
+        f"ratio (b)/(a)        {ledger / bare:>10.3f}",
+    ]
+    emit(result, args.json, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

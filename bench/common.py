@@ -1,0 +1,109 @@
+"""Helpers shared by the benchmarks: timing, throwaway databases on the local PostgreSQL, results.
+
+Run a benchmark from the repository root, e.g. ``python bench/bench_ledger.py --n 20000``
+or ``python -m bench.bench_ledger``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import sqlalchemy as sa
+
+DEFAULT_PG_URL = os.environ.get("SUBSIDY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+# -- timing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Timer:
+    """Wall-clock seconds (``time.perf_counter``) of a ``with`` block."""
+
+    seconds: float = 0.0
+    _started: float = field(default=0.0, repr=False)
+
+    def __enter__(self) -> "Timer":
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.seconds = time.perf_counter() - self._started
+
+
+def rate(count: int, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("inf")
+
+
+def batches(items: list, size: int) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+# -- databases -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str = DEFAULT_PG_URL, prefix: str = "bench") -> Iterator[str]:
+    """Create an empty database on the server of ``server_url``; yield its URL; drop it afterwards."""
+    base = sa.make_url(server_url)
+    if base.get_backend_name() != "postgresql":
+        raise SystemExit(f"benchmarks need a PostgreSQL server URL, not {base.render_as_string(hide_password=True)!r}")
+    if base.drivername == "postgresql":
+        base = base.set(drivername="postgresql+psycopg")
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield base.set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def server_version(url: str) -> str:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("SHOW server_version").scalar_one())
+    finally:
+        engine.dispose()
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+def environment(url: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count()}
+    try:
+        import psycopg
+
+        out["psycopg"] = psycopg.__version__
+    except ImportError:  # pragma: no cover
+        pass
+    out["sqlalchemy"] = sa.__version__
+    if url is not None:
+        out["postgresql"] = server_version(url)
+    return out
+
+
+def emit(result: dict[str, Any], as_json: bool, lines: list[str]) -> None:
+    """Print the human lines, or the result as one JSON document (for the README)."""
+    if as_json:
+        json.dump(result, sys.stdout, indent=2, sort_keys=False, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        for line in lines:
+            print(line)
