@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 import pytest
 
@@ -313,14 +314,14 @@ def test_a_rate_changed_from_a_later_date_applies_only_from_that_day():
 
     def granted(event_id, when):
         out = engine.decide(intake("compute-purchases", purchase(event_id, when, "1000.00"), policy)[0])
-        return out.decisions[0]["granted"], out.decisions[0]["computation"]["rate"]
+        return out.decisions[0]["granted"], Decimal(out.decisions[0]["computation"]["rate"])
 
-    assert granted("p1", "2026-06-30T23:59:59+08:00") == ("600.00", "0.6")
-    assert granted("p2", "2026-07-01T00:00:00+08:00") == ("500.00", "0.5")
+    assert granted("p1", "2026-06-30T23:59:59+08:00") == ("600.00", Decimal("0.6"))
+    assert granted("p2", "2026-07-01T00:00:00+08:00") == ("500.00", Decimal("0.5"))
     # 15:59:59Z is still 30 June in Chengdu, 16:00:00Z is already 1 July
-    assert granted("p3", "2026-06-30T15:59:59Z") == ("600.00", "0.6")
-    assert granted("p4", "2026-06-30T16:00:00Z") == ("500.00", "0.5")
-    assert granted("p5", "2027-03-01T10:00:00+08:00") == ("500.00", "0.5")
+    assert granted("p3", "2026-06-30T15:59:59Z") == ("600.00", Decimal("0.6"))
+    assert granted("p4", "2026-06-30T16:00:00Z") == ("500.00", Decimal("0.5"))
+    assert granted("p5", "2027-03-01T10:00:00+08:00") == ("500.00", Decimal("0.5"))
 
 
 def test_a_cap_changed_from_a_later_date_applies_only_from_that_day():
