@@ -1,0 +1,94 @@
+"""Configuration of the streaming pipeline, from the environment (and flags that override it).
+
+Nothing here knows about the local broker: `extra_faust_settings` is how local-run entry
+points and tests pass the tansu workarounds (streams/local_broker.py); the production
+`subsidy worker` path never sets it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+DEFAULT_APP_ID = "subsidy-pipeline"
+DEFAULT_PARTITIONS = 4
+
+
+def _broker_url(value: str) -> str:
+    """`host:port`, `kafka://host:port` or a comma list of either -> Faust's `kafka://` form."""
+    value = value.strip()
+    if "://" in value:
+        return value
+    return ";".join(f"kafka://{part.strip()}" for part in value.split(",") if part.strip())
+
+
+def bootstrap_of(broker: str) -> str:
+    """`kafka://h:p;kafka://h2:p2` -> `h:p,h2:p2` (for kafka-python clients)."""
+    parts = [p.strip() for p in broker.replace(",", ";").split(";") if p.strip()]
+    return ",".join(p.split("://", 1)[-1] for p in parts)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    broker: str = "kafka://127.0.0.1:9092"
+    ledger_url: str | None = None  # None: sinks.ledger.DEFAULT_LEDGER_URL
+    policy_path: str | None = None  # None: the shipped policy
+    partitions: int = DEFAULT_PARTITIONS
+    app_id: str = DEFAULT_APP_ID
+    datadir: str | None = None  # Faust's data directory (None: Faust's default, ./<app_id>-data)
+    web_port: int | None = None
+    web_bind: str = "127.0.0.1"
+    sink_batch: int = 1000
+    sink_within: float = 0.5
+    extra_faust_settings: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def bootstrap(self) -> str:
+        return bootstrap_of(self.broker)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "StreamConfig":
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        if env.get("SUBSIDY_BROKER"):
+            values["broker"] = _broker_url(env["SUBSIDY_BROKER"])
+        if env.get("SUBSIDY_LEDGER_URL"):
+            values["ledger_url"] = env["SUBSIDY_LEDGER_URL"]
+        if env.get("SUBSIDY_POLICY"):
+            values["policy_path"] = env["SUBSIDY_POLICY"]
+        if env.get("SUBSIDY_PARTITIONS"):
+            values["partitions"] = int(env["SUBSIDY_PARTITIONS"])
+        if env.get("SUBSIDY_APP_ID"):
+            values["app_id"] = env["SUBSIDY_APP_ID"]
+        if env.get("SUBSIDY_DATADIR"):
+            values["datadir"] = env["SUBSIDY_DATADIR"]
+        if env.get("SUBSIDY_WEB_PORT"):
+            values["web_port"] = int(env["SUBSIDY_WEB_PORT"])
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        if "broker" in overrides and overrides["broker"]:
+            values["broker"] = _broker_url(overrides["broker"])
+        config = cls(**values)
+        if config.partitions < 1:
+            raise ValueError(f"SUBSIDY_PARTITIONS must be at least 1, got {config.partitions}")
+        return config
+
+    def with_(self, **changes: Any) -> "StreamConfig":
+        return replace(self, **changes)
+
+    def to_env(self) -> dict[str, str]:
+        """The environment a worker subprocess needs to rebuild this config (minus extra settings)."""
+        env = {
+            "SUBSIDY_BROKER": self.broker,
+            "SUBSIDY_PARTITIONS": str(self.partitions),
+            "SUBSIDY_APP_ID": self.app_id,
+        }
+        if self.ledger_url:
+            env["SUBSIDY_LEDGER_URL"] = self.ledger_url
+        if self.policy_path:
+            env["SUBSIDY_POLICY"] = self.policy_path
+        if self.datadir:
+            env["SUBSIDY_DATADIR"] = self.datadir
+        if self.web_port:
+            env["SUBSIDY_WEB_PORT"] = str(self.web_port)
+        return env

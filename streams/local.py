@@ -1,0 +1,176 @@
+"""A whole pipeline on one machine: local broker, topics, N worker processes, a ledger.
+
+Used by `subsidy up`/`subsidy demo` and the integration tests. Workers are subprocesses
+(``python -m streams.local_worker``) so they can be killed with SIGKILL and restarted. Only
+processes started here are ever signalled, each by its own pid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.config import StreamConfig
+from streams.topics import ensure_topics, expected_topics
+
+
+@dataclass
+class WorkerProcess:
+    index: int
+    proc: subprocess.Popen
+    log_path: Path
+    web_port: int
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+class LocalPipeline:
+    """Start with ``start()`` (or as a context manager); ``stop()`` stops what it started."""
+
+    def __init__(
+        self,
+        *,
+        workers: int = 1,
+        partitions: int = 4,
+        ledger_url: str | None = None,
+        app_id: str = "subsidy-pipeline",
+        bootstrap: str | None = None,  # an existing broker; None: start a local tansu
+        workdir: str | os.PathLike[str] | None = None,
+        policy_path: str | None = None,
+        loglevel: str = "info",
+    ):
+        self.n_workers = workers
+        self.partitions = partitions
+        self.app_id = app_id
+        self.policy_path = policy_path
+        self.loglevel = loglevel
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="subsidy-local-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.ledger_url = ledger_url or f"sqlite:///{self.workdir / 'ledger.sqlite'}"
+        self._external_bootstrap = bootstrap
+        self.broker = None
+        self.workers: list[WorkerProcess] = []
+        self._counter = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def bootstrap(self) -> str:
+        if self._external_bootstrap:
+            return self._external_bootstrap
+        assert self.broker is not None, "not started"
+        return self.broker.bootstrap
+
+    def config(self) -> StreamConfig:
+        return StreamConfig(
+            broker=f"kafka://{self.bootstrap}", ledger_url=self.ledger_url, policy_path=self.policy_path,
+            partitions=self.partitions, app_id=self.app_id,
+        )
+
+    def start(self) -> "LocalPipeline":
+        if not self._external_bootstrap and self.broker is None:
+            from streams.local_broker import LocalBroker
+
+            self.broker = LocalBroker(log_path=self.workdir / "broker.log").start()
+        ensure_topics(self.bootstrap, expected_topics(self.app_id, self.partitions))
+        from sinks.ledger import Ledger
+
+        Ledger.open(self.ledger_url).close()  # schema once, before workers race to create it
+        for _ in range(self.n_workers):
+            self.start_worker()
+        return self
+
+    def start_worker(self) -> WorkerProcess:
+        from streams.local_broker import free_port
+
+        index = self._counter
+        self._counter += 1
+        port = free_port()
+        datadir = self.workdir / f"worker-{index}-data"
+        env = dict(os.environ)
+        env.update(self.config().with_(web_port=port, datadir=str(datadir)).to_env())
+        env["SUBSIDY_LOGLEVEL"] = self.loglevel
+        env["PYTHONUNBUFFERED"] = "1"
+        log_path = self.workdir / f"worker-{index}.log"
+        log = open(log_path, "ab")
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.local_worker"],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
+                cwd=str(self.workdir), start_new_session=True,
+            )
+        finally:
+            log.close()
+        worker = WorkerProcess(index, proc, log_path, port)
+        self.workers.append(worker)
+        return worker
+
+    def kill_worker(self, worker: WorkerProcess, sig: int = signal.SIGKILL) -> None:
+        if worker.alive():
+            os.kill(worker.pid, sig)
+        try:
+            worker.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.kill(worker.pid, signal.SIGKILL)
+            worker.proc.wait(timeout=10)
+        if worker in self.workers:
+            self.workers.remove(worker)
+
+    def stop_worker(self, worker: WorkerProcess, timeout: float = 20.0) -> None:
+        if worker.alive():
+            worker.proc.terminate()
+            try:
+                worker.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                worker.proc.kill()
+                worker.proc.wait(timeout=10)
+        if worker in self.workers:
+            self.workers.remove(worker)
+
+    def dead_workers(self) -> list[WorkerProcess]:
+        return [w for w in self.workers if not w.alive()]
+
+    def stop(self) -> None:
+        for worker in list(self.workers):
+            if worker.alive():
+                worker.proc.terminate()
+        for worker in list(self.workers):
+            self.stop_worker(worker)
+        if self.broker is not None:
+            self.broker.stop()
+            self.broker = None
+
+    def cleanup(self) -> None:
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "LocalPipeline":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def log_tail(self, worker: WorkerProcess, lines: int = 40) -> str:
+        try:
+            return "\n".join(worker.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "<no log>"
+
+
+def ledger_progress(ledger) -> dict:
+    """What the ledger accounts for: distinct decisions, instructions, rejections."""
+    return ledger.counts()
