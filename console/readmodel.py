@@ -154,15 +154,36 @@ class LedgerReader:
             if scopes:
                 for row in conn.execute(sa.select(cap_usage).where(cap_usage.c.scope.in_(list(scopes)))):
                     scopes[row.scope] = {"kind": row.kind, "limit": int(row.cap_limit), "used": int(row.used)}
+            budget_declines = self._budget_declines(conn, daily)
         keys = set(daily)
         for clause in self.policy.clauses.values():
             if any(c.amount for c in programme_caps(clause)) and not any(c == clause.id for (c, _y) in keys):
                 keys.add((clause.id, self.today().year))
         order = list(self.policy.clauses)
-        items = [self._budget(clause_id, year, daily.get((clause_id, year), []), scopes) for clause_id, year in sorted(keys, key=lambda k: (-k[1], order.index(k[0]) if k[0] in order else len(order), k[0]))]
+        items = [self._budget(clause_id, year, daily.get((clause_id, year), []), scopes, budget_declines.get((clause_id, year))) for clause_id, year in sorted(keys, key=lambda k: (-k[1], order.index(k[0]) if k[0] in order else len(order), k[0]))]
         return {"as_of": self.today().isoformat(), "currency": "CNY", "trend_days": TREND_DAYS, "budgets": items}
 
-    def _budget(self, clause_id: str, year: int, days: list[tuple[str, int]], scopes: dict) -> dict[str, Any]:
+    def _budget_declines(self, conn, daily) -> dict[tuple[str, int], tuple[int, str | None]]:
+        """(clause, year) -> (claims declined or cut by the programme budget, local date of the first)."""
+        out: dict[tuple[str, int], tuple[int, str | None]] = {}
+        for clause in self.policy.clauses.values():
+            cap = next((c for c in programme_caps(clause) if c.amount), None)
+            if cap is None:
+                continue
+            # bodies are stored as canonical JSON (sorted keys, no spaces): match the field exactly
+            needle = f'%"declined_by":{json.dumps(cap.id)}%'
+            base = sa.and_(decisions_t.c.clause_id == clause.id, decisions_t.c.outcome.in_(["declined", "partly-granted"]), decisions_t.c.body.like(needle))
+            for year, count in conn.execute(sa.select(decisions_t.c.fiscal_year, sa.func.count()).where(base).group_by(decisions_t.c.fiscal_year)):
+                first = None
+                # the earliest batches hold the earliest events; enough to find the first day
+                for (body,) in conn.execute(sa.select(decisions_t.c.body).where(base, decisions_t.c.fiscal_year == year).order_by(decisions_t.c.recorded_at).limit(500)):
+                    at = _parse_time(json.loads(body).get("occurred_at"))
+                    if at is not None and (first is None or at < first):
+                        first = at
+                out[(clause.id, int(year))] = (int(count), first.astimezone(self.tz).date().isoformat() if first else None)
+        return out
+
+    def _budget(self, clause_id: str, year: int, days: list[tuple[str, int]], scopes: dict, declines: tuple[int, str | None] | None = None) -> dict[str, Any]:
         clause = self.policy.clauses.get(clause_id)
         year_start, year_end = dt.date(year, 1, 1), dt.date(year, 12, 31)
         budget_cap = next((c for c in programme_caps(clause) if c.amount), None) if clause else None
@@ -205,13 +226,14 @@ class LedgerReader:
             "remaining_fen": None if budget_fen is None else budget_fen - granted,
             "remaining": None if budget_fen is None else money(budget_fen - granted),
             "used_ratio": None if not budget_fen else round(granted / budget_fen, 6),
+            "declined_by_budget": declines[0] if declines else 0,
             "count_limits": counts,
             "series": series,
-            "projection": self._projection(series, budget_fen, as_of, year_end),
+            "projection": self._projection(series, budget_fen, as_of, year_end, declines[1] if declines else None),
         }
         return out
 
-    def _projection(self, series: list[dict], budget_fen: int | None, as_of: dt.date, year_end: dt.date) -> dict[str, Any]:
+    def _projection(self, series: list[dict], budget_fen: int | None, as_of: dt.date, year_end: dt.date, first_budget_decline: str | None = None) -> dict[str, Any]:
         window_from = as_of - dt.timedelta(days=TREND_DAYS - 1)
         result: dict[str, Any] = {
             "method": f"least-squares line through the daily cumulative granted amount of the last {TREND_DAYS} days",
@@ -252,8 +274,10 @@ class LedgerReader:
             result["year_end_granted"] = money(at_year_end)
         if budget_fen is None:
             return result
-        if current >= budget_fen:
-            first = next(p["date"] for p in series if p["granted_fen"] >= budget_fen)
+        if current >= budget_fen or first_budget_decline:
+            # run out: the first day the total reached the budget, or a claim was cut by it
+            reached = next((p["date"] for p in series if p["granted_fen"] >= budget_fen), None)
+            first = min(filter(None, [reached, first_budget_decline]))
             result.update(status="exhausted", exhaustion_date=first, within_fiscal_year=True)
         elif slope_fen > 0:
             days = math.ceil((budget_fen - current) / slope_fen)
