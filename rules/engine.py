@@ -6,7 +6,9 @@ Python dict (replay) and over a Faust table (streams). Three kinds of entries:
 * ``["claim", clause, source, event_id]``: what was decided for one event, so a repeat
   re-emits the same decision instead of deciding again, and a refund knows what it corrects;
 * ``["cap", clause, cap, period, *who]``: what a running cap has used (``amount`` in fen,
-  ``count`` of paid claims);
+  ``count`` of paid claims, or of distinct subjects for a ``distinct`` cap);
+* ``["counted", clause, cap, period, *who, subject]``: paid claims of one subject under a
+  ``distinct`` count cap, so a subject announced twice is counted once;
 * nothing else. Every entry is small and independent of how many events came before.
 
 Invariants (checked with ``assert`` where they are cheap, and by the property tests):
@@ -18,9 +20,9 @@ source and event.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import uuid
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from typing import Any, MutableMapping
 
 from rules.intake import Claim
@@ -40,14 +42,32 @@ def stable_id(kind: str, policy_id: str, clause_id: str, source: str, event_id: 
     return uuid.uuid5(_ID_NAMESPACE, "\x1f".join((kind, policy_id, clause_id, source, event_id))).hex
 
 
+def state_key(*parts: str) -> str:
+    """A JSON list as text, identical to ``json.dumps(parts, ensure_ascii=False)``, built with the
+    C string encoder directly: key building was a third of the engine's time through json.dumps."""
+    return "[" + ", ".join(map(encode_basestring, parts)) + "]"
+
+
 def claim_key(clause_id: str, source: str, event_id: str) -> str:
-    return json.dumps(["claim", clause_id, source, event_id], ensure_ascii=False)
+    return state_key("claim", clause_id, source, event_id)
+
+
+def _who(cap_fields: tuple[str, ...], claim: Claim) -> tuple[str, ...]:
+    return tuple(claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "") for name in cap_fields)
 
 
 def cap_scope(clause: Clause, cap: Cap, claim: Claim) -> str:
     period = str(claim.fiscal_year) if cap.period == "fiscal-year" else "ever"
-    who = [claim.beneficiary["id"] if field_name == "beneficiary" else (claim.subject or "") for field_name in cap.per]
-    return json.dumps(["cap", clause.id, cap.id, period, *who], ensure_ascii=False)
+    return state_key("cap", clause.id, cap.id, period, *_who(cap.per, claim))
+
+
+def counted_key(clause: Clause, cap: Cap, claim: Claim) -> str:
+    """For a cap counting distinct subjects: how many paid claims this subject has in the cap's scope."""
+    period = str(claim.fiscal_year) if cap.period == "fiscal-year" else "ever"
+    return state_key("counted", clause.id, cap.id, period, *_who(cap.per, claim), *_who((cap.distinct,), claim))
+
+
+_UNUSED = {"amount": 0, "count": 0}
 
 
 @dataclass(slots=True)
@@ -116,7 +136,7 @@ class Engine:
         base = None if claim.base is None else max(0, claim.base - refunded)
         raw, rate, not_in_force = self._raw_entitlement(clause, claim, day, base)
         steps: list[dict[str, Any]] = []
-        charged: list[str] = []
+        charged: list[tuple[str, int, str | None]] = []  # (scope, adds to its count, distinct marker)
         declined_by = None
         reason = ""
         granted = 0
@@ -128,7 +148,7 @@ class Engine:
             granted = raw
             for cap in clause.caps:
                 scope = cap_scope(clause, cap, claim)
-                used = self.state.get(scope) or {"amount": 0, "count": 0}
+                used = self.state.get(scope) or _UNUSED
                 step: dict[str, Any] = {"cap": cap.id, "scope": scope}
                 if cap.amount is not None:
                     limit = cap.amount.at(day)
@@ -142,26 +162,32 @@ class Engine:
                         if declined_by is None:
                             declined_by = cap.id
                             reason = f"cap {cap.id} ({format_fen(limit)}) had {format_fen(room)} left"
+                    charged.append((scope, 1, None))
                 else:
                     limit = cap.count.at(day) if cap.count else None
                     if limit is None:
                         granted, declined_by, reason = 0, "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {day}"
                         break
-                    step.update(kind="count", limit=limit, used_before=used["count"], room_before=max(0, limit - used["count"]))
-                    if used["count"] >= limit:
+                    marker = counted_key(clause, cap, claim) if cap.distinct else None
+                    adds = 0 if marker and (self.state.get(marker) or _UNUSED)["count"] > 0 else 1
+                    step.update(kind="count", limit=limit, used_before=used["count"], room_before=max(0, limit - used["count"]), adds=adds)
+                    if adds and used["count"] >= limit:
                         granted = 0
                         if declined_by is None:
                             declined_by = cap.id
-                            reason = f"cap {cap.id} allows {limit} paid claim(s) and {used['count']} already paid"
+                            counted = f"distinct {cap.distinct}s" if cap.distinct else "paid claim(s)"
+                            reason = f"cap {cap.id} allows {limit} {counted} and {used['count']} already paid"
+                    charged.append((scope, adds, marker))
                 step["granted_after"] = format_fen(granted)
                 steps.append(step)
-                charged.append(scope)
                 if granted == 0:
                     break
         if granted > 0:
-            for scope in charged:
-                used = self.state.get(scope) or {"amount": 0, "count": 0}
-                self.state[scope] = {"amount": used["amount"] + granted, "count": used["count"] + 1}
+            for scope, adds, marker in charged:
+                used = self.state.get(scope) or _UNUSED
+                self.state[scope] = {"amount": used["amount"] + granted, "count": used["count"] + adds}
+                if marker:
+                    self.state[marker] = {"amount": 0, "count": (self.state.get(marker) or _UNUSED)["count"] + 1}
         else:
             charged = []
         assert 0 <= granted <= (raw or 0), (granted, raw)
@@ -188,7 +214,7 @@ class Engine:
             "refunded": refunded,
             "rate": [rate.numerator, rate.denominator] if rate else None,
             "granted": granted,
-            "charged": charged,
+            "charged": [list(charge) for charge in charged],
             "fiscal_year": claim.fiscal_year,
             "payee": claim.payee,
             "instruction_id": instruction_id,
@@ -227,11 +253,8 @@ class Engine:
         entitled = rate.apply_floor(base - refunded) if rate else granted_before
         granted_after = min(granted_before, entitled)
         clawback = granted_before - granted_after
-        for scope in original["charged"]:
-            used = self.state[scope]
-            released = {"amount": used["amount"] - clawback, "count": used["count"] - (1 if granted_after == 0 and clawback else 0)}
-            assert released["amount"] >= 0 and released["count"] >= 0, (scope, used, clawback)
-            self.state[scope] = released
+        if clawback:
+            self._release(original["charged"], clawback, whole=granted_after == 0)
         computation = {
             "original_base": format_fen(base),
             "refunded_before": format_fen(original["refunded"]),
@@ -242,7 +265,7 @@ class Engine:
             "granted_before": format_fen(granted_before),
             "granted_after": format_fen(granted_after),
             "clawback": format_fen(clawback),
-            "caps_released": list(original["charged"]) if clawback else [],
+            "caps_released": [scope for scope, _, _ in original["charged"]] if clawback else [],
         }
         payee = original["payee"]
         instruction_id = stable_id("instruction", self.policy.policy_id, clause.id, claim.source, claim.event_id) if clawback else None
@@ -261,6 +284,22 @@ class Engine:
         self.state[original_key] = {**original, "refunded": refunded, "granted": granted_after, "charged": original["charged"] if granted_after else []}
         self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": instructions, "corrects": claim.corrects}
         return Outcome(decisions=[decision], instructions=instructions)
+
+    def _release(self, charged: list[list[Any]], clawback: int, whole: bool) -> None:
+        """Give back room under every cap a payment was charged to; a whole clawback also
+        gives back its place under count caps (a distinct subject's only when its last claim goes)."""
+        for scope, adds, marker in charged:
+            used = self.state[scope]
+            uncount = 0
+            if whole and marker:
+                left = self.state[marker]["count"] - 1
+                self.state[marker] = {"amount": 0, "count": left}
+                uncount = 1 if left == 0 else 0
+            elif whole:
+                uncount = adds
+            released = {"amount": used["amount"] - clawback, "count": used["count"] - uncount}
+            assert released["amount"] >= 0 and released["count"] >= 0, (scope, used, clawback)
+            self.state[scope] = released
 
     # -- records -------------------------------------------------------------------------
 

@@ -64,6 +64,7 @@ class Cap:
     period: str
     amount: Dated[int] | None  # fen
     count: Dated[int] | None
+    distinct: str | None = None  # a count cap that counts distinct values of this field, not paid claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,12 +248,16 @@ def _cap(r: _Reader, node: _Node, what: str) -> Cap:
         raise r.fail(node, f"cap {cap_id}: `period` must be one of {', '.join(PERIODS)}, got {period!r}", "period")
     if ("amount" in node) == ("count" in node):
         raise r.fail(node, f"cap {cap_id}: give exactly one of `amount` (money) or `count` (number of paid claims)")
+    distinct = node.get("distinct")
+    if distinct is not None and (distinct not in CAP_FIELDS or "count" not in node or distinct in per):
+        raise r.fail(node, f"cap {cap_id}: `distinct` goes with a `count` cap and names a field not in `per` ({', '.join(CAP_FIELDS)})", "distinct")
     return Cap(
         id=cap_id,
         per=tuple(per),
         period=period,
         amount=r.dated(node, "amount", f"cap {cap_id}", _money) if "amount" in node else None,
         count=r.dated(node, "count", f"cap {cap_id}", _count) if "count" in node else None,
+        distinct=distinct,
     )
 
 

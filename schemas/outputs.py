@@ -166,6 +166,7 @@ class CountCapStep(_Out):
     limit: Count
     used_before: Count
     room_before: Count
+    adds: Literal[0, 1] = Field(description="1 if this payment takes a place under the cap; 0 for a subject already counted by a `distinct` cap")
     granted_after: NonNegativeMoney
 
 
