@@ -52,8 +52,8 @@ def claim_key(clause_id: str, source: str, event_id: str) -> str:
     return state_key("claim", clause_id, source, event_id)
 
 
-def _who(cap_fields: tuple[str, ...], claim: Claim) -> tuple[str, ...]:
-    return tuple(claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "") for name in cap_fields)
+def _who(cap_fields: tuple[str, ...], claim: Claim) -> list[str]:
+    return [claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "") for name in cap_fields]
 
 
 def cap_scope(clause: Clause, cap: Cap, claim: Claim) -> str:
