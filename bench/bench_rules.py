@@ -1,0 +1,117 @@
+"""Rules core: claims decided per second on one core, against a bare allocator in the same run.
+
+The claims come from a generated year (``subsidy.generate``) put through ``rules.intake`` once,
+outside the timing. Then, over the same claims:
+
+* baseline: the irreducible arithmetic of the compute voucher and model clauses in a dict
+  (base × rate floored, two caps looked up and charged), with no decision, computation or
+  idempotency record: what a hand-written loop with no audit trail would cost;
+* engine: ``rules.engine.Engine.decide`` with a fresh dict state, producing the full decision,
+  instruction and state records.
+
+The figure is engine/baseline (the price of the audit trail and guarantees) plus the absolute
+claims/s against the issue's goal of 200,000/s. Run: ``python bench/bench_rules.py [--events N] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import Timer, emit, environment, rate  # noqa: E402
+from rules.engine import Engine  # noqa: E402
+from rules.intake import Rejected, intake  # noqa: E402
+from rules.policy import load_policy  # noqa: E402
+
+GOAL_CLAIMS_PER_SECOND = 200_000
+
+
+def generated_claims(events: int, seed: int) -> list:
+    import json
+
+    from subsidy.generate import generate_lines
+
+    policy = load_policy()
+    claims = []
+    for line in generate_lines(2026, seed, events=events, policy=policy):
+        envelope = json.loads(line)
+        if "value" not in envelope:
+            continue
+        try:
+            claims += intake(envelope["topic"], json.dumps(envelope["value"]).encode(), policy)
+        except Rejected:
+            pass
+    return claims
+
+
+def bare_allocator(claims: list, policy) -> int:
+    """base × rate, floored, under one per-beneficiary and one programme cap; nothing recorded."""
+    rates = {}
+    limits = {}
+    for clause in policy.clauses.values():
+        if clause.entitlement.kind == "share":
+            rates[clause.id] = clause.entitlement.rate.values[-1].value
+        limits[clause.id] = [c.amount.values[-1].value if c.amount else 1 for c in clause.caps]
+    used: dict = {}
+    granted_total = 0
+    for claim in claims:
+        rate_ = rates.get(claim.clause_id)
+        grant = rate_.apply_floor(claim.base or 0) if rate_ else 0
+        for index, limit in enumerate(limits[claim.clause_id]):
+            key = (claim.clause_id, index, claim.fiscal_year, claim.beneficiary["id"] if index == 0 else "")
+            grant = min(grant, limit - used.get(key, 0))
+        if grant > 0:
+            for index in range(len(limits[claim.clause_id])):
+                key = (claim.clause_id, index, claim.fiscal_year, claim.beneficiary["id"] if index == 0 else "")
+                used[key] = used.get(key, 0) + grant
+            granted_total += grant
+    return granted_total
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=60_000, help="generated events (default: a year, 60,000)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3, help="best of N runs of each side")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args(argv)
+
+    policy = load_policy()
+    claims = generated_claims(args.events, args.seed)
+    baseline_best = engine_best = float("inf")
+    gc.collect()
+    for _ in range(args.repeat):
+        with Timer() as t:
+            bare_allocator(claims, policy)
+        baseline_best = min(baseline_best, t.seconds)
+        engine = Engine(policy, {})
+        with Timer() as t:
+            for claim in claims:
+                engine.decide(claim)
+        engine_best = min(engine_best, t.seconds)
+    baseline_rate, engine_rate = rate(len(claims), baseline_best), rate(len(claims), engine_best)
+    result = {
+        "benchmark": "rules-core",
+        "claims": len(claims),
+        "baseline_claims_per_s": round(baseline_rate),
+        "engine_claims_per_s": round(engine_rate),
+        "ratio_engine_to_baseline": round(engine_rate / baseline_rate, 3),
+        "goal_claims_per_s": GOAL_CLAIMS_PER_SECOND,
+        "goal_met": engine_rate >= GOAL_CLAIMS_PER_SECOND,
+        "environment": environment(),
+    }
+    emit(result, args.json, [
+        f"claims: {len(claims):,} (best of {args.repeat})",
+        f"bare allocator (baseline): {baseline_rate:,.0f} claims/s",
+        f"engine:                    {engine_rate:,.0f} claims/s  = {engine_rate / baseline_rate:.3f} × baseline",
+        f"goal {GOAL_CLAIMS_PER_SECOND:,}/s: {'met' if engine_rate >= GOAL_CLAIMS_PER_SECOND else 'NOT met'}",
+    ])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
