@@ -1,0 +1,250 @@
+"""`subsidy worker | up | publish | demo` (hooked into subsidy/cli.py).
+
+* ``worker``: production. One Faust worker configured from the environment (SUBSIDY_BROKER,
+  SUBSIDY_LEDGER_URL, SUBSIDY_POLICY, SUBSIDY_PARTITIONS, SUBSIDY_APP_ID) or flags; no
+  local-broker settings.
+* ``up``: everything on this machine: a local Kafka-protocol broker (tansu), the topics,
+  N workers (subprocesses, local settings), the SQLite ledger (or ``--ledger URL``).
+* ``publish``: send a JSONL file of events to the input topics with kafka-python.
+* ``demo``: up + a generated sample + publish + wait until the ledger accounts for every
+  input; prints the per-clause-year totals next to the replay's, then stops everything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _command_error(message: str) -> Exception:
+    try:
+        from subsidy.cli import CommandError
+    except ImportError:  # pragma: no cover
+        return SystemExit(f"subsidy: error: {message}")
+    return CommandError(message)
+
+
+def _bootstrap(value: str) -> str:
+    from streams.config import bootstrap_of
+
+    return bootstrap_of(value)
+
+
+# -- worker -----------------------------------------------------------------------------------
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from streams.config import StreamConfig
+    from streams.worker import run_worker
+
+    try:
+        config = StreamConfig.from_env(broker=args.broker, ledger_url=args.ledger, policy_path=args.policy,
+                                       partitions=args.partitions, web_port=args.web_port)
+    except ValueError as exc:
+        raise _command_error(str(exc)) from None
+    return run_worker(config, loglevel=args.loglevel, create_topics=not args.no_create_topics)
+
+
+# -- up ---------------------------------------------------------------------------------------
+
+
+def _start_local(args: argparse.Namespace, workers: int):
+    from streams.local import LocalPipeline
+    from streams.local_broker import LocalBrokerError
+
+    workdir = Path(args.workdir) if getattr(args, "workdir", None) else Path(tempfile.mkdtemp(prefix="subsidy-up-"))
+    ledger = args.ledger or f"sqlite:///{Path(os.getcwd()) / 'subsidy-ledger.sqlite'}"
+    pipeline = LocalPipeline(workers=workers, partitions=args.partitions, ledger_url=ledger, workdir=workdir,
+                             policy_path=getattr(args, "policy", None), app_id=getattr(args, "app_id", None) or "subsidy-pipeline")
+    try:
+        pipeline.start()
+    except LocalBrokerError as exc:
+        pipeline.stop()
+        raise _command_error(str(exc)) from None
+    return pipeline
+
+
+def _wait_ready(pipeline, timeout: float = 60.0) -> None:
+    """Until every worker's web server answers (i.e. it started); raises if one dies."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    pending = list(pipeline.workers)
+    while pending and time.monotonic() < deadline:
+        for worker in list(pending):
+            if not worker.alive():
+                raise _command_error(f"worker {worker.index} exited with {worker.proc.returncode}; log {worker.log_path}:\n{pipeline.log_tail(worker)}")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=1).read()
+                pending.remove(worker)
+            except OSError:
+                pass
+        time.sleep(0.3)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from streams.topics import expected_topics
+
+    pipeline = _start_local(args, args.workers)
+    try:
+        _wait_ready(pipeline)
+        topics = expected_topics(pipeline.app_id, pipeline.partitions)
+        from schemas.inputs import INPUT_TOPICS
+
+        print(f"broker     {pipeline.bootstrap}  (local tansu, in memory; log {pipeline.workdir / 'broker.log'})")
+        print(f"workers    {len(pipeline.workers)}: " + ", ".join(f"pid {w.pid} metrics http://127.0.0.1:{w.web_port}/metrics" for w in pipeline.workers))
+        print(f"ledger     {pipeline.ledger_url}")
+        print("publish to " + ", ".join(f"{t} ({topics[t]} partition{'s' if topics[t] > 1 else ''})" for t in INPUT_TOPICS))
+        print("outputs    disbursement-instructions, subsidy-decisions, subsidy-rejections")
+        print(f"send a file: subsidy publish EVENTS.jsonl --broker {pipeline.bootstrap}")
+        print("Ctrl-C stops the workers and the broker.", flush=True)
+        while True:
+            for worker in pipeline.dead_workers():
+                print(f"subsidy: worker {worker.index} (pid {worker.pid}) exited with {worker.proc.returncode}; log {worker.log_path}", file=sys.stderr)
+                pipeline.workers.remove(worker)
+            if not pipeline.workers:
+                return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("stopping ...", file=sys.stderr)
+        return 0
+    finally:
+        pipeline.stop()
+
+
+# -- publish ----------------------------------------------------------------------------------
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from streams.publish import PublishError, publish_file
+    from subsidy.progress import Progress
+    from subsidy.replay import count_lines
+
+    if not os.path.isfile(args.events):
+        raise _command_error(f"events file {args.events!r} does not exist")
+    broker = args.broker or os.environ.get("SUBSIDY_BROKER")
+    if not broker:
+        raise _command_error("say where to publish: --broker HOST:PORT (subsidy up prints it) or SUBSIDY_BROKER")
+    bar = Progress(None, "publish", unit="msg")
+    if bar.enabled:
+        bar.total = count_lines(args.events)
+    started = time.monotonic()
+    try:
+        with bar:
+            sent = publish_file(args.events, _bootstrap(broker), progress=bar.update)
+    except PublishError as exc:
+        raise _command_error(f"{args.events}: {exc}") from None
+    except Exception as exc:  # kafka errors: no broker there, etc.
+        raise _command_error(f"publishing to {broker} failed: {type(exc).__name__}: {exc}") from None
+    seconds = time.monotonic() - started
+    print(f"published {sent:,} messages to {broker} in {seconds:.1f} s ({sent / max(seconds, 1e-9):,.0f} msg/s)")
+    return 0
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rules.policy import load_policy
+    from sinks.ledger import Ledger
+    from streams.publish import publish_file
+    from streams.verify import cap_problems, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
+    from subsidy.generate import generate_file
+    from subsidy.progress import Progress
+
+    policy = load_policy(args.policy) if args.policy else load_policy()
+    workdir = Path(tempfile.mkdtemp(prefix="subsidy-demo-"))
+    args.workdir = str(workdir)
+    if not args.ledger:
+        args.ledger = f"sqlite:///{workdir / 'ledger.sqlite'}"
+    events_path = workdir / "events.jsonl"
+    lines = generate_file(events_path, args.year, seed=args.seed, enterprises=args.enterprises, events=args.events, policy=policy)
+    print(f"generated  {lines:,} events for {args.year} -> {events_path}")
+    expected = expected_from_file(str(events_path), policy)
+    print(f"replay     {len(expected.decision_ids):,} decisions, {expected.rejections:,} rejections expected")
+    pipeline = _start_local(args, args.workers)
+    try:
+        print(f"broker     {pipeline.bootstrap}; {len(pipeline.workers)} worker(s); ledger {pipeline.ledger_url}", flush=True)
+        started = time.monotonic()
+        sent = publish_file(str(events_path), pipeline.bootstrap)
+        print(f"published  {sent:,} messages in {time.monotonic() - started:.1f} s", flush=True)
+        ledger = Ledger.open(pipeline.ledger_url)
+        bar = Progress(None, "ledger", unit="in")
+        first = {}
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            if done and "t" not in first:
+                first["t"] = time.monotonic()
+            bar.update(done - bar.count)
+
+        def check() -> None:
+            for worker in pipeline.dead_workers():
+                raise _command_error(f"worker {worker.index} exited with {worker.proc.returncode}; log {worker.log_path}:\n{pipeline.log_tail(worker)}")
+
+        with bar:
+            ok = wait_until_accounted(ledger, expected, timeout=args.timeout, settle=1.5, on_progress=progress, check=check)
+        elapsed = time.monotonic() - started
+        if not ok:
+            raise _command_error(f"the ledger did not account for every input within {args.timeout:.0f} s (logs in {workdir})")
+        processing = time.monotonic() - first.get("t", started)
+        actual = ledger_totals(ledger)
+        problems = compare_totals(expected.totals, actual) + cap_problems(ledger) + ledger.verify_chain()
+        counts = ledger.counts()
+        print(f"done       {lines:,} inputs in {elapsed:.1f} s from first publish ({lines / elapsed:,.0f} inputs/s end to end, "
+              f"{lines / max(processing, 1e-9):,.0f}/s after the first ledger write)")
+        print(f"ledger     {counts['decisions']:,} decisions, {counts['instructions']:,} instructions, {counts['rejections']:,} rejections")
+        print("granted (net of clawbacks, CNY):")
+        print(totals_table(expected.totals, actual))
+        if problems:
+            print("RESULT     the pipeline DISAGREES with the replay:\n  " + "\n  ".join(problems))
+            return 1
+        print("RESULT     the pipeline's ledger matches the replay to the fen; no cap exceeded; journal chain intact")
+        return 0
+    finally:
+        pipeline.stop()
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+
+def add_stream_commands(subparsers) -> None:
+    worker = subparsers.add_parser("worker", help="run one pipeline worker (production; configured from SUBSIDY_* env)")
+    worker.add_argument("--broker", metavar="HOST:PORT", help="Kafka bootstrap (default $SUBSIDY_BROKER)")
+    worker.add_argument("--ledger", metavar="URL", help="ledger database URL (default $SUBSIDY_LEDGER_URL or sqlite:///subsidy-ledger.sqlite)")
+    worker.add_argument("--policy", metavar="FILE", help="policy file (default $SUBSIDY_POLICY or the shipped one)")
+    worker.add_argument("--partitions", type=int, help="partitions of the topics (default $SUBSIDY_PARTITIONS or 4)")
+    worker.add_argument("--web-port", type=int, help="port of /metrics on 127.0.0.1 (default 6066)")
+    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--no-create-topics", action="store_true", help="do not create missing topics (they must exist)")
+    worker.set_defaults(func=cmd_worker)
+
+    def local_flags(p):
+        p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+        p.add_argument("--ledger", metavar="URL", help="ledger database URL (default: SQLite)")
+        p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
+        p.add_argument("--policy", metavar="FILE", help="policy file (default: the shipped one)")
+
+    up = subparsers.add_parser("up", help="start a local broker, the workers and the ledger on this machine")
+    local_flags(up)
+    up.add_argument("--workdir", metavar="DIR", help="where logs go (default: a new temp dir)")
+    up.set_defaults(func=cmd_up)
+
+    pub = subparsers.add_parser("publish", help="send a JSONL file of events to the input topics (as an upstream system would)")
+    pub.add_argument("events", metavar="EVENTS.jsonl")
+    pub.add_argument("--broker", metavar="HOST:PORT", help="bootstrap address (default $SUBSIDY_BROKER)")
+    pub.set_defaults(func=cmd_publish)
+
+    demo = subparsers.add_parser("demo", help="up + a generated sample + publish + compare the ledger with the replay")
+    local_flags(demo)
+    demo.add_argument("--events", type=int, default=5000, help="approximate number of events (default 5000)")
+    demo.add_argument("--enterprises", type=int, default=200)
+    demo.add_argument("--year", type=int, default=2026)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--timeout", type=float, default=600.0)
+    demo.set_defaults(func=cmd_demo)

@@ -1,0 +1,113 @@
+"""What a file of events must become (the pure replay) and whether the ledger holds it.
+
+Completion is read from the ledger, never from broker offsets (the local broker's end
+offsets are wrong for batching producers, see streams/LOCAL_BROKER.md): a run is complete
+when the ledger holds every decision the replay makes and one rejection per rejected
+message.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from rules.money import format_fen
+from rules.policy import Policy, load_policy
+from subsidy.replay import ReplaySummary, normalise_totals, replay
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.decision_ids: set[str] = set()
+        self.instruction_ids: set[str] = set()
+        self.rejections = 0
+
+    def record(self, decisions, instructions, rejections):
+        self.decision_ids.update(d["decision_id"] for d in decisions)
+        self.instruction_ids.update(i["instruction_id"] for i in instructions)
+        self.rejections += len(rejections)
+
+
+@dataclass
+class Expected:
+    summary: ReplaySummary
+    decision_ids: set[str]
+    instruction_ids: set[str]
+    rejections: int
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> int:
+        return self.summary.events
+
+
+def expected_from_file(path: str, policy: Policy | None = None) -> Expected:
+    collect = _Collect()
+    summary = replay(path, policy or load_policy(), collect)
+    totals = {c: {y: f for y, f in years.items() if f} for c, years in summary.granted.items()}
+    return Expected(summary, collect.decision_ids, collect.instruction_ids, collect.rejections, {c: y for c, y in totals.items() if y})
+
+
+def ledger_totals(ledger) -> dict[str, dict[str, int]]:
+    totals = normalise_totals(ledger.granted_totals())
+    return {c: {y: f for y, f in years.items() if f} for c, years in totals.items() if any(years.values())}
+
+
+def accounted(ledger, expected: Expected) -> tuple[int, int]:
+    """(inputs accounted for, inputs expected), from the ledger's counts."""
+    counts = ledger.counts()
+    done = min(counts["decisions"], len(expected.decision_ids)) + min(counts["rejections"], expected.rejections)
+    return done, len(expected.decision_ids) + expected.rejections
+
+
+def wait_until_accounted(
+    ledger,
+    expected: Expected,
+    *,
+    timeout: float = 300.0,
+    settle: float = 1.0,
+    on_progress: Callable[[int, int], None] | None = None,
+    check: Callable[[], None] | None = None,
+) -> bool:
+    """Poll the ledger until it accounts for every input (then wait ``settle`` s more)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, total = accounted(ledger, expected)
+        if on_progress:
+            on_progress(done, total)
+        if done >= total:
+            time.sleep(settle)
+            return True
+        if check:
+            check()
+        time.sleep(0.5)
+    return False
+
+
+def compare_totals(expected: dict[str, dict[str, int]], actual: dict[str, dict[str, int]]) -> list[str]:
+    problems = []
+    for clause in sorted(set(expected) | set(actual)):
+        for year in sorted(set(expected.get(clause, {})) | set(actual.get(clause, {}))):
+            want, have = expected.get(clause, {}).get(year, 0), actual.get(clause, {}).get(year, 0)
+            if want != have:
+                problems.append(f"{clause} {year}: ledger {format_fen(have)}, replay {format_fen(want)}")
+    return problems
+
+
+def totals_table(expected: dict[str, dict[str, int]], actual: dict[str, dict[str, int]]) -> str:
+    rows = [(c, y) for c in sorted(set(expected) | set(actual)) for y in sorted(set(expected.get(c, {})) | set(actual.get(c, {})))]
+    width = max([len(c) for c, _ in rows] + [6])
+    lines = [f"  {'clause':<{width}}  year  {'pipeline (ledger)':>18}  {'replay':>18}"]
+    for c, y in rows:
+        have, want = actual.get(c, {}).get(y, 0), expected.get(c, {}).get(y, 0)
+        mark = "" if have == want else "  <-- differs"
+        lines.append(f"  {c:<{width}}  {y}  {format_fen(have):>18}  {format_fen(want):>18}{mark}")
+    total_have = sum(f for ys in actual.values() for f in ys.values())
+    total_want = sum(f for ys in expected.values() for f in ys.values())
+    lines.append(f"  {'total':<{width}}        {format_fen(total_have):>18}  {format_fen(total_want):>18}")
+    return "\n".join(lines)
+
+
+def cap_problems(ledger) -> list[str]:
+    return [f"cap {scope}: used {u['used']} > limit {u['limit']}" for scope, u in ledger.cap_usage().items() if u["used"] > u["limit"]]
