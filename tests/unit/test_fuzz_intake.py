@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -142,4 +144,5 @@ def test_near_valid_messages_end_in_a_decision_or_a_rejection(data, topic):
 
 
 def test_deeply_nested_json_is_rejected():
-    _must_end_cleanly("compute-purchases", b"[" * 100_000 + b"]" * 100_000)
+    with pytest.raises(Rejected, match="nests too deeply"):
+        intake("compute-purchases", b"[" * 100_000 + b"]" * 100_000, POLICY)
