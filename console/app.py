@@ -11,6 +11,7 @@ Nothing here can change money:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hmac
 import json
 import logging
@@ -160,12 +161,25 @@ ROUTES: list[tuple[str, Callable]] = [
 ]
 
 
-def build_console(ledger_url: str, policy: Policy | str | Path | None = None, worker_metrics_urls: list[str] | tuple[str, ...] = (), *, admin_token: str | None = None, scrape_interval: float = 5.0) -> web.Application:
-    """The console app. ``admin_token`` defaults to $SUBSIDY_CONSOLE_ADMIN_TOKEN (unset: no admin access at all)."""
+def build_console(
+    ledger_url: str,
+    policy: Policy | str | Path | None = None,
+    worker_metrics_urls: list[str] | tuple[str, ...] = (),
+    *,
+    admin_token: str | None = None,
+    scrape_interval: float = 5.0,
+    today: dt.date | None = None,
+) -> web.Application:
+    """The console app.
+
+    ``admin_token`` defaults to $SUBSIDY_CONSOLE_ADMIN_TOKEN (unset: no method other than GET/HEAD
+    is ever let through). ``today`` fixes the date projections are made from (default: the
+    current date in the policy's time zone), for replays of a past year and for tests.
+    """
     if policy is None or isinstance(policy, (str, Path)):
         policy = load_policy(policy) if policy is not None else load_policy()
     app = web.Application(middlewares=[guard])
-    app[READER] = LedgerReader(ledger_url, policy)
+    app[READER] = LedgerReader(ledger_url, policy, today=today)
     app[SCRAPER] = StreamScraper(list(worker_metrics_urls or []), interval=scrape_interval)
     app[ADMIN_TOKEN] = admin_token if admin_token is not None else os.environ.get(ADMIN_TOKEN_ENV, "")
     for path, handler in ROUTES:

@@ -1,0 +1,396 @@
+"""The console's JSON API, /metrics and read-only guard, over a ledger filled by the real core."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import json
+import re
+
+import jsonschema
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from console.app import build_console
+from console.openapi import spec
+from console.promtext import parse
+from console.readmodel import LedgerReader
+from rules.money import parse_amount
+from sinks.ledger import Ledger
+
+MONEY = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]{2}$")
+# keys whose values may be floats: ratios, rates and counts that are not money
+FLOAT_KEYS = {"used_ratio", "events_in_total", "events_in_per_second", "events_out_total", "events_out_per_second", "lag", "scraped_at", "interval_seconds"}
+API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/streams", "/healthz"]
+
+
+def run(app: web.Application, work):
+    async def main():
+        async with TestClient(TestServer(app)) as client:
+            return await work(client)
+
+    return asyncio.run(main())
+
+
+def get_all(app: web.Application, paths: list[str]) -> dict[str, tuple[int, dict, str]]:
+    async def work(client):
+        out = {}
+        for path in paths:
+            response = await client.get(path)
+            out[path] = (response.status, dict(response.headers), await response.text())
+        return out
+
+    return run(app, work)
+
+
+def walk(value, path=""):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from walk(item, f"{path}.{key}")
+            yield f"{path}.{key}", key, item
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from walk(item, f"{path}[{i}]")
+
+
+def assert_money_is_never_float(document):
+    for where, key, item in walk(document):
+        if isinstance(item, float):
+            assert key in FLOAT_KEYS, f"float at {where}: {item!r}"
+        if key.endswith("_fen") and item is not None:
+            assert type(item) is int, f"{where} is {item!r}, not integer fen"
+        if key in {"granted", "declined", "budget", "remaining", "paid", "clawed_back", "net_granted", "limit", "used", "room", "slope_per_day"} and isinstance(item, str):
+            assert MONEY.match(item), f"{where} = {item!r} is not a decimal string"
+
+
+def validate(document, schema_name: str):
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": spec()["components"]}
+    jsonschema.Draft202012Validator(schema).validate(document)
+
+
+@pytest.fixture
+def app(pipeline_ledger, policy):
+    return build_console(pipeline_ledger["url"], policy, today=dt.date(2026, 12, 31))
+
+
+def test_every_api_route_answers_json_matching_its_openapi_schema(app):
+    answers = get_all(app, API_PATHS + ["/openapi.json"])
+    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/streams": "Streams"}
+    for path, (status, headers, text) in answers.items():
+        assert status == 200, (path, text[:300])
+        assert headers["Content-Type"].startswith("application/json"), path
+        assert "default-src 'none'" in headers["Content-Security-Policy"]
+        document = json.loads(text)
+        if path != "/openapi.json":
+            assert_money_is_never_float(document)
+        if path in schemas:
+            validate(document, schemas[path])
+
+
+def test_budgets_match_the_ledger_journal(app, pipeline_ledger, policy):
+    (status, _, text), = get_all(app, ["/api/budgets"]).values()
+    budgets = json.loads(text)["budgets"]
+    with Ledger.open(pipeline_ledger["url"], upgrade=False) as ledger:
+        totals = ledger.granted_totals()
+    shown = {(b["clause_id"], b["fiscal_year"]): b for b in budgets}
+    for clause, years in totals.items():
+        for year, fen in years.items():
+            b = shown[(clause, year)]
+            assert b["granted_fen"] == fen and parse_amount(b["granted"]) == fen
+            assert b["title"] == policy.clauses[clause].title
+            assert b["series"] and b["series"][-1]["granted_fen"] == fen
+            dates = [p["date"] for p in b["series"]]
+            assert dates == sorted(dates) and all(d.startswith(str(year)) for d in dates)
+    voucher = shown[("compute-voucher", 2026)]
+    assert voucher["budget_fen"] == 100_000_000_00 and voucher["budget"] == "100000000.00"
+    assert voucher["remaining_fen"] == voucher["budget_fen"] - voucher["granted_fen"]
+    assert voucher["projection"]["status"] in {"projected", "no-trend", "exhausted"}
+    assert voucher["projection"]["window_to"] == "2026-12-31"
+    # a clause with no programme budget says so instead of inventing one
+    assert shown[("model-usage", 2026)]["budget_fen"] is None
+    assert shown[("model-usage", 2026)]["projection"]["status"] == "no-budget"
+    # the benchmark scenarios' count limit (20 a year) is reported with its use
+    assert shown[("benchmark-scenario", 2026)]["count_limits"][0]["limit"] == 20
+
+
+def test_projection_by_linear_trend_of_the_last_30_days(pipeline_ledger, policy):
+    reader = LedgerReader(pipeline_ledger["url"], policy, today=dt.date(2026, 6, 30))
+    try:
+        year_end = dt.date(2026, 12, 31)
+        # 1,000.00 a day for 60 days up to 2026-06-30: 40,000.00 left of a 100,000.00 budget -> 40 more days
+        series = [{"date": (dt.date(2026, 5, 2) + dt.timedelta(days=i)).isoformat(), "granted_fen": 100_000 * (i + 1)} for i in range(60)]
+        p = reader._projection(series, 10_000_000, dt.date(2026, 6, 30), year_end)
+        assert p["status"] == "projected" and p["slope_fen_per_day"] == 100_000
+        assert p["exhaustion_date"] == "2026-08-09" and p["within_fiscal_year"] is True
+        # slower: runs past the year end
+        p = reader._projection(series, 1_000_000_000, dt.date(2026, 6, 30), year_end)
+        assert p["status"] == "projected" and p["within_fiscal_year"] is False
+        assert p["year_end_granted_fen"] == 6_000_000 + 100_000 * 184
+        # nothing new in the window: no trend, no date
+        p = reader._projection(series[:10], 10_000_000, dt.date(2026, 6, 30), year_end)
+        assert p["status"] == "no-trend" and p["exhaustion_date"] is None
+        # reached: the first day the total met the budget
+        p = reader._projection(series, 3_000_000, dt.date(2026, 6, 30), year_end)
+        assert p["status"] == "exhausted" and p["exhaustion_date"] == "2026-05-31"
+        # cut by the budget before the total reached it (room left smaller than every claim)
+        p = reader._projection(series, 9_000_000, dt.date(2026, 6, 30), year_end, first_budget_decline="2026-06-20")
+        assert p["status"] == "exhausted" and p["exhaustion_date"] == "2026-06-20"
+    finally:
+        reader.close()
+
+
+def test_nearest_caps_are_ordered_and_named(app):
+    answers = get_all(app, ["/api/caps/nearest?limit=5", "/api/caps/nearest?kind=count&limit=3", "/api/caps/nearest?limit=0", "/api/caps/nearest?kind=sum"])
+    status, _, text = answers["/api/caps/nearest?limit=5"]
+    caps = json.loads(text)["caps"]
+    assert 0 < len(caps) <= 5
+    ratios = [c["used_ratio"] for c in caps]
+    assert ratios == sorted(ratios, reverse=True)
+    for c in caps:
+        assert c["kind"] == "amount" and c["who"] and c["title"]
+        assert c["used_fen"] + c["room_fen"] == c["limit_fen"]
+        assert c["beneficiary"]["name"]
+    counted = json.loads(answers["/api/caps/nearest?kind=count&limit=3"][2])["caps"]
+    assert all(c["kind"] == "count" and "limit_count" in c for c in counted)
+    assert answers["/api/caps/nearest?limit=0"][0] == 400
+    assert answers["/api/caps/nearest?kind=sum"][0] == 400
+
+
+def test_recent_decisions_carry_their_computation(app, pipeline_ledger):
+    answers = get_all(app, ["/api/decisions/recent?limit=7", "/api/decisions/recent?limit=5&outcome=declined", "/api/decisions/recent?limit=3&clause=model-usage"])
+    decisions = json.loads(answers["/api/decisions/recent?limit=7"][2])["decisions"]
+    assert len(decisions) == 7
+    for d in decisions:
+        assert d["computation"] is not None and d["clause_title"]
+        assert d["granted_fen"] == parse_amount(d["granted"])
+    keys = [(d["recorded_at"], d["occurred_at"]) for d in decisions]
+    assert [k[0] for k in keys] == sorted((k[0] for k in keys), reverse=True)
+    declined = json.loads(answers["/api/decisions/recent?limit=5&outcome=declined"][2])["decisions"]
+    assert declined and all(d["outcome"] == "declined" for d in declined)
+    model = json.loads(answers["/api/decisions/recent?limit=3&clause=model-usage"][2])["decisions"]
+    assert len(model) == 3 and all(d["clause_id"] == "model-usage" for d in model)
+
+
+def test_rejections_grouped_by_code_with_the_original_message(app, pipeline_ledger):
+    (status, _, text), = get_all(app, ["/api/rejections?examples=2"]).values()
+    data = json.loads(text)
+    with Ledger.open(pipeline_ledger["url"], upgrade=False) as ledger:
+        assert data["total"] == ledger.counts()["rejections"] > 0
+    assert sum(g["count"] for g in data["groups"]) == data["total"]
+    counts = [g["count"] for g in data["groups"]]
+    assert counts == sorted(counts, reverse=True)
+    for group in data["groups"]:
+        assert sum(group["by_topic"].values()) == group["count"]
+        assert 1 <= len(group["examples"]) <= 2
+        for example in group["examples"]:
+            assert example["reason"]
+            assert example["original_text"] or example["original_base64"]
+    by_code = {g["code"]: g for g in data["groups"]}
+    if "invalid-field" in by_code:  # a fractional JSON amount: the original bytes show the float
+        assert any("event_id" in (e["original_text"] or "") for e in by_code["invalid-field"]["examples"])
+
+
+def test_streams_without_workers_explains_itself(app):
+    (status, _, text), = get_all(app, ["/api/streams"]).values()
+    data = json.loads(text)
+    assert data["configured"] is False and data["topics"] == [] and "--worker-metrics" in data["explanation"]
+
+
+WORKER_METRICS = """# HELP subsidy_events_in_total Messages consumed per topic.
+# TYPE subsidy_events_in_total counter
+subsidy_events_in_total{topic="compute-purchases",partition="0"} %d
+subsidy_events_in_total{topic="compute-purchases",partition="1"} 100
+subsidy_events_in_total{topic="model-invoices",partition="0"} 40
+# HELP subsidy_consumer_lag Messages behind the end of the partition.
+# TYPE subsidy_consumer_lag gauge
+subsidy_consumer_lag{topic="compute-purchases",partition="0"} 7
+subsidy_consumer_lag{topic="compute-purchases",partition="1"} 5
+# HELP subsidy_e2e_latency_seconds Event time to decision sent.
+# TYPE subsidy_e2e_latency_seconds histogram
+subsidy_e2e_latency_seconds_bucket{le="0.1"} 3
+subsidy_e2e_latency_seconds_bucket{le="+Inf"} 4
+subsidy_e2e_latency_seconds_sum 0.9
+subsidy_e2e_latency_seconds_count 4
+"""
+
+
+def test_streams_and_metrics_from_a_worker(pipeline_ledger, policy):
+    async def scenario():
+        hits = {"n": 0}
+
+        async def worker_metrics(request):
+            hits["n"] += 1
+            return web.Response(text=WORKER_METRICS % (1000 + 500 * hits["n"]), content_type="text/plain")
+
+        worker = web.Application()
+        worker.router.add_get("/metrics", worker_metrics)
+        async with TestServer(worker) as worker_server:
+            url = str(worker_server.make_url("/metrics"))
+            app = build_console(pipeline_ledger["url"], policy, [url, "http://127.0.0.1:9/metrics"], scrape_interval=0.2)
+            async with TestClient(TestServer(app)) as client:
+                for _ in range(50):
+                    data = await (await client.get("/api/streams")).json()
+                    topics = {t["topic"]: t for t in data["topics"]}
+                    if topics.get("compute-purchases", {}).get("events_in_per_second"):
+                        break
+                    await asyncio.sleep(0.1)
+                metrics_text = await (await client.get("/metrics")).text()
+        return data, metrics_text
+
+    data, metrics_text = asyncio.run(scenario())
+    assert data["configured"] is True
+    up = {w["url"].split("/")[2]: w["up"] for w in data["workers"]}
+    assert up["127.0.0.1:9"] is False and list(up.values()).count(True) == 1
+    topics = {t["topic"]: t for t in data["topics"]}
+    assert topics["compute-purchases"]["lag"] == 12
+    assert topics["compute-purchases"]["events_in_per_second"] > 0
+    assert topics["model-invoices"]["events_in_total"] == 40
+    families = parse(metrics_text)
+    assert families["subsidy_e2e_latency_seconds"].type == "histogram"
+    assert all("worker" in s.labels for s in families["subsidy_consumer_lag"].samples)
+    worker_up = {s.labels["worker"]: s.value for s in families["subsidy_console_worker_up"].samples}
+    assert worker_up["127.0.0.1:9"] == 0 and sorted(worker_up.values()) == [0, 1]
+
+
+def test_metrics_parse_and_agree_with_the_ledger(app, pipeline_ledger):
+    (status, headers, text), = get_all(app, ["/metrics"]).values()
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    families = parse(text)
+    for name in ("subsidy_console_ledger_up", "subsidy_granted_fen_total", "subsidy_budget_fen", "subsidy_budget_remaining_fen", "subsidy_ledger_events_total", "subsidy_ledger_decisions_total", "subsidy_ledger_rejections_total", "subsidy_ledger_record_delay_seconds"):
+        assert name in families and families[name].samples, name
+    assert families["subsidy_console_ledger_up"].samples[0].value == 1
+    with Ledger.open(pipeline_ledger["url"], upgrade=False) as ledger:
+        totals = ledger.granted_totals()
+        counts = ledger.counts()
+    granted = {(s.labels["clause"], int(s.labels["fiscal_year"])): s.value for s in families["subsidy_granted_fen_total"].samples}
+    assert granted == {(c, y): fen for c, years in totals.items() for y, fen in years.items()}
+    assert sum(s.value for s in families["subsidy_ledger_decisions_total"].samples) == counts["decisions"]
+    assert sum(s.value for s in families["subsidy_ledger_rejections_total"].samples) == counts["rejections"]
+    assert {s.labels["reason"] for s in families["subsidy_ledger_rejections_total"].samples}
+    remaining = {s.labels["clause"]: s.value for s in families["subsidy_budget_remaining_fen"].samples}
+    budget = {s.labels["clause"]: s.value for s in families["subsidy_budget_fen"].samples}
+    assert remaining["compute-voucher"] == budget["compute-voucher"] - granted[("compute-voucher", 2026)]
+    buckets = [s for s in families["subsidy_ledger_record_delay_seconds"].samples if s.name.endswith("_bucket")]
+    values = [s.value for s in buckets]
+    assert values == sorted(values) and buckets[-1].labels["le"] == "+Inf"
+    count = next(s.value for s in families["subsidy_ledger_record_delay_seconds"].samples if s.name.endswith("_count"))
+    assert values[-1] == count == counts["decisions"]
+    try:  # cross-check with the reference parser when it is installed
+        from prometheus_client.parser import text_string_to_metric_families
+    except ImportError:
+        return
+    assert {f.name for f in text_string_to_metric_families(text)}
+
+
+def test_openapi_describes_exactly_the_routes(app):
+    document = spec()
+    assert document["openapi"].startswith("3.1")
+    routes = set()
+    for resource in app.router.resources():
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter")
+        if path is None or "prefix" in info:  # the static files
+            continue
+        routes.add(path)
+        methods = {r.method for r in resource}
+        assert methods <= {"GET", "HEAD"}, (path, methods)
+    assert routes == set(document["paths"])
+    for path, item in document["paths"].items():
+        assert set(item) == {"get"}, path
+        assert "200" in item["get"]["responses"]
+    # every $ref resolves
+    refs = {v for _, k, v in walk(document) if k == "$ref"}
+    for ref in refs:
+        assert ref.removeprefix("#/components/schemas/") in document["components"]["schemas"], ref
+    jsonschema.Draft202012Validator.check_schema({"components": document["components"]})
+    (status, _, text), = get_all(app, ["/openapi.json"]).values()
+    assert json.loads(text) == json.loads(json.dumps(document))
+
+
+def test_the_page_and_its_assets_are_served(app):
+    answers = get_all(app, ["/", "/static/console.js", "/static/console.css", "/static/favicon.svg", "/static/../app.py"])
+    status, headers, html = answers["/"]
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "/static/console.js" in html and "http://" not in html.replace("http://www.w3.org", "")
+    assert "https://" not in html
+    for asset in ("/static/console.js", "/static/console.css", "/static/favicon.svg"):
+        assert answers[asset][0] == 200, asset
+    assert answers["/static/../app.py"][0] in (403, 404)
+    assert "https://" not in answers["/static/console.js"][2]  # no CDN
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+def test_methods_other_than_get_are_refused_without_the_admin_token(method, pipeline_ledger, policy):
+    app = build_console(pipeline_ledger["url"], policy, admin_token="")
+
+    async def work(client):
+        response = await client.request(method, "/api/budgets", data=b"{}")
+        return response.status, response.headers.get("WWW-Authenticate"), await response.text()
+
+    status, challenge, text = run(app, work)
+    assert status == 401 and challenge.startswith("Bearer")
+    assert "read-only" in text
+
+
+def test_admin_token_only_unlocks_methods_nothing_uses_yet(pipeline_ledger, policy, monkeypatch):
+    monkeypatch.setenv("SUBSIDY_CONSOLE_ADMIN_TOKEN", "s3cret-token")
+    app = build_console(pipeline_ledger["url"], policy)
+
+    async def work(client):
+        out = {}
+        for name, headers in {"none": {}, "wrong": {"Authorization": "Bearer nope"}, "basic": {"Authorization": "Basic s3cret-token"}, "right": {"Authorization": "Bearer s3cret-token"}}.items():
+            response = await client.post("/api/budgets", headers=headers)
+            out[name] = response.status
+        head = await client.head("/api/summary")
+        out["head"] = head.status
+        return out
+
+    out = run(app, work)
+    assert out["none"] == out["wrong"] == out["basic"] == 401
+    assert out["right"] == 405  # let through, and there is no admin action to perform
+    assert out["head"] == 200
+
+
+def test_the_console_cannot_write_the_ledger(pipeline_ledger, policy):
+    path = pipeline_ledger["path"]
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    app = build_console(pipeline_ledger["url"], policy)
+    answers = get_all(app, API_PATHS + ["/metrics", "/"])
+    assert all(a[0] == 200 for a in answers.values())
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    reader = LedgerReader(pipeline_ledger["url"], policy)
+    try:
+        with reader.engine.connect() as conn:
+            with pytest.raises(Exception, match="readonly|read-only|query_only"):
+                conn.exec_driver_sql("DELETE FROM ledger_rejections")
+    finally:
+        reader.close()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_a_missing_ledger_is_reported_not_created(tmp_path, policy):
+    missing = tmp_path / "nowhere.sqlite"
+    app = build_console(f"sqlite:///{missing}", policy)
+    answers = get_all(app, ["/api/budgets", "/api/summary", "/healthz", "/metrics", "/", "/api/streams"])
+    for path in ("/api/budgets", "/api/summary", "/healthz"):
+        status, _, text = answers[path]
+        assert status == 503 and "cannot read the ledger" in json.loads(text)["error"]
+    assert answers["/"][0] == 200 and answers["/api/streams"][0] == 200
+    families = parse(answers["/metrics"][2])
+    assert families["subsidy_console_ledger_up"].samples[0].value == 0
+    assert not missing.exists()
+
+
+def test_cli_registers_console_bound_to_localhost(monkeypatch):
+    import argparse
+
+    from console.cli import add_console_commands
+
+    parser = argparse.ArgumentParser(prog="subsidy")
+    add_console_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["console", "--worker-metrics", "http://127.0.0.1:6066/metrics", "--worker-metrics", "http://127.0.0.1:6067/metrics"])
+    assert args.host == "127.0.0.1" and args.port == 8080 and args.ledger is None
+    assert args.worker_metrics == ["http://127.0.0.1:6066/metrics", "http://127.0.0.1:6067/metrics"]
+    assert callable(args.func)
