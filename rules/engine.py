@@ -20,6 +20,7 @@ source and event.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
@@ -38,8 +39,14 @@ CLAWED_BACK, ADJUSTED, REFUND_RECORDED = "clawed-back", "adjusted", "refund-reco
 
 
 def stable_id(kind: str, policy_id: str, clause_id: str, source: str, event_id: str) -> str:
-    """Deterministic id: the same event under the same clause always gets the same id."""
-    return uuid.uuid5(_ID_NAMESPACE, "\x1f".join((kind, policy_id, clause_id, source, event_id))).hex
+    """Deterministic id: the same event under the same clause always gets the same id.
+
+    Exactly ``uuid.uuid5(_ID_NAMESPACE, name).hex``, computed without building UUID objects
+    (a fifth of the engine's time went there)."""
+    digest = bytearray(hashlib.sha1(_ID_NAMESPACE.bytes + "\x1f".join((kind, policy_id, clause_id, source, event_id)).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return digest.hex()
 
 
 def state_key(*parts: str) -> str:

@@ -53,10 +53,9 @@ def parse_amount(value: object) -> int:
 
 
 def format_fen(fen: int) -> str:
-    """int fen -> "1234.50" (the wire form)."""
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    return f"{sign}{whole}.{cents:02d}"
+    """int fen -> "1234.50" (the wire form). String slicing: the engine formats ~15 amounts a claim."""
+    digits = str(fen if fen >= 0 else -fen).rjust(3, "0")
+    return ("-" if fen < 0 else "") + digits[:-2] + "." + digits[-2:]
 
 
 def fen_to_decimal(fen: int) -> Decimal:
