@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import operator
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,11 +123,25 @@ class _Prepared:
     row: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class _Cap:
+    """A cap's usage row as a batch being booked sees it."""
+
+    kind: str
+    limit: int
+    used: int
+    used_before: int  # as stored before the batch
+
+
 # -- canonical forms -------------------------------------------------------------------------
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """``json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)``, with one encoder."""
+    return _CANONICAL.encode(value)
 
 
 def sha256_hex(text: str) -> str:
@@ -162,7 +177,7 @@ def payable_account(payee_id: str) -> str:
 
 def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
     """Hash of one journal entry chained to the previous one. Deterministic: no wall-clock time."""
-    fields = [
+    fields = (
         entry["seq"],
         entry["instruction_id"],
         entry["entry_kind"],
@@ -173,7 +188,13 @@ def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
         int(entry["fiscal_year"]),
         entry["payee_id"],
         entry["instruction_hash"],
-    ]
+    )
+    return _chain_hash(prev_hash, fields)
+
+
+def _chain_hash(prev_hash: str, fields: tuple) -> str:
+    """``fields``: seq, instruction_id, entry_kind, debit and credit account, amount_fen (int),
+    clause_id, fiscal_year (int), payee_id, instruction_hash."""
     return sha256_hex(prev_hash + "\n" + canonical_json(fields))
 
 
@@ -289,6 +310,10 @@ cap_charges = sa.Table(
     sa.Column("delta", sa.BigInteger),
 )
 
+_INSTRUCTION_FIELDS = ("kind", "policy_id", "policy_version", "clause_id", "fiscal_year", "payee_id", "amount_fen", "currency", "corrects", "occurred_at", "value_date")
+_INSTRUCTION_COLUMNS = ("instruction_id", *_INSTRUCTION_FIELDS, "journal_seq", "content_hash", "body", "recorded_at")
+_JOURNAL_COLUMNS = ("seq", "instruction_id", "entry_kind", "debit_account", "credit_account", "amount_fen", "clause_id", "fiscal_year", "payee_id", "instruction_hash", "prev_hash", "entry_hash", "recorded_at")
+_ACCOUNT_COLUMNS = ("account_id", "kind", "policy_id", "clause_id", "fiscal_year", "payee_id", "payee_kind", "name")
 _ID_COLUMN = {"decision": decisions_t.c.decision_id, "instruction": instructions_t.c.instruction_id, "rejection": rejections_t.c.rejection_id}
 _TABLE = {"decision": decisions_t, "instruction": instructions_t, "rejection": rejections_t}
 
@@ -368,7 +393,6 @@ class Ledger:
         self.retry = retry or RetryPolicy()
         self.dialect = engine.dialect.name
         self._known_accounts: set[str] = set()  # accounts seen committed (never deleted)
-        self._txn_accounts: set[str] = set()
 
     @classmethod
     def open(cls, url: str = DEFAULT_LEDGER_URL, *, retry: RetryPolicy | None = None, upgrade: bool = True) -> "Ledger":
@@ -425,9 +449,9 @@ class Ledger:
                 record_id = body.get(f"{kind}_id")
                 if not isinstance(record_id, str) or not record_id:
                     raise InvalidRecord(f"{kind} without a {kind}_id: {canonical_json(body)[:200]}")
-                hashed = {k: v for k, v in body.items() if k not in _VOLATILE_REJECTION_FIELDS} if kind == "rejection" else body
                 text = canonical_json(body)
-                prepared = _Prepared(kind, record_id, body, text, sha256_hex(canonical_json(hashed)))
+                hashed = canonical_json({k: v for k, v in body.items() if k not in _VOLATILE_REJECTION_FIELDS}) if kind == "rejection" else text
+                prepared = _Prepared(kind, record_id, body, text, sha256_hex(hashed))
                 prepared.row = getattr(self, f"_{kind}_row")(body)
                 seen = out[kind].get(record_id)
                 if seen is not None:
@@ -515,127 +539,216 @@ class Ledger:
         row = conn.execute(query).one()
         return int(row.seq), row.head_hash
 
-    def _existing(self, conn: Connection, kind: str, ids: list[str]) -> dict[str, tuple[str, str]]:
-        table, column = _TABLE[kind], _ID_COLUMN[kind]
-        found: dict[str, tuple[str, str]] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            for row in conn.execute(sa.select(column, table.c.content_hash, table.c.body).where(column.in_(chunk))):
-                found[row[0]] = (row[1], row[2])
-        return found
+    def _select_in(self, conn: Connection, table: sa.Table, columns: str, key: str, keys: Iterable[str], *, for_update: bool = False, group_by: bool = False) -> list:
+        """``SELECT columns FROM table WHERE key IN keys``: one ``= ANY(array)`` query on PostgreSQL
+        (the array sent in binary: no quoting of thousands of elements), IN chunks on SQLite."""
+        keys = list(keys)
+        if not keys:
+            return []
+        tail = (f" GROUP BY {key}" if group_by else "") + (" FOR UPDATE" if for_update and self.dialect == "postgresql" else "")
+        if self.dialect == "postgresql":
+            return list(conn.exec_driver_sql(f"SELECT {columns} FROM {table.name} WHERE {key} = ANY(%(keys)b){tail}", {"keys": keys}))
+        rows = []
+        for start in range(0, len(keys), 500):
+            chunk = tuple(keys[start : start + 500])
+            rows.extend(conn.exec_driver_sql(f"SELECT {columns} FROM {table.name} WHERE {key} IN ({', '.join('?' * len(chunk))}){tail}", chunk))
+        return rows
+
+    def _insert(self, conn: Connection, table: sa.Table, names: tuple[str, ...], rows: list[tuple]) -> None:
+        """Insert rows (tuples of the ``names`` columns) in one go.
+
+        PostgreSQL: ``COPY ... FROM STDIN`` on the transaction's connection (constraints and
+        triggers apply as to any INSERT; rows are streamed, not one statement each). SQLite (in
+        process, no round trips): ``executemany``."""
+        if not rows:
+            return
+        if self.dialect != "postgresql":
+            conn.execute(table.insert(), [dict(zip(names, row)) for row in rows])
+            return
+        statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
+        cursor = conn.connection.dbapi_connection.cursor()
+        try:
+            with cursor.copy(statement) as copy:
+                write = copy.write_row
+                for row in rows:
+                    write(row)
+        except self.engine.dialect.loaded_dbapi.Error as error:
+            self._raise_dbapi(conn, error, statement, cursor)
+        finally:
+            cursor.close()
+
+    def _raise_dbapi(self, conn: Connection, error: Exception, statement: str, cursor) -> None:
+        """Raise a driver error met outside SQLAlchemy's execute() the way execute() would:
+        wrapped in SQLAlchemy's exception classes, the connection invalidated when it is gone
+        (so that the retry classifies it as transient and takes a fresh connection)."""
+        dialect = self.engine.dialect
+        disconnect = dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
+        if disconnect:
+            conn.invalidate(error)
+        raise exc.DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error, connection_invalidated=disconnect, dialect=dialect) from error
 
     def _write(self, batch: dict[str, list[_Prepared]]) -> RecordResult:
         result = RecordResult()
         if not any(batch.values()):
             return result
         now = _now()
-        self._txn_accounts = set()
+        new_accounts: set[str] = set()
         with self.engine.begin() as conn:
             seq, head = self._lock(conn)
             new: dict[str, list[_Prepared]] = {}
             for kind, items in batch.items():
-                existing = self._existing(conn, kind, [p.record_id for p in items])
+                table, column = _TABLE[kind], _ID_COLUMN[kind]
+                existing = dict(self._select_in(conn, table, f"{column.name}, content_hash", column.name, (p.record_id for p in items)))
                 fresh = []
                 for p in items:
                     stored = existing.get(p.record_id)
                     if stored is None:
                         fresh.append(p)
-                    elif stored[0] != p.content_hash:
-                        raise LedgerConflict(kind, p.record_id, diff_paths(json.loads(stored[1]), p.body))
+                    elif stored != p.content_hash:
+                        body = conn.execute(sa.select(table.c.body).where(column == p.record_id)).scalar_one()
+                        raise LedgerConflict(kind, p.record_id, diff_paths(json.loads(body), p.body))
                 setattr(result, f"new_{kind}s", len(fresh))
                 setattr(result, f"present_{kind}s", len(items) - len(fresh))
                 new[kind] = fresh
-            if new["decision"]:
-                conn.execute(decisions_t.insert(), [{"decision_id": p.record_id, **p.row, "content_hash": p.content_hash, "body": p.text, "recorded_at": now} for p in new["decision"]])
-            if new["rejection"]:
-                conn.execute(rejections_t.insert(), [{"rejection_id": p.record_id, **p.row, "content_hash": p.content_hash, "body": p.text, "recorded_at": now} for p in new["rejection"]])
-            for p in new["instruction"]:
-                seq, head = self._book(conn, p, seq, head, now)
+            for kind in ("decision", "rejection"):
+                if new[kind]:
+                    names = (_ID_COLUMN[kind].name, *new[kind][0].row, "content_hash", "body", "recorded_at")
+                    self._insert(conn, _TABLE[kind], names, [(p.record_id, *p.row.values(), p.content_hash, p.text, now) for p in new[kind]])
             if new["instruction"]:
+                seq, head = self._book(conn, new["instruction"], seq, head, now, new_accounts)
                 conn.execute(chain_head.update().where(chain_head.c.id == 1).values(seq=seq, head_hash=head))
-        self._known_accounts |= self._txn_accounts
+        self._known_accounts |= new_accounts
         return result
 
-    def _ensure_account(self, conn: Connection, account_id: str, **values) -> None:
-        if account_id in self._known_accounts or account_id in self._txn_accounts:
-            return
-        self._txn_accounts.add(account_id)
-        if conn.execute(sa.select(accounts.c.account_id).where(accounts.c.account_id == account_id)).first() is None:
-            conn.execute(accounts.insert().values(account_id=account_id, **values))
+    def _book(self, conn: Connection, items: list[_Prepared], seq: int, head: str, now: str, new_accounts: set[str]) -> tuple[int, str]:
+        """Book new instructions (in batch order) with one statement per table.
 
-    def _book(self, conn: Connection, p: _Prepared, seq: int, head: str, now: str) -> tuple[int, str]:
-        row = dict(p.row)
-        charges = row.pop("_charges")
-        full_clawback = row.pop("_full_clawback", False)
-        iid = p.record_id
-        payee = p.body["payee"]
-        budget = budget_account(row["policy_id"], row["clause_id"], row["fiscal_year"])
-        payable = payable_account(row["payee_id"])
-        self._ensure_account(conn, budget, kind="budget", policy_id=row["policy_id"], clause_id=row["clause_id"], fiscal_year=row["fiscal_year"], name=f"{row['clause_id']} budget {row['fiscal_year']}")
-        self._ensure_account(conn, payable, kind="payable", payee_id=row["payee_id"], payee_kind=payee.get("kind"), name=str(payee.get("name") or row["payee_id"]))
+        Everything a row-at-a-time booking would check is checked here in Python, in the same
+        order and with the same messages, against rows read under the chain-head lock (every
+        writer takes it first, so they cannot change underneath); the database constraints stay
+        the last line of defence for the aggregated writes.
+        """
+        # What the checks need from the database, read in one query per table.
+        corrects = {p.row["corrects"] for p in items if p.row["kind"] == "clawback"}
+        originals = {r.instruction_id: (r.kind, int(r.amount_fen), r.clause_id, r.payee_id, r.fiscal_year) for r in self._select_in(conn, instructions_t, "instruction_id, kind, amount_fen, clause_id, payee_id, fiscal_year", "instruction_id", corrects)}
+        clawed = {k: int(v) for k, v in self._select_in(conn, instructions_t, "corrects, sum(amount_fen) AS clawed", "corrects", corrects, group_by=True)}
+        scopes = {charge[0] for p in items for charge in p.row["_charges"]}
+        caps = {r.scope: _Cap(r.kind, int(r.cap_limit), int(r.used), int(r.used)) for r in self._select_in(conn, cap_usage, "scope, kind, cap_limit, used", "scope", scopes, for_update=True)}
+        stored_caps = set(caps)
 
-        if row["kind"] == "clawback":
-            original = conn.execute(
-                sa.select(instructions_t.c.kind, instructions_t.c.amount_fen, instructions_t.c.clause_id, instructions_t.c.payee_id, instructions_t.c.fiscal_year).where(instructions_t.c.instruction_id == row["corrects"])
-            ).first()
-            if original is None or original.kind != "payment":
-                raise InvalidRecord(f"clawback {iid} corrects {row['corrects']}, which is not a payment in the ledger")
-            if (original.clause_id, original.payee_id, original.fiscal_year) != (row["clause_id"], row["payee_id"], row["fiscal_year"]):
-                raise InvalidRecord(f"clawback {iid} does not match the clause, payee and fiscal year of {row['corrects']}")
-            clawed = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(instructions_t.c.amount_fen), 0)).where(instructions_t.c.corrects == row["corrects"])).scalar_one()
-            if -int(clawed) - row["amount_fen"] > original.amount_fen:
-                raise CapOverrun(f"clawback {iid}: clawbacks of {row['corrects']} would total {format_fen(-int(clawed) - row['amount_fen'])}, more than its {format_fen(original.amount_fen)}")
+        known = self._known_accounts
+        account_rows: dict[str, tuple] = {}
+        instruction_rows: list[tuple] = []
+        charge_rows: list[tuple] = []
+        journal_rows: list[tuple] = []
+        last_charge: dict[str, str] = {}  # scope -> last instruction of the batch that changed it
+        instruction_values = operator.itemgetter(*_INSTRUCTION_FIELDS)
+        for p in items:
+            row = p.row
+            iid = p.record_id
+            kind, policy_id, clause_id, fiscal_year, payee_id, amount = row["kind"], row["policy_id"], row["clause_id"], row["fiscal_year"], row["payee_id"], row["amount_fen"]
+            budget = budget_account(policy_id, clause_id, fiscal_year)
+            payable = payable_account(payee_id)
+            if budget not in known and budget not in account_rows:
+                account_rows[budget] = (budget, "budget", policy_id, clause_id, fiscal_year, None, None, f"{clause_id} budget {fiscal_year}")
+            if payable not in known and payable not in account_rows:
+                payee = p.body["payee"]
+                account_rows[payable] = (payable, "payable", None, None, None, payee_id, payee.get("kind"), str(payee.get("name") or payee_id))
 
-        seq += 1
-        conn.execute(instructions_t.insert().values(instruction_id=iid, **row, journal_seq=seq, content_hash=p.content_hash, body=p.text, recorded_at=now))
+            if kind == "clawback":
+                target = row["corrects"]
+                original = originals.get(target)
+                if original is None or original[0] != "payment":
+                    raise InvalidRecord(f"clawback {iid} corrects {target}, which is not a payment in the ledger")
+                if original[2:] != (clause_id, payee_id, fiscal_year):
+                    raise InvalidRecord(f"clawback {iid} does not match the clause, payee and fiscal year of {target}")
+                before = clawed.get(target, 0)
+                if -before - amount > original[1]:
+                    raise CapOverrun(f"clawback {iid}: clawbacks of {target} would total {format_fen(-before - amount)}, more than its {format_fen(original[1])}")
+                clawed[target] = before + amount
+            else:
+                originals[iid] = (kind, amount, clause_id, payee_id, fiscal_year)  # a clawback later in the batch may correct it
 
-        for scope, cap_kind, limit, delta in charges:
-            self._charge(conn, iid, scope, cap_kind, limit, delta, row, full_clawback)
+            seq += 1
+            instruction_rows.append((iid, *instruction_values(row), seq, p.content_hash, p.text, now))
 
-        entry = {
-            "seq": seq,
-            "instruction_id": iid,
-            "entry_kind": row["kind"],
-            "debit_account": budget if row["kind"] == "payment" else payable,
-            "credit_account": payable if row["kind"] == "payment" else budget,
-            "amount_fen": abs(row["amount_fen"]),
-            "clause_id": row["clause_id"],
-            "fiscal_year": row["fiscal_year"],
-            "payee_id": row["payee_id"],
-            "instruction_hash": p.content_hash,
-        }
-        digest = entry_hash(head, entry)
-        conn.execute(journal.insert().values(**entry, prev_hash=head, entry_hash=digest, recorded_at=now))
-        return seq, digest
+            for scope, cap_kind, limit, delta in row["_charges"]:
+                current = caps.get(scope)
+                if kind == "clawback":
+                    if current is None:
+                        raise InvalidRecord(f"clawback {iid} releases cap {scope}, which no payment in the ledger was charged to")
+                    delta = amount if current.kind == "amount" else (-1 if row["_full_clawback"] else 0)
+                    if delta == 0:
+                        continue
+                    if current.used + delta < 0:
+                        raise CapOverrun(f"instruction {iid}: the database would refuse the change of cap {scope}: used {current.used} + {delta} < 0 (ck_cap_usage_not_negative)")
+                    current.used += delta
+                else:
+                    used = 0 if current is None else current.used
+                    if current is not None and current.kind != cap_kind:
+                        raise InvalidRecord(f"instruction {iid}: cap {scope} is a {current.kind} cap in the ledger, not {cap_kind}")
+                    if used + delta > limit:
+                        shown = format_fen if cap_kind == "amount" else str
+                        raise CapOverrun(f"payment {iid} would overrun cap {scope}: used {shown(used)} + {shown(delta)} > limit {shown(limit)}")
+                    if current is None:
+                        current = caps[scope] = _Cap(cap_kind, limit, 0, 0)
+                    current.used += delta
+                    current.limit = limit
+                last_charge[scope] = iid
+                charge_rows.append((iid, scope, delta))
 
-    def _charge(self, conn: Connection, iid: str, scope: str, cap_kind: str, limit: int, delta: int, row: dict, full_clawback: bool) -> None:
-        query = sa.select(cap_usage.c.kind, cap_usage.c.cap_limit, cap_usage.c.used).where(cap_usage.c.scope == scope)
-        if self.dialect == "postgresql":
-            query = query.with_for_update()
-        current = conn.execute(query).first()
-        if row["kind"] == "clawback":
-            if current is None:
-                raise InvalidRecord(f"clawback {iid} releases cap {scope}, which no payment in the ledger was charged to")
-            delta = row["amount_fen"] if current.kind == "amount" else (-1 if full_clawback else 0)
-            if delta == 0:
-                return
-            update = cap_usage.update().where(cap_usage.c.scope == scope).values(used=cap_usage.c.used + delta)
-        else:
-            used = 0 if current is None else int(current.used)
-            if current is not None and current.kind != cap_kind:
-                raise InvalidRecord(f"instruction {iid}: cap {scope} is a {current.kind} cap in the ledger, not {cap_kind}")
-            if used + delta > limit:
-                shown = format_fen if cap_kind == "amount" else str
-                raise CapOverrun(f"payment {iid} would overrun cap {scope}: used {shown(used)} + {shown(delta)} > limit {shown(limit)}")
-            if current is None:
-                conn.execute(cap_usage.insert().values(scope=scope, kind=cap_kind, cap_limit=limit, used=0))
-            # The CHECK (used <= cap_limit) constraint is the guarantee; the test above only names the culprit.
-            update = cap_usage.update().where(cap_usage.c.scope == scope).values(used=cap_usage.c.used + delta, cap_limit=limit)
+            debit, credit = (budget, payable) if kind == "payment" else (payable, budget)
+            entry = (seq, iid, kind, debit, credit, abs(amount), clause_id, fiscal_year, payee_id, p.content_hash)
+            digest = _chain_hash(head, entry)
+            journal_rows.append((*entry, head, digest, now))
+            head = digest
+
+        # Accounts: the ones neither known to be committed nor already stored.
+        if account_rows:
+            present = {r[0] for r in self._select_in(conn, accounts, "account_id", "account_id", account_rows)}
+            self._insert(conn, accounts, _ACCOUNT_COLUMNS, [values for account_id, values in account_rows.items() if account_id not in present])
+            new_accounts.update(account_rows)
+        self._insert(conn, instructions_t, _INSTRUCTION_COLUMNS, instruction_rows)
+        if last_charge:
+            self._apply_caps(conn, caps, stored_caps, last_charge)
+            self._insert(conn, cap_charges, ("instruction_id", "scope", "delta"), charge_rows)
+        self._insert(conn, journal, _JOURNAL_COLUMNS, journal_rows)
+        return seq, head
+
+    def _apply_caps(self, conn: Connection, caps: dict[str, "_Cap"], stored: set[str], last_charge: dict[str, str]) -> None:
+        """Write the batch's net cap changes: one INSERT for new scopes, one pipelined UPDATE for the others.
+
+        The CHECK constraints (``0 <= used <= cap_limit``) are the guarantee; the checks above only
+        name the culprit. Should the database still refuse, the changes are replayed one scope at a
+        time to name the cap (and the batch's last instruction that changed it)."""
+        inserts = [{"scope": s, "kind": c.kind, "cap_limit": c.limit, "used": c.used} for s, c in caps.items() if s in last_charge and s not in stored]
+        updates = [{"s": s, "delta": c.used - c.used_before, "lim": c.limit} for s, c in caps.items() if s in last_charge and s in stored]
+        update = cap_usage.update().where(cap_usage.c.scope == sa.bindparam("s")).values(used=cap_usage.c.used + sa.bindparam("delta"), cap_limit=sa.bindparam("lim"))
+        savepoint = conn.begin_nested()
         try:
-            conn.execute(update)
-        except exc.IntegrityError as error:
-            raise CapOverrun(f"instruction {iid}: the database refused the change of cap {scope}: {str(error.orig).splitlines()[0]}") from error
-        conn.execute(cap_charges.insert().values(instruction_id=iid, scope=scope, delta=delta))
+            if inserts:
+                self._insert(conn, cap_usage, tuple(inserts[0]), [tuple(params.values()) for params in inserts])
+            if updates and self.dialect == "postgresql":
+                conn.exec_driver_sql(
+                    "UPDATE ledger_cap_usage AS u SET used = u.used + v.delta, cap_limit = v.lim "
+                    "FROM unnest(%(s)b::text[], %(delta)b::bigint[], %(lim)b::bigint[]) AS v(scope, delta, lim) WHERE u.scope = v.scope",
+                    {name: [params[name] for params in updates] for name in ("s", "delta", "lim")},
+                )
+            elif updates:
+                conn.execute(update, updates)
+        except exc.IntegrityError:
+            savepoint.rollback()
+        else:
+            savepoint.commit()
+            return
+        for params in inserts + updates:
+            scope = params.get("scope") or params["s"]
+            try:
+                with conn.begin_nested():
+                    conn.execute(cap_usage.insert() if "scope" in params else update, params)
+            except exc.IntegrityError as error:
+                raise CapOverrun(f"instruction {last_charge[scope]}: the database refused the change of cap {scope}: {str(error.orig).splitlines()[0]}") from error
+        raise CapOverrun("the database refused the batch's cap changes: " + ", ".join(sorted(last_charge)))  # pragma: no cover - not reproducible one by one
 
     # -- reading -----------------------------------------------------------------------------
 
