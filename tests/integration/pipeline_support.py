@@ -1,0 +1,95 @@
+"""Helpers for the pipeline tests: a broker per test, a fresh PostgreSQL ledger, event files."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+
+
+def docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def create_database(server_url: str) -> tuple[str, callable]:
+    """A new empty database on the server of ``server_url``; returns (url, drop)."""
+    base = sa.make_url(server_url)
+    name = f"subsidy_stream_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+    return base.set(database=name).render_as_string(hide_password=False), drop
+
+
+def mutate(path: Path, out: Path, seed: int = 7) -> dict:
+    """Duplicates, local reordering and bad messages mixed into a generated file."""
+    rng = random.Random(seed)
+    lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    # reorder: shuffle inside windows of 40 lines (refunds may now arrive before their purchase)
+    shuffled: list[str] = []
+    for start in range(0, len(lines), 40):
+        window = lines[start : start + 40]
+        rng.shuffle(window)
+        shuffled.extend(window)
+    # duplicates: 5 % of lines sent again a little later
+    out_lines: list[str] = []
+    pending: list[tuple[int, str]] = []
+    for i, line in enumerate(shuffled):
+        out_lines.append(line)
+        if rng.random() < 0.05:
+            pending.append((i + rng.randint(1, 200), line))
+        for item in [p for p in pending if p[0] <= i]:
+            out_lines.append(item[1])
+            pending.remove(item)
+    out_lines.extend(line for _, line in pending)
+    # bad messages on every input topic
+    bad = 0
+    topics = ["compute-purchases", "model-invoices", "investment-closings", "award-announcements"]
+    for n in range(40):
+        topic = topics[n % 4]
+        kind = n % 5
+        if kind == 0:
+            raw = '{"event_id": "broken'
+        elif kind == 1:
+            raw = json.dumps({"event_id": f"bad-{n}", "source": "nobody"})
+        elif kind == 2:
+            raw = "[1, 2, 3]"
+        elif kind == 3:
+            raw = '{"event_id": "x", "event_id": "y"}'
+        else:
+            raw = "not json at all \u00e9"
+        out_lines.insert(rng.randrange(len(out_lines)), json.dumps({"topic": topic, "raw": raw}, ensure_ascii=False))
+        bad += 1
+    out.write_text("\n".join(out_lines) + "\n", encoding="utf-8")
+    return {"lines": len(out_lines), "bad": bad}
+
+
+def wait_for_progress(ledger, expected, at_least: int, timeout: float = 120.0, check=None) -> int:
+    from streams.verify import accounted
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, _ = accounted(ledger, expected)
+        if done >= at_least:
+            return done
+        if check:
+            check()
+        time.sleep(0.2)
+    raise AssertionError(f"the ledger did not reach {at_least} inputs within {timeout}s")
