@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import urllib.parse
 
-from console.promtext import Exposition
+from console.promtext import Exposition, Family, Sample
 from console.readmodel import LedgerReader
 from console.streams import StreamScraper
 
@@ -29,6 +29,15 @@ CONSOLE_FAMILIES = (
 def worker_label(url: str) -> str:
     parsed = urllib.parse.urlsplit(url)
     return parsed.netloc or url
+
+
+def worker_family_name(name: str) -> str:
+    return "subsidy_worker_" + name.removeprefix("subsidy_")
+
+
+def renamed(family: Family, name: str) -> Family:
+    samples = [Sample(name + sample.name[len(family.name):], sample.labels, sample.value) for sample in family.samples]
+    return Family(name, family.type, family.help, samples)
 
 
 def ledger_exposition(reader: LedgerReader) -> Exposition:
@@ -93,6 +102,8 @@ def render(reader: LedgerReader, scraper: StreamScraper) -> str:
         out.add("subsidy_console_worker_up", "gauge", "1 if the worker's /metrics answered at the console's last scrape.", 1 if worker.up else 0, {"worker": worker_label(url)})
     for url, family in scraper.families():
         if family.name in CONSOLE_FAMILIES:
-            continue  # the console's own families win over a worker's of the same name
+            # the console's figure is the ledger's; the worker's own (e.g. its counter of
+            # subsidy_granted_fen_total{clause}) is kept under subsidy_worker_*
+            family = renamed(family, worker_family_name(family.name))
         out.merge(family, {"worker": worker_label(url)})
     return out.render()

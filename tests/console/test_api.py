@@ -394,3 +394,40 @@ def test_cli_registers_console_bound_to_localhost(monkeypatch):
     assert args.host == "127.0.0.1" and args.port == 8080 and args.ledger is None
     assert args.worker_metrics == ["http://127.0.0.1:6066/metrics", "http://127.0.0.1:6067/metrics"]
     assert callable(args.func)
+
+
+def test_metrics_of_the_real_stream_worker_are_understood(pipeline_ledger, policy):
+    """streams/metrics.py's exposition, scraped: events in per topic, its latency histogram, no clash."""
+    metrics_module = pytest.importorskip("streams.metrics")
+    worker_metrics = metrics_module.Metrics()
+    worker_metrics.events_in.inc("compute-purchases", by=120)
+    worker_metrics.events_in.inc("model-invoices", by=30)
+    worker_metrics.granted.inc("compute-voucher", by=5_000)
+    worker_metrics.latency.observe(0.2)
+
+    async def scenario():
+        async def serve_metrics(request):
+            worker_metrics.events_in.inc("compute-purchases", by=50)
+            return web.Response(text=worker_metrics.render(), content_type="text/plain")
+
+        worker = web.Application()
+        worker.router.add_get("/metrics", serve_metrics)
+        async with TestServer(worker) as worker_server:
+            app = build_console(pipeline_ledger["url"], policy, [str(worker_server.make_url("/metrics"))], scrape_interval=0.2)
+            async with TestClient(TestServer(app)) as client:
+                for _ in range(50):
+                    data = await (await client.get("/api/streams")).json()
+                    if any(t["events_in_per_second"] for t in data["topics"]):
+                        break
+                    await asyncio.sleep(0.1)
+                return data, await (await client.get("/metrics")).text()
+
+    data, text = asyncio.run(scenario())
+    topics = {t["topic"]: t for t in data["topics"]}
+    assert topics["compute-purchases"]["events_in_per_second"] > 0 and topics["model-invoices"]["events_in_total"] == 30
+    families = parse(text)
+    assert families["subsidy_granted_fen_total"].type == "gauge"  # the ledger's, by clause and fiscal year
+    assert all("fiscal_year" in s.labels for s in families["subsidy_granted_fen_total"].samples)
+    assert families["subsidy_worker_granted_fen_total"].samples[0].value == 5_000
+    latency = [f for f in families.values() if f.type == "histogram" and f.name != "subsidy_ledger_record_delay_seconds"]
+    assert latency and all(s.labels.get("worker") for f in latency for s in f.samples)
