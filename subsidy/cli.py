@@ -1,10 +1,8 @@
 """The ``subsidy`` command.
 
-Subcommands set ``func`` (``args -> exit code``) with ``set_defaults``. Other packages add
-theirs through hooks, each optional until its module exists:
-
-* ``sinks.cli.add_ledger_commands(subparsers)``
-* ``streams.cli.add_stream_commands(subparsers)``
+Subcommands set ``func`` (``args -> exit code``) with ``set_defaults``. The adapters add
+their own: ``sinks.cli`` (ledger), ``streams.cli`` (worker, up, publish, demo) and
+``console.cli`` (console).
 
 A mistake the user can fix (a missing file, a bad policy file, a ledger URL that cannot be
 opened) prints one line ``subsidy: error: ...`` on stderr and exits 2, without a traceback.
@@ -14,13 +12,15 @@ Hook commands get the same treatment by raising ``CommandError`` (or ``PolicyErr
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 from typing import Sequence
 
+from console.cli import add_console_commands
 from rules.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
+from sinks.cli import add_ledger_commands
+from streams.cli import add_stream_commands
 
 USAGE_EXIT = 2
 
@@ -158,22 +158,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # --- parser --------------------------------------------------------------------------------
 
 
-def _add_hook(subparsers, module: str, function: str) -> None:
-    try:
-        hook_module = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module == exc.name or module.startswith(exc.name + ".")):
-            return  # not written yet
-        print(f"subsidy: warning: commands from {module} unavailable: {exc}", file=sys.stderr)
-        return
-    except ImportError as exc:
-        print(f"subsidy: warning: commands from {module} unavailable: {exc}", file=sys.stderr)
-        return
-    hook = getattr(hook_module, function, None)
-    if hook is not None:
-        hook(subparsers)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="subsidy", description="Chengdu AI policy subsidy pipeline")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -196,8 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--batch", type=int, default=1000, help=argparse.SUPPRESS)
     rep.set_defaults(func=cmd_replay)
 
-    _add_hook(subparsers, "sinks.cli", "add_ledger_commands")
-    _add_hook(subparsers, "streams.cli", "add_stream_commands")
+    add_ledger_commands(subparsers)
+    add_stream_commands(subparsers)
+    add_console_commands(subparsers)
     return parser
 
 
