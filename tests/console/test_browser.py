@@ -3,7 +3,8 @@
 A generated year of the shipped policy (60,000 events) is decided by the real core up to
 2026-10-15 and recorded in a SQLite ledger; the console serves it as of that day. The page
 must load, draw every chart with data, refresh itself, and log no console error. The
-screenshot is saved to docs/console.png for the README.
+screenshot goes to the test's temporary folder; with SUBSIDY_UPDATE_SCREENSHOT=1 it replaces
+docs/console.png, the README's picture (so a test run leaves the work tree clean).
 
 Needs: ``/usr/bin/chromium`` (apt-get install -y chromium fonts-wqy-microhei) and the Python
 ``playwright`` package (no ``playwright install``: the system chromium is used).
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 CHROMIUM = os.environ.get("SUBSIDY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
-SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
+README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
 AS_OF = dt.date(2026, 10, 15)
 
 
@@ -52,7 +53,8 @@ def busy_ledger(tmp_path_factory, policy, console_helpers):
     return url
 
 
-def test_console_page_in_headless_chromium(browser, busy_ledger, policy, console_helpers):
+def test_console_page_in_headless_chromium(browser, busy_ledger, policy, console_helpers, tmp_path):
+    screenshot = README_SCREENSHOT if os.environ.get("SUBSIDY_UPDATE_SCREENSHOT") == "1" else tmp_path / "console.png"
     from console.app import build_console
 
     app = build_console(busy_ledger, policy, today=AS_OF)
@@ -101,13 +103,12 @@ def test_console_page_in_headless_chromium(browser, busy_ledger, policy, console
         assert page.locator("#error").is_hidden()
 
         page.locator("tr[data-decision]").first.click()  # close it again for the picture
-        SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         height = min(page.evaluate("document.documentElement.scrollHeight"), 2600)
         page.set_viewport_size({"width": 1400, "height": height})
         page.evaluate("window.scrollTo(0, 0)")
-        page.screenshot(path=str(SCREENSHOT), full_page=False)
+        page.screenshot(path=str(screenshot), full_page=False)
         page.close()
 
     assert problems == [], "\n".join(problems)
-    assert SCREENSHOT.stat().st_size > 50_000
+    assert screenshot.stat().st_size > 50_000
 
