@@ -15,6 +15,9 @@ what must never happen:
 Writes of one ``record()`` call are one transaction, serialised on the chain head row
 (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). Because a batch is
 idempotent, ``record()`` retries it when the database is unreachable or the connection drops.
+A batch is written a table at a time (ids checked with one query per table, rows streamed with
+``COPY`` on PostgreSQL, net cap changes applied once per scope); the checks that name a culprit
+run in Python in batch order, the constraints above stay the last line.
 """
 
 from __future__ import annotations
