@@ -518,7 +518,8 @@ class Ledger:
                     if cap_kind == "amount":
                         charges.append((step["scope"], "amount", _fen(step["limit"], f"instruction {iid} cap limit"), amount))
                     elif cap_kind == "count":
-                        charges.append((step["scope"], "count", int(step["limit"]), 1))
+                        # `adds` is 0 for a subject a `distinct` count cap has already counted
+                        charges.append((step["scope"], "count", int(step["limit"]), int(step.get("adds", 1))))
                     else:
                         raise InvalidRecord(f"instruction {iid}: cap kind {cap_kind!r}")
                 except KeyError as missing:
@@ -635,6 +636,8 @@ class Ledger:
         corrects = {p.row["corrects"] for p in items if p.row["kind"] == "clawback"}
         originals = {r.instruction_id: (r.kind, int(r.amount_fen), r.clause_id, r.payee_id, r.fiscal_year) for r in self._select_in(conn, instructions_t, "instruction_id, kind, amount_fen, clause_id, payee_id, fiscal_year", "instruction_id", corrects)}
         clawed = {k: int(v) for k, v in self._select_in(conn, instructions_t, "corrects, sum(amount_fen) AS clawed", "corrects", corrects, group_by=True)}
+        # A whole clawback gives back the place its payment took under a count cap (0 or 1).
+        count_places = {(r.instruction_id, r.scope): int(r.delta) for r in self._select_in(conn, cap_charges, "instruction_id, scope, delta", "instruction_id", corrects)}
         scopes = {charge[0] for p in items for charge in p.row["_charges"]}
         caps = {r.scope: _Cap(r.kind, int(r.cap_limit), int(r.used), int(r.used)) for r in self._select_in(conn, cap_usage, "scope, kind, cap_limit, used", "scope", scopes, for_update=True)}
         stored_caps = set(caps)
@@ -680,7 +683,7 @@ class Ledger:
                 if kind == "clawback":
                     if current is None:
                         raise InvalidRecord(f"clawback {iid} releases cap {scope}, which no payment in the ledger was charged to")
-                    delta = amount if current.kind == "amount" else (-1 if row["_full_clawback"] else 0)
+                    delta = amount if current.kind == "amount" else (-count_places.get((row["corrects"], scope), 0) if row["_full_clawback"] else 0)
                     if delta == 0:
                         continue
                     if current.used + delta < 0:
@@ -697,6 +700,7 @@ class Ledger:
                         current = caps[scope] = _Cap(cap_kind, limit, 0, 0)
                     current.used += delta
                     current.limit = limit
+                    count_places[(iid, scope)] = delta  # a clawback later in the batch may give it back
                 last_charge[scope] = iid
                 charge_rows.append((iid, scope, delta))
 
