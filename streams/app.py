@@ -16,8 +16,10 @@ known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
   stored decision and instructions byte for byte instead of deciding again;
 * each claim's state change is one changelog record (streams/state.py), so a restore never
   holds half a claim;
-* every message is sent with ``send_soon`` inside a block with no ``await``: a claim is
-  processed entirely or not at all, even when the worker is stopped mid-stream;
+* intake and decide take batches (``take_events``) and process each batch in a block with
+  no ``await``, every message sent with ``send_soon``: a batch (so each claim in it) is
+  queued entirely or not at all, even when the worker is stopped mid-stream, and it is
+  acknowledged only after the block ran;
 * offsets commit only after Faust's producer flush (Faust flushes before every commit) and,
   for the ledger, only after the database transaction committed (see ``ledger_sink``);
 * the ledger stores an id once and refuses the same id with other content (LedgerConflict)
@@ -63,6 +65,8 @@ log = logging.getLogger("streams")
 
 #: exit status of a worker that stopped because the ledger refused a record
 LEDGER_REFUSED_EXIT = 70
+#: exit status of a worker whose intake or decide batch raised (nothing of the batch acknowledged)
+STAGE_FAILED_EXIT = 71
 
 
 def _json(value: Any) -> bytes:
@@ -141,58 +145,94 @@ def build_app(config: StreamConfig) -> faust.App:
             value=_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
         )
 
+    def stage_failed(stage: str, event, exc: BaseException) -> None:
+        # Per-message errors are turned into rejections inside intake_one/decide_one; anything
+        # escaping them would leave the loop, and take_events() would then acknowledge the whole
+        # batch, unprocessed rest included. Exit instead: nothing of the batch is committed and
+        # all of it is redelivered (its ids are deterministic).
+        message = event.message
+        log.critical("%s: %s on %s[%s]@%s; exiting without acknowledging the batch",
+                     stage, _short_error(exc), message.topic, message.partition, message.offset, exc_info=exc)
+        for handler in logging.getLogger().handlers:
+            try:
+                handler.flush()
+            except Exception:
+                pass
+        os._exit(STAGE_FAILED_EXIT)
+
     # -- intake: bytes of the four input topics -> claims keyed by clause, or a rejection ----
 
     @app.agent(inputs, name="intake")
     async def intake_agent(stream):
-        async for event in stream.events():
-            message = event.message
-            raw = event.value if isinstance(event.value, (bytes, bytearray)) else b""
-            origin = {
-                "topic": message.topic, "partition": message.partition, "offset": message.offset,
-                "key": _b64(message.key), "raw": _b64(bytes(raw)),
-            }
-            ts = message.timestamp
-            METRICS.events_in.inc(message.topic)
-            try:
-                claims = intake(message.topic, bytes(raw), policy)
-            except Rejected as exc:
-                emit(message.key or message.topic.encode(), [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
-                continue
-            except Exception as exc:  # one bad message must never stop the worker
-                log.exception("intake: unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-                emit(message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
-                continue
-            for claim in claims:
-                claims_topic.send_soon(key=claim.clause_id.encode(), value=_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
-                METRICS.claims.inc(claim.clause_id)
+        # Batches: take_events() acks a batch only after this body has run, and the body has no
+        # await, so every output of the batch is queued (send_soon) before any of its offsets can
+        # be committed, and Faust flushes the producer before each commit. A worker stopped at
+        # any moment has queued a whole batch or none of it; a redelivered input yields the
+        # same claims (same ids) or the same rejection (id from topic/partition/offset/bytes).
+        async for events in stream.take_events(config.stage_batch, within=config.stage_within):
+            for event in events:
+                try:
+                    intake_one(event)
+                except Exception as exc:  # noqa: BLE001
+                    stage_failed("intake", event, exc)
+
+    def intake_one(event) -> None:
+        message = event.message
+        raw = event.value if isinstance(event.value, (bytes, bytearray)) else b""
+        origin = {
+            "topic": message.topic, "partition": message.partition, "offset": message.offset,
+            "key": _b64(message.key), "raw": _b64(bytes(raw)),
+        }
+        ts = message.timestamp
+        METRICS.events_in.inc(message.topic)
+        try:
+            claims = intake(message.topic, bytes(raw), policy)
+        except Rejected as exc:
+            emit(message.key or message.topic.encode(), [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
+            return
+        except Exception as exc:  # one bad message must never stop the worker
+            log.exception("intake: unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
+            emit(message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
+            return
+        for claim in claims:
+            claims_topic.send_soon(key=claim.clause_id.encode(), value=_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
+            METRICS.claims.inc(claim.clause_id)
 
     # -- decide: one partition of clauses, its caps in the table -------------------------------
 
     @app.agent(claims_topic, name="decide")
     async def decide_agent(stream):
-        async for event in stream.events():
-            # Everything below up to the next iteration is synchronous: the table change and
-            # every output of this claim are queued together, or (if the worker stops before
-            # this event) not at all and the claim is redelivered.
-            body = json.loads(event.value)
-            origin = body["origin"]
-            origin_key = _unb64(origin.get("key"))
-            writes = ClaimWrites(view)  # type: ignore[arg-type]
-            try:
-                claim = Claim.from_dict(body["claim"])
-                outcome = Engine(policy, writes).decide(claim)
-            except Exception as exc:
-                log.exception("decide: unexpected error on claim %s", body.get("claim", {}).get("event_id"))
-                writes.writes.clear()
-                outcome = Outcome(rejection=("internal-error", f"the pipeline failed on this claim ({_short_error(exc)}); report it"))
-            clause_id = str(body["claim"].get("clause_id", ""))
-            if writes.writes:
-                table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes)  # type: ignore[attr-defined]
-            rejections = [reject(origin, *outcome.rejection)] if outcome.rejection else []
-            if outcome.duplicate:
-                METRICS.duplicates.inc()
-            emit(clause_id.encode(), outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
+        # A batch is decided claim after claim, in partition order, with no await anywhere in
+        # it: each claim's table change (one changelog record) and every output of that claim
+        # are queued together, later claims of the batch see the table as the earlier ones left
+        # it, and the batch is acknowledged only after all of it was queued. A worker stopped
+        # between batches has queued a batch entirely or not at all; the rest is redelivered.
+        async for events in stream.take_events(config.stage_batch, within=config.stage_within):
+            for event in events:
+                try:
+                    decide_one(event)
+                except Exception as exc:  # noqa: BLE001
+                    stage_failed("decide", event, exc)
+
+    def decide_one(event) -> None:
+        body = json.loads(event.value)
+        origin = body["origin"]
+        origin_key = _unb64(origin.get("key"))
+        writes = ClaimWrites(view)  # type: ignore[arg-type]
+        try:
+            claim = Claim.from_dict(body["claim"])
+            outcome = Engine(policy, writes).decide(claim)
+        except Exception as exc:
+            log.exception("decide: unexpected error on claim %s", body.get("claim", {}).get("event_id"))
+            writes.writes.clear()
+            outcome = Outcome(rejection=("internal-error", f"the pipeline failed on this claim ({_short_error(exc)}); report it"))
+        clause_id = str(body["claim"].get("clause_id", ""))
+        if writes.writes:
+            table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes)  # type: ignore[attr-defined]
+        rejections = [reject(origin, *outcome.rejection)] if outcome.rejection else []
+        if outcome.duplicate:
+            METRICS.duplicates.inc()
+        emit(clause_id.encode(), outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
 
     # -- ledger: the feed, in batches, one database transaction per batch ---------------------
 

@@ -1,0 +1,217 @@
+"""Pipeline end to end (input topics -> PostgreSQL ledger rows), against two baselines in the same run.
+
+One local tansu broker and one generated year of N events, published once to the input topics
+before anything is timed. Then, over the same messages on the same broker:
+
+* (a) raw aiokafka: a consumer group reads the input topics and a producer sends every message
+  to another topic (batched producer defaults); also the same with ``max_batch_size=1``, the
+  producer setting our local workers are forced to (streams/LOCAL_BROKER.md, restore fix);
+* (b) a Faust worker whose agent does nothing (bench/faust_noop_worker.py), local settings;
+* (c) our pipeline, 1 worker (streams.local.LocalPipeline, a fresh PostgreSQL database), from the
+  first input read to "the ledger accounts for every input" (ledger polled, never broker offsets);
+* (d) the same with 2 workers (internal topics deleted and recreated, another fresh database).
+
+Rates are inputs per second from the first message read to the last one done, so start-up and
+group joins are left out (they are reported separately as ``wall_s``). The figures that matter are
+the ratios c/a, c/b, d/c. Run: ``python bench/bench_pipeline.py [--events N] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database  # noqa: E402
+from bench.pipeline_support import delete_non_input_topics, generated_events, rss_kib, wait_file, worker_metric  # noqa: E402
+from schemas.inputs import INPUT_TOPICS  # noqa: E402
+
+RAW_OUT = "bench-raw-out"
+GOAL_RATIO_TO_NOOP = 0.8
+
+
+async def _raw(bootstrap: str, n: int, group: str, max_batch_size: int | None) -> dict:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    consumer = AIOKafkaConsumer(*INPUT_TOPICS, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+                                session_timeout_ms=6000, heartbeat_interval_ms=1000)
+    kwargs = {"max_batch_size": max_batch_size} if max_batch_size else {}
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **kwargs)
+    started = time.time()
+    await consumer.start()
+    await producer.start()
+    count, first = 0, None
+    try:
+        while count < n:
+            got = await consumer.getmany(timeout_ms=1000, max_records=1000)
+            for _tp, messages in got.items():
+                if first is None:
+                    first = time.time()
+                for m in messages:
+                    await producer.send(RAW_OUT, m.value, key=m.key)  # returns once queued: batched
+                count += len(messages)
+        await producer.flush()
+        last = time.time()
+        await consumer.commit()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"events": count, "seconds": last - first, "events_per_s": count / (last - first), "wall_s": last - started}
+
+
+def run_raw(bootstrap: str, n: int, group: str, max_batch_size: int | None = None) -> dict:
+    return asyncio.run(_raw(bootstrap, n, group, max_batch_size))
+
+
+def run_noop(bootstrap: str, n: int, workdir: Path, mode: str = "events", timeout: float = 300) -> dict:
+    out = workdir / f"noop-{mode}.json"
+    env = dict(os.environ, BENCH_BROKER=bootstrap, BENCH_TARGET=str(n), BENCH_OUT=str(out), BENCH_MODE=mode,
+               BENCH_APP_ID=f"bench-noop-{mode}", BENCH_DATADIR=str(workdir / f"noop-{mode}-data"))
+    log = open(workdir / f"noop-{mode}.log", "wb")
+    started = time.time()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.faust_noop_worker"], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            cwd=str(Path(__file__).resolve().parent.parent), start_new_session=True)
+    try:
+        if not wait_file(str(out), timeout, proc):
+            raise SystemExit(f"the no-op Faust worker did not finish (log {workdir / f'noop-{mode}.log'})")
+        time.sleep(0.05)
+        r = json.loads(out.read_text())
+        _rss, hwm = rss_kib(proc.pid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    seconds = r["last"] - r["first"]
+    return {"events": r["count"], "seconds": seconds, "events_per_s": r["count"] / seconds, "wall_s": r["last"] - started,
+            "peak_rss_mib": round(hwm / 1024, 1), "mode": mode}
+
+
+def run_pipeline(bootstrap: str, ledger_url: str, expected, workers: int, workdir: Path, timeout: float = 900) -> dict:
+    from sinks.ledger import Ledger
+    from streams.local import LocalPipeline
+    from streams.verify import accounted, compare_totals, ledger_totals
+
+    n = expected.inputs
+    pipeline = LocalPipeline(workers=workers, partitions=4, ledger_url=ledger_url, bootstrap=bootstrap,
+                             workdir=workdir / f"pipeline-{workers}", app_id=f"bench-pipe-{workers}", loglevel="warning")
+    started = time.time()
+    pipeline.start()
+    first = None
+    peak = {}
+    try:
+        with Ledger.open(ledger_url) as ledger:
+            deadline = time.monotonic() + timeout
+            while True:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"pipeline ({workers} workers) did not finish within {timeout}s: {accounted(ledger, expected)}")
+                for w in pipeline.workers:
+                    if not w.alive():
+                        raise SystemExit(f"worker {w.index} died:\n{pipeline.log_tail(w)}")
+                    peak[w.pid] = max(peak.get(w.pid, 0), rss_kib(w.pid)[1])
+                if first is None:
+                    seen = sum(worker_metric(w.web_port, "subsidy_events_in_total") or 0 for w in pipeline.workers)
+                    if seen > 0:
+                        first = time.time()
+                done, total = accounted(ledger, expected)
+                if done >= total:
+                    last = time.time()
+                    break
+                time.sleep(0.1)
+            problems = compare_totals(expected.totals, ledger_totals(ledger))
+    finally:
+        pipeline.stop()
+    first = first or started
+    seconds = last - first
+    return {"workers": workers, "events": n, "seconds": seconds, "events_per_s": n / seconds,
+            "events_per_s_per_worker": n / seconds / workers, "wall_s": last - started,
+            "ledger_equals_replay": not problems, "peak_rss_mib_per_worker": [round(v / 1024, 1) for v in peak.values()]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=20_000, help="generated events (default 20,000)")
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--enterprises", type=int, default=600)
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL, help="PostgreSQL server (a fresh database is created per run)")
+    parser.add_argument("--no-two", action="store_true", help="skip (d), the 2-worker run")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    from streams.local_broker import LocalBroker, create_topics
+    from streams.publish import publish_file
+    from streams.topics import expected_topics
+    from streams.verify import expected_from_file
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+    events = workdir / "events.jsonl"
+    generated_events(events, args.events, args.seed, args.enterprises)
+    expected = expected_from_file(str(events))
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    with LocalBroker(log_path=workdir / "broker.log") as broker:
+        bootstrap = broker.bootstrap
+        create_topics(bootstrap, {**expected_topics("bench", 4), RAW_OUT: 4})
+        n = publish_file(str(events), bootstrap)
+        log(f"published {n} inputs ({len(expected.decision_ids)} decisions, {expected.rejections} rejections expected)")
+        raw = run_raw(bootstrap, n, "bench-raw", None)
+        log(f"(a) raw aiokafka: {raw['events_per_s']:,.0f}/s")
+        raw1 = run_raw(bootstrap, n, "bench-raw-1", 1)
+        log(f"(a1) raw aiokafka, max_batch_size=1: {raw1['events_per_s']:,.0f}/s")
+        noop = run_noop(bootstrap, n, workdir)
+        log(f"(b) Faust no-op agent: {noop['events_per_s']:,.0f}/s")
+        with fresh_database(args.pg_url, prefix="bench_pipe") as url:
+            one = run_pipeline(bootstrap, url, expected, 1, workdir)
+        log(f"(c) pipeline, 1 worker: {one['events_per_s']:,.0f}/s")
+        two = None
+        if not args.no_two:
+            delete_non_input_topics(bootstrap)
+            with fresh_database(args.pg_url, prefix="bench_pipe") as url:
+                two = run_pipeline(bootstrap, url, expected, 2, workdir)
+            log(f"(d) pipeline, 2 workers: {two['events_per_s']:,.0f}/s")
+        env = environment(DEFAULT_PG_URL)
+
+    c = one["events_per_s"]
+    result = {
+        "benchmark": "pipeline-end-to-end",
+        "inputs": n,
+        "raw_aiokafka": raw,
+        "raw_aiokafka_batch1": raw1,
+        "faust_noop": noop,
+        "pipeline_1_worker": one,
+        "pipeline_2_workers": two,
+        "ratio_c_to_raw": round(c / raw["events_per_s"], 3),
+        "ratio_c_to_raw_batch1": round(c / raw1["events_per_s"], 3),
+        "ratio_c_to_noop": round(c / noop["events_per_s"], 3),
+        "ratio_d_to_c": round(two["events_per_s"] / c, 3) if two else None,
+        "goal_ratio_to_noop": GOAL_RATIO_TO_NOOP,
+        "goal_met": c / noop["events_per_s"] >= GOAL_RATIO_TO_NOOP,
+        "environment": env,
+    }
+    lines = [
+        f"inputs: {n:,} (generated year, seed {args.seed}); broker tansu (local, in memory); ledger PostgreSQL {env.get('postgresql')}; {env['cpus']} CPUs",
+        f"(a)  raw aiokafka consume+produce          {raw['events_per_s']:>9,.0f} ev/s",
+        f"(a1) raw aiokafka, producer batch size 1   {raw1['events_per_s']:>9,.0f} ev/s",
+        f"(b)  Faust agent doing nothing             {noop['events_per_s']:>9,.0f} ev/s",
+        f"(c)  pipeline, 1 worker, to ledger rows    {c:>9,.0f} ev/s  (ledger = replay: {one['ledger_equals_replay']})",
+    ]
+    if two:
+        lines.append(f"(d)  pipeline, 2 workers                   {two['events_per_s']:>9,.0f} ev/s  = {two['events_per_s_per_worker']:,.0f}/worker (ledger = replay: {two['ledger_equals_replay']})")
+    lines += [f"c/a = {result['ratio_c_to_raw']}, c/a1 = {result['ratio_c_to_raw_batch1']}, c/b = {result['ratio_c_to_noop']} (goal >= {GOAL_RATIO_TO_NOOP}: "
+              f"{'met' if result['goal_met'] else 'NOT met'})" + (f", d/c = {result['ratio_d_to_c']}" if two else "")]
+    emit(result, args.json, lines)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
