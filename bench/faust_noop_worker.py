@@ -60,7 +60,9 @@ def build() -> faust.App:
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING)
-    Worker(build(), loglevel="warning", logfile=None, quiet=True).execute_from_commandline()
+    worker = Worker(build(), loglevel="warning", logfile=None, quiet=True)
+    worker.spinner = None  # as our workers (streams/worker.py): no DEBUG root logger
+    worker.execute_from_commandline()
 
 
 if __name__ == "__main__":

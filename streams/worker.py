@@ -31,6 +31,10 @@ def run_worker(config: StreamConfig, *, loglevel: str = "info", create_topics: b
     prepare(config, create_topics=create_topics)
     app = build_app(config)
     worker = Worker(app, loglevel=loglevel, logfile=None, quiet=True)
+    # Faust's terminal spinner sets the root logger to DEBUG (so it can spin on every record):
+    # every debug call of Faust and aiokafka then builds a LogRecord that the handler drops,
+    # about 12 % of a busy worker's CPU (py-spy, bench/README.md). A service needs no spinner.
+    worker.spinner = None
     worker.execute_from_commandline()  # exits the process (sys.exit) when the worker stops
     return 0
 

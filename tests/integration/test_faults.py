@@ -1,0 +1,118 @@
+"""Faults during a pipeline run that fit in the test suite's time: the ledger's PostgreSQL
+connections killed mid-batch (repeatedly), and the local broker's short end offsets corrected.
+
+The long faults (kill -9 of workers under a held load for minutes, memory flat) are
+``make soak`` (bench/soak.py). A broker restart cannot be tested here: the local broker
+(tansu) keeps everything in memory and a restart loses every topic (streams/LOCAL_BROKER.md);
+``bench/soak.py --broker HOST:PORT`` runs against a real Kafka where one exists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+
+import pytest
+import sqlalchemy as sa
+
+from pipeline_support import wait_for_progress
+from sinks.ledger import Ledger, make_engine
+from streams.local import LocalPipeline
+from streams.publish import publish_file
+from streams.verify import accounted, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
+from subsidy.generate import generate_file
+
+pytestmark = pytest.mark.integration
+
+
+def _terminate_sink_connections(ledger_url: str) -> int:
+    """pg_terminate_backend of every connection the workers' ledger opened (application_name)."""
+    url = sa.make_url(ledger_url)
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            return len(conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %(db)s AND application_name = 'subsidy-ledger' AND pid <> pg_backend_pid()",
+                {"db": url.database},
+            ).all())
+    finally:
+        admin.dispose()
+
+
+def test_postgres_connections_killed_mid_batch(kafka_bootstrap, ledger_url, tmp_path):
+    path = tmp_path / "events.jsonl"
+    generate_file(path, 2026, seed=21, enterprises=200, events=6000)
+    expected = expected_from_file(str(path))
+    total = len(expected.decision_ids) + expected.rejections
+    rng = random.Random(21)
+    with LocalPipeline(workers=1, ledger_url=ledger_url, bootstrap=kafka_bootstrap, workdir=tmp_path / "run",
+                       app_id="subsidy-fault-pg") as p:
+        assert publish_file(str(path), p.bootstrap) == expected.inputs
+        # the ledger polled from here has another application_name, so the killer spares it
+        with Ledger(make_engine(ledger_url, application_name="subsidy-test-poller")) as ledger:
+            wait_for_progress(ledger, expected, int(total * 0.05), timeout=120)
+            killed, rounds = 0, 0
+            stop = threading.Event()
+
+            def killer() -> None:
+                nonlocal killed, rounds
+                while not stop.is_set():
+                    killed += _terminate_sink_connections(ledger_url)
+                    rounds += 1
+                    stop.wait(rng.uniform(0.05, 0.6))
+
+            thread = threading.Thread(target=killer, daemon=True)
+            thread.start()
+            try:
+                wait_for_progress(ledger, expected, int(total * 0.8), timeout=240,
+                                  check=lambda: [pytest.fail(f"worker died:\n{p.log_tail(w)}") for w in p.dead_workers()])
+            finally:
+                stop.set()
+                thread.join()
+            assert killed >= 5, f"only {killed} connections were killed in {rounds} rounds"
+            assert wait_until_accounted(ledger, expected, timeout=180), accounted(ledger, expected)
+            actual = ledger_totals(ledger)
+            assert not compare_totals(expected.totals, actual), totals_table(expected.totals, actual)
+            counts = ledger.counts()
+            assert counts["decisions"] == len(expected.decision_ids) and counts["rejections"] == expected.rejections
+            assert {i["instruction_id"] for i in ledger.instructions()} == expected.instruction_ids
+            assert not ledger.verify_chain()
+        assert not p.dead_workers()
+        log = p.workers[0].log_path.read_text(errors="replace")
+        assert "ledger unavailable" in log or "retry" in log.lower(), "the kills never hit a batch"
+    print(f"\nkilled {killed} ledger connections in {rounds} rounds")
+
+
+def test_true_end_offsets_on_the_local_broker(kafka_bootstrap):
+    """tansu reports (base of the newest batch + 1) as the end; the local worker's correction
+    (streams/tansu_offsets.py) must give the real end of batched partitions."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.structs import TopicPartition
+
+    from streams.local_broker import create_topics
+    from streams.tansu_offsets import true_end_offsets
+
+    create_topics(kafka_bootstrap, {"end-offsets": 3})
+
+    async def run() -> tuple[dict, dict]:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+        await producer.start()
+        try:
+            for i in range(3000):
+                await producer.send("end-offsets", b"x" * 100, partition=i % 3)
+            await producer.flush()
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None)
+        await consumer.start()
+        try:
+            reported = await consumer.end_offsets([TopicPartition("end-offsets", i) for i in range(3)])
+        finally:
+            await consumer.stop()
+        return reported, await true_end_offsets(kafka_bootstrap, reported)
+
+    reported, true = asyncio.run(run())
+    assert all(v == 1000 for v in true.values()), (reported, true)
