@@ -24,3 +24,10 @@ test: install
 	@{ command -v chromium && command -v kcat; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei kcat >/dev/null; } || true
 	$(BIN)/python -m pytest -q
+
+# Long fault test: 2 x the expected peak for 5 minutes through local workers, random kill -9,
+# memory flat and ledger = replay (bench/soak.py; SOAK_ARGS="--minutes 10 --rate 300" etc.)
+.PHONY: soak
+soak: install
+	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	$(BIN)/python bench/soak.py $(SOAK_ARGS)

@@ -1,0 +1,169 @@
+"""Latency: an input published → its ledger rows, p50/p99 at a steady rate (goal: p99 under 1 s).
+
+One local tansu broker, one pipeline worker (streams.local.LocalPipeline), a fresh PostgreSQL
+ledger. A generated year is published with aiokafka at a steady rate (default 1,000 events/s
+for 60 s, in ticks of 10 ms); the publish time of each input is remembered by its event id.
+The ledger's ``recorded_at`` column (set by the ledger in the transaction that writes the row,
+same machine clock) gives when its decisions were booked; an input's latency is its latest
+decision's ``recorded_at`` minus its publish time. Rejected (malformed) inputs carry no event
+id and are not timed. After the run the ledger is compared with the replay to the fen.
+
+Run: ``python bench/bench_latency.py [--rate 1000] [--seconds 60] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database  # noqa: E402
+from bench.pipeline_support import generated_events, rss_kib, worker_metric  # noqa: E402
+
+GOAL_P99_S = 1.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    values = sorted(values)
+    if not values:
+        return float("nan")
+    k = min(len(values) - 1, max(0, int(round(q / 100 * len(values) + 0.5)) - 1))
+    return values[k]
+
+
+async def publish_steady(bootstrap: str, messages: list, rate: float) -> tuple[dict[str, float], float]:
+    """Send ``messages`` [(topic, key, raw, event_id)] at ``rate``/s; returns event_id -> publish time."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    sent: dict[str, float] = {}
+    tick = 0.01
+    per_tick = rate * tick
+    started = time.time()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    i = 0
+    n = 0
+    try:
+        while i < len(messages):
+            n += 1
+            upto = min(len(messages), int(round(n * per_tick)))
+            while i < upto:
+                topic, key, raw, event_id = messages[i]
+                now = time.time()
+                await producer.send(topic, raw, key=key)
+                if event_id and event_id not in sent:
+                    sent[event_id] = now
+                i += 1
+            delay = t0 + n * tick - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent, time.time() - started
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=1000.0, help="events per second (default 1,000)")
+    parser.add_argument("--seconds", type=float, default=60.0, help="how long to publish (default 60)")
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=6)
+    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    import sqlalchemy as sa
+
+    from sinks.ledger import Ledger
+    from streams.local import LocalPipeline
+    from streams.local_broker import LocalBroker
+    from streams.publish import iter_messages
+    from streams.verify import accounted, compare_totals, expected_from_file, ledger_totals, wait_until_accounted
+
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    n = int(args.rate * args.seconds)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
+    events = workdir / "events.jsonl"
+    generated_events(events, n, args.seed, max(200, n // 60))
+    lines = events.read_bytes().splitlines(keepends=True)[:n]
+    events.write_bytes(b"".join(lines))
+    expected = expected_from_file(str(events))
+    messages = []
+    with open(events, "rb") as f:
+        for topic, key, raw in iter_messages(f):
+            try:
+                event_id = json.loads(raw).get("event_id")
+            except Exception:
+                event_id = None
+            messages.append((topic, key, raw, event_id if isinstance(event_id, str) else None))
+
+    with LocalBroker(log_path=workdir / "broker.log") as broker, fresh_database(args.pg_url, prefix="bench_latency") as url:
+        pipeline = LocalPipeline(workers=args.workers, ledger_url=url, bootstrap=broker.bootstrap, workdir=workdir / "run",
+                                 app_id="bench-latency", loglevel="warning")
+        pipeline.start()
+        try:
+            # ready = every worker's web server answers and the group has settled (JoinGroup on tansu
+            # takes session/2 = 3 s); publish only then, so start-up is not counted as latency
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and any(worker_metric(w.web_port, "subsidy_events_in_total") is None for w in pipeline.workers):
+                time.sleep(0.2)
+            time.sleep(8)
+            log(f"publishing {len(messages):,} inputs at {args.rate:,.0f}/s ...")
+            sent, publish_s = asyncio.run(publish_steady(broker.bootstrap, messages, args.rate))
+            log(f"published in {publish_s:.1f} s ({len(messages) / publish_s:,.0f}/s)")
+            with Ledger.open(url) as ledger:
+                ok = wait_until_accounted(ledger, expected, timeout=600, settle=0.5)
+                equal = ok and not compare_totals(expected.totals, ledger_totals(ledger))
+                progress = accounted(ledger, expected)
+            peak = [round(rss_kib(w.pid)[1] / 1024, 1) for w in pipeline.workers]
+        finally:
+            pipeline.stop()
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            rows = conn.exec_driver_sql("SELECT event_id, max(recorded_at) FROM decisions GROUP BY event_id").all()
+        engine.dispose()
+
+    latencies = []
+    for event_id, recorded in rows:
+        if event_id in sent and recorded:
+            latencies.append(dt.datetime.fromisoformat(recorded).timestamp() - sent[event_id])
+    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
+    result = {
+        "benchmark": "latency",
+        "rate_target_per_s": args.rate,
+        "rate_published_per_s": round(len(messages) / publish_s, 1),
+        "inputs": len(messages),
+        "timed_inputs": len(latencies),
+        "workers": args.workers,
+        "p50_s": round(p50, 3),
+        "p90_s": round(percentile(latencies, 90), 3),
+        "p99_s": round(p99, 3),
+        "max_s": round(max(latencies), 3) if latencies else None,
+        "goal_p99_s": GOAL_P99_S,
+        "goal_met": p99 < GOAL_P99_S,
+        "ledger_complete": ok,
+        "ledger_equals_replay": equal,
+        "accounted": list(progress),
+        "peak_rss_mib_per_worker": peak,
+        "environment": environment(DEFAULT_PG_URL),
+    }
+    emit(result, args.json, [
+        f"{len(messages):,} inputs published at {result['rate_published_per_s']:,.0f}/s (target {args.rate:,.0f}) to {args.workers} worker(s); {len(latencies):,} timed",
+        f"publish → ledger row: p50 {p50:.3f} s, p90 {result['p90_s']:.3f} s, p99 {p99:.3f} s, max {result['max_s']} s",
+        f"goal p99 < {GOAL_P99_S} s: {'met' if result['goal_met'] else 'NOT met'}; ledger = replay: {equal}",
+    ])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
