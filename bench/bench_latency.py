@@ -123,14 +123,15 @@ def main(argv: list[str] | None = None) -> int:
             log(f"published in {publish_s:.1f} s ({len(messages) / publish_s:,.0f}/s)")
             with Ledger.open(url) as ledger:
                 ok = wait_until_accounted(ledger, expected, timeout=600, settle=0.5)
-                equal = ok and not compare_totals(expected.totals, ledger_totals(ledger))
+                problems = compare_totals(expected.totals, ledger_totals(ledger))
+                equal = ok and not problems
                 progress = accounted(ledger, expected)
             peak = [round(rss_kib(w.pid)[1] / 1024, 1) for w in pipeline.workers]
         finally:
             pipeline.stop()
         engine = sa.create_engine(url)
         with engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT event_id, max(recorded_at) FROM decisions GROUP BY event_id").all()
+            rows = conn.exec_driver_sql("SELECT event_id, max(recorded_at) FROM ledger_decisions GROUP BY event_id").all()
         engine.dispose()
 
     latencies = []
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         "goal_met": p99 < GOAL_P99_S,
         "ledger_complete": ok,
         "ledger_equals_replay": equal,
+        "differences": problems[:20],
         "accounted": list(progress),
         "peak_rss_mib_per_worker": peak,
         "environment": environment(DEFAULT_PG_URL),
