@@ -50,7 +50,7 @@ from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
 from streams.config import StreamConfig
-from streams.metrics import METRICS
+from streams.metrics import METRICS, render_gauge
 from streams.state import ClaimWrites, TableView, TxnTable
 from streams.topics import (
     CLAIMS_TOPIC,
@@ -339,9 +339,24 @@ def build_app(config: StreamConfig) -> faust.App:
                 for ts in stamps:
                     METRICS.latency.observe(max(0.0, now - ts))
 
+    def consumer_lag():
+        """Messages behind the end, per assigned partition: the fetch high-water mark minus the
+        next offset to read. Faust has no public read position, hence ``_read_offset``. Table
+        changelogs are skipped: their active owner writes them and reads them only to recover."""
+        consumer = app.consumer
+        for tp in sorted(consumer.assignment()):
+            if tp.topic.endswith("-changelog"):
+                continue
+            high = consumer.highwater(tp)
+            if high is None:
+                continue  # nothing fetched from it yet
+            read = consumer._read_offset.get(tp)
+            yield (tp.topic, str(tp.partition)), max(0, high - (read + 1 if read is not None else 0))
+
     @app.page("/metrics")
     async def metrics_page(web, request):
-        return web.text(METRICS.render(), content_type="text/plain; version=0.0.4")
+        lag = render_gauge("subsidy_consumer_lag", "messages not yet read, by topic and partition", ("topic", "partition"), consumer_lag())
+        return web.text(METRICS.render() + lag, content_type="text/plain; version=0.0.4")
 
     app.subsidy_config = config  # type: ignore[attr-defined]
     return app

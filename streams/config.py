@@ -69,6 +69,8 @@ class StreamConfig:
             values["datadir"] = env["SUBSIDY_DATADIR"]
         if env.get("SUBSIDY_WEB_PORT"):
             values["web_port"] = int(env["SUBSIDY_WEB_PORT"])
+        if env.get("SUBSIDY_WEB_BIND"):  # 127.0.0.1 unless a scraper elsewhere must reach /metrics
+            values["web_bind"] = env["SUBSIDY_WEB_BIND"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "broker" in overrides and overrides["broker"]:
             values["broker"] = _broker_url(overrides["broker"])

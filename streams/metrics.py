@@ -57,6 +57,15 @@ class Histogram:
         yield f"{self.name}_count {self.total}"
 
 
+def render_gauge(name: str, help: str, labels: tuple[str, ...], samples: Iterable[tuple[tuple[str, ...], float]]) -> str:
+    """A gauge read at scrape time (nothing to keep between scrapes)."""
+    lines = [f"# HELP {name} {help}", f"# TYPE {name} gauge"]
+    for key, value in samples:
+        rendered = ",".join(f'{n}="{_esc(v)}"' for n, v in zip(labels, key))
+        lines.append(f"{name}{{{rendered}}} {value:g}")
+    return "\n".join(lines) + "\n"
+
+
 class Metrics:
     def __init__(self) -> None:
         self.lock = threading.Lock()
