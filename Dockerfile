@@ -6,6 +6,7 @@ COPY schemas schemas
 COPY sinks sinks
 COPY streams streams
 COPY subsidy subsidy
+COPY console console
 COPY policy policy
 RUN pip install --no-cache-dir -e . && useradd --system subsidy
 USER subsidy
