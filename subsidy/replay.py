@@ -24,12 +24,7 @@ from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import Policy
-from schemas.inputs import INPUT_TOPICS
-
-try:  # the contract's rejection record; built locally only for what it cannot represent
-    from schemas.outputs import rejection_record as _rejection_record
-except ImportError:  # pragma: no cover - only while schemas.outputs is being written
-    _rejection_record = None
+from schemas.outputs import rejection_record
 
 
 class ReplayError(Exception):
@@ -72,31 +67,6 @@ def _key_of(value: Any) -> bytes | None:
                 if isinstance(party.get(name), str):
                     return party[name].encode()
     return None
-
-
-def rejection(topic: str, offset: int, key: bytes | None, raw: bytes, code: str, reason: str, at: dt.datetime) -> dict[str, Any]:
-    if _rejection_record is not None and topic in INPUT_TOPICS:
-        return _rejection_record(topic, None, offset, key, raw, code, reason, at)
-    # a topic the contract's record cannot name (a broken line, an unknown topic)
-    import base64
-    import hashlib
-
-    try:
-        text: str | None = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    return {
-        "rejection_id": hashlib.sha256(b"\x1f".join([topic.encode(), b"", str(offset).encode(), raw])).hexdigest()[:32],
-        "topic": topic,
-        "partition": None,
-        "offset": offset,
-        "key": None if key is None else key.decode("utf-8", errors="backslashreplace"),
-        "original": base64.b64encode(raw).decode("ascii"),
-        "original_text": text,
-        "code": code,
-        "reason": reason,
-        "rejected_at": at.isoformat(),
-    }
 
 
 def _envelope(line: bytes) -> tuple[str, bytes, Any]:
@@ -167,7 +137,7 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             except Rejected as exc:
                 summary.rejected += 1
                 summary.rejected_by_code[exc.code] += 1
-                rejections.append(rejection(topic or "(none)", number, _key_of(value), raw, exc.code, exc.reason, dt.datetime.now(dt.timezone.utc)))
+                rejections.append(rejection_record(topic or "(none)", None, number, _key_of(value), raw, exc.code, exc.reason, dt.datetime.now(dt.timezone.utc)))
             else:
                 decided = 0
                 first_rejection = None
@@ -198,7 +168,7 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
                     if decided == 0:  # the event as a whole was refused
                         summary.rejected += 1
                     summary.rejected_by_code[code] += 1
-                    rejections.append(rejection(topic, number, _key_of(value), raw, code, reason, dt.datetime.now(dt.timezone.utc)))
+                    rejections.append(rejection_record(topic, None, number, _key_of(value), raw, code, reason, dt.datetime.now(dt.timezone.utc)))
             if pending_lines >= batch_lines:
                 flush()
             if progress is not None:
