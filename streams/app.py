@@ -160,6 +160,15 @@ def build_app(config: StreamConfig) -> faust.App:
                 pass
         os._exit(STAGE_FAILED_EXIT)
 
+    async def in_batches(stream, stage: str, handle_one) -> None:
+        """Each batch handled event after event with no await in between (see the agents)."""
+        async for events in stream.take_events(config.stage_batch, within=config.stage_within):
+            for event in events:
+                try:
+                    handle_one(event)
+                except Exception as exc:  # noqa: BLE001
+                    stage_failed(stage, event, exc)
+
     # -- intake: bytes of the four input topics -> claims keyed by clause, or a rejection ----
 
     @app.agent(inputs, name="intake")
@@ -169,12 +178,7 @@ def build_app(config: StreamConfig) -> faust.App:
         # be committed, and Faust flushes the producer before each commit. A worker stopped at
         # any moment has queued a whole batch or none of it; a redelivered input yields the
         # same claims (same ids) or the same rejection (id from topic/partition/offset/bytes).
-        async for events in stream.take_events(config.stage_batch, within=config.stage_within):
-            for event in events:
-                try:
-                    intake_one(event)
-                except Exception as exc:  # noqa: BLE001
-                    stage_failed("intake", event, exc)
+        await in_batches(stream, "intake", intake_one)
 
     def intake_one(event) -> None:
         message = event.message
@@ -207,12 +211,7 @@ def build_app(config: StreamConfig) -> faust.App:
         # are queued together, later claims of the batch see the table as the earlier ones left
         # it, and the batch is acknowledged only after all of it was queued. A worker stopped
         # between batches has queued a batch entirely or not at all; the rest is redelivered.
-        async for events in stream.take_events(config.stage_batch, within=config.stage_within):
-            for event in events:
-                try:
-                    decide_one(event)
-                except Exception as exc:  # noqa: BLE001
-                    stage_failed("decide", event, exc)
+        await in_batches(stream, "decide", decide_one)
 
     def decide_one(event) -> None:
         body = json.loads(event.value)
