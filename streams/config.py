@@ -29,6 +29,12 @@ def bootstrap_of(broker: str) -> str:
     return ",".join(p.split("://", 1)[-1] for p in parts)
 
 
+def _whole_number(text: str) -> int:
+    if not text.strip().isdigit():
+        raise ValueError("must be a whole number")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     broker: str = "kafka://127.0.0.1:9092"
@@ -55,22 +61,12 @@ class StreamConfig:
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "StreamConfig":
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
-        if env.get("SUBSIDY_BROKER"):
-            values["broker"] = _broker_url(env["SUBSIDY_BROKER"])
-        if env.get("SUBSIDY_LEDGER_URL"):
-            values["ledger_url"] = env["SUBSIDY_LEDGER_URL"]
-        if env.get("SUBSIDY_POLICY"):
-            values["policy_path"] = env["SUBSIDY_POLICY"]
-        if env.get("SUBSIDY_PARTITIONS"):
-            values["partitions"] = int(env["SUBSIDY_PARTITIONS"])
-        if env.get("SUBSIDY_APP_ID"):
-            values["app_id"] = env["SUBSIDY_APP_ID"]
-        if env.get("SUBSIDY_DATADIR"):
-            values["datadir"] = env["SUBSIDY_DATADIR"]
-        if env.get("SUBSIDY_WEB_PORT"):
-            values["web_port"] = int(env["SUBSIDY_WEB_PORT"])
-        if env.get("SUBSIDY_WEB_BIND"):  # 127.0.0.1 unless a scraper elsewhere must reach /metrics
-            values["web_bind"] = env["SUBSIDY_WEB_BIND"]
+        for variable, (field_name, convert) in _ENVIRONMENT.items():
+            if env.get(variable):
+                try:
+                    values[field_name] = convert(env[variable])
+                except ValueError as exc:
+                    raise ValueError(f"{variable}={env[variable]!r}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         if "broker" in overrides and overrides["broker"]:
             values["broker"] = _broker_url(overrides["broker"])
@@ -98,3 +94,17 @@ class StreamConfig:
         if self.web_port:
             env["SUBSIDY_WEB_PORT"] = str(self.web_port)
         return env
+
+
+# variable -> (StreamConfig field, conversion). SUBSIDY_WEB_BIND stays 127.0.0.1 unless a
+# scraper elsewhere must reach /metrics.
+_ENVIRONMENT = {
+    "SUBSIDY_BROKER": ("broker", _broker_url),
+    "SUBSIDY_LEDGER_URL": ("ledger_url", str),
+    "SUBSIDY_POLICY": ("policy_path", str),
+    "SUBSIDY_PARTITIONS": ("partitions", _whole_number),
+    "SUBSIDY_APP_ID": ("app_id", str),
+    "SUBSIDY_DATADIR": ("datadir", str),
+    "SUBSIDY_WEB_PORT": ("web_port", _whole_number),
+    "SUBSIDY_WEB_BIND": ("web_bind", str),
+}
