@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import threading
 from contextlib import contextmanager
@@ -13,6 +14,9 @@ import pytest
 
 from rules.policy import load_policy
 from sinks.ledger import Ledger
+
+CHROMIUM = os.environ.get("SUBSIDY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +99,19 @@ def serve(app, host: str = "127.0.0.1"):
 def console_helpers():
     """The helpers above, for test modules (a conftest is not importable by name)."""
     return {"serve": serve, "fill_ledger": fill_ledger, "generated_events": generated_events, "free_port": free_port}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
+        pytest.skip(f"no chromium at {CHROMIUM}: install it with `apt-get install -y chromium fonts-wqy-microhei`")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the Python package `playwright` is not installed (pip install playwright; the system chromium is used, no `playwright install`)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()

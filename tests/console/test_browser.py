@@ -21,26 +21,8 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = os.environ.get("SUBSIDY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"]
 README_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "console.png"
 AS_OF = dt.date(2026, 10, 15)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not (os.path.exists(CHROMIUM) and os.access(CHROMIUM, os.X_OK)):
-        pytest.skip(f"no chromium at {CHROMIUM}: install it with `apt-get install -y chromium fonts-wqy-microhei`")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("the Python package `playwright` is not installed (pip install playwright; the system chromium is used, no `playwright install`)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
