@@ -12,6 +12,7 @@ import os
 import sys
 
 from streams.config import StreamConfig
+from streams import tansu_offsets
 from streams.local_broker import local_broker_faust_settings
 from streams.worker import run_worker
 
@@ -24,12 +25,8 @@ def main() -> None:
     # The restore fix for tansu's short end offsets is done by fetching the true ends
     # (streams/tansu_offsets.py) instead of one-record producer batches, which cost most of
     # the throughput (five produced messages per input; see bench/README.md).
-    # SUBSIDY_LOCAL_BATCH1=1 restores the old setting (for comparisons).
-    if os.environ.get("SUBSIDY_LOCAL_BATCH1") != "1":
-        from streams import tansu_offsets
-
-        tansu_offsets.install()
-        settings.pop("producer_max_batch_size", None)
+    tansu_offsets.install()
+    settings.pop("producer_max_batch_size", None)
     config = base.with_(extra_faust_settings=settings)
     run_worker(config, loglevel=os.environ.get("SUBSIDY_LOGLEVEL", "info"), create_topics=False)
 
