@@ -91,6 +91,17 @@ def _short_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"[:500]
 
 
+def _exit_now(code: int) -> None:
+    """Exit at once, without Faust's shutdown (which would acknowledge the batch in hand),
+    after the log says why."""
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:  # noqa: BLE001 - a broken log handler must not keep the worker alive
+            pass
+    os._exit(code)
+
+
 def build_app(config: StreamConfig) -> faust.App:
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
@@ -153,12 +164,7 @@ def build_app(config: StreamConfig) -> faust.App:
         message = event.message
         log.critical("%s: %s on %s[%s]@%s; exiting without acknowledging the batch",
                      stage, _short_error(exc), message.topic, message.partition, message.offset, exc_info=exc)
-        for handler in logging.getLogger().handlers:
-            try:
-                handler.flush()
-            except Exception:
-                pass
-        os._exit(STAGE_FAILED_EXIT)
+        _exit_now(STAGE_FAILED_EXIT)
 
     async def in_batches(stream, stage: str, handle_one) -> None:
         """Each batch handled event after event with no await in between (see the agents)."""
@@ -266,12 +272,7 @@ def build_app(config: StreamConfig) -> faust.App:
             "The stream produced something the ledger will not book (a conflicting id or a cap overrun). "
             "Nothing after this batch is acknowledged; investigate before restarting.", exc,
         )
-        for handler in logging.getLogger().handlers:
-            try:
-                handler.flush()
-            except Exception:
-                pass
-        os._exit(LEDGER_REFUSED_EXIT)
+        _exit_now(LEDGER_REFUSED_EXIT)
 
     @app.agent(feed_topic, name="ledger")
     async def ledger_sink(stream):
@@ -319,7 +320,7 @@ def build_app(config: StreamConfig) -> faust.App:
                     future.result()  # block: the loop is stopping anyway
                 except BaseException as exc:  # noqa: BLE001
                     log.critical("ledger batch did not commit during shutdown (%s); exiting without acknowledging it", exc)
-                    os._exit(LEDGER_REFUSED_EXIT)
+                    _exit_now(LEDGER_REFUSED_EXIT)
                 raise
             except LedgerError as exc:
                 halt(exc)

@@ -4,9 +4,10 @@ server at 127.0.0.1:5432 with a fresh database) and a SQLite file."""
 from __future__ import annotations
 
 import os
-import uuid
 
 import pytest
+
+from bench.common import fresh_database
 
 LOCAL_PG_ADMIN = os.environ.get("SUBSIDY_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 START_HINT = (
@@ -44,8 +45,6 @@ def _local_server_answers(admin_url: str) -> bool:
 @pytest.fixture(scope="session")
 def postgres_url():
     """URL of an empty PostgreSQL database for this test session (postgresql+psycopg://...)."""
-    import sqlalchemy as sa
-
     if _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
@@ -53,17 +52,8 @@ def postgres_url():
             yield container.get_connection_url()
         return
     if _local_server_answers(LOCAL_PG_ADMIN):
-        name = f"subsidy_test_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(LOCAL_PG_ADMIN, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        url = sa.make_url(LOCAL_PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-        try:
+        with fresh_database(LOCAL_PG_ADMIN, prefix="subsidy_test") as url:
             yield url
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            admin.dispose()
         return
     pytest.fail(START_HINT, pytrace=False)
 

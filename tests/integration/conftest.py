@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline_support import create_database, docker_answers
+from bench.common import fresh_database
+from pipeline_support import docker_answers
 
 
 @pytest.fixture
@@ -27,8 +28,5 @@ def kafka_bootstrap(tmp_path):
 @pytest.fixture
 def ledger_url(postgres_url):
     """A fresh PostgreSQL database per test, on the session's server."""
-    url, drop = create_database(postgres_url)
-    try:
+    with fresh_database(postgres_url, prefix="subsidy_stream") as url:
         yield url
-    finally:
-        drop()

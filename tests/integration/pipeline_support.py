@@ -7,10 +7,8 @@ import random
 import shutil
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
-import sqlalchemy as sa
 
 
 def docker_answers() -> bool:
@@ -20,22 +18,6 @@ def docker_answers() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
-
-
-def create_database(server_url: str) -> tuple[str, callable]:
-    """A new empty database on the server of ``server_url``; returns (url, drop)."""
-    base = sa.make_url(server_url)
-    name = f"subsidy_stream_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
-
-    return base.set(database=name).render_as_string(hide_password=False), drop
 
 
 def mutate(path: Path, out: Path, seed: int = 7) -> dict:
