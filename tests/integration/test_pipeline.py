@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_support import mutate, wait_for_progress
+from rules.policy import DEFAULT_POLICY_PATH, load_policy
 from sinks.ledger import Ledger
 from streams.local import LocalPipeline
 from streams.publish import iter_messages, publish_file
@@ -42,9 +43,9 @@ YEAR = 2026
 def pipeline(kafka_bootstrap, ledger_url, tmp_path):
     started: list[LocalPipeline] = []
 
-    def make(workers: int = 1, partitions: int = 4) -> LocalPipeline:
+    def make(workers: int = 1, partitions: int = 4, policy_path: str | None = None) -> LocalPipeline:
         p = LocalPipeline(workers=workers, partitions=partitions, ledger_url=ledger_url, bootstrap=kafka_bootstrap,
-                          workdir=tmp_path / "run", app_id="subsidy-test")
+                          workdir=tmp_path / "run", app_id="subsidy-test", policy_path=policy_path)
         started.append(p)
         return p.start()
 
@@ -201,3 +202,40 @@ def test_two_workers_with_rebalance(pipeline, tmp_path):
         p.stop_worker(first)  # leave: its partitions move back to the second worker
         assert wait_until_accounted(ledger, expected, timeout=180, check=_alive_check(p)), accounted(ledger, expected)
         _assert_ledger_equals_replay(ledger, expected)
+
+
+def test_exhausted_budget_is_never_overrun_whatever_the_order_and_kills(pipeline, tmp_path):
+    """The compute-voucher budget cut to 300,000.00 (a data change): it runs out early in the run,
+    refunds give room back, two workers decide in their own arrival order and one is killed.
+    Who gets the last room depends on that order (first come, first served), so the oracle is
+    not the file replay's compute-voucher total but the invariants: every input decided or
+    rejected once with the replay's ids, no cap exceeded by one fen in the ledger, the budget
+    spent to at most its limit, and every clause that order cannot change equal to the replay."""
+    shipped = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
+    assert shipped.count('value: "100000000.00"') == 1
+    policy_path = tmp_path / "small-budget.yaml"
+    policy_path.write_text(shipped.replace('value: "100000000.00"', 'value: "300000.00"'), encoding="utf-8")
+    policy = load_policy(policy_path)
+    path = _events(tmp_path, 4000, seed=15, enterprises=200)
+    expected = expected_from_file(str(path), policy)
+    assert expected.totals["compute-voucher"][str(YEAR)] > 299_000_00, "the budget must bind in this run"
+    total = len(expected.decision_ids) + expected.rejections
+    p = pipeline(workers=2, policy_path=str(policy_path))
+    assert publish_file(str(path), p.bootstrap) == expected.inputs
+    with Ledger.open(p.ledger_url) as ledger:
+        wait_for_progress(ledger, expected, int(total * 0.4), timeout=120, check=_alive_check(p))
+        p.kill_worker(p.workers[0])  # SIGKILL mid-run
+        p.start_worker()
+        assert wait_until_accounted(ledger, expected, timeout=180, check=_alive_check(p)), accounted(ledger, expected)
+        counts = ledger.counts()
+        assert counts["decisions"] == len(expected.decision_ids) and counts["rejections"] == expected.rejections
+        assert not cap_problems(ledger)
+        budget_scope = next(scope for scope in ledger.cap_usage() if "programme-year" in scope)
+        assert ledger.cap_usage()[budget_scope]["used"] <= 300_000_00
+        actual = ledger_totals(ledger)
+        assert actual["compute-voucher"][str(YEAR)] <= 300_000_00
+        others = {c: y for c, y in expected.totals.items() if c != "compute-voucher"}
+        assert not compare_totals(others, {c: y for c, y in actual.items() if c != "compute-voucher"})
+        ids = [i["instruction_id"] for i in ledger.instructions()]
+        assert len(ids) == len(set(ids))
+        assert not ledger.verify_chain()
