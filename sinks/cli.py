@@ -201,8 +201,9 @@ def add_ledger_commands(subparsers) -> None:
 
     rec = commands.add_parser("reconcile", parents=[common], help="recompute balances from the journal and list every difference; exit 1 on any")
     source = rec.add_mutually_exclusive_group()
-    source.add_argument("--against", metavar="EVENTS.jsonl", help='replay {"topic", "value"} lines through the rules and compare')
-    source.add_argument("--against-instructions", metavar="FILE.jsonl", help="compare with instruction dicts, one per line")
+    source.add_argument("--against", metavar="EVENTS.jsonl", help='replay {"topic", "value"} lines through the rules in file order and compare '
+                        '(a stream run after a budget ran out and refunds gave room back may differ: first come, first served)')
+    source.add_argument("--against-instructions", metavar="FILE.jsonl", help="compare with instruction dicts, one per line, e.g. the disbursement-instructions topic")
     rec.add_argument("--policy", metavar="FILE", help="policy file for --against (default the shipped one)")
     rec.set_defaults(func=cmd_reconcile)
 
