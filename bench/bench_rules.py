@@ -26,6 +26,7 @@ from bench.common import Timer, emit, environment, rate  # noqa: E402
 from rules.engine import Engine  # noqa: E402
 from rules.intake import Rejected, intake  # noqa: E402
 from rules.policy import load_policy  # noqa: E402
+from subsidy.runtime import tune_gc  # noqa: E402
 
 GOAL_CLAIMS_PER_SECOND = 200_000
 
@@ -78,11 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="best of N runs of each side")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--default-gc", action="store_true", help="keep CPython's default GC thresholds (for comparison)")
     args = parser.parse_args(argv)
 
     policy = load_policy()
     claims = generated_claims(args.events, args.seed)
     baseline_best = engine_best = float("inf")
+    if not args.default_gc:
+        tune_gc()  # as `subsidy replay` and the stream workers run (subsidy/runtime.py)
     gc.collect()
     for _ in range(args.repeat):
         with Timer() as t:
@@ -102,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_engine_to_baseline": round(engine_rate / baseline_rate, 3),
         "goal_claims_per_s": GOAL_CLAIMS_PER_SECOND,
         "goal_met": engine_rate >= GOAL_CLAIMS_PER_SECOND,
+        "gc_thresholds": list(gc.get_threshold()),
         "environment": environment(),
     }
     emit(result, args.json, [

@@ -21,6 +21,7 @@ from console.cli import add_console_commands
 from rules.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
 from sinks.cli import add_ledger_commands
 from streams.cli import add_stream_commands
+from subsidy.runtime import tune_gc
 
 USAGE_EXIT = 2
 
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    tune_gc()
     try:
         return int(args.func(args) or 0)
     except (CommandError, PolicyError) as exc:
