@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database  # noqa: E402
-from bench.pipeline_support import generated_events, rss_kib, worker_metric  # noqa: E402
+from bench.pipeline_support import generated_events, rss_kib  # noqa: E402
 
 GOAL_P99_S = 1.0
 
@@ -114,9 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             # ready = every worker's web server answers and the group has settled (JoinGroup on tansu
             # takes session/2 = 3 s); publish only then, so start-up is not counted as latency
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline and any(worker_metric(w.web_port, "subsidy_events_in_total") is None for w in pipeline.workers):
-                time.sleep(0.2)
+            pipeline.wait_ready(timeout=90)
             time.sleep(8)
             log(f"publishing {len(messages):,} inputs at {args.rate:,.0f}/s ...")
             sent, publish_s = asyncio.run(publish_steady(broker.bootstrap, messages, args.rate))

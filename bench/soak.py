@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_latency import publish_steady  # noqa: E402
 from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database  # noqa: E402
-from bench.pipeline_support import rss_kib, worker_metric  # noqa: E402
+from bench.pipeline_support import rss_kib  # noqa: E402
 
 
 def expected_peak(path: Path, burst: float) -> dict:
@@ -120,9 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                                      app_id="subsidy-soak", loglevel="warning")
             pipeline.start()
             try:
-                deadline = time.monotonic() + 90
-                while time.monotonic() < deadline and any(worker_metric(w.web_port, "subsidy_events_in_total") is None for w in pipeline.workers):
-                    time.sleep(0.2)
+                pipeline.wait_ready(timeout=90)
                 time.sleep(6)
                 box: dict = {}
                 publisher = threading.Thread(target=lambda: box.update(r=asyncio.run(publish_steady(bootstrap, messages, rate))), daemon=True)

@@ -69,32 +69,18 @@ def _start_local(args: argparse.Namespace, workers: int):
     return pipeline
 
 
-def _wait_ready(pipeline, timeout: float = 60.0) -> None:
-    """Until every worker's web server answers (i.e. it started); raises if one dies."""
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    pending = list(pipeline.workers)
-    while pending and time.monotonic() < deadline:
-        for worker in list(pending):
-            if not worker.alive():
-                raise _command_error(f"worker {worker.index} exited with {worker.proc.returncode}; log {worker.log_path}:\n{pipeline.log_tail(worker)}")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=1).read()
-                pending.remove(worker)
-            except OSError:
-                pass
-        time.sleep(0.3)
-
-
 def cmd_up(args: argparse.Namespace) -> int:
+    from streams.local import WorkerDied
     from streams.topics import expected_topics
 
     # `kill`, systemd and docker stop with SIGTERM: stop what we started, as on Ctrl-C
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     pipeline = _start_local(args, args.workers)
     try:
-        _wait_ready(pipeline)
+        try:
+            pipeline.wait_ready()
+        except WorkerDied as exc:
+            raise _command_error(str(exc)) from None
         topics = expected_topics(pipeline.app_id, pipeline.partitions)
         from schemas.inputs import INPUT_TOPICS
 

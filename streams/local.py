@@ -22,6 +22,10 @@ from streams.local_broker import die_with_parent
 from streams.topics import ensure_topics, expected_topics
 
 
+class WorkerDied(RuntimeError):
+    """A local worker exited while it was expected to run."""
+
+
 @dataclass
 class WorkerProcess:
     index: int
@@ -141,6 +145,24 @@ class LocalPipeline:
                 worker.proc.wait(timeout=10)
         if worker in self.workers:
             self.workers.remove(worker)
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until every worker's web server answers /metrics (it started), at most ``timeout``
+        seconds; raises ``WorkerDied`` with its log tail if one exits meanwhile."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        pending = list(self.workers)
+        while pending and time.monotonic() < deadline:
+            for worker in list(pending):
+                if not worker.alive():
+                    raise WorkerDied(f"worker {worker.index} exited with {worker.proc.returncode}; log {worker.log_path}:\n{self.log_tail(worker)}")
+                try:
+                    urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/metrics", timeout=1).read()
+                    pending.remove(worker)
+                except OSError:
+                    pass
+            time.sleep(0.3)
 
     def dead_workers(self) -> list[WorkerProcess]:
         return [w for w in self.workers if not w.alive()]
