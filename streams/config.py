@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 DEFAULT_APP_ID = "subsidy-pipeline"
 DEFAULT_PARTITIONS = 4
+STATE_STORES = ("rocksdb", "memory")
 
 
 def _broker_url(value: str) -> str:
@@ -44,6 +45,9 @@ class StreamConfig:
     app_id: str = DEFAULT_APP_ID
     datadir: str | None = None  # Faust's data directory (None: Faust's default, ./<app_id>-data)
     web_port: int | None = None
+    # where the engine's running state lives: "rocksdb" (on disk under datadir, memory flat
+    # however many claims were decided) or "memory" (rebuilt from the changelog at each start)
+    state_store: str = "rocksdb"
     web_bind: str = "127.0.0.1"
     sink_batch: int = 1000
     sink_within: float = 0.5
@@ -71,6 +75,8 @@ class StreamConfig:
         if "broker" in overrides and overrides["broker"]:
             values["broker"] = _broker_url(overrides["broker"])
         config = cls(**values)
+        if config.state_store not in STATE_STORES:
+            raise ValueError(f"SUBSIDY_STATE_STORE must be one of {', '.join(STATE_STORES)}, got {config.state_store!r}")
         if config.partitions < 1:
             raise ValueError(f"SUBSIDY_PARTITIONS must be at least 1, got {config.partitions}")
         return config
@@ -93,6 +99,7 @@ class StreamConfig:
             env["SUBSIDY_DATADIR"] = self.datadir
         if self.web_port:
             env["SUBSIDY_WEB_PORT"] = str(self.web_port)
+        env["SUBSIDY_STATE_STORE"] = self.state_store
         return env
 
 
@@ -107,4 +114,5 @@ _ENVIRONMENT = {
     "SUBSIDY_DATADIR": ("datadir", str),
     "SUBSIDY_WEB_PORT": ("web_port", _whole_number),
     "SUBSIDY_WEB_BIND": ("web_bind", str),
+    "SUBSIDY_STATE_STORE": ("state_store", str),
 }

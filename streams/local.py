@@ -91,6 +91,11 @@ class LocalPipeline:
             from streams.local_broker import LocalBroker
 
             self.broker = LocalBroker(log_path=self.workdir / "broker.log").start()
+            # The workers' RocksDB state belongs to changelogs this new in-memory broker does not
+            # have: kept, a reused workdir would restore last run's caps and decisions as if
+            # this run had made them (and Faust would seek to offsets that no longer exist).
+            for stale in self.workdir.glob("worker-*-data"):
+                shutil.rmtree(stale)
         ensure_topics(self.bootstrap, expected_topics(self.app_id, self.partitions))
         from sinks.ledger import Ledger
 

@@ -18,13 +18,28 @@ decisions with the same content, which the ledger stores once.
 The changelog is not compacted: compaction keeps only the newest record of a key, and a
 claim key written again (re-decided after a crash) would move that claim's cap values after
 later claims' values.
+
+Two stores hold the table (``SUBSIDY_STATE_STORE``): ``rocksdb`` (the default: one RocksDB
+database per partition on local disk, so a worker's memory stays flat however many claims it
+has decided, and a restarted worker reads the changelog only from the offset its database
+already holds) and ``memory`` (everything in a dict, rebuilt from the whole changelog).
+
+Every read and write here names its partition. Faust's RocksDB store picks the partition of
+a key from ``current_event()``, and inside a ``take_events`` batch that is whichever event
+Faust last handed out, not the claim being decided. Its ``_get`` then looks only in that
+partition's database and answers "no such key" for a cap that lives in another: the engine
+would see a cap as unused and pay past it. The claims topic is keyed by clause, so every key
+a claim reads or writes lives in the partition of that claim's event.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, MutableMapping
+import json
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Iterator, MutableMapping
 
 import faust
+from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import EventT
 
 _MISSING = object()
@@ -66,50 +81,81 @@ class ClaimWrites(MutableMapping[str, Any]):
         raise NotImplementedError
 
 
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
 class TxnTable(faust.Table):
     """A Faust table written (and restored) in whole per-claim records; see the module doc."""
 
     _changelog_compacting = False
     _changelog_deleting = False
 
-    def get_value(self, key: str) -> Any:
-        """Read without Faust's per-key sensors (this is the engine's hot path)."""
-        return self.data.get(key)
+    def reader(self, partition: int) -> "PartitionView":
+        """What the engine reads through for a claim of ``partition``."""
+        store = self.data
+        if isinstance(store, RocksDBStore):
+            db = store._db_for_partition(partition)
+
+            def get(key: str) -> Any:
+                raw = db.get(key.encode("utf-8"))
+                return None if raw is None else json.loads(raw)
+
+            return PartitionView(get)
+        return PartitionView(store.data.get)
 
     def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any]) -> None:
         if not writes:
             return
         partition = event.message.partition
-        store = self.data
-        key_partition = getattr(store, "_key_partition", None)
-        for key, value in writes.items():
-            store[key] = value
-            if key_partition is not None:
-                key_partition[key] = partition
+        self._store_writes({partition: writes.items()}, {})
         self.send_changelog(partition, txn_key, {"w": writes})
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
-        store = self.data
-        key_partition = getattr(store, "_key_partition", None)
+        by_partition: dict[int, list[tuple[str, Any]]] = defaultdict(list)
+        last_offsets: dict[Any, int] = {}
         for event in batch:
             record = event.value
-            if not isinstance(record, dict) or "w" not in record:
-                continue  # not one of ours (nothing else writes this changelog)
-            partition = event.message.partition
-            for key, value in record["w"].items():
-                store[key] = value
+            message = event.message
+            last_offsets[message.tp] = max(message.offset, last_offsets.get(message.tp, -1))
+            if isinstance(record, dict) and "w" in record:  # nothing else writes this changelog
+                by_partition[message.partition].extend(record["w"].items())
+        self._store_writes(by_partition, last_offsets)
+
+    def _store_writes(self, by_partition: dict[int, Iterable[tuple[str, Any]]], last_offsets: dict[Any, int]) -> None:
+        """Write each partition's keys at once; with RocksDB, in one atomic batch per partition
+        together with the changelog offset they bring the database up to."""
+        store = self.data
+        if isinstance(store, RocksDBStore):
+            from rocksdict import WriteBatch
+
+            batches: dict[int, Any] = defaultdict(lambda: WriteBatch(raw_mode=True))
+            for partition, items in by_partition.items():
+                batch = batches[partition]
+                for key, value in items:
+                    batch.put(key.encode("utf-8"), _encode(value))
+            for tp, offset in last_offsets.items():
+                batches[tp.partition].put(store.offset_key, str(offset).encode())
+            for partition, batch in batches.items():
+                store._db_for_partition(partition).write(batch)
+            return
+        data = store.data
+        key_partition = getattr(store, "_key_partition", None)
+        for partition, items in by_partition.items():
+            for key, value in items:
+                data[key] = value
                 if key_partition is not None:
                     key_partition[key] = partition
 
 
-class TableView:
-    """What the overlay reads through: the table's store, without sensors."""
+class PartitionView:
+    """What the overlay reads through: one partition of the table's store, without sensors."""
 
-    __slots__ = ("table",)
+    __slots__ = ("_get",)
 
-    def __init__(self, table: TxnTable):
-        self.table = table
+    def __init__(self, get: Callable[[str], Any]):
+        self._get = get
 
     def get(self, key: str, default: Any = None) -> Any:
-        value = self.table.data.get(key)
+        value = self._get(key)
         return default if value is None else value
