@@ -8,6 +8,7 @@ COPY streams streams
 COPY subsidy subsidy
 COPY console console
 COPY policy policy
-RUN pip install --no-cache-dir -e . && useradd --system subsidy
+# /var/lib/subsidy: the workers' RocksDB state (a volume in docker-compose.yml, owned by the user)
+RUN pip install --no-cache-dir -e . && useradd --system subsidy && install -d -o subsidy /var/lib/subsidy
 USER subsidy
 ENTRYPOINT ["subsidy"]
