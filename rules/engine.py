@@ -77,6 +77,65 @@ def counted_key(clause: Clause, cap: Cap, claim: Claim) -> str:
 _UNUSED = {"amount": 0, "count": 0}
 
 
+@dataclass(frozen=True, slots=True)
+class _Terms:
+    """A clause's figures in force on one day."""
+
+    day: dt.date
+    rate: Rate | None  # of a share entitlement
+    rate_text: str | None
+    amount: int | None  # of a fixed entitlement
+    limits: tuple[tuple[int | None, str | None], ...]  # per cap: (limit, formatted limit of an amount cap)
+
+
+class _ClausePlan:
+    """One clause of a policy, with what its claims need looked up once instead of per claim."""
+
+    __slots__ = ("clause", "_terms_by_day")
+    _MAX_DAYS = 10_000  # decades of days; a clause that sees more starts its cache afresh
+
+    def __init__(self, clause: Clause):
+        self.clause = clause
+        self._terms_by_day: dict[str, _Terms] = {}
+
+    def terms(self, day_text: str) -> _Terms:
+        terms = self._terms_by_day.get(day_text)
+        if terms is None:
+            if len(self._terms_by_day) >= self._MAX_DAYS:
+                self._terms_by_day.clear()
+            terms = self._terms_by_day[day_text] = self._terms_on(dt.date.fromisoformat(day_text))
+        return terms
+
+    def _terms_on(self, day: dt.date) -> _Terms:
+        entitlement = self.clause.entitlement
+        rate = entitlement.rate.at(day) if entitlement.kind == "share" and entitlement.rate else None
+        amount = entitlement.amount.at(day) if entitlement.kind == "fixed" and entitlement.amount else None
+        limits = []
+        for cap in self.clause.caps:
+            if cap.amount is not None:
+                limit = cap.amount.at(day)
+                limits.append((limit, None if limit is None else format_fen(limit)))
+            else:
+                limits.append((cap.count.at(day) if cap.count else None, None))
+        return _Terms(day, rate, None if rate is None else str(rate), amount, tuple(limits))
+
+
+# Plans per policy, shared by every Engine over it (the stream workers build one Engine per
+# claim). A policy is immutable, so a plan never goes stale; the policy is kept with its plan
+# so that its id cannot be reused while the entry exists.
+_PLANS: dict[int, tuple[Policy, dict[str, _ClausePlan]]] = {}
+_MAX_POLICIES = 16  # tests and tools parse many policies; a worker or a replay uses one
+
+
+def _plans(policy: Policy) -> dict[str, _ClausePlan]:
+    entry = _PLANS.get(id(policy))
+    if entry is None or entry[0] is not policy:
+        if len(_PLANS) >= _MAX_POLICIES:
+            _PLANS.clear()
+        entry = _PLANS[id(policy)] = (policy, {clause_id: _ClausePlan(clause) for clause_id, clause in policy.clauses.items()})
+    return entry[1]
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one claim produced. Exactly one of ``decisions`` or ``rejection`` is set."""
@@ -91,21 +150,22 @@ class Engine:
     def __init__(self, policy: Policy, state: State):
         self.policy = policy
         self.state = state
-        self._rates: dict[tuple[str, str], Rate | None] = {}
+        self._plans = _plans(policy)
 
     # -- entry point ---------------------------------------------------------------------
 
     def decide(self, claim: Claim) -> Outcome:
-        clause = self.policy.clauses.get(claim.clause_id)
-        if clause is None:
+        plan = self._plans.get(claim.clause_id)
+        if plan is None:
             return Outcome(rejection=("unknown-clause", f"clause {claim.clause_id!r} is not in policy {self.policy.policy_id} {self.policy.version}"))
+        clause = plan.clause
         key = claim_key(clause.id, claim.source, claim.event_id)
         record = self.state.get(key)
         if record is not None and "decision" in record:
             return self._repeat(claim, record)
         if claim.corrects is not None:
             return self._correct(clause, claim, key)
-        return self._grant(clause, claim, key, record)
+        return self._grant(plan, claim, key, record)
 
     # -- a repeat of an event already decided -------------------------------------------
 
@@ -123,25 +183,27 @@ class Engine:
 
     # -- a purchase, invoice, closing or announcement ------------------------------------
 
-    def _raw_entitlement(self, clause: Clause, claim: Claim, day: dt.date, base: int | None) -> tuple[int | None, Rate | None, str]:
+    def _raw_entitlement(self, clause: Clause, claim: Claim, terms: _Terms, base: int | None) -> tuple[int | None, str]:
         entitlement = clause.entitlement
         if entitlement.kind == "share":
-            rate = entitlement.rate.at(day) if entitlement.rate else None
-            if rate is None:
-                return None, None, f"{clause.id} has no rate in force on {day}"
-            return rate.apply_floor(base or 0), rate, ""
+            if terms.rate is None:
+                return None, f"{clause.id} has no rate in force on {terms.day}"
+            return terms.rate.apply_floor(base or 0), ""
         if entitlement.kind == "fixed":
-            amount = entitlement.amount.at(day) if entitlement.amount else None
-            return amount, None, "" if amount is not None else f"{clause.id} has no amount in force on {day}"
+            amount = terms.amount
+            return amount, "" if amount is not None else f"{clause.id} has no amount in force on {terms.day}"
         dated = entitlement.grades.get(claim.grade or "", entitlement.other_grades)
-        amount = dated.at(day) if dated else None
-        return amount, None, "" if amount is not None else f"{clause.id} has no amount for grade {claim.grade!r} in force on {day}"
+        amount = dated.at(terms.day) if dated else None
+        return amount, "" if amount is not None else f"{clause.id} has no amount for grade {claim.grade!r} in force on {terms.day}"
 
-    def _grant(self, clause: Clause, claim: Claim, key: str, pending: dict[str, Any] | None) -> Outcome:
-        day = dt.date.fromisoformat(claim.day)
+    def _grant(self, plan: _ClausePlan, claim: Claim, key: str, pending: dict[str, Any] | None) -> Outcome:
+        clause = plan.clause
+        terms = plan.terms(claim.day)
+        day = terms.day
+        rate = terms.rate
         refunded = pending["refunded"] if pending else 0
         base = None if claim.base is None else max(0, claim.base - refunded)
-        raw, rate, not_in_force = self._raw_entitlement(clause, claim, day, base)
+        raw, not_in_force = self._raw_entitlement(clause, claim, terms, base)
         steps: list[dict[str, Any]] = []
         charged: list[tuple[str, int, str | None]] = []  # (scope, adds to its count, distinct marker)
         declined_by = None
@@ -153,25 +215,23 @@ class Engine:
             declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
         else:
             granted = raw
-            for cap in clause.caps:
+            for cap, (limit, limit_text) in zip(clause.caps, terms.limits):
                 scope = cap_scope(clause, cap, claim)
                 used = self.state.get(scope) or _UNUSED
                 step: dict[str, Any] = {"cap": cap.id, "scope": scope}
                 if cap.amount is not None:
-                    limit = cap.amount.at(day)
                     if limit is None:
                         granted, declined_by, reason = 0, "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {day}"
                         break
                     room = max(0, limit - used["amount"])
-                    step.update(kind="amount", limit=format_fen(limit), used_before=format_fen(used["amount"]), room_before=format_fen(room))
+                    step.update(kind="amount", limit=limit_text, used_before=format_fen(used["amount"]), room_before=format_fen(room))
                     if room < granted:
                         granted = room
                         if declined_by is None:
                             declined_by = cap.id
-                            reason = f"cap {cap.id} ({format_fen(limit)}) had {format_fen(room)} left"
+                            reason = f"cap {cap.id} ({limit_text}) had {format_fen(room)} left"
                     charged.append((scope, 1, None))
                 else:
-                    limit = cap.count.at(day) if cap.count else None
                     if limit is None:
                         granted, declined_by, reason = 0, "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {day}"
                         break
@@ -202,7 +262,7 @@ class Engine:
         computation: dict[str, Any] = {
             "base": None if claim.base is None else format_fen(claim.base),
             "refunded_before_decision": format_fen(refunded) if refunded else None,
-            "rate": str(rate) if rate else None,
+            "rate": terms.rate_text,
             "grade": claim.grade,
             "raw_entitlement": None if raw is None else format_fen(raw),
             "caps": steps,
