@@ -1,7 +1,8 @@
 """Baseline 2 of bench/bench_pipeline.py: a Faust worker whose agent does nothing.
 
 Same broker, same input topics and the same local Faust settings as our workers
-(streams/local_worker.py: ``local_broker_faust_settings`` + memory store + earliest reset).
+(streams/local_worker.py: ``local_broker_faust_settings``, the short fetch wait of
+streams/tansu_fetch_wait.py, earliest reset; a memory store, since it keeps no table).
 The agent only counts; when it has seen ``BENCH_TARGET`` events it writes
 ``{"first": t, "last": t, "count": n}`` (wall clock) to ``BENCH_OUT`` and keeps idling.
 
@@ -24,10 +25,12 @@ import faust  # noqa: E402
 from faust.worker import Worker  # noqa: E402
 
 from schemas.inputs import INPUT_TOPICS  # noqa: E402
+from streams import tansu_fetch_wait  # noqa: E402
 from streams.local_broker import local_broker_faust_settings  # noqa: E402
 
 
 def build() -> faust.App:
+    tansu_fetch_wait.install()
     settings = local_broker_faust_settings()
     settings.update({"store": "memory://", "topic_disable_leader": True, "consumer_auto_offset_reset": "earliest",
                      "datadir": os.environ.get("BENCH_DATADIR", "/tmp/bench-noop-data")})

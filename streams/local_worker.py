@@ -12,7 +12,7 @@ import os
 import sys
 
 from streams.config import StreamConfig
-from streams import tansu_offsets
+from streams import tansu_fetch_wait, tansu_offsets
 from streams.local_broker import local_broker_faust_settings
 from streams.worker import run_worker
 
@@ -26,6 +26,7 @@ def main() -> None:
     # (streams/tansu_offsets.py) instead of one-record producer batches, which cost most of
     # the throughput (five produced messages per input; see bench/README.md).
     tansu_offsets.install()
+    tansu_fetch_wait.install()
     settings.pop("producer_max_batch_size", None)
     config = base.with_(extra_faust_settings=settings)
     run_worker(config, loglevel=os.environ.get("SUBSIDY_LOGLEVEL", "info"), create_topics=False)
