@@ -198,65 +198,64 @@ class Engine:
 
     def _grant(self, plan: _ClausePlan, claim: Claim, key: str, pending: dict[str, Any] | None) -> Outcome:
         clause = plan.clause
+        state = self.state
         terms = plan.terms(claim.day)
-        day = terms.day
         rate = terms.rate
         refunded = pending["refunded"] if pending else 0
         base = None if claim.base is None else max(0, claim.base - refunded)
         raw, not_in_force = self._raw_entitlement(clause, claim, terms, base)
+        raw_text = None if raw is None else format_fen(raw)
         steps: list[dict[str, Any]] = []
-        charged: list[tuple[str, int, str | None]] = []  # (scope, adds to its count, distinct marker)
+        # (scope, its usage read before, adds to its count, distinct marker, the marker's count before)
+        charges: list[tuple[str, dict[str, int], int, str | None, int]] = []
         declined_by = None
         reason = ""
-        granted = 0
+        granted, granted_text = 0, "0.00"  # granted_text is always format_fen(granted)
         if raw is None:
             declined_by, reason = "not-in-force", not_in_force
         elif raw == 0:
             declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
         else:
-            granted = raw
+            granted, granted_text = raw, raw_text
             for cap, (limit, limit_text) in zip(clause.caps, terms.limits):
                 scope = cap_scope(clause, cap, claim)
-                used = self.state.get(scope) or _UNUSED
-                step: dict[str, Any] = {"cap": cap.id, "scope": scope}
+                used = state.get(scope) or _UNUSED
+                if limit is None:
+                    granted, granted_text, declined_by, reason = 0, "0.00", "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {terms.day}"
+                    break
                 if cap.amount is not None:
-                    if limit is None:
-                        granted, declined_by, reason = 0, "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {day}"
-                        break
-                    room = max(0, limit - used["amount"])
-                    step.update(kind="amount", limit=limit_text, used_before=format_fen(used["amount"]), room_before=format_fen(room))
+                    used_amount = used["amount"]
+                    room = max(0, limit - used_amount)
+                    room_text = format_fen(room)
                     if room < granted:
-                        granted = room
+                        granted, granted_text = room, room_text
                         if declined_by is None:
                             declined_by = cap.id
-                            reason = f"cap {cap.id} ({limit_text}) had {format_fen(room)} left"
-                    charged.append((scope, 1, None))
+                            reason = f"cap {cap.id} ({limit_text}) had {room_text} left"
+                    steps.append({"cap": cap.id, "scope": scope, "kind": "amount", "limit": limit_text, "used_before": format_fen(used_amount), "room_before": room_text, "granted_after": granted_text})
+                    charges.append((scope, used, 1, None, 0))
                 else:
-                    if limit is None:
-                        granted, declined_by, reason = 0, "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {day}"
-                        break
                     marker = counted_key(clause, cap, claim) if cap.distinct else None
-                    adds = 0 if marker and (self.state.get(marker) or _UNUSED)["count"] > 0 else 1
-                    step.update(kind="count", limit=limit, used_before=used["count"], room_before=max(0, limit - used["count"]), adds=adds)
-                    if adds and used["count"] >= limit:
-                        granted = 0
+                    counted_before = (state.get(marker) or _UNUSED)["count"] if marker else 0
+                    adds = 0 if marker and counted_before > 0 else 1
+                    used_count = used["count"]
+                    if adds and used_count >= limit:
+                        granted, granted_text = 0, "0.00"
                         if declined_by is None:
                             declined_by = cap.id
                             counted = f"distinct {cap.distinct}s" if cap.distinct else "paid claim(s)"
-                            reason = f"cap {cap.id} allows {limit} {counted} and {used['count']} already paid"
-                    charged.append((scope, adds, marker))
-                step["granted_after"] = format_fen(granted)
-                steps.append(step)
+                            reason = f"cap {cap.id} allows {limit} {counted} and {used_count} already paid"
+                    steps.append({"cap": cap.id, "scope": scope, "kind": "count", "limit": limit, "used_before": used_count, "room_before": max(0, limit - used_count), "adds": adds, "granted_after": granted_text})
+                    charges.append((scope, used, adds, marker, counted_before))
                 if granted == 0:
                     break
+        charged = []
         if granted > 0:
-            for scope, adds, marker in charged:
-                used = self.state.get(scope) or _UNUSED
-                self.state[scope] = {"amount": used["amount"] + granted, "count": used["count"] + adds}
+            for scope, used, adds, marker, counted_before in charges:
+                state[scope] = {"amount": used["amount"] + granted, "count": used["count"] + adds}
                 if marker:
-                    self.state[marker] = {"amount": 0, "count": (self.state.get(marker) or _UNUSED)["count"] + 1}
-        else:
-            charged = []
+                    state[marker] = {"amount": 0, "count": counted_before + 1}
+                charged.append([scope, adds, marker])
         assert 0 <= granted <= (raw or 0), (granted, raw)
         outcome = GRANTED if granted and granted == raw else PARTLY if granted else DECLINED
         computation: dict[str, Any] = {
@@ -264,16 +263,16 @@ class Engine:
             "refunded_before_decision": format_fen(refunded) if refunded else None,
             "rate": terms.rate_text,
             "grade": claim.grade,
-            "raw_entitlement": None if raw is None else format_fen(raw),
+            "raw_entitlement": raw_text,
             "caps": steps,
-            "granted": format_fen(granted),
+            "granted": granted_text,
         }
         instruction_id = stable_id("instruction", self.policy.policy_id, clause.id, claim.source, claim.event_id) if granted else None
-        decision = self._decision(clause, claim, outcome, granted, (raw or 0) - granted, declined_by, reason, computation, instruction_id, claim.payee)
+        decision = self._decision(clause, claim, outcome, granted_text, format_fen((raw or 0) - granted), declined_by, reason, computation, instruction_id, claim.payee)
         instructions = []
         if granted:
-            instructions.append(self._instruction(instruction_id, "payment", clause, claim, claim.payee, granted, computation, None, [claim.event_id]))
-        self.state[key] = {
+            instructions.append(self._instruction(instruction_id, "payment", clause, claim, claim.payee, granted_text, computation, None, [claim.event_id]))
+        state[key] = {
             "fingerprint": claim.fingerprint,
             "decision": decision,
             "instructions": instructions,
@@ -281,7 +280,7 @@ class Engine:
             "refunded": refunded,
             "rate": [rate.numerator, rate.denominator] if rate else None,
             "granted": granted,
-            "charged": [list(charge) for charge in charged],
+            "charged": charged,
             "fiscal_year": claim.fiscal_year,
             "payee": claim.payee,
             "instruction_id": instruction_id,
@@ -303,7 +302,7 @@ class Engine:
             self.state[original_key] = {"refunded": refunded}
             computation = {"refund": format_fen(refund), "refunded_total": format_fen(refunded), "granted": "0.00"}
             reason = f"original event {claim.corrects!r} not decided yet; its entitlement will be computed net of this refund"
-            decision = self._decision(clause, claim, REFUND_RECORDED, 0, 0, None, reason, computation, None, claim.payee)
+            decision = self._decision(clause, claim, REFUND_RECORDED, "0.00", "0.00", None, reason, computation, None, claim.payee)
             self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": [], "corrects": claim.corrects}
             return Outcome(decisions=[decision])
         base = original["base"] or 0
@@ -342,11 +341,11 @@ class Engine:
             reason = f"refund of {format_fen(refund)} leaves the entitlement of {claim.corrects!r} at or above what was granted; nothing to claw back"
         # The clawback belongs to the fiscal year whose budget paid the original.
         corrected_claim = Claim(**{**claim.to_dict(), "fiscal_year": original["fiscal_year"]})
-        decision = self._decision(clause, corrected_claim, CLAWED_BACK if clawback else ADJUSTED, -clawback, 0, None, reason, computation, instruction_id, payee)
+        decision = self._decision(clause, corrected_claim, CLAWED_BACK if clawback else ADJUSTED, format_fen(-clawback), "0.00", None, reason, computation, instruction_id, payee)
         instructions = []
         if clawback:
             instructions.append(
-                self._instruction(instruction_id, "clawback", clause, corrected_claim, payee, -clawback, computation, original["instruction_id"], [claim.corrects, claim.event_id])
+                self._instruction(instruction_id, "clawback", clause, corrected_claim, payee, format_fen(-clawback), computation, original["instruction_id"], [claim.corrects, claim.event_id])
             )
         self.state[original_key] = {**original, "refunded": refunded, "granted": granted_after, "charged": original["charged"] if granted_after else []}
         self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": instructions, "corrects": claim.corrects}
@@ -370,7 +369,7 @@ class Engine:
 
     # -- records -------------------------------------------------------------------------
 
-    def _decision(self, clause, claim, outcome, granted, declined, declined_by, reason, computation, instruction_id, payee) -> dict[str, Any]:
+    def _decision(self, clause, claim, outcome, granted_text, declined_text, declined_by, reason, computation, instruction_id, payee) -> dict[str, Any]:
         return {
             "decision_id": stable_id("decision", self.policy.policy_id, clause.id, claim.source, claim.event_id),
             "event_id": claim.event_id,
@@ -384,8 +383,8 @@ class Engine:
             "outcome": outcome,
             "payee": payee,
             "beneficiary": claim.beneficiary,
-            "granted": format_fen(granted),
-            "declined": format_fen(declined),
+            "granted": granted_text,
+            "declined": declined_text,
             "declined_by": declined_by,
             "reason": reason,
             "corrects": claim.corrects,
@@ -393,13 +392,13 @@ class Engine:
             "instruction_id": instruction_id,
         }
 
-    def _instruction(self, instruction_id, kind, clause, claim, payee, amount, computation, corrects, event_ids) -> dict[str, Any]:
+    def _instruction(self, instruction_id, kind, clause, claim, payee, amount_text, computation, corrects, event_ids) -> dict[str, Any]:
         return {
             "instruction_id": instruction_id,
             "kind": kind,
             "payee": payee,
             "beneficiary": claim.beneficiary,
-            "amount": format_fen(amount),
+            "amount": amount_text,
             "currency": "CNY",
             "policy_id": self.policy.policy_id,
             "policy_version": self.policy.version,
