@@ -63,11 +63,6 @@ def _who(cap_fields: tuple[str, ...], claim: Claim) -> list[str]:
     return [claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "") for name in cap_fields]
 
 
-def cap_scope(clause: Clause, cap: Cap, claim: Claim) -> str:
-    period = str(claim.fiscal_year) if cap.period == "fiscal-year" else "ever"
-    return state_key("cap", clause.id, cap.id, period, *_who(cap.per, claim))
-
-
 def counted_key(clause: Clause, cap: Cap, claim: Claim) -> str:
     """For a cap counting distinct subjects: how many paid claims this subject has in the cap's scope."""
     period = str(claim.fiscal_year) if cap.period == "fiscal-year" else "ever"
@@ -88,15 +83,42 @@ class _Terms:
     limits: tuple[tuple[int | None, str | None], ...]  # per cap: (limit, formatted limit of an amount cap)
 
 
+class _CapPlan:
+    """One cap of a clause, with the constant start of its scope keys encoded once."""
+
+    __slots__ = ("cap", "_scope_prefix", "_yearly", "_per")
+
+    def __init__(self, clause: Clause, cap: Cap):
+        self.cap = cap
+        self._scope_prefix = "[" + ", ".join(map(encode_basestring, ("cap", clause.id, cap.id))) + ", "
+        self._yearly = cap.period == "fiscal-year"
+        self._per = cap.per
+
+    def scope(self, claim: Claim) -> str:
+        """The key of the cap's running usage: ``state_key("cap", clause, cap, period, *who)``."""
+        parts = [self._scope_prefix, encode_basestring(str(claim.fiscal_year)) if self._yearly else '"ever"']
+        for name in self._per:
+            parts.append(", ")
+            parts.append(encode_basestring(claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "")))
+        parts.append("]")
+        return "".join(parts)
+
+
 class _ClausePlan:
     """One clause of a policy, with what its claims need looked up once instead of per claim."""
 
-    __slots__ = ("clause", "_terms_by_day")
+    __slots__ = ("clause", "caps", "_claim_key_prefix", "_terms_by_day")
     _MAX_DAYS = 10_000  # decades of days; a clause that sees more starts its cache afresh
 
     def __init__(self, clause: Clause):
         self.clause = clause
+        self.caps = tuple(_CapPlan(clause, cap) for cap in clause.caps)
+        self._claim_key_prefix = "[" + ", ".join(map(encode_basestring, ("claim", clause.id))) + ", "
         self._terms_by_day: dict[str, _Terms] = {}
+
+    def claim_key(self, source: str, event_id: str) -> str:
+        """Exactly ``claim_key(clause.id, source, event_id)``."""
+        return self._claim_key_prefix + encode_basestring(source) + ", " + encode_basestring(event_id) + "]"
 
     def terms(self, day_text: str) -> _Terms:
         terms = self._terms_by_day.get(day_text)
@@ -158,13 +180,12 @@ class Engine:
         plan = self._plans.get(claim.clause_id)
         if plan is None:
             return Outcome(rejection=("unknown-clause", f"clause {claim.clause_id!r} is not in policy {self.policy.policy_id} {self.policy.version}"))
-        clause = plan.clause
-        key = claim_key(clause.id, claim.source, claim.event_id)
+        key = plan.claim_key(claim.source, claim.event_id)
         record = self.state.get(key)
         if record is not None and "decision" in record:
             return self._repeat(claim, record)
         if claim.corrects is not None:
-            return self._correct(clause, claim, key)
+            return self._correct(plan, claim, key)
         return self._grant(plan, claim, key, record)
 
     # -- a repeat of an event already decided -------------------------------------------
@@ -217,8 +238,9 @@ class Engine:
             declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
         else:
             granted, granted_text = raw, raw_text
-            for cap, (limit, limit_text) in zip(clause.caps, terms.limits):
-                scope = cap_scope(clause, cap, claim)
+            for cap_plan, (limit, limit_text) in zip(plan.caps, terms.limits):
+                cap = cap_plan.cap
+                scope = cap_plan.scope(claim)
                 used = state.get(scope) or _UNUSED
                 if limit is None:
                     granted, granted_text, declined_by, reason = 0, "0.00", "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {terms.day}"
@@ -289,8 +311,9 @@ class Engine:
 
     # -- a refund or credit note ---------------------------------------------------------
 
-    def _correct(self, clause: Clause, claim: Claim, key: str) -> Outcome:
-        original_key = claim_key(clause.id, claim.source, claim.corrects)
+    def _correct(self, plan: _ClausePlan, claim: Claim, key: str) -> Outcome:
+        clause = plan.clause
+        original_key = plan.claim_key(claim.source, claim.corrects)
         original = self.state.get(original_key)
         refund = claim.base or 0
         if original is not None and original.get("corrects") is not None:
