@@ -341,9 +341,6 @@ def local_broker_faust_settings(web_port: int | None = None) -> dict:
         # makes every produced batch hold exactly one record, and then
         # "base of newest batch + 1" *is* the true end offset.
         "producer_max_batch_size": 1,
-        # send at once rather than wait to fill a batch (seconds; Faust's
-        # default is already 0; `producer_linger_ms` is the deprecated form).
-        "producer_linger": 0.0,
         # tansu auto-creates unknown topics with 4 partitions; make Faust's
         # own default agree (changelog/repartition topics), and create source
         # topics up front with create_topics() to avoid PartitionsMismatch.

@@ -38,8 +38,7 @@ PARTITIONS = 4
 
 settings = local_broker_faust_settings()
 if os.environ.get("COUNTER_SHIM", "1") == "0":
-    for key in ("producer_max_batch_size", "producer_linger"):
-        settings.pop(key, None)
+    settings.pop("producer_max_batch_size", None)
 
 app = faust.App(
     os.environ.get("COUNTER_APP_ID", "counter-app"),
