@@ -53,7 +53,10 @@ def parse_amount(value: object) -> int:
 
 
 def format_fen(fen: int) -> str:
-    """int fen -> "1234.50" (the wire form). String slicing: the engine formats ~15 amounts a claim."""
+    """int fen -> "1234.50" (the wire form). String slicing: the engine formats several amounts a claim."""
+    if fen >= 100:  # most amounts: no sign and no padding to handle
+        digits = str(fen)
+        return digits[:-2] + "." + digits[-2:]
     digits = str(fen if fen >= 0 else -fen).rjust(3, "0")
     return ("-" if fen < 0 else "") + digits[:-2] + "." + digits[-2:]
 
