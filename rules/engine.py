@@ -304,10 +304,10 @@ class Engine:
             "granted": granted_text,
         }
         instruction_id = plan.instruction_ids.of(claim.source, claim.event_id) if granted else None
-        decision = self._decision(plan, claim, outcome, granted_text, format_fen((raw or 0) - granted), declined_by, reason, computation, instruction_id, claim.payee)
+        decision = self._decision(plan, claim, claim.fiscal_year, outcome, granted_text, format_fen((raw or 0) - granted), declined_by, reason, computation, instruction_id, claim.payee)
         instructions = []
         if granted:
-            instructions.append(self._instruction(instruction_id, "payment", clause, claim, claim.payee, granted_text, computation, None, [claim.event_id]))
+            instructions.append(self._instruction(instruction_id, "payment", clause, claim, claim.fiscal_year, claim.payee, granted_text, computation, None, [claim.event_id]))
         state[key] = {
             "fingerprint": claim.fingerprint,
             "decision": decision,
@@ -339,7 +339,7 @@ class Engine:
             self.state[original_key] = {"refunded": refunded}
             computation = {"refund": format_fen(refund), "refunded_total": format_fen(refunded), "granted": "0.00"}
             reason = f"original event {claim.corrects!r} not decided yet; its entitlement will be computed net of this refund"
-            decision = self._decision(plan, claim, REFUND_RECORDED, "0.00", "0.00", None, reason, computation, None, claim.payee)
+            decision = self._decision(plan, claim, claim.fiscal_year, REFUND_RECORDED, "0.00", "0.00", None, reason, computation, None, claim.payee)
             self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": [], "corrects": claim.corrects}
             return Outcome(decisions=[decision])
         base = original["base"] or 0
@@ -377,12 +377,12 @@ class Engine:
         else:
             reason = f"refund of {format_fen(refund)} leaves the entitlement of {claim.corrects!r} at or above what was granted; nothing to claw back"
         # The clawback belongs to the fiscal year whose budget paid the original.
-        corrected_claim = Claim(**{**claim.to_dict(), "fiscal_year": original["fiscal_year"]})
-        decision = self._decision(plan, corrected_claim, CLAWED_BACK if clawback else ADJUSTED, format_fen(-clawback), "0.00", None, reason, computation, instruction_id, payee)
+        fiscal_year = original["fiscal_year"]
+        decision = self._decision(plan, claim, fiscal_year, CLAWED_BACK if clawback else ADJUSTED, format_fen(-clawback), "0.00", None, reason, computation, instruction_id, payee)
         instructions = []
         if clawback:
             instructions.append(
-                self._instruction(instruction_id, "clawback", clause, corrected_claim, payee, format_fen(-clawback), computation, original["instruction_id"], [claim.corrects, claim.event_id])
+                self._instruction(instruction_id, "clawback", clause, claim, fiscal_year, payee, format_fen(-clawback), computation, original["instruction_id"], [claim.corrects, claim.event_id])
             )
         self.state[original_key] = {**original, "refunded": refunded, "granted": granted_after, "charged": original["charged"] if granted_after else []}
         self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": instructions, "corrects": claim.corrects}
@@ -406,7 +406,7 @@ class Engine:
 
     # -- records -------------------------------------------------------------------------
 
-    def _decision(self, plan, claim, outcome, granted_text, declined_text, declined_by, reason, computation, instruction_id, payee) -> dict[str, Any]:
+    def _decision(self, plan, claim, fiscal_year, outcome, granted_text, declined_text, declined_by, reason, computation, instruction_id, payee) -> dict[str, Any]:
         return {
             "decision_id": plan.decision_ids.of(claim.source, claim.event_id),
             "event_id": claim.event_id,
@@ -416,7 +416,7 @@ class Engine:
             "policy_id": self.policy.policy_id,
             "policy_version": self.policy.version,
             "clause_id": plan.clause.id,
-            "fiscal_year": claim.fiscal_year,
+            "fiscal_year": fiscal_year,
             "outcome": outcome,
             "payee": payee,
             "beneficiary": claim.beneficiary,
@@ -429,7 +429,7 @@ class Engine:
             "instruction_id": instruction_id,
         }
 
-    def _instruction(self, instruction_id, kind, clause, claim, payee, amount_text, computation, corrects, event_ids) -> dict[str, Any]:
+    def _instruction(self, instruction_id, kind, clause, claim, fiscal_year, payee, amount_text, computation, corrects, event_ids) -> dict[str, Any]:
         return {
             "instruction_id": instruction_id,
             "kind": kind,
@@ -440,7 +440,7 @@ class Engine:
             "policy_id": self.policy.policy_id,
             "policy_version": self.policy.version,
             "clause_id": clause.id,
-            "fiscal_year": claim.fiscal_year,
+            "fiscal_year": fiscal_year,
             "event_ids": event_ids,
             "source": claim.source,
             "occurred_at": claim.occurred_at,
