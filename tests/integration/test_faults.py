@@ -1,5 +1,6 @@
 """Faults during a pipeline run that fit in the test suite's time: the ledger's PostgreSQL
-connections killed mid-batch (repeatedly), and the local broker's short end offsets corrected.
+connections killed mid-batch (repeatedly), the ledger's PostgreSQL server crashed and
+restarted mid-run, and the local broker's short end offsets corrected.
 
 The long faults (kill -9 of workers under a held load for minutes, memory flat) are
 ``make soak`` (bench/soak.py). A broker restart cannot be tested here: the local broker
@@ -18,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from pipeline_support import wait_for_progress
+from private_postgres import PrivatePostgres, find_bin_dir
 from sinks.ledger import Ledger, make_engine
 from streams.local import LocalPipeline
 from streams.publish import publish_file
@@ -89,6 +91,45 @@ def test_postgres_connections_killed_mid_batch(kafka_bootstrap, ledger_url, tmp_
         log = p.workers[0].log_path.read_text(errors="replace")
         assert "ledger unavailable" in log or "retry" in log.lower(), "the kills never hit a batch"
     print(f"\nkilled {killed} ledger connections in {rounds} rounds")
+
+
+def test_postgres_server_crashed_and_restarted_mid_run(kafka_bootstrap, tmp_path):
+    """The ledger's server goes away twice while batches are being booked: once as a crash
+    (``pg_ctl stop -m immediate``: open transactions cut, crash recovery at the next start),
+    once as an orderly restart. Workers wait for it and go on; the ledger equals the replay."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("no initdb/pg_ctl found (set PG_BIN, or install postgresql): this test needs a server of its own to restart")
+    path = tmp_path / "events.jsonl"
+    generate_file(path, 2026, seed=23, enterprises=200, events=6000)
+    expected = expected_from_file(str(path))
+    total = len(expected.decision_ids) + expected.rejections
+    server = PrivatePostgres(bin_dir).init()
+    try:
+        server.start()
+        with LocalPipeline(workers=1, ledger_url=server.url, bootstrap=kafka_bootstrap, workdir=tmp_path / "run",
+                           app_id="subsidy-fault-pg-restart") as p:
+            assert publish_file(str(path), p.bootstrap) == expected.inputs
+            worker_died = lambda: [pytest.fail(f"worker died:\n{p.log_tail(w)}") for w in p.dead_workers()]  # noqa: E731
+            for mode, reached in (("immediate", 0.1), ("fast", 0.5)):
+                with Ledger.open(server.url) as ledger:
+                    wait_for_progress(ledger, expected, int(total * reached), timeout=180, check=worker_died)
+                server.stop(mode)
+                time.sleep(2.0)  # workers meet a dead server for a while, not only a reconnect
+                server.start()
+            with Ledger.open(server.url) as ledger:
+                assert wait_until_accounted(ledger, expected, timeout=180), accounted(ledger, expected)
+                actual = ledger_totals(ledger)
+                assert not compare_totals(expected.totals, actual), totals_table(expected.totals, actual)
+                counts = ledger.counts()
+                assert counts["decisions"] == len(expected.decision_ids) and counts["rejections"] == expected.rejections
+                assert {i["instruction_id"] for i in ledger.instructions()} == expected.instruction_ids
+                assert not ledger.verify_chain()
+            assert not p.dead_workers()
+            log = p.workers[0].log_path.read_text(errors="replace")
+            assert "ledger: attempt" in log or "ledger unavailable" in log, "no batch met the stopped server"
+    finally:
+        server.remove()
 
 
 def test_true_end_offsets_on_the_local_broker(kafka_bootstrap):
