@@ -88,6 +88,17 @@ def test_settings_shape():
     assert s["web_bind"] == "127.0.0.1"
 
 
+def test_a_new_local_broker_clears_the_workers_state_of_a_reused_workdir(tmp_path):
+    """A fresh in-memory broker has none of the changelogs a previous run's RocksDB state came
+    from: kept, that state would make this run's claims look already decided."""
+    from streams.local import LocalPipeline
+
+    stale = tmp_path / "worker-0-data" / "v1" / "tables" / "subsidy-state-0.db"
+    stale.mkdir(parents=True)
+    with LocalPipeline(workers=0, workdir=tmp_path):
+        assert not (tmp_path / "worker-0-data").exists()
+
+
 # -- Faust table restore after kill -9 -----------------------------------------
 
 
