@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from streams.verify import cap_problems, compare_totals, ledger_totals, totals_table
 
 
 def docker_answers() -> bool:
@@ -75,3 +76,34 @@ def wait_for_progress(ledger, expected, at_least: int, timeout: float = 120.0, c
             check()
         time.sleep(0.2)
     raise AssertionError(f"the ledger did not reach {at_least} inputs within {timeout}s")
+
+
+def alive_check(p):
+    """A wait's check: fail with the log tail of a worker that died."""
+    def check() -> None:
+        dead = p.dead_workers()
+        if dead:
+            raise AssertionError(f"worker {dead[0].index} died ({dead[0].proc.returncode}):\n{p.log_tail(dead[0])}")
+
+    return check
+
+
+def assert_ledger_equals_replay(ledger, expected) -> None:
+    actual = ledger_totals(ledger)
+    problems = compare_totals(expected.totals, actual)
+    assert not problems, "ledger differs from the replay:\n" + totals_table(expected.totals, actual)
+    assert_sound(ledger, expected)
+
+
+def assert_sound(ledger, expected) -> None:
+    counts = ledger.counts()
+    assert counts["decisions"] == len(expected.decision_ids), counts
+    assert counts["rejections"] == expected.rejections, counts
+    stored = ledger.instructions()
+    ids = [i["instruction_id"] for i in stored]
+    assert len(ids) == len(set(ids)), "an instruction id was booked twice"
+    assert set(ids) == expected.instruction_ids, "the pipeline paid other claims than the replay"
+    paid = [(i["clause_id"], i["source"], tuple(i["event_ids"])) for i in stored]
+    assert len(paid) == len(set(paid)), "one event was paid twice under one clause"
+    assert not cap_problems(ledger)
+    assert not ledger.verify_chain()

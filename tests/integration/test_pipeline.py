@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_support import mutate, wait_for_progress
+from pipeline_support import alive_check, assert_ledger_equals_replay, assert_sound, mutate, wait_for_progress
 from rules.policy import DEFAULT_POLICY_PATH, load_policy
 from sinks.ledger import Ledger
 from streams.local import LocalPipeline
@@ -29,7 +29,6 @@ from streams.verify import (
     compare_totals,
     expected_from_file,
     ledger_totals,
-    totals_table,
     wait_until_accounted,
 )
 from subsidy.generate import generate_file
@@ -58,36 +57,6 @@ def _events(tmp_path: Path, events: int, seed: int, enterprises: int = 150) -> P
     path = tmp_path / f"events-{seed}.jsonl"
     generate_file(path, YEAR, seed=seed, enterprises=enterprises, events=events)
     return path
-
-
-def _alive_check(p: LocalPipeline):
-    def check() -> None:
-        dead = p.dead_workers()
-        if dead:
-            raise AssertionError(f"worker {dead[0].index} died ({dead[0].proc.returncode}):\n{p.log_tail(dead[0])}")
-
-    return check
-
-
-def _assert_ledger_equals_replay(ledger: Ledger, expected) -> None:
-    actual = ledger_totals(ledger)
-    problems = compare_totals(expected.totals, actual)
-    assert not problems, "ledger differs from the replay:\n" + totals_table(expected.totals, actual)
-    _assert_sound(ledger, expected)
-
-
-def _assert_sound(ledger: Ledger, expected) -> None:
-    counts = ledger.counts()
-    assert counts["decisions"] == len(expected.decision_ids), counts
-    assert counts["rejections"] == expected.rejections, counts
-    stored = ledger.instructions()
-    ids = [i["instruction_id"] for i in stored]
-    assert len(ids) == len(set(ids)), "an instruction id was booked twice"
-    assert set(ids) == expected.instruction_ids, "the pipeline paid other claims than the replay"
-    paid = [(i["clause_id"], i["source"], tuple(i["event_ids"])) for i in stored]
-    assert len(paid) == len(set(paid)), "one event was paid twice under one clause"
-    assert not cap_problems(ledger)
-    assert not ledger.verify_chain()
 
 
 def _kcat_publish(bootstrap: str, path: Path) -> int:
@@ -131,8 +100,8 @@ def test_generated_year_matches_replay(pipeline, tmp_path):
     else:
         assert publish_file(str(path), p.bootstrap) == expected.inputs
     with Ledger.open(p.ledger_url) as ledger:
-        assert wait_until_accounted(ledger, expected, timeout=180, check=_alive_check(p)), accounted(ledger, expected)
-        _assert_ledger_equals_replay(ledger, expected)
+        assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
+        assert_ledger_equals_replay(ledger, expected)
     print(f"\n{expected.inputs} inputs in {time.monotonic() - started:.1f}s")
 
     # the public rejection topic carries the original bytes, topic, partition, offset and a reason
@@ -157,10 +126,10 @@ def test_duplicates_reordering_and_bad_messages(pipeline, tmp_path):
     p = pipeline(workers=1)
     assert publish_file(str(path), p.bootstrap) == info["lines"]
     with Ledger.open(p.ledger_url) as ledger:
-        assert wait_until_accounted(ledger, expected, timeout=180, check=_alive_check(p)), accounted(ledger, expected)
+        assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
         # every input decided or rejected, nothing paid twice, no cap exceeded; totals may
         # legitimately differ from a replay in file order (count caps pay the first arrivals)
-        _assert_sound(ledger, expected)
+        assert_sound(ledger, expected)
 
 
 def test_kill_9_worker_repeatedly(pipeline, tmp_path):
@@ -174,7 +143,7 @@ def test_kill_9_worker_repeatedly(pipeline, tmp_path):
     with Ledger.open(p.ledger_url) as ledger:
         for fraction in (0.15, 0.4, 0.65, 0.85):
             target = int(total * (fraction + rng.uniform(0, 0.08)))
-            done = wait_for_progress(ledger, expected, target, timeout=120, check=_alive_check(p))
+            done = wait_for_progress(ledger, expected, target, timeout=120, check=alive_check(p))
             if done >= total:
                 break
             time.sleep(rng.uniform(0, 0.5))  # a random moment, mid-batch
@@ -183,8 +152,8 @@ def test_kill_9_worker_repeatedly(pipeline, tmp_path):
             kills += 1
             p.start_worker()
         assert kills >= 3, f"the run finished before 3 kills ({kills})"
-        assert wait_until_accounted(ledger, expected, timeout=180, check=_alive_check(p)), accounted(ledger, expected)
-        _assert_ledger_equals_replay(ledger, expected)
+        assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
+        assert_ledger_equals_replay(ledger, expected)
 
 
 def test_two_workers_with_rebalance(pipeline, tmp_path):
@@ -194,14 +163,14 @@ def test_two_workers_with_rebalance(pipeline, tmp_path):
     p = pipeline(workers=1)
     assert publish_file(str(path), p.bootstrap) == expected.inputs
     with Ledger.open(p.ledger_url) as ledger:
-        wait_for_progress(ledger, expected, int(total * 0.2), timeout=120, check=_alive_check(p))
+        wait_for_progress(ledger, expected, int(total * 0.2), timeout=120, check=alive_check(p))
         second = p.start_worker()  # join: partitions move to it mid-run
-        wait_for_progress(ledger, expected, int(total * 0.55), timeout=120, check=_alive_check(p))
+        wait_for_progress(ledger, expected, int(total * 0.55), timeout=120, check=alive_check(p))
         first = p.workers[0]
         assert first is not second
         p.stop_worker(first)  # leave: its partitions move back to the second worker
-        assert wait_until_accounted(ledger, expected, timeout=180, check=_alive_check(p)), accounted(ledger, expected)
-        _assert_ledger_equals_replay(ledger, expected)
+        assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
+        assert_ledger_equals_replay(ledger, expected)
 
 
 def test_exhausted_budget_is_never_overrun_whatever_the_order_and_kills(pipeline, tmp_path):
@@ -223,10 +192,10 @@ def test_exhausted_budget_is_never_overrun_whatever_the_order_and_kills(pipeline
     p = pipeline(workers=2, policy_path=str(policy_path))
     assert publish_file(str(path), p.bootstrap) == expected.inputs
     with Ledger.open(p.ledger_url) as ledger:
-        wait_for_progress(ledger, expected, int(total * 0.4), timeout=120, check=_alive_check(p))
+        wait_for_progress(ledger, expected, int(total * 0.4), timeout=120, check=alive_check(p))
         p.kill_worker(p.workers[0])  # SIGKILL mid-run
         p.start_worker()
-        assert wait_until_accounted(ledger, expected, timeout=180, check=_alive_check(p)), accounted(ledger, expected)
+        assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
         counts = ledger.counts()
         assert counts["decisions"] == len(expected.decision_ids) and counts["rejections"] == expected.rejections
         assert not cap_problems(ledger)
