@@ -2,8 +2,9 @@
 
     input topics ──intake──▶ subsidy-claims (key: clause) ──decide──▶ subsidy-decisions        (key: payee)
       (raw bytes)    │                                        │   ├──▶ disbursement-instructions (key: payee)
-                     │                                        │   ├──▶ subsidy-rejections
-                     └──▶ subsidy-rejections ──▶ SQL ledger   └──▶ SQL ledger (one transaction per batch)
+                     │                                        │   └──▶ subsidy-rejections
+                     └──▶ subsidy-rejections                  └──▶ subsidy-ledger-feed (key: clause) ──ledger──▶ SQL ledger
+                     └──▶ subsidy-ledger-feed
 
 How "effectively once" holds without Kafka transactions (faust-streaming's exactly-once has
 known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
@@ -19,8 +20,8 @@ known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
   no ``await``, every message sent with ``send_soon``: a batch (so each claim in it) is
   queued entirely or not at all, even when the worker is stopped mid-stream, and it is
   acknowledged only after the block ran;
-* offsets commit only after Faust's producer flush (Faust flushes before every commit) and
-  after the ledger transaction holding the batch's records committed (see ``book``);
+* offsets commit only after Faust's producer flush (Faust flushes before every commit) and,
+  for the ledger, only after the database transaction committed (see ``ledger_sink``);
 * the ledger stores an id once and refuses the same id with other content (LedgerConflict)
   and any cap overrun (CapOverrun): the money path halts rather than guesses.
 
@@ -54,6 +55,7 @@ from streams.state import ClaimWrites, TxnTable
 from streams.topics import (
     CLAIMS_TOPIC,
     DECISIONS_TOPIC,
+    FEED_TOPIC,
     INSTRUCTIONS_TOPIC,
     REJECTIONS_TOPIC,
     STATE_TABLE,
@@ -100,19 +102,6 @@ def _exit_now(code: int) -> None:
     os._exit(code)
 
 
-class LedgerBatch:
-    """What one batch of intake or decide gives the ledger, in processing order."""
-
-    __slots__ = ("decisions", "instructions", "rejections", "fresh_instructions", "stamps")
-
-    def __init__(self) -> None:
-        self.decisions: list = []
-        self.instructions: list = []
-        self.rejections: list = []
-        self.fresh_instructions: list = []  # not re-emitted duplicates: what the metrics count as granted
-        self.stamps: list = []  # input timestamps, for the latency metric
-
-
 #: RocksDB sized for a flat, small footprint. Faust's defaults (per partition database, active
 #: or standby: 64 MiB write buffers x 3 and a 2 GiB block cache) let a worker's memory climb
 #: for hours; these cap it near 4 MiB per database (the state a claim reads is a few small
@@ -146,6 +135,7 @@ def build_app(config: StreamConfig) -> faust.App:
 
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     claims_topic = app.topic(CLAIMS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
+    feed_topic = app.topic(FEED_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
     decisions_topic = app.topic(DECISIONS_TOPIC, key_serializer="raw", value_serializer="raw")
     instructions_topic = app.topic(INSTRUCTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
     rejections_topic = app.topic(REJECTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
@@ -158,89 +148,6 @@ def build_app(config: StreamConfig) -> faust.App:
                  options=dict(ROCKSDB_OPTIONS) if config.state_store == "rocksdb" else None)
     )
 
-    # -- the ledger: one database transaction per batch of intake or decide ---------------------
-
-    ledger_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
-    ledger_holder: dict[str, Any] = {}
-
-    def open_ledger():
-        from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
-
-        if "ledger" not in ledger_holder:
-            ledger_holder["ledger"] = Ledger.open(config.ledger_url or DEFAULT_LEDGER_URL)
-        return ledger_holder["ledger"]
-
-    def record_batch(batch: LedgerBatch):
-        from sinks.ledger import LedgerUnavailable
-
-        ledger = open_ledger()
-        delay = 0.5
-        while True:
-            try:
-                return ledger.record(batch.decisions, batch.instructions, batch.rejections)
-            except LedgerUnavailable as exc:
-                # Nothing of the batch was written and the batch is idempotent: wait for the
-                # database however long it takes; the events stay unacknowledged meanwhile.
-                log.warning("ledger unavailable (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    def halt(exc: BaseException) -> None:
-        log.critical(
-            "LEDGER REFUSED A RECORD, STOPPING THIS WORKER WITHOUT COMMITTING: %s. "
-            "The stream produced something the ledger will not book (a conflicting id or a cap overrun). "
-            "Nothing after this batch is acknowledged; investigate before restarting.", exc,
-        )
-        _exit_now(LEDGER_REFUSED_EXIT)
-
-    async def book(batch: LedgerBatch) -> None:
-        # WHY THIS IS THE ONLY SAFE SHAPE FOR THE MONEY PATH
-        #
-        # take_events() hands a stage up to N events and acknowledges them only after the body
-        # of its loop has finished (its `finally` acks the batch), and this runs inside that
-        # body. Faust commits offsets only up to acknowledged events, and flushes the producer
-        # before each commit. So an input's offset is committed only after the ledger
-        # transaction holding its records has committed: a worker killed at any moment either
-        # had its batch committed in the database (and the redelivery is then a no-op there,
-        # ids being primary keys) or not (and the redelivery writes it). Nothing is lost and
-        # nothing is booked twice.
-        #
-        # Two ways that `finally` could ack a batch the database does not have, both closed:
-        # * this raising: a refused record (LedgerConflict, CapOverrun, InvalidRecord) exits the
-        #   process on the spot (halt), before any ack; an unreachable database is retried in
-        #   record_batch until it answers, never raised;
-        # * the stage being cancelled (worker shutdown) while the transaction runs in the
-        #   executor: we then block until that transaction has finished; if it did not
-        #   commit, we exit without acking.
-        from sinks.ledger import LedgerError
-
-        future = ledger_executor.submit(record_batch, batch)
-        try:
-            result = await asyncio.shield(asyncio.wrap_future(future))
-        except asyncio.CancelledError:
-            try:
-                future.result()  # block: the loop is stopping anyway
-            except BaseException as exc:  # noqa: BLE001
-                log.critical("ledger batch did not commit during shutdown (%s); exiting without acknowledging it", exc)
-                _exit_now(LEDGER_REFUSED_EXIT)
-            raise
-        except LedgerError as exc:
-            halt(exc)
-            raise
-        except Exception as exc:  # an unexpected failure of the money path: also halt
-            halt(exc)
-            raise
-        now = time.time()
-        with METRICS.lock:
-            METRICS.ledger_batches.inc()
-            for kind in ("decision", "instruction", "rejection"):
-                METRICS.ledger_new.inc(kind, by=getattr(result, f"new_{kind}s"))
-                METRICS.ledger_present.inc(kind, by=getattr(result, f"present_{kind}s"))
-            for i in batch.fresh_instructions:
-                METRICS.granted.inc(i["clause_id"], by=parse_amount(i["amount"]))
-            for ts in batch.stamps:
-                METRICS.latency.observe(max(0.0, now - ts))
-
     def reject(origin: dict[str, Any], code: str, reason: str) -> dict[str, Any]:
         record = rejection_record(
             origin["topic"], origin["partition"], origin["offset"], _unb64(origin.get("key")),
@@ -249,9 +156,8 @@ def build_app(config: StreamConfig) -> faust.App:
         METRICS.rejections.inc(code)
         return record
 
-    def emit(batch: LedgerBatch, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
-        """Queue one claim's outputs and add them to the batch's ledger records. Synchronous on
-        purpose: no await, so no half-sent claim."""
+    def emit(feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
+        """Queue one claim's outputs. Synchronous on purpose: no await, so no half-sent claim."""
         for d in decisions:
             decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=_json(d))
             METRICS.decisions.inc(d["outcome"])
@@ -259,13 +165,10 @@ def build_app(config: StreamConfig) -> faust.App:
             instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=_json(i))
         for r in rejections:
             rejections_topic.send_soon(key=origin_key, value=_json(r))
-        batch.decisions += decisions
-        batch.instructions += instructions
-        batch.rejections += rejections
-        if not duplicate:
-            batch.fresh_instructions += instructions
-        if ts:
-            batch.stamps.append(ts)
+        feed_topic.send_soon(
+            key=feed_key,
+            value=_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
+        )
 
     def stage_failed(stage: str, event, exc: BaseException) -> None:
         # Per-message errors are turned into rejections inside intake_one/decide_one; anything
@@ -278,31 +181,26 @@ def build_app(config: StreamConfig) -> faust.App:
         _exit_now(STAGE_FAILED_EXIT)
 
     async def in_batches(stream, stage: str, handle_one) -> None:
-        """Each batch handled event after event with no await in between, then booked (see the agents)."""
-        await asyncio.get_running_loop().run_in_executor(ledger_executor, open_ledger)
+        """Each batch handled event after event with no await in between (see the agents)."""
         async for events in stream.take_events(config.stage_batch, within=config.stage_within):
-            batch = LedgerBatch()
             for event in events:
                 try:
-                    handle_one(event, batch)
+                    handle_one(event)
                 except Exception as exc:  # noqa: BLE001
                     stage_failed(stage, event, exc)
-            if batch.decisions or batch.rejections:
-                await book(batch)
 
     # -- intake: bytes of the four input topics -> claims keyed by clause, or a rejection ----
 
     @app.agent(inputs, name="intake")
     async def intake_agent(stream):
         # Batches: take_events() acks a batch only after this body has run, and the body has no
-        # await until the batch's rejections are booked, so every output of the batch is queued
-        # (send_soon) before any of its offsets can be committed, and Faust flushes the producer
-        # before each commit. A worker stopped at any moment has queued a whole batch or none
-        # of it; a redelivered input yields the same claims (same ids) or the same rejection
-        # (id from topic/partition/offset/bytes).
+        # await, so every output of the batch is queued (send_soon) before any of its offsets can
+        # be committed, and Faust flushes the producer before each commit. A worker stopped at
+        # any moment has queued a whole batch or none of it; a redelivered input yields the
+        # same claims (same ids) or the same rejection (id from topic/partition/offset/bytes).
         await in_batches(stream, "intake", intake_one)
 
-    def intake_one(event, batch: LedgerBatch) -> None:
+    def intake_one(event) -> None:
         message = event.message
         raw = event.value if isinstance(event.value, (bytes, bytearray)) else b""
         origin = {
@@ -314,11 +212,11 @@ def build_app(config: StreamConfig) -> faust.App:
         try:
             claims = intake(message.topic, bytes(raw), policy)
         except Rejected as exc:
-            emit(batch, [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
+            emit(message.key or message.topic.encode(), [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
             return
         except Exception as exc:  # one bad message must never stop the worker
             log.exception("intake: unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-            emit(batch, [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
+            emit(message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
             return
         for claim in claims:
             claims_topic.send_soon(key=claim.clause_id.encode(), value=_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
@@ -331,13 +229,11 @@ def build_app(config: StreamConfig) -> faust.App:
         # A batch is decided claim after claim, in partition order, with no await anywhere in
         # it: each claim's table change (one changelog record) and every output of that claim
         # are queued together, later claims of the batch see the table as the earlier ones left
-        # it, and the batch is acknowledged only after all of it was queued and booked. A worker
-        # stopped between batches has queued a batch entirely or not at all; the rest is
-        # redelivered. Booking here rather than in an agent of its own saves a topic hop: the
-        # batch's records are already in hand, in decision order.
+        # it, and the batch is acknowledged only after all of it was queued. A worker stopped
+        # between batches has queued a batch entirely or not at all; the rest is redelivered.
         await in_batches(stream, "decide", decide_one)
 
-    def decide_one(event, batch: LedgerBatch) -> None:
+    def decide_one(event) -> None:
         body = json.loads(event.value)
         origin = body["origin"]
         origin_key = _unb64(origin.get("key"))
@@ -355,7 +251,107 @@ def build_app(config: StreamConfig) -> faust.App:
         rejections = [reject(origin, *outcome.rejection)] if outcome.rejection else []
         if outcome.duplicate:
             METRICS.duplicates.inc()
-        emit(batch, outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
+        emit(clause_id.encode(), outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
+
+    # -- ledger: the feed, in batches, one database transaction per batch ---------------------
+
+    ledger_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+    ledger_holder: dict[str, Any] = {}
+
+    def open_ledger():
+        from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
+
+        if "ledger" not in ledger_holder:
+            ledger_holder["ledger"] = Ledger.open(config.ledger_url or DEFAULT_LEDGER_URL)
+        return ledger_holder["ledger"]
+
+    def record_batch(decisions: list, instructions: list, rejections: list):
+        from sinks.ledger import LedgerUnavailable
+
+        ledger = open_ledger()
+        delay = 0.5
+        while True:
+            try:
+                return ledger.record(decisions, instructions, rejections)
+            except LedgerUnavailable as exc:
+                # Nothing of the batch was written and the batch is idempotent: wait for the
+                # database however long it takes; the events stay unacknowledged meanwhile.
+                log.warning("ledger unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def halt(exc: BaseException) -> None:
+        log.critical(
+            "LEDGER REFUSED A RECORD, STOPPING THIS WORKER WITHOUT COMMITTING: %s. "
+            "The stream produced something the ledger will not book (a conflicting id or a cap overrun). "
+            "Nothing after this batch is acknowledged; investigate before restarting.", exc,
+        )
+        _exit_now(LEDGER_REFUSED_EXIT)
+
+    @app.agent(feed_topic, name="ledger")
+    async def ledger_sink(stream):
+        # WHY THIS IS THE ONLY SAFE SHAPE FOR THE MONEY PATH
+        #
+        # take_events() hands us up to N events and acknowledges them only after the body of
+        # the loop has finished (its `finally` acks the batch). Faust commits offsets only up
+        # to acknowledged events, and flushes the producer before each commit. So an offset of
+        # the feed is committed only after the ledger transaction holding its records has
+        # committed: a worker killed at any moment either had its batch committed in the
+        # database (and the redelivery is then a no-op there, ids being primary keys) or not
+        # (and the redelivery writes it). Nothing is lost and nothing is booked twice.
+        #
+        # Two ways that `finally` could ack a batch the database does not have, both closed:
+        # * the body raising: a refused record (LedgerConflict, CapOverrun, InvalidRecord)
+        #   exits the process on the spot (halt), before any ack; an unreachable database is
+        #   retried in record_batch until it answers, never raised;
+        # * the body being cancelled (worker shutdown) while the transaction runs in the
+        #   executor: we then block until that transaction has finished; if it did not
+        #   commit, we exit without acking.
+        from sinks.ledger import LedgerError
+
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(ledger_executor, open_ledger)
+        async for events in stream.take_events(config.sink_batch, within=config.sink_within):
+            decisions: list = []
+            instructions: list = []
+            rejections: list = []
+            stamps: list = []
+            fresh_instructions: list = []
+            for event in events:
+                body = json.loads(event.value)
+                decisions.extend(body["decisions"])
+                instructions.extend(body["instructions"])
+                rejections.extend(body["rejections"])
+                if not body.get("duplicate"):
+                    fresh_instructions.extend(body["instructions"])
+                if body.get("ts"):
+                    stamps.append(body["ts"])
+            future = ledger_executor.submit(record_batch, decisions, instructions, rejections)
+            try:
+                result = await asyncio.shield(asyncio.wrap_future(future))
+            except asyncio.CancelledError:
+                try:
+                    future.result()  # block: the loop is stopping anyway
+                except BaseException as exc:  # noqa: BLE001
+                    log.critical("ledger batch did not commit during shutdown (%s); exiting without acknowledging it", exc)
+                    _exit_now(LEDGER_REFUSED_EXIT)
+                raise
+            except LedgerError as exc:
+                halt(exc)
+                raise
+            except Exception as exc:  # an unexpected failure of the money path: also halt
+                halt(exc)
+                raise
+            now = time.time()
+            with METRICS.lock:
+                METRICS.ledger_batches.inc()
+                for kind in ("decision", "instruction", "rejection"):
+                    METRICS.ledger_new.inc(kind, by=getattr(result, f"new_{kind}s"))
+                    METRICS.ledger_present.inc(kind, by=getattr(result, f"present_{kind}s"))
+                for i in fresh_instructions:
+                    METRICS.granted.inc(i["clause_id"], by=parse_amount(i["amount"]))
+                for ts in stamps:
+                    METRICS.latency.observe(max(0.0, now - ts))
 
     def consumer_lag():
         """Messages behind the end, per assigned partition: the fetch high-water mark minus the

@@ -49,9 +49,10 @@ class StreamConfig:
     # however many claims were decided) or "memory" (rebuilt from the changelog at each start)
     state_store: str = "rocksdb"
     web_bind: str = "127.0.0.1"
-    # intake and decide batches (one ledger transaction each): up to stage_batch events, or
-    # what arrived within stage_within seconds (small, so the stages do not add up to a
-    # visible latency)
+    sink_batch: int = 1000
+    sink_within: float = 0.5
+    # intake and decide batches: up to stage_batch events, or what arrived within stage_within
+    # seconds (small, so the three stages do not add up to a visible latency)
     stage_batch: int = 500
     stage_within: float = 0.05
     extra_faust_settings: Mapping[str, Any] = field(default_factory=dict)
