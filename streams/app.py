@@ -121,7 +121,7 @@ def build_app(config: StreamConfig) -> faust.App:
         "web_bind": config.web_bind,
         "web_host": config.web_bind,
         "consumer_auto_offset_reset": "earliest",
-        # Kafka 4's default linger.ms: a worker produces four messages per input, and with no
+        # Kafka 4's default linger.ms: a worker produces five messages per input, and with no
         # linger each loop turn sent a produce request of a few records (a sixth of a busy
         # worker's time went to socket writes, bench/README.md).
         "producer_linger": 0.005,

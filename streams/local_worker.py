@@ -24,7 +24,7 @@ def main() -> None:
     settings["topic_partitions"] = base.partitions
     # The restore fix for tansu's short end offsets is done by fetching the true ends
     # (streams/tansu_offsets.py) instead of one-record producer batches, which cost most of
-    # the throughput (four produced messages per input; see bench/README.md).
+    # the throughput (five produced messages per input; see bench/README.md).
     tansu_offsets.install()
     tansu_fetch_wait.install()
     settings.pop("producer_max_batch_size", None)
