@@ -49,8 +49,10 @@ class StreamConfig:
     # however many claims were decided) or "memory" (rebuilt from the changelog at each start)
     state_store: str = "rocksdb"
     web_bind: str = "127.0.0.1"
+    # ledger batches (one transaction each): up to sink_batch feed records, or what arrived
+    # within sink_within seconds; under load the batches fill before the window ends
     sink_batch: int = 1000
-    sink_within: float = 0.5
+    sink_within: float = 0.1
     # intake and decide batches: up to stage_batch events, or what arrived within stage_within
     # seconds (small, so the three stages do not add up to a visible latency)
     stage_batch: int = 500
