@@ -122,8 +122,7 @@ def build_app(config: StreamConfig) -> faust.App:
         "web_host": config.web_bind,
         "consumer_auto_offset_reset": "earliest",
         # Kafka 4's default linger.ms: a worker produces five messages per input, and with no
-        # linger each loop turn sent a produce request of a few records (a sixth of a busy
-        # worker's time went to socket writes, bench/README.md).
+        # linger each loop turn can send a produce request of only a few records.
         "producer_linger": 0.005,
     }
     if config.web_port:
