@@ -108,12 +108,8 @@ class _CapPlan:
 
     def scope(self, claim: Claim) -> str:
         """The key of the cap's running usage: ``state_key("cap", clause, cap, period, *who)``."""
-        parts = [self._scope_prefix, encode_basestring(str(claim.fiscal_year)) if self._yearly else '"ever"']
-        for name in self._per:
-            parts.append(", ")
-            parts.append(encode_basestring(claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "")))
-        parts.append("]")
-        return "".join(parts)
+        period = encode_basestring(str(claim.fiscal_year)) if self._yearly else '"ever"'
+        return self._scope_prefix + ", ".join([period, *map(encode_basestring, _who(self._per, claim))]) + "]"
 
 
 class _ClausePlan:

@@ -51,7 +51,7 @@ from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
-from streams.state import ClaimWrites, TxnTable
+from streams.state import ClaimWrites, TxnTable, compact_json
 from streams.topics import (
     CLAIMS_TOPIC,
     DECISIONS_TOPIC,
@@ -67,10 +67,6 @@ log = logging.getLogger("streams")
 LEDGER_REFUSED_EXIT = 70
 #: exit status of a worker whose intake or decide batch raised (nothing of the batch acknowledged)
 STAGE_FAILED_EXIT = 71
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -158,15 +154,15 @@ def build_app(config: StreamConfig) -> faust.App:
     def emit(feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
         """Queue one claim's outputs. Synchronous on purpose: no await, so no half-sent claim."""
         for d in decisions:
-            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=_json(d))
+            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=compact_json(d))
             METRICS.decisions.inc(d["outcome"])
         for i in instructions:
-            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=_json(i))
+            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=compact_json(i))
         for r in rejections:
-            rejections_topic.send_soon(key=origin_key, value=_json(r))
+            rejections_topic.send_soon(key=origin_key, value=compact_json(r))
         feed_topic.send_soon(
             key=feed_key,
-            value=_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
+            value=compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
         )
 
     def stage_failed(stage: str, event, exc: BaseException) -> None:
@@ -218,7 +214,7 @@ def build_app(config: StreamConfig) -> faust.App:
             emit(message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
             return
         for claim in claims:
-            claims_topic.send_soon(key=claim.clause_id.encode(), value=_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
+            claims_topic.send_soon(key=claim.clause_id.encode(), value=compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
             METRICS.claims.inc(claim.clause_id)
 
     # -- decide: one partition of clauses, its caps in the table -------------------------------
