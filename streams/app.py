@@ -51,6 +51,7 @@ from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
+from streams.outbox import Outbox
 from streams.state import ClaimWrites, TxnTable, compact_json
 from streams.topics import (
     CLAIMS_TOPIC,
@@ -131,9 +132,6 @@ def build_app(config: StreamConfig) -> faust.App:
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     claims_topic = app.topic(CLAIMS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
     feed_topic = app.topic(FEED_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
-    decisions_topic = app.topic(DECISIONS_TOPIC, key_serializer="raw", value_serializer="raw")
-    instructions_topic = app.topic(INSTRUCTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
-    rejections_topic = app.topic(REJECTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
 
     # Like app.Table(...), with our table class (whole claims per changelog record).
     table = app.tables.add(
@@ -151,18 +149,18 @@ def build_app(config: StreamConfig) -> faust.App:
         METRICS.rejections.inc(code)
         return record
 
-    def emit(feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
+    def emit(outbox: Outbox, feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
         """Queue one claim's outputs. Synchronous on purpose: no await, so no half-sent claim."""
         for d in decisions:
-            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=compact_json(d))
+            outbox.put(DECISIONS_TOPIC, d["payee"]["id"].encode(), compact_json(d))
             METRICS.decisions.inc(d["outcome"])
         for i in instructions:
-            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=compact_json(i))
+            outbox.put(INSTRUCTIONS_TOPIC, i["payee"]["id"].encode(), compact_json(i))
         for r in rejections:
-            rejections_topic.send_soon(key=origin_key, value=compact_json(r))
-        feed_topic.send_soon(
-            key=feed_key,
-            value=compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
+            outbox.put(REJECTIONS_TOPIC, origin_key, compact_json(r))
+        outbox.put(
+            FEED_TOPIC, feed_key,
+            compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
         )
 
     def stage_failed(stage: str, event, exc: BaseException) -> None:
@@ -175,27 +173,53 @@ def build_app(config: StreamConfig) -> faust.App:
                      stage, _short_error(exc), message.topic, message.partition, message.offset, exc_info=exc)
         _exit_now(STAGE_FAILED_EXIT)
 
+    def outputs_lost(stage: str, exc: BaseException) -> None:
+        # aiokafka gave up on a record (its retries ran out): what was queued after it may
+        # still be committed, so stop before anything more is
+        log.critical("%s: Kafka did not take an output (%s); exiting", stage, _short_error(exc))
+        _exit_now(STAGE_FAILED_EXIT)
+
+    async def hand_over(stage: str, outbox: Outbox) -> None:
+        """Give the batch's outputs to the producer; only then may take_events acknowledge it."""
+        sending = asyncio.ensure_future(outbox.send(app.producer._ensure_producer()))  # type: ignore[attr-defined]
+        try:
+            await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            # The worker is stopping, and take_events' `finally` is about to acknowledge the
+            # batch: let the hand-over finish first, or exit without acknowledging anything.
+            try:
+                await sending
+            except BaseException as exc:  # noqa: BLE001
+                outputs_lost(stage, exc)
+            raise
+        except Exception as exc:  # noqa: BLE001
+            outputs_lost(stage, exc)
+
     async def in_batches(stream, stage: str, handle_one) -> None:
-        """Each batch handled event after event with no await in between (see the agents)."""
+        """Each batch handled event after event with no await in between (see the agents), its
+        outputs handed to the producer before take_events acknowledges it."""
+        outbox = Outbox(on_lost=lambda exc: outputs_lost(stage, exc))
         async for events in stream.take_events(config.stage_batch, within=config.stage_within):
             for event in events:
                 try:
-                    handle_one(event)
+                    handle_one(event, outbox)
                 except Exception as exc:  # noqa: BLE001
                     stage_failed(stage, event, exc)
+            await hand_over(stage, outbox)
 
     # -- intake: bytes of the four input topics -> claims keyed by clause, or a rejection ----
 
     @app.agent(inputs, name="intake")
     async def intake_agent(stream):
-        # Batches: take_events() acks a batch only after this body has run, and the body has no
-        # await, so every output of the batch is queued (send_soon) before any of its offsets can
-        # be committed, and Faust flushes the producer before each commit. A worker stopped at
-        # any moment has queued a whole batch or none of it; a redelivered input yields the
-        # same claims (same ids) or the same rejection (id from topic/partition/offset/bytes).
+        # Batches: take_events() acks a batch only after this body has run; the batch is
+        # processed with no await, its outputs collected in an outbox, and the outbox is in the
+        # producer's record batches before the body ends; Faust flushes the producer before
+        # each commit. A worker stopped at any moment has queued a whole batch or none of it; a
+        # redelivered input yields the same claims (same ids) or the same rejection (id from
+        # topic/partition/offset/bytes).
         await in_batches(stream, "intake", intake_one)
 
-    def intake_one(event) -> None:
+    def intake_one(event, outbox: Outbox) -> None:
         message = event.message
         raw = event.value if isinstance(event.value, (bytes, bytearray)) else b""
         origin = {
@@ -207,14 +231,14 @@ def build_app(config: StreamConfig) -> faust.App:
         try:
             claims = intake(message.topic, bytes(raw), policy)
         except Rejected as exc:
-            emit(message.key or message.topic.encode(), [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
+            emit(outbox, message.key or message.topic.encode(), [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
             return
         except Exception as exc:  # one bad message must never stop the worker
             log.exception("intake: unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-            emit(message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
+            emit(outbox, message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
             return
         for claim in claims:
-            claims_topic.send_soon(key=claim.clause_id.encode(), value=compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
+            outbox.put(CLAIMS_TOPIC, claim.clause_id.encode(), compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
             METRICS.claims.inc(claim.clause_id)
 
     # -- decide: one partition of clauses, its caps in the table -------------------------------
@@ -228,7 +252,7 @@ def build_app(config: StreamConfig) -> faust.App:
         # between batches has queued a batch entirely or not at all; the rest is redelivered.
         await in_batches(stream, "decide", decide_one)
 
-    def decide_one(event) -> None:
+    def decide_one(event, outbox: Outbox) -> None:
         body = json.loads(event.value)
         origin = body["origin"]
         origin_key = _unb64(origin.get("key"))
@@ -242,11 +266,11 @@ def build_app(config: StreamConfig) -> faust.App:
             outcome = Outcome(rejection=("internal-error", f"the pipeline failed on this claim ({_short_error(exc)}); report it"))
         clause_id = str(body["claim"].get("clause_id", ""))
         if writes.writes:
-            table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes)  # type: ignore[attr-defined]
+            table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes, outbox)  # type: ignore[attr-defined]
         rejections = [reject(origin, *outcome.rejection)] if outcome.rejection else []
         if outcome.duplicate:
             METRICS.duplicates.inc()
-        emit(clause_id.encode(), outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
+        emit(outbox, clause_id.encode(), outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
 
     # -- ledger: the feed, in batches, one database transaction per batch ---------------------
 

@@ -42,6 +42,8 @@ import faust
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import EventT
 
+from streams.outbox import Outbox
+
 _MISSING = object()
 
 
@@ -105,12 +107,20 @@ class TxnTable(faust.Table):
             return PartitionView(get)
         return PartitionView(store.data.get)
 
-    def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any]) -> None:
+    def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any], outbox: "Outbox") -> None:
+        """Store one claim's writes and queue them as one changelog record of the claim's partition
+        (in the stage's outbox, with its other outputs: see streams/outbox.py)."""
         if not writes:
             return
         partition = event.message.partition
         self._store_writes({partition: writes.items()}, {})
-        self.send_changelog(partition, txn_key, {"w": writes})
+        outbox.put(self.changelog_topic.get_topic_name(), txn_key.encode("utf-8"), compact_json({"w": writes}),
+                   partition=partition, on_delivered=self._changelog_delivered)
+
+    def _changelog_delivered(self, metadata: Any) -> None:
+        # what Faust's own _on_changelog_sent does: the store remembers the changelog offset it
+        # holds, so that a restart reads only what came after it
+        self.data.set_persisted_offset(metadata.topic_partition, metadata.offset)
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         by_partition: dict[int, list[tuple[str, Any]]] = defaultdict(list)
