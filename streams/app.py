@@ -106,6 +106,17 @@ def _exit_now(code: int) -> None:
 ROCKSDB_OPTIONS = {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20}
 
 
+def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: list[bytes], ts: float | None, duplicate: bool) -> bytes:
+    """The ledger feed's message for one claim, from records already encoded as JSON: the same
+    bytes as ``compact_json({"decisions": [...], "instructions": [...], "rejections": [...],
+    "ts": ts, "duplicate": duplicate})``."""
+    return b"".join((
+        b'{"decisions":[', b",".join(decisions), b'],"instructions":[', b",".join(instructions),
+        b'],"rejections":[', b",".join(rejections), b'],"ts":', compact_json(ts), b',"duplicate":',
+        b"true" if duplicate else b"false", b"}",
+    ))
+
+
 def build_app(config: StreamConfig) -> faust.App:
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
@@ -151,17 +162,24 @@ def build_app(config: StreamConfig) -> faust.App:
 
     def emit(outbox: Outbox, feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
         """Queue one claim's outputs. Synchronous on purpose: no await, so no half-sent claim."""
+        # each record encoded once: the feed message is spliced from the same bytes
+        encoded_decisions = []
         for d in decisions:
-            outbox.put(DECISIONS_TOPIC, d["payee"]["id"].encode(), compact_json(d))
+            encoded = compact_json(d)
+            outbox.put(DECISIONS_TOPIC, d["payee"]["id"].encode(), encoded)
+            encoded_decisions.append(encoded)
             METRICS.decisions.inc(d["outcome"])
+        encoded_instructions = []
         for i in instructions:
-            outbox.put(INSTRUCTIONS_TOPIC, i["payee"]["id"].encode(), compact_json(i))
+            encoded = compact_json(i)
+            outbox.put(INSTRUCTIONS_TOPIC, i["payee"]["id"].encode(), encoded)
+            encoded_instructions.append(encoded)
+        encoded_rejections = []
         for r in rejections:
-            outbox.put(REJECTIONS_TOPIC, origin_key, compact_json(r))
-        outbox.put(
-            FEED_TOPIC, feed_key,
-            compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
-        )
+            encoded = compact_json(r)
+            outbox.put(REJECTIONS_TOPIC, origin_key, encoded)
+            encoded_rejections.append(encoded)
+        outbox.put(FEED_TOPIC, feed_key, feed_record(encoded_decisions, encoded_instructions, encoded_rejections, ts, duplicate))
 
     def stage_failed(stage: str, event, exc: BaseException) -> None:
         # Per-message errors are turned into rejections inside intake_one/decide_one; anything
