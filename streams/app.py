@@ -49,9 +49,11 @@ from rules.money import parse_amount
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
+from streams import faust_seek_fix
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
 from streams.outbox import Outbox
+from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import ClaimWrites, TxnTable, compact_json
 from streams.topics import (
     CLAIMS_TOPIC,
@@ -118,6 +120,7 @@ def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: l
 
 
 def build_app(config: StreamConfig) -> faust.App:
+    faust_seek_fix.install()
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,
@@ -403,6 +406,39 @@ def build_app(config: StreamConfig) -> faust.App:
                 continue  # nothing fetched from it yet
             read = consumer._read_offset.get(tp)
             yield (tp.topic, str(tp.partition)), max(0, high - (read + 1 if read is not None else 0))
+
+    stall_watch = StallWatch()
+
+    @app.timer(interval=STALL_CHECK_SECONDS)
+    async def reread_stalled_partitions() -> None:
+        """See streams/stall_watch.py. Reads Faust's per-partition read and commit offsets, which
+        it does not make public."""
+        consumer = app.consumer
+        if app.in_recovery or not consumer.flow_active:
+            return
+        queued: dict[str, int] = {}
+        for channel in app.topics:  # the channels the conductor delivers to (the agents' streams)
+            for topic in channel.topics:
+                queued[topic] = queued.get(topic, 0) + channel.queue.qsize()
+        samples = {}
+        for tp in consumer.assignment():
+            if tp.topic.endswith("-changelog"):
+                continue
+            read, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
+            delivered_next = read + 1 if read is not None else committed
+            position = await consumer.position(tp)
+            if delivered_next is not None and position is not None:
+                samples[tp] = PartitionSample(delivered_next, position, queued.get(tp.topic, 0))
+        for tp in stall_watch.stalled(samples):
+            committed = consumer._committed_offset.get(tp)
+            if committed is None:
+                continue
+            log.warning("%s[%s]: fetched up to %s but only %s handed to the agent, for %.0fs; "
+                        "reading again from the committed offset %s",
+                        tp.topic, tp.partition, samples[tp].position, samples[tp].delivered_next,
+                        STALL_CHECK_SECONDS * STALL_CHECKS, committed)
+            METRICS.rereads.inc(tp.topic)
+            await consumer.seek(tp, committed)
 
     @app.page("/metrics")
     async def metrics_page(web, request):

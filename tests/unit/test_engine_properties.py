@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.engine import Engine
-from rules.intake import Rejected, intake
+from rules.intake import intake
 from rules.money import format_fen, parse_amount
 from rules.policy import DEFAULT_POLICY_PATH, parse_policy
 
