@@ -52,6 +52,7 @@ from schemas.outputs import rejection_record
 from streams import faust_seek_fix
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
+from streams.offset_guard import OffsetGuard
 from streams.outbox import Outbox
 from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import ClaimWrites, TxnTable, compact_json
@@ -216,11 +217,28 @@ def build_app(config: StreamConfig) -> faust.App:
         except Exception as exc:  # noqa: BLE001
             outputs_lost(stage, exc)
 
+    offset_guard = OffsetGuard()
+
+    def guard_offsets(stage: str, events) -> None:
+        """Exit, acknowledging nothing, if the consumer skipped records of our own topics
+        (streams/offset_guard.py)."""
+        generation = app.consumer_generation_id
+        for event in events:
+            message = event.message
+            if message.topic in (CLAIMS_TOPIC, FEED_TOPIC):
+                missing = offset_guard.skipped_to(message.tp, message.offset, generation)
+                if missing is not None:
+                    log.critical("%s: the consumer handed over %s[%s]@%s where @%s was next: records were skipped; "
+                                 "exiting without acknowledging the batch, so that a restarted worker reads them again",
+                                 stage, message.topic, message.partition, message.offset, missing)
+                    _exit_now(STAGE_FAILED_EXIT)
+
     async def in_batches(stream, stage: str, handle_one) -> None:
         """Each batch handled event after event with no await in between (see the agents), its
         outputs handed to the producer before take_events acknowledges it."""
         outbox = Outbox(on_lost=lambda exc: outputs_lost(stage, exc))
         async for events in stream.take_events(config.stage_batch, within=config.stage_within):
+            guard_offsets(stage, events)
             for event in events:
                 try:
                     handle_one(event, outbox)
@@ -352,6 +370,7 @@ def build_app(config: StreamConfig) -> faust.App:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(ledger_executor, open_ledger)
         async for events in stream.take_events(config.sink_batch, within=config.sink_within):
+            guard_offsets("ledger", events)
             decisions: list = []
             instructions: list = []
             rejections: list = []

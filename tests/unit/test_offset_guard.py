@@ -1,0 +1,19 @@
+"""The skipped-records rule (streams/offset_guard.py)."""
+
+from streams.offset_guard import OffsetGuard
+
+
+def test_contiguous_offsets_and_repeats_pass_a_jump_is_reported_with_the_missing_offset():
+    guard = OffsetGuard()
+    assert [guard.skipped_to("claims-2", o, generation=1) for o in (100, 101, 102)] == [None] * 3
+    assert guard.skipped_to("claims-2", 101, generation=1) is None  # a repeat after a seek
+    assert guard.skipped_to("claims-2", 103, generation=1) is None
+    assert guard.skipped_to("claims-2", 106, generation=1) == 104  # 104 and 105 never came
+
+
+def test_a_new_generation_starts_wherever_the_partition_is():
+    guard = OffsetGuard()
+    assert guard.skipped_to("feed-1", 10, generation=1) is None
+    assert guard.skipped_to("feed-1", 500, generation=2) is None  # another worker moved it on
+    assert guard.skipped_to("feed-1", 501, generation=2) is None
+    assert guard.skipped_to("feed-0", 7, generation=2) is None  # partitions are apart
