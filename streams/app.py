@@ -457,6 +457,7 @@ def build_app(config: StreamConfig) -> faust.App:
                         tp.topic, tp.partition, samples[tp].position, samples[tp].delivered_next,
                         STALL_CHECK_SECONDS * STALL_CHECKS, committed)
             METRICS.rereads.inc(tp.topic)
+            offset_guard.forget(tp)  # the seek may move forward of what the agent last saw
             await consumer.seek(tp, committed)
 
     @app.page("/metrics")

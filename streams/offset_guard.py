@@ -9,8 +9,9 @@ had closed the path it explains. The guard turns such a loss into a halt: the st
 before acknowledging the batch, and a restarted worker reads again from the committed offset.
 
 Only jumps inside one consumer generation count: after a rebalance another worker may have
-moved the partition on, and a seek (recovery's, or streams/stall_watch.py's) moves it back,
-which is a repeat, not a loss.
+moved the partition on. A seek back (recovery's) is a repeat, not a loss; the stall watch's
+seek to the committed offset (streams/stall_watch.py) may move forward of what the agent last
+saw, so it starts the partition over (``forget``).
 """
 
 from __future__ import annotations
@@ -34,3 +35,7 @@ class OffsetGuard:
                 return None  # a repeat after a seek: the position stays where it got to
         self._next[tp] = (generation, offset + 1)
         return None
+
+    def forget(self, tp: Hashable) -> None:
+        """After a deliberate seek (streams/stall_watch.py) the partition starts over."""
+        self._next.pop(tp, None)

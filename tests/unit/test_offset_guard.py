@@ -17,3 +17,10 @@ def test_a_new_generation_starts_wherever_the_partition_is():
     assert guard.skipped_to("feed-1", 500, generation=2) is None  # another worker moved it on
     assert guard.skipped_to("feed-1", 501, generation=2) is None
     assert guard.skipped_to("feed-0", 7, generation=2) is None  # partitions are apart
+
+
+def test_a_forgotten_partition_starts_over_at_the_seek():
+    guard = OffsetGuard()
+    assert guard.skipped_to("feed-1", 1725, generation=3) is None
+    guard.forget("feed-1")  # the stall watch sought it to its committed offset, 1886
+    assert guard.skipped_to("feed-1", 1886, generation=3) is None
