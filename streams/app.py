@@ -53,7 +53,6 @@ from streams import faust_seek_fix
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
 from streams.offset_guard import OffsetGuard
-from streams.outbox import Outbox
 from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import ClaimWrites, TxnTable, compact_json
 from streams.topics import (
@@ -109,17 +108,6 @@ def _exit_now(code: int) -> None:
 ROCKSDB_OPTIONS = {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20}
 
 
-def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: list[bytes], ts: float | None, duplicate: bool) -> bytes:
-    """The ledger feed's message for one claim, from records already encoded as JSON: the same
-    bytes as ``compact_json({"decisions": [...], "instructions": [...], "rejections": [...],
-    "ts": ts, "duplicate": duplicate})``."""
-    return b"".join((
-        b'{"decisions":[', b",".join(decisions), b'],"instructions":[', b",".join(instructions),
-        b'],"rejections":[', b",".join(rejections), b'],"ts":', compact_json(ts), b',"duplicate":',
-        b"true" if duplicate else b"false", b"}",
-    ))
-
-
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
@@ -147,6 +135,9 @@ def build_app(config: StreamConfig) -> faust.App:
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     claims_topic = app.topic(CLAIMS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
     feed_topic = app.topic(FEED_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
+    decisions_topic = app.topic(DECISIONS_TOPIC, key_serializer="raw", value_serializer="raw")
+    instructions_topic = app.topic(INSTRUCTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
+    rejections_topic = app.topic(REJECTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
 
     # Like app.Table(...), with our table class (whole claims per changelog record).
     table = app.tables.add(
@@ -164,26 +155,19 @@ def build_app(config: StreamConfig) -> faust.App:
         METRICS.rejections.inc(code)
         return record
 
-    def emit(outbox: Outbox, feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
+    def emit(feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
         """Queue one claim's outputs. Synchronous on purpose: no await, so no half-sent claim."""
-        # each record encoded once: the feed message is spliced from the same bytes
-        encoded_decisions = []
         for d in decisions:
-            encoded = compact_json(d)
-            outbox.put(DECISIONS_TOPIC, d["payee"]["id"].encode(), encoded)
-            encoded_decisions.append(encoded)
+            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=compact_json(d))
             METRICS.decisions.inc(d["outcome"])
-        encoded_instructions = []
         for i in instructions:
-            encoded = compact_json(i)
-            outbox.put(INSTRUCTIONS_TOPIC, i["payee"]["id"].encode(), encoded)
-            encoded_instructions.append(encoded)
-        encoded_rejections = []
+            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=compact_json(i))
         for r in rejections:
-            encoded = compact_json(r)
-            outbox.put(REJECTIONS_TOPIC, origin_key, encoded)
-            encoded_rejections.append(encoded)
-        outbox.put(FEED_TOPIC, feed_key, feed_record(encoded_decisions, encoded_instructions, encoded_rejections, ts, duplicate))
+            rejections_topic.send_soon(key=origin_key, value=compact_json(r))
+        feed_topic.send_soon(
+            key=feed_key,
+            value=compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
+        )
 
     def stage_failed(stage: str, event, exc: BaseException) -> None:
         # Per-message errors are turned into rejections inside intake_one/decide_one; anything
@@ -194,28 +178,6 @@ def build_app(config: StreamConfig) -> faust.App:
         log.critical("%s: %s on %s[%s]@%s; exiting without acknowledging the batch",
                      stage, _short_error(exc), message.topic, message.partition, message.offset, exc_info=exc)
         _exit_now(STAGE_FAILED_EXIT)
-
-    def outputs_lost(stage: str, exc: BaseException) -> None:
-        # aiokafka gave up on a record (its retries ran out): what was queued after it may
-        # still be committed, so stop before anything more is
-        log.critical("%s: Kafka did not take an output (%s); exiting", stage, _short_error(exc))
-        _exit_now(STAGE_FAILED_EXIT)
-
-    async def hand_over(stage: str, outbox: Outbox) -> None:
-        """Give the batch's outputs to the producer; only then may take_events acknowledge it."""
-        sending = asyncio.ensure_future(outbox.send(app.producer._ensure_producer()))  # type: ignore[attr-defined]
-        try:
-            await asyncio.shield(sending)
-        except asyncio.CancelledError:
-            # The worker is stopping, and take_events' `finally` is about to acknowledge the
-            # batch: let the hand-over finish first, or exit without acknowledging anything.
-            try:
-                await sending
-            except BaseException as exc:  # noqa: BLE001
-                outputs_lost(stage, exc)
-            raise
-        except Exception as exc:  # noqa: BLE001
-            outputs_lost(stage, exc)
 
     offset_guard = OffsetGuard()
 
@@ -234,31 +196,27 @@ def build_app(config: StreamConfig) -> faust.App:
                     _exit_now(STAGE_FAILED_EXIT)
 
     async def in_batches(stream, stage: str, handle_one) -> None:
-        """Each batch handled event after event with no await in between (see the agents), its
-        outputs handed to the producer before take_events acknowledges it."""
-        outbox = Outbox(on_lost=lambda exc: outputs_lost(stage, exc))
+        """Each batch handled event after event with no await in between (see the agents)."""
         async for events in stream.take_events(config.stage_batch, within=config.stage_within):
             guard_offsets(stage, events)
             for event in events:
                 try:
-                    handle_one(event, outbox)
+                    handle_one(event)
                 except Exception as exc:  # noqa: BLE001
                     stage_failed(stage, event, exc)
-            await hand_over(stage, outbox)
 
     # -- intake: bytes of the four input topics -> claims keyed by clause, or a rejection ----
 
     @app.agent(inputs, name="intake")
     async def intake_agent(stream):
-        # Batches: take_events() acks a batch only after this body has run; the batch is
-        # processed with no await, its outputs collected in an outbox, and the outbox is in the
-        # producer's record batches before the body ends; Faust flushes the producer before
-        # each commit. A worker stopped at any moment has queued a whole batch or none of it; a
-        # redelivered input yields the same claims (same ids) or the same rejection (id from
-        # topic/partition/offset/bytes).
+        # Batches: take_events() acks a batch only after this body has run, and the body has no
+        # await, so every output of the batch is queued (send_soon) before any of its offsets can
+        # be committed, and Faust flushes the producer before each commit. A worker stopped at
+        # any moment has queued a whole batch or none of it; a redelivered input yields the
+        # same claims (same ids) or the same rejection (id from topic/partition/offset/bytes).
         await in_batches(stream, "intake", intake_one)
 
-    def intake_one(event, outbox: Outbox) -> None:
+    def intake_one(event) -> None:
         message = event.message
         raw = event.value if isinstance(event.value, (bytes, bytearray)) else b""
         origin = {
@@ -270,14 +228,14 @@ def build_app(config: StreamConfig) -> faust.App:
         try:
             claims = intake(message.topic, bytes(raw), policy)
         except Rejected as exc:
-            emit(outbox, message.key or message.topic.encode(), [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
+            emit(message.key or message.topic.encode(), [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
             return
         except Exception as exc:  # one bad message must never stop the worker
             log.exception("intake: unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-            emit(outbox, message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
+            emit(message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
             return
         for claim in claims:
-            outbox.put(CLAIMS_TOPIC, claim.clause_id.encode(), compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
+            claims_topic.send_soon(key=claim.clause_id.encode(), value=compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
             METRICS.claims.inc(claim.clause_id)
 
     # -- decide: one partition of clauses, its caps in the table -------------------------------
@@ -291,7 +249,7 @@ def build_app(config: StreamConfig) -> faust.App:
         # between batches has queued a batch entirely or not at all; the rest is redelivered.
         await in_batches(stream, "decide", decide_one)
 
-    def decide_one(event, outbox: Outbox) -> None:
+    def decide_one(event) -> None:
         body = json.loads(event.value)
         origin = body["origin"]
         origin_key = _unb64(origin.get("key"))
@@ -305,11 +263,11 @@ def build_app(config: StreamConfig) -> faust.App:
             outcome = Outcome(rejection=("internal-error", f"the pipeline failed on this claim ({_short_error(exc)}); report it"))
         clause_id = str(body["claim"].get("clause_id", ""))
         if writes.writes:
-            table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes, outbox)  # type: ignore[attr-defined]
+            table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes)  # type: ignore[attr-defined]
         rejections = [reject(origin, *outcome.rejection)] if outcome.rejection else []
         if outcome.duplicate:
             METRICS.duplicates.inc()
-        emit(outbox, clause_id.encode(), outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
+        emit(clause_id.encode(), outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
 
     # -- ledger: the feed, in batches, one database transaction per batch ---------------------
 

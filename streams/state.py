@@ -42,8 +42,6 @@ import faust
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import EventT
 
-from streams.outbox import Outbox
-
 _MISSING = object()
 
 
@@ -107,28 +105,12 @@ class TxnTable(faust.Table):
             return PartitionView(get)
         return PartitionView(store.data.get)
 
-    def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any], outbox: "Outbox") -> None:
-        """Store one claim's writes and queue them as one changelog record of the claim's partition
-        (in the stage's outbox, with its other outputs: see streams/outbox.py)."""
+    def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any]) -> None:
         if not writes:
             return
         partition = event.message.partition
-        # each value encoded once, for the store and for the changelog record: a claim's record
-        # holds its decisions and instructions, and encoding them is a large part of a claim's cost
-        encoded = [(key, compact_json(value)) for key, value in writes.items()]
-        store = self.data
-        if isinstance(store, RocksDBStore):
-            self._put_encoded(store, {partition: [(key.encode("utf-8"), value) for key, value in encoded]}, {})
-        else:
-            self._store_writes({partition: writes.items()}, {})
-        record = b'{"w":{' + b",".join(compact_json(key) + b":" + value for key, value in encoded) + b"}}"
-        outbox.put(self.changelog_topic.get_topic_name(), txn_key.encode("utf-8"), record,
-                   partition=partition, on_delivered=self._changelog_delivered)
-
-    def _changelog_delivered(self, metadata: Any) -> None:
-        # what Faust's own _on_changelog_sent does: the store remembers the changelog offset it
-        # holds, so that a restart reads only what came after it
-        self.data.set_persisted_offset(metadata.topic_partition, metadata.offset)
+        self._store_writes({partition: writes.items()}, {})
+        self.send_changelog(partition, txn_key, {"w": writes})
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         by_partition: dict[int, list[tuple[str, Any]]] = defaultdict(list)
@@ -146,10 +128,17 @@ class TxnTable(faust.Table):
         together with the changelog offset they bring the database up to."""
         store = self.data
         if isinstance(store, RocksDBStore):
-            self._put_encoded(
-                store, {p: [(key.encode("utf-8"), compact_json(value)) for key, value in items] for p, items in by_partition.items()},
-                last_offsets,
-            )
+            from rocksdict import WriteBatch
+
+            batches: dict[int, Any] = defaultdict(lambda: WriteBatch(raw_mode=True))
+            for partition, items in by_partition.items():
+                batch = batches[partition]
+                for key, value in items:
+                    batch.put(key.encode("utf-8"), compact_json(value))
+            for tp, offset in last_offsets.items():
+                batches[tp.partition].put(store.offset_key, str(offset).encode())
+            for partition, batch in batches.items():
+                store._db_for_partition(partition).write(batch)
             return
         data = store.data
         key_partition = getattr(store, "_key_partition", None)
@@ -158,21 +147,6 @@ class TxnTable(faust.Table):
                 data[key] = value
                 if key_partition is not None:
                     key_partition[key] = partition
-
-
-    @staticmethod
-    def _put_encoded(store: RocksDBStore, by_partition: dict[int, list[tuple[bytes, bytes]]], last_offsets: dict[Any, int]) -> None:
-        from rocksdict import WriteBatch
-
-        batches: dict[int, Any] = defaultdict(lambda: WriteBatch(raw_mode=True))
-        for partition, items in by_partition.items():
-            batch = batches[partition]
-            for key, value in items:
-                batch.put(key, value)
-        for tp, offset in last_offsets.items():
-            batches[tp.partition].put(store.offset_key, str(offset).encode())
-        for partition, batch in batches.items():
-            store._db_for_partition(partition).write(batch)
 
 
 class PartitionView:

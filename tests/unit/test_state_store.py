@@ -12,10 +12,9 @@ from types import SimpleNamespace
 import pytest
 from faust.types import TP
 
-from streams.app import build_app, feed_record
+from streams.app import build_app
 from streams.config import DEFAULT_APP_ID, StreamConfig
-from streams.outbox import Outbox
-from streams.state import ClaimWrites, compact_json
+from streams.state import ClaimWrites
 from streams.topics import STATE_TABLE, changelog_topic
 
 CHANGELOG = changelog_topic(DEFAULT_APP_ID)
@@ -73,24 +72,3 @@ def test_rocksdb_state_and_its_changelog_offset_survive_the_process(tmp_path):
 def test_an_unknown_state_store_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="SUBSIDY_STATE_STORE must be one of rocksdb, memory"):
         StreamConfig.from_env({"SUBSIDY_STATE_STORE": "redis"})
-
-
-@pytest.mark.parametrize("store", ["rocksdb", "memory"])
-def test_a_claims_writes_are_stored_and_queued_as_one_changelog_record(tmp_path, store):
-    table = state_table(tmp_path, store)
-    writes = {"cap-a": {"amount": 250, "count": 2}, "claim-x": {"granted": "1.50", "who": "成都"}}
-    outbox = Outbox(on_lost=lambda exc: None)
-    event = SimpleNamespace(message=SimpleNamespace(partition=2))
-    table.apply_writes(event, "claim-x", writes, outbox)
-    assert table.reader(2).get("claim-x") == {"granted": "1.50", "who": "成都"}
-    [(topic, key, value, partition, on_delivered)] = outbox.messages
-    assert (topic, key, partition) == (CHANGELOG, b"claim-x", 2)
-    assert value == compact_json({"w": writes})  # what a restore reads back
-
-
-def test_the_feed_record_is_the_compact_json_of_its_parts():
-    decisions = [{"id": "d1", "amount": "1.00"}, {"id": "d2", "who": "成都"}]
-    instructions = [{"id": "i1"}]
-    for ts, duplicate in ((1700000000.25, False), (None, True)):
-        spliced = feed_record([compact_json(d) for d in decisions], [compact_json(i) for i in instructions], [], ts, duplicate)
-        assert spliced == compact_json({"decisions": decisions, "instructions": instructions, "rejections": [], "ts": ts, "duplicate": duplicate})
