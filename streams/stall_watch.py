@@ -1,7 +1,7 @@
 """Re-read a partition whose fetched records Faust stopped handing to its agent.
 
 Seen here (tests/integration/test_pipeline.py::test_two_workers_with_rebalance fails about one
-run in five, with and without streams/outbox.py): a worker leaves the group and the survivor
+run in five): a worker leaves the group and the survivor
 takes its partitions over; afterwards the survivor's fetcher stands at the end of two
 ledger-feed partitions while Faust handed the agent records only up to an offset *below* the
 committed one. Nothing is queued, acknowledged or committed, and the worker idles with about
