@@ -31,6 +31,8 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 
+_EARLIEST_YEAR, _LATEST_YEAR = 1970, 9998
+
 
 def _timestamp(value: object) -> datetime:
     if not isinstance(value, str) or not _RFC3339.match(value):
@@ -40,9 +42,14 @@ def _timestamp(value: object) -> datetime:
     text = value.replace("z", "Z").replace("Z", "+00:00")
     text = re.sub(r"\.(\d{6})\d+", r".\1", text)  # Python keeps microseconds; finer digits are noise
     try:
-        return datetime.fromisoformat(text)
+        moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a real date and time: {exc}") from None
+    # Why a range: year 0001 at +08:00 is a valid RFC 3339 string, but converting it to the
+    # policy's time zone overflows Python's datetime and would crash intake instead of rejecting.
+    if not _EARLIEST_YEAR <= moment.year <= _LATEST_YEAR:
+        raise ValueError(f"{value!r} is outside the years {_EARLIEST_YEAR}-{_LATEST_YEAR} an event may carry")
+    return moment
 
 
 def _amount(value: object) -> int:

@@ -266,6 +266,14 @@ def test_timestamp_without_offset_or_malformed(stamp):
     assert "occurred_at" in r.reason and ("offset" in r.reason or "real date" in r.reason)
 
 
+@pytest.mark.parametrize("stamp", ["0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00", "1969-12-31T23:59:59Z"])
+def test_timestamp_outside_the_accepted_years_is_rejected_not_fatal(stamp):
+    # Year 0001 at +08:00 once crashed intake: moving it to the policy's zone overflows datetime.
+    r = rejected("compute-purchases", raw(purchase(occurred_at=stamp)))
+    assert r.code == "invalid-field"
+    assert "occurred_at" in r.reason and "outside the years 1970-9998" in r.reason
+
+
 @pytest.mark.parametrize("event_id", ["", "x" * 129])
 def test_event_id_length(event_id):
     assert "event_id" in rejected("compute-purchases", raw(purchase(event_id=event_id))).reason
