@@ -20,8 +20,9 @@ known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
   no ``await``, every message sent with ``send_soon``: a batch (so each claim in it) is
   queued entirely or not at all, even when the worker is stopped mid-stream, and it is
   acknowledged only after the block ran;
-* offsets commit only after Faust's producer flush (Faust flushes before every commit) and,
-  for the ledger, only after the database transaction committed (see ``ledger_sink``);
+* offsets commit only after every message queued before the commit was acknowledged by the
+  broker (Faust flushes before every commit; streams/faust_flush_fix.py makes that flush wait
+  for delivery) and, for the ledger, only after the database transaction committed;
 * the ledger stores an id once and refuses the same id with other content (LedgerConflict)
   and any cap overrun (CapOverrun): the money path halts rather than guesses.
 
@@ -49,7 +50,7 @@ from rules.money import parse_amount
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
-from streams import faust_seek_fix
+from streams import faust_flush_fix, faust_seek_fix
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
 from streams.offset_guard import OffsetGuard
@@ -110,6 +111,7 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "
 
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
+    faust_flush_fix.install()
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,
