@@ -378,7 +378,7 @@ def build_app(config: StreamConfig) -> faust.App:
         changelogs are skipped: their active owner writes them and reads them only to recover."""
         consumer = app.consumer
         for tp in sorted(consumer.assignment()):
-            if tp.topic.endswith("-changelog"):
+            if consumer._is_changelog_tp(tp):
                 continue
             high = consumer.highwater(tp)
             if high is None:
@@ -401,7 +401,7 @@ def build_app(config: StreamConfig) -> faust.App:
                 queued[topic] = queued.get(topic, 0) + channel.queue.qsize()
         samples = {}
         for tp in consumer.assignment():
-            if tp.topic.endswith("-changelog"):
+            if consumer._is_changelog_tp(tp):
                 continue
             read, committed = consumer._read_offset.get(tp), consumer._committed_offset.get(tp)
             delivered_next = read + 1 if read is not None else committed
