@@ -111,7 +111,7 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "
 
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
-    faust_flush_fix.install()
+    faust_flush_fix.install(on_wait=lambda count: METRICS.flush_waits.inc())
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,

@@ -20,6 +20,7 @@ does not happen and the worker's inputs are read again (every id is deterministi
 from __future__ import annotations
 
 import asyncio
+from typing import Callable
 
 from faust.transport.drivers.aiokafka import Producer
 from faust.transport.producer import ProducerBuffer
@@ -31,12 +32,14 @@ class UndeliveredMessages(RuntimeError):
     """Messages queued before a commit were not acknowledged by the broker: do not commit."""
 
 
-_INSTALLED = {"done": False}
+_FIX: dict = {"installed": False, "on_wait": lambda count: None}
 
 
-def install() -> None:
-    """Patch Faust's producer buffer and producer flush (idempotent)."""
-    if _INSTALLED["done"]:
+def install(on_wait: Callable[[int], None] = lambda count: None) -> None:
+    """Patch Faust's producer buffer and producer flush (idempotent). ``on_wait`` is told how
+    many messages Faust's own flush left unacknowledged, each time this fix has to wait."""
+    _FIX["on_wait"] = on_wait
+    if _FIX["installed"]:
         return
     for owner, name in ((ProducerBuffer, "put"), (Producer, "flush")):
         if not hasattr(owner, name):
@@ -55,11 +58,14 @@ def install() -> None:
 
     async def flush(self) -> None:
         await original_flush(self)
-        await wait_delivered(self.buffer.__dict__.get("_undelivered", ()), DELIVERY_TIMEOUT_SECONDS)
+        undelivered = self.buffer.__dict__.get("_undelivered", ())
+        if undelivered:
+            _FIX["on_wait"](len(undelivered))
+            await wait_delivered(undelivered, DELIVERY_TIMEOUT_SECONDS)
 
     ProducerBuffer.put = put  # type: ignore[method-assign]
     Producer.flush = flush  # type: ignore[method-assign]
-    _INSTALLED["done"] = True
+    _FIX["installed"] = True
 
 
 async def wait_delivered(undelivered, timeout: float) -> None:

@@ -65,6 +65,9 @@ def test_unpatched_buffer_flush_returns_with_messages_still_queued():
 
 
 def test_patched_flush_returns_only_when_every_queued_message_is_acknowledged():
+    waits: list[int] = []
+    faust_flush_fix.install(on_wait=waits.append)
+
     async def scenario():
         buffer = await _running_buffer()
         messages = [_message(SlowBroker(accept_seconds=0.15)) for _ in range(5)]
@@ -77,6 +80,7 @@ def test_patched_flush_returns_only_when_every_queued_message_is_acknowledged():
         return delivered, remembered
 
     assert asyncio.run(scenario()) == (True, 0)
+    assert waits and waits[0] > 0  # Faust's own flush had left messages behind: counted
 
 
 def test_a_failed_delivery_fails_the_flush_so_nothing_is_committed():
