@@ -1,10 +1,12 @@
 """Faults during a pipeline run that fit in the test suite's time: the ledger's PostgreSQL
 connections killed mid-batch (repeatedly), the ledger's PostgreSQL server crashed and
-restarted mid-run, and the local broker's short end offsets corrected.
+restarted mid-run, the broker unreachable mid-run (every connection cut, new ones refused),
+and the local broker's short end offsets corrected.
 
 The long faults (kill -9 of workers under a held load for minutes, memory flat) are
-``make soak`` (bench/soak.py). A broker restart cannot be tested here: the local broker
-(tansu) keeps everything in memory and a restart loses every topic (streams/LOCAL_BROKER.md);
+``make soak`` (bench/soak.py). A true broker restart cannot be tested here: the local broker
+(tansu) keeps everything in memory and a restart loses every topic (streams/LOCAL_BROKER.md),
+so the outage test cuts the network between the clients and a broker that keeps running;
 ``bench/soak.py --broker HOST:PORT`` runs against a real Kafka where one exists.
 """
 
@@ -18,10 +20,13 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from outage_proxy import OutageProxy
 from pipeline_support import alive_check, assert_ledger_equals_replay, wait_for_progress
 from private_postgres import PrivatePostgres, find_bin_dir
 from sinks.ledger import Ledger, make_engine
+from streams.app import LEDGER_REFUSED_EXIT
 from streams.local import LocalPipeline
+from streams.local_broker import LocalBroker, free_port
 from streams.publish import publish_file
 from streams.verify import accounted, expected_from_file, wait_until_accounted
 from subsidy.generate import generate_file
@@ -118,6 +123,46 @@ def test_postgres_server_crashed_and_restarted_mid_run(kafka_bootstrap, tmp_path
             assert "ledger: attempt" in log or "ledger unavailable" in log, "no batch met the stopped server"
     finally:
         server.remove()
+
+
+def _restart_the_dead(p: LocalPipeline, restarted: list[int]):
+    """A wait's check that does what a supervisor (systemd, Kubernetes) does: start a worker
+    that exited again. A worker the ledger stopped (a refused record) fails the test instead."""
+    def check() -> None:
+        for dead in p.dead_workers():
+            log = p.log_tail(dead)
+            assert dead.proc.returncode != LEDGER_REFUSED_EXIT, f"the ledger refused a record of worker {dead.index}:\n{log}"
+            restarted.append(dead.proc.returncode)
+            p.workers.remove(dead)
+            p.start_worker()
+
+    return check
+
+
+def test_broker_unreachable_mid_run(ledger_url, tmp_path):
+    """Every client connection to the broker cut, and new ones refused, twice during a run of two
+    workers (for 8 s: longer than the local session timeout, so the group falls apart and forms
+    again). Nothing is lost or booked twice: the ledger equals the replay to the fen."""
+    path = tmp_path / "events.jsonl"
+    generate_file(path, 2026, seed=25, enterprises=200, events=4000)
+    expected = expected_from_file(str(path))
+    total = len(expected.decision_ids) + expected.rejections
+    proxy_port = free_port()
+    restarted: list[int] = []
+    with LocalBroker(log_path=tmp_path / "broker.log", advertised_port=proxy_port) as broker, \
+            OutageProxy(proxy_port, broker.bootstrap) as proxy, \
+            LocalPipeline(workers=2, ledger_url=ledger_url, bootstrap=proxy.bootstrap, workdir=tmp_path / "run",
+                          app_id="subsidy-fault-broker") as p:
+        assert publish_file(str(path), proxy.bootstrap) == expected.inputs
+        check = _restart_the_dead(p, restarted)
+        with Ledger.open(ledger_url) as ledger:
+            for reached in (0.2, 0.55):
+                done = wait_for_progress(ledger, expected, int(total * reached), timeout=180, check=check)
+                assert done < total, "the run finished before the outage"
+                proxy.cut(8.0)
+            assert wait_until_accounted(ledger, expected, timeout=240, check=check), accounted(ledger, expected)
+            assert_ledger_equals_replay(ledger, expected)
+    print(f"\n{proxy.cuts} outages; workers that exited and were started again (exit codes): {restarted or 'none'}")
 
 
 def test_true_end_offsets_on_the_local_broker(kafka_bootstrap):
