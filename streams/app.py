@@ -109,6 +109,17 @@ def _exit_now(code: int) -> None:
 ROCKSDB_OPTIONS = {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20}
 
 
+def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: list[bytes], ts: float | None, duplicate: bool) -> bytes:
+    """The ledger feed's message for one claim, from records already encoded as JSON: the same
+    bytes as ``compact_json({"decisions": [...], "instructions": [...], "rejections": [...],
+    "ts": ts, "duplicate": duplicate})``."""
+    return b"".join((
+        b'{"decisions":[', b",".join(decisions), b'],"instructions":[', b",".join(instructions),
+        b'],"rejections":[', b",".join(rejections), b'],"ts":', compact_json(ts), b',"duplicate":',
+        b"true" if duplicate else b"false", b"}",
+    ))
+
+
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
     faust_flush_fix.install(on_wait=lambda count: METRICS.flush_waits.inc())
@@ -158,18 +169,25 @@ def build_app(config: StreamConfig) -> faust.App:
         return record
 
     def emit(feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
-        """Queue one claim's outputs. Synchronous on purpose: no await, so no half-sent claim."""
+        """Queue one claim's outputs. Synchronous on purpose: no await, so no half-sent claim.
+        Each record is encoded once; the feed message is spliced from the same bytes."""
+        encoded_decisions = []
         for d in decisions:
-            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=compact_json(d))
+            encoded = compact_json(d)
+            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=encoded)
+            encoded_decisions.append(encoded)
             METRICS.decisions.inc(d["outcome"])
+        encoded_instructions = []
         for i in instructions:
-            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=compact_json(i))
+            encoded = compact_json(i)
+            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=encoded)
+            encoded_instructions.append(encoded)
+        encoded_rejections = []
         for r in rejections:
-            rejections_topic.send_soon(key=origin_key, value=compact_json(r))
-        feed_topic.send_soon(
-            key=feed_key,
-            value=compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejections, "ts": ts, "duplicate": duplicate}),
-        )
+            encoded = compact_json(r)
+            rejections_topic.send_soon(key=origin_key, value=encoded)
+            encoded_rejections.append(encoded)
+        feed_topic.send_soon(key=feed_key, value=feed_record(encoded_decisions, encoded_instructions, encoded_rejections, ts, duplicate))
 
     def stage_failed(stage: str, event, exc: BaseException) -> None:
         # Per-message errors are turned into rejections inside intake_one/decide_one; anything

@@ -109,8 +109,16 @@ class TxnTable(faust.Table):
         if not writes:
             return
         partition = event.message.partition
-        self._store_writes({partition: writes.items()}, {})
-        self.send_changelog(partition, txn_key, {"w": writes})
+        # each value encoded once, for the store and for the changelog record: a claim's record
+        # holds its decisions and instructions, and encoding them is a large part of a claim's cost
+        encoded = [(key, compact_json(value)) for key, value in writes.items()]
+        store = self.data
+        if isinstance(store, RocksDBStore):
+            self._put_encoded(store, {partition: [(key.encode("utf-8"), value) for key, value in encoded]}, {})
+        else:
+            self._store_writes({partition: writes.items()}, {})
+        record = b'{"w":{' + b",".join(compact_json(key) + b":" + value for key, value in encoded) + b"}}"
+        self.send_changelog(partition, txn_key, record, value_serializer="raw")  # read back as JSON
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         by_partition: dict[int, list[tuple[str, Any]]] = defaultdict(list)
@@ -128,17 +136,10 @@ class TxnTable(faust.Table):
         together with the changelog offset they bring the database up to."""
         store = self.data
         if isinstance(store, RocksDBStore):
-            from rocksdict import WriteBatch
-
-            batches: dict[int, Any] = defaultdict(lambda: WriteBatch(raw_mode=True))
-            for partition, items in by_partition.items():
-                batch = batches[partition]
-                for key, value in items:
-                    batch.put(key.encode("utf-8"), compact_json(value))
-            for tp, offset in last_offsets.items():
-                batches[tp.partition].put(store.offset_key, str(offset).encode())
-            for partition, batch in batches.items():
-                store._db_for_partition(partition).write(batch)
+            self._put_encoded(
+                store, {p: [(key.encode("utf-8"), compact_json(value)) for key, value in items] for p, items in by_partition.items()},
+                last_offsets,
+            )
             return
         data = store.data
         key_partition = getattr(store, "_key_partition", None)
@@ -147,6 +148,20 @@ class TxnTable(faust.Table):
                 data[key] = value
                 if key_partition is not None:
                     key_partition[key] = partition
+
+    @staticmethod
+    def _put_encoded(store: RocksDBStore, by_partition: dict[int, list[tuple[bytes, bytes]]], last_offsets: dict[Any, int]) -> None:
+        from rocksdict import WriteBatch
+
+        batches: dict[int, Any] = defaultdict(lambda: WriteBatch(raw_mode=True))
+        for partition, items in by_partition.items():
+            batch = batches[partition]
+            for key, value in items:
+                batch.put(key, value)
+        for tp, offset in last_offsets.items():
+            batches[tp.partition].put(store.offset_key, str(offset).encode())
+        for partition, batch in batches.items():
+            store._db_for_partition(partition).write(batch)
 
 
 class PartitionView:

@@ -7,14 +7,15 @@ the changelog offset it reached survive the process.
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pytest
 from faust.types import TP
 
-from streams.app import build_app
+from streams.app import build_app, feed_record
 from streams.config import DEFAULT_APP_ID, StreamConfig
-from streams.state import ClaimWrites
+from streams.state import ClaimWrites, compact_json
 from streams.topics import STATE_TABLE, changelog_topic
 
 CHANGELOG = changelog_topic(DEFAULT_APP_ID)
@@ -72,3 +73,28 @@ def test_rocksdb_state_and_its_changelog_offset_survive_the_process(tmp_path):
 def test_an_unknown_state_store_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="SUBSIDY_STATE_STORE must be one of rocksdb, memory"):
         StreamConfig.from_env({"SUBSIDY_STATE_STORE": "redis"})
+
+
+@pytest.mark.parametrize("store", ["rocksdb", "memory"])
+def test_a_claims_writes_are_stored_and_sent_as_one_changelog_record(tmp_path, store, monkeypatch):
+    table = state_table(tmp_path, store)
+    sent = []
+    monkeypatch.setattr(table, "send_changelog", lambda *args, **kwargs: sent.append((args, kwargs)))
+    writes = {"cap-a": {"amount": 250, "count": 2}, "claim-x": {"granted": "1.50", "who": "成都"}}
+    table.apply_writes(SimpleNamespace(message=SimpleNamespace(partition=2)), "claim-x", writes)
+    assert table.reader(2).get("claim-x") == {"granted": "1.50", "who": "成都"}
+    [((partition, key, record), kwargs)] = sent
+    assert (partition, key, kwargs) == (2, "claim-x", {"value_serializer": "raw"})
+    assert record == compact_json({"w": writes})  # encoded once, spliced; a restore reads it as JSON
+    table.apply_changelog_batch([SimpleNamespace(value=json.loads(record), message=SimpleNamespace(partition=1, offset=0, tp=TP(CHANGELOG, 1)))])
+    assert table.reader(1).get("cap-a") == {"amount": 250, "count": 2}
+
+
+def test_the_feed_record_is_the_compact_json_of_its_parts():
+    decisions = [{"id": "d1", "amount": "1.00"}, {"id": "d2", "who": "成都"}]
+    instructions = [{"id": "i1"}]
+    rejections = [{"id": "r1"}]
+    for ts, duplicate, rejected in ((1700000000.25, False, []), (None, True, rejections)):
+        spliced = feed_record([compact_json(d) for d in decisions], [compact_json(i) for i in instructions],
+                              [compact_json(r) for r in rejected], ts, duplicate)
+        assert spliced == compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejected, "ts": ts, "duplicate": duplicate})
