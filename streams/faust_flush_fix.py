@@ -8,8 +8,9 @@ ahead. A worker killed or stopped before the buffer drained has committed claims
 decisions never left it. Worse, the decide stage queues a claim's changelog record before its
 outputs, so the changelog can be delivered and the outputs lost: the restarted worker finds
 the claim decided in its table and has nothing to resend, and the ledger later refuses the
-claim's clawback ("corrects X, which is not a payment in the ledger"). That is the loss the
-kill -9 and rebalance tests saw about one run in four.
+claim's clawback ("corrects X, which is not a payment in the ledger"), as
+tests/integration/test_pipeline.py::test_kill_9_worker_repeatedly once did on this code.
+tests/unit/test_faust_flush_fix.py shows Faust's flush returning with messages queued.
 
 The fix: the buffer remembers every message it is given until the broker has acknowledged it,
 and the producer's flush (so every commit) waits for all of them. A message that fails, or

@@ -151,6 +151,7 @@ class TxnTable(faust.Table):
 
     @staticmethod
     def _put_encoded(store: RocksDBStore, by_partition: dict[int, list[tuple[bytes, bytes]]], last_offsets: dict[Any, int]) -> None:
+        """Encoded keys and values into each partition's database, one atomic batch each."""
         from rocksdict import WriteBatch
 
         batches: dict[int, Any] = defaultdict(lambda: WriteBatch(raw_mode=True))
