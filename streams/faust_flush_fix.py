@@ -26,6 +26,8 @@ from typing import Callable
 from faust.transport.drivers.aiokafka import Producer
 from faust.transport.producer import ProducerBuffer
 
+from streams.faust_patching import require_faust
+
 DELIVERY_TIMEOUT_SECONDS = 60.0
 
 
@@ -42,12 +44,7 @@ def install(on_wait: Callable[[int], None] = lambda count: None) -> None:
     _FIX["on_wait"] = on_wait
     if _FIX["installed"]:
         return
-    for owner, name in ((ProducerBuffer, "put"), (Producer, "flush")):
-        if not hasattr(owner, name):
-            raise RuntimeError(
-                f"{owner.__module__}.{owner.__name__} has no {name}: streams/faust_flush_fix.py was written "
-                "for faust-streaming 0.15; check the fix against this version before running workers"
-            )
+    require_faust("streams/faust_flush_fix.py", (ProducerBuffer, "put"), (Producer, "flush"))
     original_put = ProducerBuffer.put
     original_flush = Producer.flush
 

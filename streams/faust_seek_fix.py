@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from faust.transport.consumer import Consumer
 
+from streams.faust_patching import require_faust
+
 _INSTALLED = {"done": False}
 
 
@@ -35,12 +37,7 @@ def install() -> None:
     """Patch Faust's Consumer (idempotent)."""
     if _INSTALLED["done"]:
         return
-    for name in ("resume_partitions", "perform_seek", "_is_changelog_tp", "pause_partitions"):
-        if not hasattr(Consumer, name):
-            raise RuntimeError(
-                f"faust.transport.consumer.Consumer has no {name}: streams/faust_seek_fix.py was written "
-                "for faust-streaming 0.15; check the fix against this version before running workers"
-            )
+    require_faust("streams/faust_seek_fix.py", *((Consumer, name) for name in ("resume_partitions", "perform_seek", "_is_changelog_tp", "pause_partitions")))
     original_resume = Consumer.resume_partitions
     original_seek = Consumer.perform_seek
 

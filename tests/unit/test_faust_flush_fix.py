@@ -104,3 +104,10 @@ def test_a_message_never_acknowledged_fails_the_wait_after_the_timeout():
             await wait_delivered({never}, timeout=0.05)
 
     asyncio.run(scenario())
+
+
+def test_a_faust_without_the_patched_method_is_refused_not_silently_unfixed():
+    from streams.faust_patching import require_faust
+
+    with pytest.raises(RuntimeError, match="ProducerBuffer has no put_many: streams/faust_flush_fix.py was written for faust-streaming 0.15"):
+        require_faust("streams/faust_flush_fix.py", (ProducerBuffer, "put"), (ProducerBuffer, "put_many"))
