@@ -104,11 +104,19 @@ class LocalPipeline:
             self.start_worker()
         return self
 
-    def start_worker(self) -> WorkerProcess:
+    def start_worker(self, state_of: WorkerProcess | None = None) -> WorkerProcess:
+        """A new worker process; with ``state_of`` (a stopped or killed worker) on that worker's
+        data directory, as a supervisor restarts a worker on its state volume."""
         from streams.local_broker import free_port
 
-        index = self._counter
-        self._counter += 1
+        if state_of is not None:
+            assert not state_of.alive(), "two workers on one RocksDB directory"
+            if state_of in self.workers:
+                self.workers.remove(state_of)
+            index = state_of.index
+        else:
+            index = self._counter
+            self._counter += 1
         port = free_port()
         datadir = self.workdir / f"worker-{index}-data"
         env = dict(os.environ)

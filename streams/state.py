@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from functools import partial
 from typing import Any, Callable, Iterable, Iterator, MutableMapping
 
 import faust
@@ -92,33 +93,71 @@ class TxnTable(faust.Table):
     _changelog_compacting = False
     _changelog_deleting = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # RocksDB only: writes whose changelog record the broker has not acknowledged yet, by
+        # partition: key -> (the record's sequence number, encoded value). See apply_writes.
+        self._unacknowledged: dict[int, dict[str, tuple[int, bytes]]] = defaultdict(dict)
+        self._records_sent = 0
+
     def reader(self, partition: int) -> "PartitionView":
         """What the engine reads through for a claim of ``partition``."""
         store = self.data
         if isinstance(store, RocksDBStore):
             db = store._db_for_partition(partition)
+            unacknowledged = self._unacknowledged[partition]
 
             def get(key: str) -> Any:
-                raw = db.get(key.encode("utf-8"))
+                pending = unacknowledged.get(key)
+                raw = pending[1] if pending is not None else db.get(key.encode("utf-8"))
                 return None if raw is None else json.loads(raw)
 
             return PartitionView(get)
         return PartitionView(store.data.get)
 
     def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any]) -> None:
+        """Make one claim's writes visible to the next claims and send them as one changelog record.
+
+        WHY RocksDB gets them only once the broker acknowledged the record: a worker killed
+        before that restarts on its RocksDB state (production keeps it on a volume). Had the
+        writes been stored at once, the redelivered claim would find itself decided and pass for
+        a repeat, so its record would never reach the changelog, and the next worker to restore
+        the partition would lack the claim and its cap charges (paying past a cap, or a refund
+        finding no payment to claw back). Stored with the record's offset in one batch, RocksDB
+        always equals the changelog up to the offset it holds."""
         if not writes:
             return
         partition = event.message.partition
         # each value encoded once, for the store and for the changelog record: a claim's record
         # holds its decisions and instructions, and encoding them is a large part of a claim's cost
         encoded = [(key, compact_json(value)) for key, value in writes.items()]
-        store = self.data
-        if isinstance(store, RocksDBStore):
-            self._put_encoded(store, {partition: [(key.encode("utf-8"), value) for key, value in encoded]}, {})
-        else:
-            self._store_writes({partition: writes.items()}, {})
         record = b'{"w":{' + b",".join(compact_json(key) + b":" + value for key, value in encoded) + b"}}"
-        self.send_changelog(partition, txn_key, record, value_serializer="raw")  # read back as JSON
+        if isinstance(self.data, RocksDBStore):
+            self._records_sent += 1
+            sequence = self._records_sent
+            unacknowledged = self._unacknowledged[partition]
+            for key, value in encoded:
+                unacknowledged[key] = (sequence, value)
+            callback = partial(self._store_acknowledged, partition, sequence, encoded)
+        else:  # the memory store is rebuilt from the whole changelog at every start
+            self._store_writes({partition: writes.items()}, {})
+            callback = self._on_changelog_sent
+        self.changelog_topic.send_soon(
+            key=txn_key, value=record, partition=partition, key_serializer=self.key_serializer,
+            value_serializer="raw",  # already JSON; a restore reads it back with the table's json serializer
+            callback=callback, eager_partitioning=True,
+        )
+
+    def _store_acknowledged(self, partition: int, sequence: int, encoded: list[tuple[str, bytes]], sent: Any) -> None:
+        """The broker holds record ``sequence``: store its writes with its offset, atomically."""
+        metadata = sent.result()
+        self._put_encoded(self.data, {partition: [(key.encode("utf-8"), value) for key, value in encoded]},
+                          {metadata.topic_partition: metadata.offset})
+        unacknowledged = self._unacknowledged[partition]
+        for key, _ in encoded:
+            pending = unacknowledged.get(key)
+            if pending is not None and pending[0] == sequence:  # no later claim wrote it since
+                del unacknowledged[key]
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         by_partition: dict[int, list[tuple[str, Any]]] = defaultdict(list)

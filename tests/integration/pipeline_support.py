@@ -107,3 +107,43 @@ def assert_sound(ledger, expected) -> None:
     assert len(paid) == len(set(paid)), "one event was paid twice under one clause"
     assert not cap_problems(ledger)
     assert not ledger.verify_chain()
+
+
+def state_differs_from_changelog(p, bootstrap: str) -> list[str]:
+    """Every worker's RocksDB state (workers stopped) must equal the changelog replayed up to the
+    offset that state holds: a worker restarted on it must not know a claim the changelog lacks."""
+    from kafka import KafkaConsumer, TopicPartition
+    from faust.types import TP
+
+    from streams.app import build_app
+    from streams.config import StreamConfig
+    from streams.topics import STATE_TABLE, changelog_topic
+
+    topic = changelog_topic(p.app_id)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+    consumer.assign([TopicPartition(topic, partition) for partition in range(p.partitions)])
+    consumer.seek_to_beginning()
+    records: dict[int, list[tuple[int, dict]]] = {partition: [] for partition in range(p.partitions)}
+    for message in consumer:
+        records[message.partition].append((message.offset, json.loads(message.value)["w"]))
+    consumer.close()
+    problems = []
+    for datadir in sorted(p.workdir.glob("worker-*-data")):
+        table = build_app(StreamConfig(datadir=str(datadir), app_id=p.app_id, state_store="rocksdb")).tables[STATE_TABLE]
+        for partition in range(p.partitions):
+            held = table.data.persisted_offset(TP(topic, partition))
+            expected: dict = {}
+            for offset, writes in records[partition]:
+                if held is not None and offset <= held:
+                    expected.update(writes)
+            db = table.data._db_for_partition(partition)
+            actual = {key.decode(): json.loads(value) for key, value in db.items() if key != table.data.offset_key}
+            if actual != expected:
+                extra = sorted(set(actual) - set(expected))[:3]
+                changed = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
+                problems.append(f"{datadir.name} partition {partition} (changelog offset {held}): "
+                                f"{len(set(actual) - set(expected))} keys the changelog lacks {extra}, "
+                                f"{len(set(expected) - set(actual))} missing, other values for {changed}")
+        for db in table.data._dbs.values():
+            db.close()
+    return problems

@@ -127,14 +127,14 @@ def test_postgres_server_crashed_and_restarted_mid_run(kafka_bootstrap, tmp_path
 
 def _restart_the_dead(p: LocalPipeline, restarted: list[int]):
     """A wait's check that does what a supervisor (systemd, Kubernetes) does: start a worker
-    that exited again. A worker the ledger stopped (a refused record) fails the test instead."""
+    that exited again, on its state. A worker the ledger stopped (a refused record) fails the
+    test instead."""
     def check() -> None:
         for dead in p.dead_workers():
             log = p.log_tail(dead)
             assert dead.proc.returncode != LEDGER_REFUSED_EXIT, f"the ledger refused a record of worker {dead.index}:\n{log}"
             restarted.append(dead.proc.returncode)
-            p.workers.remove(dead)
-            p.start_worker()
+            p.start_worker(state_of=dead)
 
     return check
 

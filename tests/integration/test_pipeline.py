@@ -18,7 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_support import alive_check, assert_ledger_equals_replay, assert_sound, mutate, wait_for_progress
+from pipeline_support import (
+    alive_check,
+    assert_ledger_equals_replay,
+    assert_sound,
+    mutate,
+    state_differs_from_changelog,
+    wait_for_progress,
+)
 from rules.policy import DEFAULT_POLICY_PATH, load_policy
 from sinks.ledger import Ledger
 from streams.local import LocalPipeline
@@ -150,10 +157,14 @@ def test_kill_9_worker_repeatedly(pipeline, tmp_path):
             victim = p.workers[0]
             p.kill_worker(victim)  # SIGKILL
             kills += 1
-            p.start_worker()
+            # restarted on its RocksDB state (as from a volume) or, every other time, on none
+            p.start_worker(state_of=victim if kills % 2 else None)
         assert kills >= 3, f"the run finished before 3 kills ({kills})"
         assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
         assert_ledger_equals_replay(ledger, expected)
+    for worker in list(p.workers):
+        p.stop_worker(worker)
+    assert not state_differs_from_changelog(p, p.bootstrap)
 
 
 def test_two_workers_with_rebalance(pipeline, tmp_path):

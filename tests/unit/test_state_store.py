@@ -78,13 +78,14 @@ def test_an_unknown_state_store_is_refused_with_the_choices():
 @pytest.mark.parametrize("store", ["rocksdb", "memory"])
 def test_a_claims_writes_are_stored_and_sent_as_one_changelog_record(tmp_path, store, monkeypatch):
     table = state_table(tmp_path, store)
-    sent = []
-    monkeypatch.setattr(table, "send_changelog", lambda *args, **kwargs: sent.append((args, kwargs)))
+    sent: list[dict] = []
+    monkeypatch.setattr(table.changelog_topic, "send_soon", lambda **kwargs: sent.append(kwargs))
     writes = {"cap-a": {"amount": 250, "count": 2}, "claim-x": {"granted": "1.50", "who": "成都"}}
     table.apply_writes(SimpleNamespace(message=SimpleNamespace(partition=2)), "claim-x", writes)
     assert table.reader(2).get("claim-x") == {"granted": "1.50", "who": "成都"}
-    [((partition, key, record), kwargs)] = sent
-    assert (partition, key, kwargs) == (2, "claim-x", {"value_serializer": "raw"})
+    [message] = sent
+    assert (message["partition"], message["key"], message["value_serializer"]) == (2, "claim-x", "raw")
+    record = message["value"]
     assert record == compact_json({"w": writes})  # encoded once, spliced; a restore reads it as JSON
     table.apply_changelog_batch([SimpleNamespace(value=json.loads(record), message=SimpleNamespace(partition=1, offset=0, tp=TP(CHANGELOG, 1)))])
     assert table.reader(1).get("cap-a") == {"amount": 250, "count": 2}
@@ -98,3 +99,34 @@ def test_the_feed_record_is_the_compact_json_of_its_parts():
         spliced = feed_record([compact_json(d) for d in decisions], [compact_json(i) for i in instructions],
                               [compact_json(r) for r in rejected], ts, duplicate)
         assert spliced == compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejected, "ts": ts, "duplicate": duplicate})
+
+
+def _delivered(sent: dict, offset: int) -> None:
+    """What the producer does once the broker acknowledged a changelog record."""
+    metadata = SimpleNamespace(topic_partition=TP(CHANGELOG, sent["partition"]), offset=offset)
+    sent["callback"](SimpleNamespace(result=lambda: metadata))
+
+
+def test_rocksdb_holds_only_changelog_records_the_broker_acknowledged(tmp_path, monkeypatch):
+    """A worker killed before a claim's changelog record left restarts on its RocksDB state. If
+    that state already held the claim, the redelivered claim would pass for a repeat, and its
+    record would never reach the changelog: the next worker to restore the partition would
+    lack the claim and its cap charges. So a claim's writes reach RocksDB only with the
+    changelog offset that holds them; until then they are read from memory."""
+    table = state_table(tmp_path, "rocksdb")
+    sent: list[dict] = []
+    monkeypatch.setattr(table.changelog_topic, "send_soon", lambda **kwargs: sent.append(kwargs))
+    event = SimpleNamespace(message=SimpleNamespace(partition=1))
+    table.apply_writes(event, "claim-a", {"claim-a": {"granted": 1}, "cap": {"amount": 1, "count": 1}})
+    table.apply_writes(event, "claim-b", {"claim-b": {"granted": 2}, "cap": {"amount": 3, "count": 2}})
+    assert table.reader(1).get("cap") == {"amount": 3, "count": 2}  # the next claim sees both
+    _delivered(sent[0], offset=7)
+    assert table.reader(1).get("cap") == {"amount": 3, "count": 2}  # b's value still pending, still read
+    for db in table.data._dbs.values():
+        db.close()  # the process dies before claim-b's record was acknowledged
+
+    reopened = state_table(tmp_path, "rocksdb")
+    assert reopened.reader(1).get("claim-a") == {"granted": 1}
+    assert reopened.reader(1).get("claim-b") is None
+    assert reopened.reader(1).get("cap") == {"amount": 1, "count": 1}
+    assert reopened.data.persisted_offset(TP(CHANGELOG, 1)) == 7  # the restore reads from 8 on
