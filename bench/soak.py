@@ -79,7 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     from sinks.ledger import Ledger
     from streams.local import LocalPipeline
     from streams.publish import iter_messages
-    from streams.verify import accounted, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
+    from streams.verify import (
+        accounted, compare_totals, expected_from_file, ledger_totals, state_differs_from_changelog, totals_table, wait_until_accounted,
+    )
     from subsidy.generate import generate_file
 
     rng = random.Random(args.seed)
@@ -139,9 +141,9 @@ def main(argv: list[str] | None = None) -> int:
                         kill_at.pop(0)
                         victim = rng.choice(pipeline.workers)
                         pipeline.kill_worker(victim)
-                        fresh = pipeline.start_worker()
+                        fresh = pipeline.start_worker(state_of=victim)  # on its RocksDB state, as from a volume
                         kills.append({"at_s": round(now, 1), "killed_pid": victim.pid, "new_pid": fresh.pid})
-                        log(f"{now:6.1f} s: kill -9 worker pid {victim.pid}; started pid {fresh.pid}")
+                        log(f"{now:6.1f} s: kill -9 worker pid {victim.pid}; started pid {fresh.pid} on its state")
                     for w in pipeline.dead_workers():
                         raise SystemExit(f"worker {w.index} died on its own ({w.proc.returncode}):\n{pipeline.log_tail(w)}")
                     time.sleep(0.2)
@@ -155,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
                     done = accounted(ledger, expected)
                     if problems:
                         log(totals_table(expected.totals, actual))
+                for worker in list(pipeline.workers):
+                    pipeline.stop_worker(worker)
+                state_problems = state_differs_from_changelog(pipeline, bootstrap)
+                for problem in state_problems:
+                    log(f"state differs from the changelog: {problem}")
             finally:
                 pipeline.stop()
     finally:
@@ -175,12 +182,13 @@ def main(argv: list[str] | None = None) -> int:
                               "change": round(b / a - 1, 3), "flat": abs(b / a - 1) <= args.tolerance}
     memory_flat = bool(flat) and all(v["flat"] for v in flat.values())
     equal = complete and not problems
+    state_equals_changelog = not state_problems
     result = {
         "benchmark": "soak", "peak": peak, "rate_per_s": round(rate, 2), "seconds": duration, "inputs": len(messages),
         "published_in_s": round(publish_s, 1), "workers": args.workers, "broker": "external " + args.broker if args.broker else "local tansu",
         "kills": kills, "rss_samples_kib": {str(k): v for k, v in samples.items()}, "memory": flat, "memory_flat": memory_flat,
         "ledger_complete": complete, "accounted": list(done), "ledger_counts": counts, "ledger_equals_replay": equal,
-        "passed": memory_flat and equal, "environment": environment(args.pg_url),
+        "state_equals_changelog": state_equals_changelog, "passed": memory_flat and equal and state_equals_changelog, "environment": environment(args.pg_url),
     }
     lines = [
         f"soak: {len(messages):,} inputs at {rate:,.2f}/s for {duration:.0f} s, {args.workers} workers, {len(kills)} kill -9",
@@ -188,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for pid, v in flat.items():
         lines.append(f"worker {pid}: RSS 2nd minute {v['second_minute_mib']} MiB, last minute {v['last_minute_mib']} MiB ({v['change']:+.1%}) {'flat' if v['flat'] else 'GROWING'}")
-    lines.append(f"ledger complete: {complete}; equals replay to the fen: {equal}; memory flat: {memory_flat}")
+    lines.append(f"ledger complete: {complete}; equals replay to the fen: {equal}; memory flat: {memory_flat}; "
+                 f"workers' state equals the changelog: {state_equals_changelog}")
     lines.append("PASS" if result["passed"] else "FAIL")
     emit(result, args.json, lines)
     return 0 if result["passed"] else 1

@@ -22,7 +22,10 @@ later claims' values.
 Two stores hold the table (``SUBSIDY_STATE_STORE``): ``rocksdb`` (the default: one RocksDB
 database per partition on local disk, so a worker's memory stays flat however many claims it
 has decided, and a restarted worker reads the changelog only from the offset its database
-already holds) and ``memory`` (everything in a dict, rebuilt from the whole changelog).
+already holds) and ``memory`` (everything in a dict, rebuilt from the whole changelog). A
+RocksDB database only ever holds changelog records the broker acknowledged, each stored with
+its offset in one batch; until then a claim's writes are read from memory
+(:meth:`TxnTable.apply_writes` says why).
 
 Every read and write here names its partition. Faust's RocksDB store picks the partition of
 a key from ``current_event()``, and inside a ``take_events`` batch that is whichever event

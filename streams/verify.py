@@ -8,6 +8,7 @@ message.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -111,3 +112,44 @@ def totals_table(expected: dict[str, dict[str, int]], actual: dict[str, dict[str
 
 def cap_problems(ledger) -> list[str]:
     return [f"cap {scope}: used {u['used']} > limit {u['limit']}" for scope, u in ledger.cap_usage().items() if u["used"] > u["limit"]]
+
+
+def state_differs_from_changelog(p, bootstrap: str) -> list[str]:
+    """Problems, if any, with the RocksDB state of a LocalPipeline ``p``'s workers (stopped):
+    each must equal the changelog replayed up to the offset it holds, or a worker restarted on
+    it would know claims the changelog lacks (see streams/state.py)."""
+    from faust.types import TP
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.app import build_app
+    from streams.config import StreamConfig
+    from streams.topics import STATE_TABLE, changelog_topic
+
+    topic = changelog_topic(p.app_id)
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
+    consumer.assign([TopicPartition(topic, partition) for partition in range(p.partitions)])
+    consumer.seek_to_beginning()
+    records: dict[int, list[tuple[int, dict]]] = {partition: [] for partition in range(p.partitions)}
+    for message in consumer:
+        records[message.partition].append((message.offset, json.loads(message.value)["w"]))
+    consumer.close()
+    problems = []
+    for datadir in sorted(p.workdir.glob("worker-*-data")):
+        table = build_app(StreamConfig(datadir=str(datadir), app_id=p.app_id, state_store="rocksdb")).tables[STATE_TABLE]
+        for partition in range(p.partitions):
+            held = table.data.persisted_offset(TP(topic, partition))
+            expected: dict = {}
+            for offset, writes in records[partition]:
+                if held is not None and offset <= held:
+                    expected.update(writes)
+            db = table.data._db_for_partition(partition)
+            actual = {key.decode(): json.loads(value) for key, value in db.items() if key != table.data.offset_key}
+            if actual != expected:
+                extra = sorted(set(actual) - set(expected))[:3]
+                changed = sorted(k for k in set(actual) & set(expected) if actual[k] != expected[k])[:3]
+                problems.append(f"{datadir.name} partition {partition} (changelog offset {held}): "
+                                f"{len(set(actual) - set(expected))} keys the changelog lacks {extra}, "
+                                f"{len(set(expected) - set(actual))} missing, other values for {changed}")
+        for db in table.data._dbs.values():
+            db.close()
+    return problems

@@ -18,14 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline_support import (
-    alive_check,
-    assert_ledger_equals_replay,
-    assert_sound,
-    mutate,
-    state_differs_from_changelog,
-    wait_for_progress,
-)
+from pipeline_support import alive_check, assert_ledger_equals_replay, assert_sound, mutate, wait_for_progress
 from rules.policy import DEFAULT_POLICY_PATH, load_policy
 from sinks.ledger import Ledger
 from streams.local import LocalPipeline
@@ -36,6 +29,7 @@ from streams.verify import (
     compare_totals,
     expected_from_file,
     ledger_totals,
+    state_differs_from_changelog,
     wait_until_accounted,
 )
 from subsidy.generate import generate_file
