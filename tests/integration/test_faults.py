@@ -156,7 +156,7 @@ def test_broker_unreachable_mid_run(ledger_url, tmp_path):
         assert publish_file(str(path), proxy.bootstrap) == expected.inputs
         check = _restart_the_dead(p, restarted)
         with Ledger.open(ledger_url) as ledger:
-            for reached in (0.2, 0.55):
+            for reached in (0.15, 0.4):
                 done = wait_for_progress(ledger, expected, int(total * reached), timeout=180, check=check)
                 assert done < total, "the run finished before the outage"
                 proxy.cut(8.0)
