@@ -37,7 +37,8 @@ def install() -> None:
     """Patch Faust's Consumer (idempotent)."""
     if _INSTALLED["done"]:
         return
-    require_faust("streams/faust_seek_fix.py", *((Consumer, name) for name in ("resume_partitions", "perform_seek", "_is_changelog_tp", "pause_partitions")))
+    patched_or_called = ("resume_partitions", "perform_seek", "_is_changelog_tp", "pause_partitions")
+    require_faust("streams/faust_seek_fix.py", *((Consumer, name) for name in patched_or_called))
     original_resume = Consumer.resume_partitions
     original_seek = Consumer.perform_seek
 

@@ -107,4 +107,3 @@ def assert_sound(ledger, expected) -> None:
     assert len(paid) == len(set(paid)), "one event was paid twice under one clause"
     assert not cap_problems(ledger)
     assert not ledger.verify_chain()
-
