@@ -1,4 +1,4 @@
-"""`subsidy worker | up | publish | demo` (hooked into subsidy/cli.py).
+"""`subsidy worker | up | publish | demo | trace` (hooked into subsidy/cli.py).
 
 * ``worker``: production. One Faust worker configured from the environment (SUBSIDY_BROKER,
   SUBSIDY_LEDGER_URL, SUBSIDY_POLICY, SUBSIDY_PARTITIONS, SUBSIDY_APP_ID) or flags; no
@@ -8,6 +8,8 @@
 * ``publish``: send a JSONL file of events to the input topics with kafka-python.
 * ``demo``: up + a generated sample + publish + wait until the ledger accounts for every
   input; prints the per-clause-year totals next to the replay's, then stops everything.
+* ``trace``: every record of the pipeline's topics that mentions the given ids
+  (streams/trace.py), for an incident such as a refused clawback.
 """
 
 from __future__ import annotations
@@ -198,6 +200,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         pipeline.stop()
 
 
+# -- trace ----------------------------------------------------------------------------------
+
+
+def cmd_trace(args: argparse.Namespace) -> int:
+    from streams.config import DEFAULT_APP_ID
+    from streams.trace import trace
+
+    broker = args.broker or os.environ.get("SUBSIDY_BROKER")
+    if not broker:
+        raise _command_error("say which broker to read: --broker HOST:PORT (subsidy up prints it) or SUBSIDY_BROKER")
+    try:
+        lines = trace(_bootstrap(broker), args.ids, args.app_id or os.environ.get("SUBSIDY_APP_ID", DEFAULT_APP_ID))
+    except Exception as exc:  # kafka errors: no broker there, etc.
+        raise _command_error(f"reading {broker} failed: {type(exc).__name__}: {exc}") from None
+    print("\n".join(lines))
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------
 
 
@@ -236,3 +256,9 @@ def add_stream_commands(subparsers) -> None:
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--timeout", type=float, default=600.0)
     demo.set_defaults(func=cmd_demo)
+
+    tr = subparsers.add_parser("trace", help="show every record of the pipeline's topics that mentions these ids (instruction, decision or event)")
+    tr.add_argument("ids", nargs="+", metavar="ID")
+    tr.add_argument("--broker", metavar="HOST:PORT", help="bootstrap address (default $SUBSIDY_BROKER)")
+    tr.add_argument("--app-id", help="the workers' app id, also their consumer group (default $SUBSIDY_APP_ID or subsidy-pipeline)")
+    tr.set_defaults(func=cmd_trace)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
 import subprocess
 import time
@@ -79,13 +80,29 @@ def wait_for_progress(ledger, expected, at_least: int, timeout: float = 120.0, c
 
 
 def alive_check(p):
-    """A wait's check: fail with the log tail of a worker that died."""
+    """A wait's check: fail with the log tail of a worker that died and, when the ledger refused a
+    record, every record of the topics that names the refused ids (streams/trace.py), so that a
+    rare failure leaves what is needed to explain it."""
     def check() -> None:
         dead = p.dead_workers()
         if dead:
-            raise AssertionError(f"worker {dead[0].index} died ({dead[0].proc.returncode}):\n{p.log_tail(dead[0])}")
+            tail = p.log_tail(dead[0])
+            raise AssertionError(f"worker {dead[0].index} died ({dead[0].proc.returncode}):\n{tail}{refusal_trace(p, tail)}")
 
     return check
+
+
+def refusal_trace(p, log_tail: str) -> str:
+    from streams.trace import trace
+
+    refusal = next((line for line in reversed(log_tail.splitlines()) if "LEDGER REFUSED" in line), "")
+    ids = set(re.findall(r"\b[0-9a-f]{32}\b", refusal))
+    if not ids:
+        return ""
+    try:
+        return "\n" + "\n".join(trace(p.bootstrap, ids, p.app_id, progress=lambda text: None))
+    except Exception as exc:  # noqa: BLE001 - the trace must not hide the failure it explains
+        return f"\n(trace failed: {type(exc).__name__}: {exc})"
 
 
 def assert_ledger_equals_replay(ledger, expected) -> None:

@@ -32,6 +32,7 @@ from streams.verify import (
     state_differs_from_changelog,
     wait_until_accounted,
 )
+from subsidy.cli import main as subsidy_main
 from subsidy.generate import generate_file
 
 pytestmark = pytest.mark.integration
@@ -85,7 +86,7 @@ def _kcat_works(bootstrap: str) -> bool:
         return False
 
 
-def test_generated_year_matches_replay(pipeline, tmp_path):
+def test_generated_year_matches_replay(pipeline, tmp_path, capsys):
     path = _events(tmp_path, 3000, seed=11)
     expected = expected_from_file(str(path))
     p = pipeline(workers=1)
@@ -103,7 +104,20 @@ def test_generated_year_matches_replay(pipeline, tmp_path):
     with Ledger.open(p.ledger_url) as ledger:
         assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
         assert_ledger_equals_replay(ledger, expected)
+        clawback = ledger.instructions(kind="clawback")[0]
     print(f"\n{expected.inputs} inputs in {time.monotonic() - started:.1f}s")
+
+    # `subsidy trace` follows a clawback and its payment through every topic of the pipeline
+    assert subsidy_main(["trace", clawback["instruction_id"], clawback["corrects"], "--broker", p.bootstrap, "--app-id", p.app_id]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for event_id in clawback["event_ids"]:
+        assert any(line.startswith("  subsidy-claims[") and f"claim {event_id} " in line for line in lines), lines
+    for topic in ("subsidy-ledger-feed", "subsidy-test-subsidy-state-changelog", "disbursement-instructions", "subsidy-decisions"):
+        assert any(line.startswith(f"  {topic}[") for line in lines), (topic, lines)
+    assert any(f"clawback {clawback['instruction_id'][:12]}" in line for line in lines), lines
+    assert any(f"payment {clawback['corrects'][:12]}" in line for line in lines), lines
+    committed = lines.index(f"committed offsets of group {p.app_id} (next record to read):")
+    assert any(line.startswith("  subsidy-ledger-feed[") for line in lines[committed:]), lines
 
     # the public rejection topic carries the original bytes, topic, partition, offset and a reason
     from kafka import KafkaConsumer
