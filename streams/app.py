@@ -205,10 +205,11 @@ def build_app(config: StreamConfig) -> faust.App:
         """Exit, acknowledging nothing, if the consumer skipped records of our own topics
         (streams/offset_guard.py)."""
         generation = app.consumer_generation_id
+        committed = app.consumer._committed_offset  # Faust's own view (next record to read); not public
         for event in events:
             message = event.message
             if message.topic in (CLAIMS_TOPIC, FEED_TOPIC):
-                missing = offset_guard.skipped_to(message.tp, message.offset, generation)
+                missing = offset_guard.skipped_to(message.tp, message.offset, generation, committed.get(message.tp))
                 if missing is not None:
                     log.critical("%s: the consumer handed over %s[%s]@%s where @%s was next: records were skipped; "
                                  "exiting without acknowledging the batch, so that a restarted worker reads them again",

@@ -8,10 +8,16 @@ lost two claims this way or a way like it (bench/README.md) after streams/faust_
 had closed the path it explains. The guard turns such a loss into a halt: the stage exits
 before acknowledging the batch, and a restarted worker reads again from the committed offset.
 
-Only jumps inside one consumer generation count: after a rebalance another worker may have
-moved the partition on. A seek back (recovery's) is a repeat, not a loss; the stall watch's
-seek to the committed offset (streams/stall_watch.py) may move forward of what the agent last
-saw, so it starts the partition over (``forget``).
+Inside one consumer generation, a jump past the next offset is a skip. At the start of a
+generation (a rebalance, or the worker's start) the first record of a partition must be at or
+before the group's committed offset (the next record to read): Faust's commit bookkeeping lets
+exactly one missing record at the head of a partition through (``Consumer._new_offset`` only
+calls a head gap a gap when it is two records or more), so a first record one past the
+committed offset would be committed over, unread. Later jumps of a new generation's first
+record are repeats or moves by another worker and are not losses. A seek back (recovery's) is a
+repeat, not a loss; the stall watch's seek to the committed offset (streams/stall_watch.py) may
+leave records fetched before it in flight, so after it the partition starts over unchecked
+(``forget``).
 """
 
 from __future__ import annotations
@@ -24,18 +30,24 @@ class OffsetGuard:
 
     def __init__(self) -> None:
         self._next: dict[Hashable, tuple[int, int]] = {}
+        self._sought: set[Hashable] = set()
 
-    def skipped_to(self, tp: Hashable, offset: int, generation: int) -> int | None:
-        """The offset that should have come before ``offset`` if records were skipped, else None."""
+    def skipped_to(self, tp: Hashable, offset: int, generation: int, committed: int | None = None) -> int | None:
+        """The offset that should have come before ``offset`` if records were skipped, else None.
+        ``committed``: the group's committed offset of ``tp`` as the consumer knows it, if any."""
         known = self._next.get(tp)
         if known is not None and known[0] == generation:
             if offset > known[1]:
                 return known[1]
             if offset < known[1]:
                 return None  # a repeat after a seek: the position stays where it got to
+        elif committed is not None and offset > committed and tp not in self._sought:
+            return committed
+        self._sought.discard(tp)
         self._next[tp] = (generation, offset + 1)
         return None
 
     def forget(self, tp: Hashable) -> None:
         """After a deliberate seek (streams/stall_watch.py) the partition starts over."""
         self._next.pop(tp, None)
+        self._sought.add(tp)

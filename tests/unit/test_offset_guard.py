@@ -24,3 +24,21 @@ def test_a_forgotten_partition_starts_over_at_the_seek():
     assert guard.skipped_to("feed-1", 1725, generation=3) is None
     guard.forget("feed-1")  # the stall watch sought it to its committed offset, 1886
     assert guard.skipped_to("feed-1", 1886, generation=3) is None
+
+
+def test_a_generation_must_start_at_or_before_the_committed_offset():
+    guard = OffsetGuard()
+    assert guard.skipped_to("claims-2", 1434, generation=4, committed=1434) is None
+    assert guard.skipped_to("claims-2", 1435, generation=4, committed=1434) is None
+    assert guard.skipped_to("claims-1", 90, generation=4, committed=100) is None  # a repeat
+    # one record past the committed offset: Faust would commit over 1434 unread
+    assert OffsetGuard().skipped_to("claims-2", 1435, generation=5, committed=1434) == 1434
+    assert OffsetGuard().skipped_to("claims-2", 1435, generation=5, committed=None) is None  # nothing known
+
+
+def test_after_a_stall_watch_seek_the_first_record_is_not_held_to_the_committed_offset():
+    guard = OffsetGuard()
+    assert guard.skipped_to("feed-1", 1725, generation=3, committed=1725) is None
+    guard.forget("feed-1")
+    assert guard.skipped_to("feed-1", 1890, generation=3, committed=1886) is None  # fetched before the seek
+    assert guard.skipped_to("feed-1", 1891, generation=3, committed=1886) is None
