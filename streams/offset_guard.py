@@ -47,6 +47,11 @@ class OffsetGuard:
         self._next[tp] = (generation, offset + 1)
         return None
 
+    def starts(self, tp: Hashable, generation: int) -> bool:
+        """Whether a record of ``tp`` in ``generation`` would be the first one seen."""
+        known = self._next.get(tp)
+        return known is None or known[0] != generation
+
     def forget(self, tp: Hashable) -> None:
         """After a deliberate seek (streams/stall_watch.py) the partition starts over."""
         self._next.pop(tp, None)

@@ -72,26 +72,41 @@ def summarise(topic: str, value: bytes, needles: set[str]) -> tuple[str, set[str
     return "; ".join(parts), events
 
 
-def _scan(consumer, topics: Iterable[str], needles: set[str], progress) -> tuple[list[TraceHit], set[str]]:
+def _scan(consumer, topics: Iterable[str], needles: set[str], progress, idle_seconds: float = 10.0) -> tuple[list[TraceHit], set[str]]:
+    """Read every record of ``topics`` from the beginning: each partition up to its end offset,
+    then until a poll brings nothing more (the local broker reports end offsets short by up to
+    a batch), giving up on a partition that brings nothing for ``idle_seconds``."""
+    import time
+
     from kafka import TopicPartition
 
     hits: list[TraceHit] = []
     events: set[str] = set()
     encoded = [n.encode() for n in needles]
     for topic in topics:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         if not tps:
             continue
         consumer.assign(tps)
         consumer.seek_to_beginning()
+        ends = consumer.end_offsets(tps)
         read = 0
-        for message in consumer:
-            read += 1
-            if message.value and any(n in message.value for n in encoded):
-                summary, found = summarise(topic, message.value, needles)
-                hits.append(TraceHit(topic, message.partition, message.offset, message.timestamp, summary))
-                events |= found
+        last_record = time.monotonic()
+        while True:
+            batch = consumer.poll(timeout_ms=500)
+            for records in batch.values():
+                for message in records:
+                    read += 1
+                    if message.value and any(n in message.value for n in encoded):
+                        summary, found = summarise(topic, message.value, needles)
+                        hits.append(TraceHit(topic, message.partition, message.offset, message.timestamp, summary))
+                        events |= found
+            now = time.monotonic()
+            if batch:
+                last_record = now
+                continue
+            if all(consumer.position(tp) >= ends[tp] for tp in tps) or now - last_record > idle_seconds:
+                break
         progress(f"trace: {topic}: {read:,} records read")
     return hits, events
 
@@ -101,8 +116,7 @@ def trace(bootstrap: str, ids: Iterable[str], app_id: str, progress=lambda text:
     from kafka import KafkaConsumer
 
     needles = {i for i in ids if i}
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=2000,
-                             client_id="subsidy-trace")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="subsidy-trace")
     try:
         hits, events = _scan(consumer, (FEED_TOPIC, changelog_topic(app_id), DECISIONS_TOPIC, INSTRUCTIONS_TOPIC), needles, progress)
         claim_hits, _ = _scan(consumer, (CLAIMS_TOPIC,), events | needles, progress)

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from sinks.ledger import Ledger
 from streams.verify import cap_problems, compare_totals, ledger_totals, totals_table
 
 
@@ -100,7 +101,13 @@ def refusal_trace(p, log_tail: str) -> str:
     if not ids:
         return ""
     try:
-        return "\n" + "\n".join(trace(p.bootstrap, ids, p.app_id, progress=lambda text: None))
+        lines = trace(p.bootstrap, ids, p.app_id, progress=lambda text: None)
+        with Ledger.open(p.ledger_url) as ledger, ledger.engine.connect() as conn:
+            booked = conn.exec_driver_sql(
+                "SELECT instruction_id, kind, journal_seq, recorded_at FROM ledger_instructions WHERE instruction_id IN ("
+                + ", ".join(f"'{i}'" for i in sorted(ids)) + ")").all()
+        lines.append("in the ledger: " + (", ".join(f"{r[1]} {r[0][:12]} (journal #{r[2]}, {r[3]})" for r in booked) or "none of them"))
+        return "\n" + "\n".join(lines)
     except Exception as exc:  # noqa: BLE001 - the trace must not hide the failure it explains
         return f"\n(trace failed: {type(exc).__name__}: {exc})"
 

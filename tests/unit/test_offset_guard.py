@@ -42,3 +42,11 @@ def test_after_a_stall_watch_seek_the_first_record_is_not_held_to_the_committed_
     guard.forget("feed-1")
     assert guard.skipped_to("feed-1", 1890, generation=3, committed=1886) is None  # fetched before the seek
     assert guard.skipped_to("feed-1", 1891, generation=3, committed=1886) is None
+
+
+def test_starts_tells_the_first_record_of_a_partition_in_a_generation():
+    guard = OffsetGuard()
+    assert guard.starts("feed-2", generation=1)
+    guard.skipped_to("feed-2", 40, generation=1)
+    assert not guard.starts("feed-2", generation=1)
+    assert guard.starts("feed-2", generation=2) and guard.starts("feed-3", generation=1)
