@@ -50,7 +50,7 @@ from rules.money import parse_amount
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
-from streams import faust_flush_fix, faust_seek_fix
+from streams import faust_flush_fix, faust_gap_fix, faust_seek_fix
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
 from streams.offset_guard import OffsetGuard
@@ -120,9 +120,18 @@ def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: l
     ))
 
 
+def records_skipped(tp, first: int, after: int) -> None:
+    """Faust fetched past records of our own topics it never delivered (streams/faust_gap_fix.py)."""
+    log.critical("%s[%s]: the consumer skipped records @%s..@%s on their way to the agent; exiting before "
+                 "an offset past them can be committed, so that a restarted worker reads them again",
+                 tp.topic, tp.partition, first, after - 1)
+    _exit_now(STAGE_FAILED_EXIT)
+
+
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
     faust_flush_fix.install(on_wait=lambda count: METRICS.flush_waits.inc())
+    faust_gap_fix.install((CLAIMS_TOPIC, FEED_TOPIC), on_gap=records_skipped)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,
