@@ -50,7 +50,7 @@ from rules.money import parse_amount
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
-from streams import faust_flush_fix, faust_gap_fix, faust_seek_fix
+from streams import faust_flush_fix, faust_seek_fix, faust_skip_fix
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
 from streams.offset_guard import OffsetGuard
@@ -121,17 +121,25 @@ def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: l
 
 
 def records_skipped(tp, first: int, after: int) -> None:
-    """Faust fetched past records of our own topics it never delivered (streams/faust_gap_fix.py)."""
+    """Faust fetched past records of our own topics it never delivered (streams/faust_skip_fix.py)."""
     log.critical("%s[%s]: the consumer skipped records @%s..@%s on their way to the agent; exiting before "
                  "an offset past them can be committed, so that a restarted worker reads them again",
                  tp.topic, tp.partition, first, after - 1)
     _exit_now(STAGE_FAILED_EXIT)
 
 
+def record_dropped(tp, offset: int) -> None:
+    """Faust dropped a record of our own topics unread (a rebalance) and acknowledged it; the
+    acknowledgement was refused, so the record is read again (streams/faust_skip_fix.py)."""
+    METRICS.dropped.inc(tp.topic)
+    log.info("%s[%s]@%s was dropped unread during a rebalance; not acknowledged, it will be read again",
+             tp.topic, tp.partition, offset)
+
+
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
     faust_flush_fix.install(on_wait=lambda count: METRICS.flush_waits.inc())
-    faust_gap_fix.install((CLAIMS_TOPIC, FEED_TOPIC), on_gap=records_skipped)
+    faust_skip_fix.install((CLAIMS_TOPIC, FEED_TOPIC), on_gap=records_skipped, on_dropped=record_dropped)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,
@@ -217,6 +225,7 @@ def build_app(config: StreamConfig) -> faust.App:
         committed = app.consumer._committed_offset  # Faust's own view (next record to read); not public
         for event in events:
             message = event.message
+            faust_skip_fix.handed(message)
             if message.topic in (CLAIMS_TOPIC, FEED_TOPIC):
                 if offset_guard.starts(message.tp, generation):
                     # one line per partition and rebalance: where each stage took up its work

@@ -1,0 +1,90 @@
+"""Commit a record of the pipeline's own topics only after a stage has handled it.
+
+WHY: faust-streaming 0.15.3 has three ways to count a record as processed that no agent saw,
+and each lets a commit move past it. On the claims topic that is a claim never decided; on the
+ledger feed, a payment never booked, and the ledger then refuses its clawback ("corrects X,
+which is not a payment in the ledger"), which is how the exhausted-budget kill test failed (a
+fresh worker took the feed partition past an unbooked payment). Our own topics are never
+compacted and never written in transactions, so every offset is a record a stage must handle:
+
+* a gap: a record fetched more than one offset past the last one delivered makes Faust file
+  the records in between as unreadable (``Consumer._add_gap``, meant for compacted topics and
+  transaction markers) and its next commit counts them; the rebalance seek defect
+  (streams/faust_seek_fix.py) lost records this way. Here such a gap stops the worker before
+  any commit can count it, and a restarted worker reads the records again;
+* a dropped record: a stream that takes a record while flow control is suspended or from an
+  older consumer generation (a rebalance) drops it and still acknowledges it
+  (``Stream.__aiter__``: "ack the filtered out message, otherwise the lag would increase").
+  Here an acknowledgement counts only for a record a stage was handed (``handed``); a dropped
+  one stays unacknowledged and is read again after the seek that follows every rebalance;
+* a hole at the head: Faust commits past unacknowledged records at the start of a partition
+  unless there are two or more of them (``Consumer._new_offset`` compares with ``> 1``). Here
+  nothing is committed while the first record after the committed offset is unacknowledged.
+
+Other topics (the inputs, which an upstream system may write in transactions) keep Faust's
+behaviour.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Collection
+
+from faust.transport.consumer import Consumer
+
+from streams.faust_patching import require_faust
+
+#: (tp, offset) -> how many deliveries of that record stages were handed and have not acknowledged
+_HANDED: dict[tuple, int] = {}
+_FIX: dict = {"installed": False, "topics": frozenset(), "on_gap": None, "on_dropped": None}
+
+
+def handed(message) -> None:
+    """A stage is about to handle ``message``: its acknowledgement will count."""
+    if message.topic in _FIX["topics"]:
+        key = (message.tp, message.offset)
+        _HANDED[key] = _HANDED.get(key, 0) + 1
+
+
+def install(topics: Collection[str], on_gap: Callable[[object, int, int], None],
+            on_dropped: Callable[[object, int], None] = lambda tp, offset: None) -> None:
+    """Patch Faust's Consumer (idempotent). A gap in ``topics`` calls ``on_gap(tp, first,
+    after)``, which must not return normally (it stops the worker); an acknowledgement of a
+    record no stage was handed is refused and told to ``on_dropped(tp, offset)``."""
+    _FIX["topics"] = frozenset(topics)
+    _FIX["on_gap"] = on_gap
+    _FIX["on_dropped"] = on_dropped
+    if _FIX["installed"]:
+        return
+    require_faust("streams/faust_skip_fix.py", (Consumer, "_add_gap"), (Consumer, "ack"), (Consumer, "_new_offset"))
+    original_add_gap, original_ack, original_new_offset = Consumer._add_gap, Consumer.ack, Consumer._new_offset
+
+    async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
+        if tp.topic in _FIX["topics"]:
+            _FIX["on_gap"](tp, offset_from, offset_to)
+            raise RuntimeError(f"records {offset_from}..{offset_to - 1} of {tp} were skipped")  # on_gap must stop us first
+        await original_add_gap(self, tp, offset_from, offset_to)
+
+    def ack(self, message) -> bool:
+        if message.topic in _FIX["topics"]:
+            key = (message.tp, message.offset)
+            pending = _HANDED.get(key)
+            if not pending:
+                _FIX["on_dropped"](message.tp, message.offset)
+                return False  # dropped unread: leave it unacknowledged
+            if pending == 1:
+                del _HANDED[key]
+            else:
+                _HANDED[key] = pending - 1
+        return original_ack(self, message)
+
+    def _new_offset(self, tp):
+        if tp.topic in _FIX["topics"]:
+            acked, committed = self._acked[tp], self._committed_offset[tp]
+            if acked and committed is not None and min(acked) > committed:
+                return None  # the record at the committed offset is not acknowledged yet
+        return original_new_offset(self, tp)
+
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+    Consumer.ack = ack  # type: ignore[method-assign]
+    Consumer._new_offset = _new_offset  # type: ignore[method-assign]
+    _FIX["installed"] = True

@@ -1,0 +1,85 @@
+"""streams/faust_skip_fix.py on Faust's own consumer bookkeeping: a record of our topics that no
+stage handled is never committed; the inputs keep Faust's behaviour."""
+
+import asyncio
+from collections import defaultdict
+
+import pytest
+from faust.transport.drivers.aiokafka import Consumer  # Faust's consumer; the patched methods are inherited
+from faust.types import TP
+from intervaltree import IntervalTree
+
+from streams import faust_skip_fix
+
+FEED, INPUT = TP("subsidy-ledger-feed", 2), TP("model-invoices", 1)
+
+
+class Stopped(Exception):
+    pass
+
+
+class Message:
+    """The fields Consumer.ack reads."""
+
+    def __init__(self, tp: TP, offset: int):
+        self.tp, self.topic, self.offset, self.acked = tp, tp.topic, offset, False
+
+
+class Topics:
+    def acks_enabled_for(self, topic: str) -> bool:
+        return True
+
+
+class App:
+    topics = Topics()
+
+
+@pytest.fixture
+def consumer():
+    seen = []
+
+    def on_gap(tp, first, after):
+        seen.append((tp, first, after))
+        raise Stopped  # as os._exit would: nothing after it runs
+
+    faust_skip_fix.install({FEED.topic}, on_gap)
+    consumer = Consumer.__new__(Consumer)  # only the offset bookkeeping is exercised
+    consumer.app = App()
+    consumer._committed_offset = defaultdict(lambda: None)
+    consumer._gap = defaultdict(IntervalTree)
+    consumer._acked = defaultdict(list)
+    consumer._acked_index = defaultdict(set)
+    consumer._unacked_messages = set()
+    consumer._n_acked = 0
+    consumer._waiting_for_ack = None
+    consumer.gaps_seen = seen
+    return consumer
+
+
+def test_a_gap_in_our_topics_stops_the_worker_and_other_topics_keep_fausts_gaps(consumer):
+    with pytest.raises(Stopped):
+        asyncio.run(consumer._add_gap(FEED, 495, 497))
+    assert consumer.gaps_seen == [(FEED, 495, 497)] and not consumer._gap[FEED]
+    asyncio.run(consumer._add_gap(INPUT, 10, 12))  # a compacted or transactional input: Faust's way
+    assert sorted((i.begin, i.end) for i in consumer._gap[INPUT]) == [(10, 13)]
+
+
+def test_only_records_a_stage_was_handed_are_acknowledged(consumer):
+    consumer._committed_offset[FEED] = 495
+    dropped, handled = Message(FEED, 495), Message(FEED, 496)
+    faust_skip_fix.handed(handled)
+    assert consumer.ack(dropped) is False  # dropped during a rebalance: Faust would ack it
+    assert consumer.ack(handled) is True
+    assert consumer._acked[FEED] == [496]
+    # Faust would commit 497 over the unread 495 (a one-record hole at the head); nothing now
+    assert consumer._new_offset(FEED) is None
+    again = Message(FEED, 495)  # read again after the seek that follows the rebalance
+    faust_skip_fix.handed(again)
+    assert consumer.ack(again) is True
+    assert consumer._new_offset(FEED) == 497
+
+
+def test_inputs_keep_fausts_acknowledgements(consumer):
+    consumer._committed_offset[INPUT] = 10
+    assert consumer.ack(Message(INPUT, 11)) is True  # e.g. a transaction marker at 10
+    assert consumer._new_offset(INPUT) == 12
