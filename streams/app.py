@@ -123,7 +123,8 @@ def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: l
 def records_skipped(tp, first: int, after: int) -> None:
     """Faust fetched past records of our own topics it never delivered (streams/faust_skip_fix.py)."""
     log.critical("%s[%s]: the consumer skipped records @%s..@%s on their way to the agent; exiting before "
-                 "an offset past them can be committed, so that a restarted worker reads them again",
+                 "an offset past them can be committed, so that a restarted worker reads them again (if this "
+                 "repeats, the records may be gone: older than the topic's retention)",
                  tp.topic, tp.partition, first, after - 1)
     _exit_now(STAGE_FAILED_EXIT)
 
