@@ -116,7 +116,9 @@ def trace(bootstrap: str, ids: Iterable[str], app_id: str, progress=lambda text:
     from kafka import KafkaConsumer
 
     needles = {i for i in ids if i}
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="subsidy-trace")
+    # an unreachable broker is said in 5 s, not 30 (kafka-python 2.1 and later)
+    quick = {"bootstrap_timeout_ms": 5000} if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG else {}
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="subsidy-trace", **quick)
     try:
         hits, events = _scan(consumer, (FEED_TOPIC, changelog_topic(app_id), DECISIONS_TOPIC, INSTRUCTIONS_TOPIC), needles, progress)
         claim_hits, _ = _scan(consumer, (CLAIMS_TOPIC,), events | needles, progress)

@@ -85,3 +85,14 @@ def test_other_input_into_the_same_ledger_is_refused_in_one_line(small_year, tmp
     capsys.readouterr()
     err = _one_line_error(capsys, ["replay", str(path), "--ledger", url, "--json"])
     assert "fresh ledger" in err and "lines 1-" in err
+
+
+def test_trace_says_which_broker_to_read(monkeypatch, capsys):
+    monkeypatch.delenv("SUBSIDY_BROKER", raising=False)
+    err = _one_line_error(capsys, ["trace", "4b56f0e7cba4581b9da9818c98e86c24"])
+    assert "--broker" in err
+
+
+def test_trace_of_an_unreachable_broker_is_one_line(capsys):
+    err = _one_line_error(capsys, ["trace", "4b56f0e7cba4581b9da9818c98e86c24", "--broker", "127.0.0.1:9"])
+    assert "127.0.0.1:9" in err
