@@ -116,7 +116,7 @@ def trace(bootstrap: str, ids: Iterable[str], app_id: str, progress=lambda text:
     from kafka import KafkaConsumer
 
     needles = {i for i in ids if i}
-    # an unreachable broker is said in 5 s, not 30 (kafka-python 2.1 and later)
+    # an unreachable broker is said in 5 s, not 30 (where this kafka-python has the setting)
     quick = {"bootstrap_timeout_ms": 5000} if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG else {}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="subsidy-trace", **quick)
     try:
