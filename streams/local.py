@@ -180,6 +180,20 @@ class LocalPipeline:
     def dead_workers(self) -> list[WorkerProcess]:
         return [w for w in self.workers if not w.alive()]
 
+    def restart_halted(self) -> list[tuple[WorkerProcess, WorkerProcess]]:
+        """Restart, on its state, every worker that stopped itself without acknowledging its
+        batch (``STAGE_FAILED_EXIT``: a stage failed, or the consumer skipped records), as the
+        production restart policy does (docker-compose.yml); the restarted worker reads the
+        batch again. A worker the ledger refused (``LEDGER_REFUSED_EXIT``) stays down: that
+        needs a person. Returns (stopped, restarted) pairs."""
+        from streams.app import STAGE_FAILED_EXIT
+
+        restarted = []
+        for worker in self.dead_workers():
+            if worker.proc.returncode == STAGE_FAILED_EXIT:
+                restarted.append((worker, self.start_worker(state_of=worker)))
+        return restarted
+
     def stop(self) -> None:
         for worker in list(self.workers):
             if worker.alive():

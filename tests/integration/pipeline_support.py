@@ -81,10 +81,13 @@ def wait_for_progress(ledger, expected, at_least: int, timeout: float = 120.0, c
 
 
 def alive_check(p):
-    """A wait's check: fail with the log tail of a worker that died and, when the ledger refused a
+    """A wait's check: restart a worker that stopped itself (streams/local.py::restart_halted);
+    fail with the log tail of a worker that died otherwise and, when the ledger refused a
     record, every record of the topics that names the refused ids (streams/trace.py), so that a
     rare failure leaves what is needed to explain it."""
     def check() -> None:
+        for halted, fresh in p.restart_halted():  # as the production restart policy does
+            print(f"\nworker {halted.index} stopped itself ({halted.proc.returncode}); restarted as pid {fresh.pid}:\n{p.log_tail(halted, 3)}")
         dead = p.dead_workers()
         if dead:
             tail = p.log_tail(dead[0])

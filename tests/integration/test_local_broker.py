@@ -222,3 +222,21 @@ def test_faust_table_restores_exactly_after_kill9(broker, workers, tmp_path):
 def test_without_batches_of_one_faust_restores_short(broker, workers, tmp_path):
     restored = _count_kill_restore(broker, workers, tmp_path, shim=False)
     assert restored["total"] < N_EVENTS, restored
+
+
+def test_a_worker_that_stopped_itself_is_restarted_on_its_state_and_a_refused_one_is_not(tmp_path, monkeypatch):
+    from streams.app import LEDGER_REFUSED_EXIT, STAGE_FAILED_EXIT
+    from streams.local import LocalPipeline, WorkerProcess
+
+    p = LocalPipeline(workdir=tmp_path)
+    started = []
+    monkeypatch.setattr(p, "start_worker", lambda state_of=None: started.append(state_of) or f"new-{state_of.index}")
+
+    def exited(index: int, code: int) -> WorkerProcess:
+        proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+        proc.wait(timeout=30)
+        return WorkerProcess(index, proc, tmp_path / f"worker-{index}.log", 0)
+
+    halted, refused = exited(0, STAGE_FAILED_EXIT), exited(1, LEDGER_REFUSED_EXIT)
+    p.workers = [halted, refused]
+    assert p.restart_halted() == [(halted, "new-0")] and started == [halted]
