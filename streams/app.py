@@ -130,10 +130,10 @@ def records_skipped(tp, first: int, after: int) -> None:
 
 
 def record_dropped(tp, offset: int) -> None:
-    """Faust dropped a record of our own topics unread (a rebalance) and acknowledged it; the
-    acknowledgement was refused, so the record is read again (streams/faust_skip_fix.py)."""
+    """Faust dropped a record of our own topics unread (a rebalance or a shutdown) and acknowledged
+    it; the acknowledgement was refused, so the record is read again (streams/faust_skip_fix.py)."""
     METRICS.dropped.inc(tp.topic)
-    log.info("%s[%s]@%s was dropped unread during a rebalance; not acknowledged, it will be read again",
+    log.info("%s[%s]@%s was dropped unread during a rebalance or a shutdown; not acknowledged, it will be read again",
              tp.topic, tp.partition, offset)
 
 

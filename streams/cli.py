@@ -177,7 +177,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             bar.update(done - bar.count)
 
         def check() -> None:
-            pipeline.restart_halted()
+            for halted, fresh in pipeline.restart_halted():
+                print(f"\nworker {halted.index} stopped itself ({halted.proc.returncode}, log {halted.log_path}); "
+                      f"restarted on its state as pid {fresh.pid}", file=sys.stderr)
             for worker in pipeline.dead_workers():
                 raise _command_error(f"worker {worker.index} exited with {worker.proc.returncode}; log {worker.log_path}:\n{pipeline.log_tail(worker)}")
 

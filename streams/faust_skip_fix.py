@@ -13,10 +13,11 @@ compacted and never written in transactions, so every offset is a record a stage
   (streams/faust_seek_fix.py) lost records this way. Here such a gap stops the worker before
   any commit can count it, and a restarted worker reads the records again;
 * a dropped record: a stream that takes a record while flow control is suspended or from an
-  older consumer generation (a rebalance) drops it and still acknowledges it
+  older consumer generation (a rebalance, a shutdown) drops it and still acknowledges it
   (``Stream.__aiter__``: "ack the filtered out message, otherwise the lag would increase").
   Here an acknowledgement counts only for a record a stage was handed (``handed``); a dropped
-  one stays unacknowledged and is read again after the seek that follows every rebalance;
+  one stays unacknowledged and is read again after the seek that follows every rebalance (or by
+  the next owner of the partition);
 * a hole at the head: Faust commits past unacknowledged records at the start of a partition
   unless there are two or more of them (``Consumer._new_offset`` compares with ``> 1``). Here
   nothing is committed while the first record after the committed offset is unacknowledged.

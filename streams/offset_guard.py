@@ -10,11 +10,9 @@ before acknowledging the batch, and a restarted worker reads again from the comm
 
 Inside one consumer generation, a jump past the next offset is a skip. At the start of a
 generation (a rebalance, or the worker's start) the first record of a partition must be at or
-before the group's committed offset (the next record to read): Faust's commit bookkeeping lets
-exactly one missing record at the head of a partition through (``Consumer._new_offset`` only
-calls a head gap a gap when it is two records or more), so a first record one past the
-committed offset would be committed over, unread. Later jumps of a new generation's first
-record are repeats or moves by another worker and are not losses. A seek back (recovery's) is a
+before the group's committed offset (the next record to read; before it is a repeat): past it,
+the records in between were never handed over (streams/faust_skip_fix.py keeps Faust from
+committing them; this names the skip where the stage sees it). A seek back (recovery's) is a
 repeat, not a loss; the stall watch's seek to the committed offset (streams/stall_watch.py) may
 leave records fetched before it in flight, so after it the partition starts over unchecked
 (``forget``).
