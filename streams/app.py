@@ -121,7 +121,8 @@ def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: l
 
 
 def records_skipped(tp, first: int, after: int) -> None:
-    """Faust fetched past records of our own topics it never delivered (streams/faust_skip_fix.py)."""
+    """Faust fetched past records of our own topics it never delivered (streams/faust_skip_fix.py,
+    and for the state changelog streams/state.py)."""
     log.critical("%s[%s]: the consumer skipped records @%s..@%s on their way to the agent; exiting before "
                  "an offset past them can be committed, so that a restarted worker reads them again (if this "
                  "repeats, the records may be gone: older than the topic's retention)",
@@ -177,6 +178,7 @@ def build_app(config: StreamConfig) -> faust.App:
                  help="the engine's running state",
                  options=dict(ROCKSDB_OPTIONS) if config.state_store == "rocksdb" else None)
     )
+    table.on_skipped = records_skipped
 
     def reject(origin: dict[str, Any], code: str, reason: str) -> dict[str, Any]:
         record = rejection_record(

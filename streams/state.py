@@ -102,6 +102,8 @@ class TxnTable(faust.Table):
         # partition: key -> (the record's sequence number, encoded value). See apply_writes.
         self._unacknowledged: dict[int, dict[str, tuple[int, bytes]]] = defaultdict(dict)
         self._records_sent = 0
+        #: told (tp, first skipped offset, offset that came instead) and must stop the worker
+        self.on_skipped: Callable[[Any, int, int], None] | None = None
 
     def reader(self, partition: int) -> "PartitionView":
         """What the engine reads through for a claim of ``partition``."""
@@ -168,10 +170,28 @@ class TxnTable(faust.Table):
         for event in batch:
             record = event.value
             message = event.message
+            self._check_contiguous(message.tp, message.offset, last_offsets)
             last_offsets[message.tp] = max(message.offset, last_offsets.get(message.tp, -1))
             if isinstance(record, dict) and "w" in record:  # nothing else writes this changelog
                 by_partition[message.partition].extend(record["w"].items())
         self._store_writes(by_partition, last_offsets)
+
+    def _check_contiguous(self, tp: Any, offset: int, last_offsets: dict[Any, int]) -> None:
+        """The changelog is never compacted and never written in transactions, so a restore or
+        a standby that receives record N must have applied N-1: a jump means the consumer lost
+        records on their way here (as it does for the claims and the feed: see
+        streams/faust_skip_fix.py), and the database would then hold its offset past claims it
+        never stored. RocksDB only (its persisted offset says what was applied); the memory
+        store is rebuilt from the whole changelog at each start."""
+        if self.on_skipped is None or not isinstance(self.data, RocksDBStore):
+            return
+        last = last_offsets.get(tp)
+        if last is None:
+            last = self.data.persisted_offset(tp)
+            if last is None:
+                return  # a fresh database: it starts wherever the changelog begins
+        if offset > last + 1:
+            self.on_skipped(tp, last + 1, offset)
 
     def _store_writes(self, by_partition: dict[int, Iterable[tuple[str, Any]]], last_offsets: dict[Any, int]) -> None:
         """Write each partition's keys at once; with RocksDB, in one atomic batch per partition

@@ -130,3 +130,21 @@ def test_rocksdb_holds_only_changelog_records_the_broker_acknowledged(tmp_path, 
     assert reopened.reader(1).get("claim-b") is None
     assert reopened.reader(1).get("cap") == {"amount": 1, "count": 1}
     assert reopened.data.persisted_offset(TP(CHANGELOG, 1)) == 7  # the restore reads from 8 on
+
+
+def test_a_changelog_record_that_skips_ahead_stops_the_worker_before_it_is_stored(tmp_path):
+    table = state_table(tmp_path, "rocksdb")
+    skipped = []
+
+    def stop(tp, first, instead):
+        skipped.append((tp.partition, first, instead))
+        raise SystemExit(71)  # the worker's hook exits the process here
+
+    table.on_skipped = stop
+    table.apply_changelog_batch([changelog_event(2, 7, {"cap": {"amount": 5, "count": 1}})])  # a fresh database starts anywhere
+    table.apply_changelog_batch([changelog_event(2, 7, {"cap": {"amount": 5, "count": 1}}),  # a repeat is fine
+                                 changelog_event(2, 8, {"cap": {"amount": 9, "count": 2}})])
+    with pytest.raises(SystemExit):
+        table.apply_changelog_batch([changelog_event(2, 11, {"cap": {"amount": 30, "count": 5}})])  # 9 and 10 never came
+    assert skipped == [(2, 9, 11)]
+    assert table.data.persisted_offset(TP(CHANGELOG, 2)) == 8 and table.reader(2).get("cap") == {"amount": 9, "count": 2}
