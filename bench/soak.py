@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
                         fresh = pipeline.start_worker(state_of=victim)  # on its RocksDB state, as from a volume
                         kills.append({"at_s": round(now, 1), "killed_pid": victim.pid, "new_pid": fresh.pid})
                         log(f"{now:6.1f} s: kill -9 worker pid {victim.pid}; started pid {fresh.pid} on its state")
-                    for halted, fresh in pipeline.restart_halted():
-                        log(f"{now:6.1f} s: worker pid {halted.pid} stopped itself ({halted.proc.returncode}); restarted as pid {fresh.pid}")
+                    for line in pipeline.restart_halted():
+                        log(f"{now:6.1f} s: {line}")
                     for w in pipeline.dead_workers():
                         raise SystemExit(f"worker {w.index} died on its own ({w.proc.returncode}):\n{pipeline.log_tail(w)}")
                     time.sleep(0.2)

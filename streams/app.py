@@ -230,11 +230,12 @@ def build_app(config: StreamConfig) -> faust.App:
             message = event.message
             faust_skip_fix.handed(message)
             if message.topic in (CLAIMS_TOPIC, FEED_TOPIC):
+                committed_offset = committed.get(message.tp)
                 if offset_guard.starts(message.tp, generation):
                     # one line per partition and rebalance: where each stage took up its work
                     log.info("%s: %s[%s] starts at @%s in generation %s (committed: @%s)", stage, message.topic,
-                             message.partition, message.offset, generation, committed.get(message.tp))
-                missing = offset_guard.skipped_to(message.tp, message.offset, generation, committed.get(message.tp))
+                             message.partition, message.offset, generation, committed_offset)
+                missing = offset_guard.skipped_to(message.tp, message.offset, generation, committed_offset)
                 if missing is not None:
                     log.critical("%s: the consumer handed over %s[%s]@%s where @%s was next: records were skipped; "
                                  "exiting without acknowledging the batch, so that a restarted worker reads them again",

@@ -94,9 +94,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"send a file: subsidy publish EVENTS.jsonl --broker {pipeline.bootstrap}")
         print("Ctrl-C stops the workers and the broker.", flush=True)
         while True:
-            for halted, fresh in pipeline.restart_halted():
-                print(f"subsidy: worker {halted.index} stopped itself ({halted.proc.returncode}, log {halted.log_path}); "
-                      f"restarted on its state as pid {fresh.pid}", file=sys.stderr)
+            for line in pipeline.restart_halted():
+                print(f"subsidy: {line}", file=sys.stderr)
             for worker in pipeline.dead_workers():
                 print(f"subsidy: worker {worker.index} (pid {worker.pid}) exited with {worker.proc.returncode}; log {worker.log_path}", file=sys.stderr)
                 pipeline.workers.remove(worker)
@@ -177,9 +176,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             bar.update(done - bar.count)
 
         def check() -> None:
-            for halted, fresh in pipeline.restart_halted():
-                print(f"\nworker {halted.index} stopped itself ({halted.proc.returncode}, log {halted.log_path}); "
-                      f"restarted on its state as pid {fresh.pid}", file=sys.stderr)
+            for line in pipeline.restart_halted():
+                print(f"\nsubsidy: {line}", file=sys.stderr)
             for worker in pipeline.dead_workers():
                 raise _command_error(f"worker {worker.index} exited with {worker.proc.returncode}; log {worker.log_path}:\n{pipeline.log_tail(worker)}")
 

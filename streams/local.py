@@ -180,18 +180,20 @@ class LocalPipeline:
     def dead_workers(self) -> list[WorkerProcess]:
         return [w for w in self.workers if not w.alive()]
 
-    def restart_halted(self) -> list[tuple[WorkerProcess, WorkerProcess]]:
+    def restart_halted(self) -> list[str]:
         """Restart, on its state, every worker that stopped itself without acknowledging its
         batch (``STAGE_FAILED_EXIT``: a stage failed, or the consumer skipped records), as the
         production restart policy does (docker-compose.yml); the restarted worker reads the
         batch again. A worker the ledger refused (``LEDGER_REFUSED_EXIT``) stays down: that
-        needs a person. Returns (stopped, restarted) pairs."""
+        needs a person. Returns a line per restart, with the stopped worker's last log line."""
         from streams.app import STAGE_FAILED_EXIT
 
         restarted = []
         for worker in self.dead_workers():
             if worker.proc.returncode == STAGE_FAILED_EXIT:
-                restarted.append((worker, self.start_worker(state_of=worker)))
+                fresh = self.start_worker(state_of=worker)
+                restarted.append(f"worker {worker.index} (pid {worker.pid}) stopped itself ({worker.proc.returncode}); "
+                                 f"restarted on its state as pid {fresh.pid}; log {worker.log_path}: {self.log_tail(worker, 1)}")
         return restarted
 
     def stop(self) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sys
+import time
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -67,7 +68,8 @@ def summarise(topic: str, value: bytes, needles: set[str]) -> tuple[str, set[str
         instructions = record.get("instructions") or []
         parts.append(f"state {key} = {decision.get('outcome')} "
                      + " ".join(f"{i['kind']} {_short(i['instruction_id'])}" for i in instructions))
-        if any(n in key or n in json.dumps(record) for n in needles):
+        text = key + json.dumps(record)
+        if any(n in text for n in needles):
             events.add(json.loads(key)[3])
     return "; ".join(parts), events
 
@@ -76,8 +78,6 @@ def _scan(consumer, topics: Iterable[str], needles: set[str], progress, idle_sec
     """Read every record of ``topics`` from the beginning: each partition up to its end offset,
     then until a poll brings nothing more (the local broker reports end offsets short by up to
     a batch), giving up on a partition that brings nothing for ``idle_seconds``."""
-    import time
-
     from kafka import TopicPartition
 
     hits: list[TraceHit] = []

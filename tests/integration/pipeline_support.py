@@ -86,8 +86,8 @@ def alive_check(p):
     record, every record of the topics that names the refused ids (streams/trace.py), so that a
     rare failure leaves what is needed to explain it."""
     def check() -> None:
-        for halted, fresh in p.restart_halted():  # as the production restart policy does
-            print(f"\nworker {halted.index} stopped itself ({halted.proc.returncode}); restarted as pid {fresh.pid}:\n{p.log_tail(halted, 3)}")
+        for line in p.restart_halted():  # as the production restart policy does
+            print(f"\n{line}")
         dead = p.dead_workers()
         if dead:
             tail = p.log_tail(dead[0])

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -230,7 +231,7 @@ def test_a_worker_that_stopped_itself_is_restarted_on_its_state_and_a_refused_on
 
     p = LocalPipeline(workdir=tmp_path)
     started = []
-    monkeypatch.setattr(p, "start_worker", lambda state_of=None: started.append(state_of) or f"new-{state_of.index}")
+    monkeypatch.setattr(p, "start_worker", lambda state_of=None: started.append(state_of) or SimpleNamespace(pid=4242))
 
     def exited(index: int, code: int) -> WorkerProcess:
         proc = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
@@ -238,5 +239,9 @@ def test_a_worker_that_stopped_itself_is_restarted_on_its_state_and_a_refused_on
         return WorkerProcess(index, proc, tmp_path / f"worker-{index}.log", 0)
 
     halted, refused = exited(0, STAGE_FAILED_EXIT), exited(1, LEDGER_REFUSED_EXIT)
+    halted.log_path.write_text("...\nsubsidy-claims[2]: the consumer skipped records @7843..@7843\n")
     p.workers = [halted, refused]
-    assert p.restart_halted() == [(halted, "new-0")] and started == [halted]
+    (line,) = p.restart_halted()
+    assert started == [halted]
+    assert f"worker 0 (pid {halted.pid}) stopped itself ({STAGE_FAILED_EXIT})" in line and "as pid 4242" in line
+    assert line.endswith("skipped records @7843..@7843")
