@@ -22,11 +22,24 @@ see streams/stall_watch.py).
 The fix: a stream partition resumed while the seek is still to come stays paused, and is
 resumed by the seek once it has set both the fetch positions and Faust's read offsets. Table
 changelog partitions are resumed as before (recovery reads them without a seek).
+
+WHY the seek also goes to the beginning of a partition nobody has committed: Faust's getmany
+drops fetched records it cannot hand over (flow stopped, the generation changed, a partition not
+active yet) and counts on that seek to fetch them again; but aiokafka's ``seek_to_committed``
+leaves a partition without a committed offset (or with offset 0) where the fetcher stands. A
+worker killed before its first commit left subsidy-claims[1] without one; its successor fetched
+@0.. during its rebalance, dropped them, and its decide stage was handed @929 first: 929 claims
+never decided, payments of some of them already in the ledger (they were decided and booked by
+the killed worker), and the ledger then refused a later payment of the same buyer as a cap
+overrun (a loop of tests/integration/test_pipeline.py::test_kill_9_worker_repeatedly, 1 run in
+10). With ``auto_offset_reset`` "earliest" (ours), no committed offset means "from the
+beginning", so such a partition is sought there.
 """
 
 from __future__ import annotations
 
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 from streams.faust_patching import require_faust
 
@@ -38,7 +51,8 @@ def install() -> None:
     if _INSTALLED["done"]:
         return
     patched_or_called = ("resume_partitions", "perform_seek", "_is_changelog_tp", "pause_partitions")
-    require_faust("streams/faust_seek_fix.py", *((Consumer, name) for name in patched_or_called))
+    require_faust("streams/faust_seek_fix.py", *((Consumer, name) for name in patched_or_called),
+                  (AIOKafkaConsumerThread, "seek_to_committed"), (AIOKafkaConsumerThread, "_ensure_consumer"))
     original_resume = Consumer.resume_partitions
     original_seek = Consumer.perform_seek
 
@@ -59,6 +73,21 @@ def install() -> None:
             original_resume(self, {tp for tp in deferred if tp in assigned})
             deferred.clear()
 
+    async def seek_to_committed(self):
+        consumer = self._ensure_consumer()
+        from_beginning = self.consumer.app.conf.consumer_auto_offset_reset == "earliest"
+
+        async def seek() -> dict:
+            committed = await consumer.seek_to_committed()
+            uncommitted = [tp for tp, offset in committed.items()
+                           if not (offset and offset > 0) and not self.consumer._is_changelog_tp(tp)]
+            if from_beginning and uncommitted:
+                await consumer.seek_to_beginning(*uncommitted)
+            return committed
+
+        return await self.call_thread(seek)
+
     Consumer.resume_partitions = resume_partitions  # type: ignore[method-assign]
     Consumer.perform_seek = perform_seek  # type: ignore[method-assign]
+    AIOKafkaConsumerThread.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     _INSTALLED["done"] = True

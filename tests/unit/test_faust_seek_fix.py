@@ -1,12 +1,16 @@
 """streams/faust_seek_fix.py on a stand-in consumer (Faust's own methods, a fake broker side):
-a stream partition resumed before the seek is fetched only after the seek set its offsets."""
+a stream partition resumed before the seek is fetched only after the seek set its offsets, and
+the seek sends a stream partition nobody committed back to its beginning."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from types import SimpleNamespace
 
+from aiokafka.structs import TopicPartition
 from faust.transport.consumer import Consumer
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
 from streams import faust_seek_fix
@@ -51,3 +55,41 @@ def test_a_stream_partition_is_fetched_again_only_after_the_seek_set_its_read_of
     assert FEED not in consumer.active_during_seek
     assert consumer._read_offset[FEED] == 1965 and consumer._committed_offset[FEED] == 1965
     assert consumer._active_partitions == {FEED, CHANGELOG} and not consumer._paused_partitions
+
+
+class StandInAIOKafkaConsumer:
+    """aiokafka's seek_to_committed: no seek where nothing (or 0) was committed."""
+
+    def __init__(self, committed: dict):
+        self.committed = committed
+        self.sought_to_beginning: list = []
+
+    async def seek_to_committed(self) -> dict:
+        return dict(self.committed)
+
+    async def seek_to_beginning(self, *partitions) -> bool:
+        self.sought_to_beginning += partitions
+        return True
+
+
+def test_a_stream_partition_nobody_committed_is_sought_to_its_beginning():
+    faust_seek_fix.install()
+    claims, claims_zero, feed = TopicPartition("subsidy-claims", 1), TopicPartition("subsidy-claims", 2), TopicPartition(FEED.topic, FEED.partition)
+    changelog = TopicPartition(CHANGELOG.topic, CHANGELOG.partition)
+    kafka = StandInAIOKafkaConsumer({claims: None, claims_zero: 0, feed: 1965, changelog: None})
+
+    async def call_thread(fun, *args):
+        return await fun(*args)
+
+    def thread(auto_offset_reset: str) -> SimpleNamespace:
+        app = SimpleNamespace(conf=SimpleNamespace(consumer_auto_offset_reset=auto_offset_reset))
+        faust_consumer = SimpleNamespace(app=app, _is_changelog_tp=lambda tp: tp.topic.endswith("-changelog"))
+        return SimpleNamespace(_ensure_consumer=lambda: kafka, consumer=faust_consumer, call_thread=call_thread)
+
+    committed = asyncio.run(AIOKafkaConsumerThread.seek_to_committed(thread("earliest")))
+    assert committed[feed] == 1965 and committed[claims] is None  # what Faust's perform_seek reads
+    # the fetcher stood past records Faust dropped; the changelog is recovery's to position
+    assert set(kafka.sought_to_beginning) == {claims, claims_zero}
+    kafka.sought_to_beginning.clear()
+    asyncio.run(AIOKafkaConsumerThread.seek_to_committed(thread("latest")))
+    assert kafka.sought_to_beginning == []  # another reset policy is left to aiokafka
