@@ -28,10 +28,10 @@ drops fetched records it cannot hand over (flow stopped, the generation changed,
 active yet) and counts on that seek to fetch them again; but aiokafka's ``seek_to_committed``
 leaves a partition without a committed offset (or with offset 0) where the fetcher stands. A
 worker killed before its first commit left subsidy-claims[1] without one; its successor fetched
-@0.. during its rebalance, dropped them, and its decide stage was handed @929 first: 929 claims
-never decided, payments of some of them already in the ledger (they were decided and booked by
-the killed worker), and the ledger then refused a later payment of the same buyer as a cap
-overrun (a loop of tests/integration/test_pipeline.py::test_kill_9_worker_repeatedly, 1 run in
+@0.. during its rebalance, dropped them, and its decide stage was handed @929 first. The claims
+before it were never read again: some never decided, some decided and booked by the killed
+worker but missing from the changelog, so the ledger then refused a later payment of the same
+buyer as a cap overrun (a loop of tests/integration/test_pipeline.py::test_kill_9_worker_repeatedly, 1 run in
 10). With ``auto_offset_reset`` "earliest" (ours), no committed offset means "from the
 beginning", so such a partition is sought there.
 """
