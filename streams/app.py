@@ -2,9 +2,8 @@
 
     input topics ──intake──▶ subsidy-claims (key: clause) ──decide──▶ subsidy-decisions        (key: payee)
       (raw bytes)    │                                        │   ├──▶ disbursement-instructions (key: payee)
-                     │                                        │   └──▶ subsidy-rejections
-                     └──▶ subsidy-rejections                  └──▶ subsidy-ledger-feed (key: clause) ──ledger──▶ SQL ledger
-                     └──▶ subsidy-ledger-feed
+                     │                                        │   ├──▶ subsidy-rejections
+                     └──▶ subsidy-rejections ──▶ SQL ledger   └──▶ SQL ledger (one transaction per batch)
 
 How "effectively once" holds without Kafka transactions (faust-streaming's exactly-once has
 known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
@@ -22,7 +21,8 @@ known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
   acknowledged only after the block ran;
 * offsets commit only after every message queued before the commit was acknowledged by the
   broker (Faust flushes before every commit; streams/faust_flush_fix.py makes that flush wait
-  for delivery) and, for the ledger, only after the database transaction committed;
+  for delivery) and after the ledger transaction holding the batch's records committed
+  (see ``book``);
 * the ledger stores an id once and refuses the same id with other content (LedgerConflict)
   and any cap overrun (CapOverrun): the money path halts rather than guesses.
 
@@ -59,7 +59,6 @@ from streams.state import ClaimWrites, TxnTable, compact_json
 from streams.topics import (
     CLAIMS_TOPIC,
     DECISIONS_TOPIC,
-    FEED_TOPIC,
     INSTRUCTIONS_TOPIC,
     REJECTIONS_TOPIC,
     STATE_TABLE,
@@ -109,15 +108,17 @@ def _exit_now(code: int) -> None:
 ROCKSDB_OPTIONS = {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20}
 
 
-def feed_record(decisions: list[bytes], instructions: list[bytes], rejections: list[bytes], ts: float | None, duplicate: bool) -> bytes:
-    """The ledger feed's message for one claim, from records already encoded as JSON: the same
-    bytes as ``compact_json({"decisions": [...], "instructions": [...], "rejections": [...],
-    "ts": ts, "duplicate": duplicate})``."""
-    return b"".join((
-        b'{"decisions":[', b",".join(decisions), b'],"instructions":[', b",".join(instructions),
-        b'],"rejections":[', b",".join(rejections), b'],"ts":', compact_json(ts), b',"duplicate":',
-        b"true" if duplicate else b"false", b"}",
-    ))
+class LedgerBatch:
+    """What one batch of intake or decide gives the ledger, in processing order."""
+
+    __slots__ = ("decisions", "instructions", "rejections", "fresh_instructions", "stamps")
+
+    def __init__(self) -> None:
+        self.decisions: list = []
+        self.instructions: list = []
+        self.rejections: list = []
+        self.fresh_instructions: list = []  # not re-emitted duplicates: what the metrics count as granted
+        self.stamps: list = []  # input timestamps, for the latency metric
 
 
 def records_skipped(tp, first: int, after: int) -> None:
@@ -141,7 +142,7 @@ def record_dropped(tp, offset: int) -> None:
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
     faust_flush_fix.install(on_wait=lambda count: METRICS.flush_waits.inc())
-    faust_skip_fix.install((CLAIMS_TOPIC, FEED_TOPIC), on_gap=records_skipped, on_dropped=record_dropped)
+    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,
@@ -166,7 +167,6 @@ def build_app(config: StreamConfig) -> faust.App:
 
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     claims_topic = app.topic(CLAIMS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
-    feed_topic = app.topic(FEED_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
     decisions_topic = app.topic(DECISIONS_TOPIC, key_serializer="raw", value_serializer="raw")
     instructions_topic = app.topic(INSTRUCTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
     rejections_topic = app.topic(REJECTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
@@ -180,6 +180,91 @@ def build_app(config: StreamConfig) -> faust.App:
     )
     table.on_skipped = records_skipped
 
+    # -- the ledger: one database transaction per batch of intake or decide ---------------------
+
+    ledger_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
+    ledger_holder: dict[str, Any] = {}
+
+    def open_ledger():
+        from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
+
+        if "ledger" not in ledger_holder:
+            ledger_holder["ledger"] = Ledger.open(config.ledger_url or DEFAULT_LEDGER_URL)
+        return ledger_holder["ledger"]
+
+    def record_batch(batch: LedgerBatch):
+        from sinks.ledger import LedgerUnavailable
+
+        ledger = open_ledger()
+        delay = 0.5
+        while True:
+            try:
+                return ledger.record(batch.decisions, batch.instructions, batch.rejections)
+            except LedgerUnavailable as exc:
+                # Nothing of the batch was written and the batch is idempotent: wait for the
+                # database however long it takes; the events stay unacknowledged meanwhile.
+                log.warning("ledger unavailable (%s); retrying in %.1fs", exc, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def halt(exc: BaseException) -> None:
+        log.critical(
+            "LEDGER REFUSED A RECORD, STOPPING THIS WORKER WITHOUT COMMITTING: %s. "
+            "The stream produced something the ledger will not book (a conflicting id or a cap overrun). "
+            "Nothing after this batch is acknowledged; investigate before restarting.", exc,
+        )
+        _exit_now(LEDGER_REFUSED_EXIT)
+
+    async def book(batch: LedgerBatch) -> None:
+        # WHY THIS IS THE ONLY SAFE SHAPE FOR THE MONEY PATH
+        #
+        # take_events() hands a stage up to N events and acknowledges them only after the body
+        # of its loop has finished (its `finally` acks the batch), and this runs inside that
+        # body. Faust commits offsets only up to acknowledged events, and flushes the producer
+        # before each commit. So an input's offset is committed only after the ledger
+        # transaction holding its records has committed: a worker killed at any moment either
+        # had its batch committed in the database (and the redelivery is then a no-op there,
+        # ids being primary keys) or not (and the redelivery writes it). Nothing is lost and
+        # nothing is booked twice. The claims topic is keyed by clause, so the ledger sees each
+        # clause's effects in decision order (a payment before its clawback); the public output
+        # topics, keyed by payee, would not give it that order.
+        #
+        # Two ways that `finally` could ack a batch the database does not have, both closed:
+        # * this raising: a refused record (LedgerConflict, CapOverrun, InvalidRecord) exits the
+        #   process on the spot (halt), before any ack; an unreachable database is retried in
+        #   record_batch until it answers, never raised;
+        # * the stage being cancelled (worker shutdown) while the transaction runs in the
+        #   executor: we then block until that transaction has finished; if it did not
+        #   commit, we exit without acking.
+        from sinks.ledger import LedgerError
+
+        future = ledger_executor.submit(record_batch, batch)
+        try:
+            result = await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            try:
+                future.result()  # block: the loop is stopping anyway
+            except BaseException as exc:  # noqa: BLE001
+                log.critical("ledger batch did not commit during shutdown (%s); exiting without acknowledging it", exc)
+                _exit_now(LEDGER_REFUSED_EXIT)
+            raise
+        except LedgerError as exc:
+            halt(exc)
+            raise
+        except Exception as exc:  # an unexpected failure of the money path: also halt
+            halt(exc)
+            raise
+        now = time.time()
+        with METRICS.lock:
+            METRICS.ledger_batches.inc()
+            for kind in ("decision", "instruction", "rejection"):
+                METRICS.ledger_new.inc(kind, by=getattr(result, f"new_{kind}s"))
+                METRICS.ledger_present.inc(kind, by=getattr(result, f"present_{kind}s"))
+            for i in batch.fresh_instructions:
+                METRICS.granted.inc(i["clause_id"], by=parse_amount(i["amount"]))
+            for ts in batch.stamps:
+                METRICS.latency.observe(max(0.0, now - ts))
+
     def reject(origin: dict[str, Any], code: str, reason: str) -> dict[str, Any]:
         record = rejection_record(
             origin["topic"], origin["partition"], origin["offset"], _unb64(origin.get("key")),
@@ -188,26 +273,23 @@ def build_app(config: StreamConfig) -> faust.App:
         METRICS.rejections.inc(code)
         return record
 
-    def emit(feed_key: bytes, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
-        """Queue one claim's outputs. Synchronous on purpose: no await, so no half-sent claim.
-        Each record is encoded once; the feed message is spliced from the same bytes."""
-        encoded_decisions = []
+    def emit(batch: LedgerBatch, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
+        """Queue one claim's outputs and add them to the batch's ledger records. Synchronous on
+        purpose: no await, so no half-sent claim."""
         for d in decisions:
-            encoded = compact_json(d)
-            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=encoded)
-            encoded_decisions.append(encoded)
+            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=compact_json(d))
             METRICS.decisions.inc(d["outcome"])
-        encoded_instructions = []
         for i in instructions:
-            encoded = compact_json(i)
-            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=encoded)
-            encoded_instructions.append(encoded)
-        encoded_rejections = []
+            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=compact_json(i))
         for r in rejections:
-            encoded = compact_json(r)
-            rejections_topic.send_soon(key=origin_key, value=encoded)
-            encoded_rejections.append(encoded)
-        feed_topic.send_soon(key=feed_key, value=feed_record(encoded_decisions, encoded_instructions, encoded_rejections, ts, duplicate))
+            rejections_topic.send_soon(key=origin_key, value=compact_json(r))
+        batch.decisions += decisions
+        batch.instructions += instructions
+        batch.rejections += rejections
+        if not duplicate:
+            batch.fresh_instructions += instructions
+        if ts:
+            batch.stamps.append(ts)
 
     def stage_failed(stage: str, event, exc: BaseException) -> None:
         # Per-message errors are turned into rejections inside intake_one/decide_one; anything
@@ -229,7 +311,7 @@ def build_app(config: StreamConfig) -> faust.App:
         for event in events:
             message = event.message
             faust_skip_fix.handed(message)
-            if message.topic in (CLAIMS_TOPIC, FEED_TOPIC):
+            if message.topic == CLAIMS_TOPIC:
                 committed_offset = committed.get(message.tp)
                 if offset_guard.starts(message.tp, generation):
                     # one line per partition and rebalance: where each stage took up its work
@@ -243,28 +325,33 @@ def build_app(config: StreamConfig) -> faust.App:
                     _exit_now(STAGE_FAILED_EXIT)
 
     async def in_batches(stream, stage: str, handle_one) -> None:
-        """Each batch handled event after event with no await in between (see the agents)."""
+        """Each batch handled event after event with no await in between, then booked (see the agents)."""
+        await asyncio.get_running_loop().run_in_executor(ledger_executor, open_ledger)
         async for events in stream.take_events(config.stage_batch, within=config.stage_within):
             guard_offsets(stage, events)
+            batch = LedgerBatch()
             for event in events:
                 try:
-                    handle_one(event)
+                    handle_one(event, batch)
                 except Exception as exc:  # noqa: BLE001
                     stage_failed(stage, event, exc)
+            if batch.decisions or batch.rejections:
+                await book(batch)
 
     # -- intake: bytes of the four input topics -> claims keyed by clause, or a rejection ----
 
     @app.agent(inputs, name="intake")
     async def intake_agent(stream):
         # Batches: take_events() acks a batch only after this body has run, and the body has no
-        # await, so every output of the batch is queued (send_soon) before any of its offsets can
-        # be committed, and each commit waits until the broker has them (faust_flush_fix). A
+        # await until the batch's rejections are booked, so every output of the batch is queued
+        # (send_soon) before any of its offsets can be committed, and each commit waits until
+        # the broker has them (faust_flush_fix). A
         # worker stopped at any moment has queued a whole batch or none of it; a redelivered
         # input yields the same claims (same ids) or the same rejection (id from
         # topic/partition/offset/bytes).
         await in_batches(stream, "intake", intake_one)
 
-    def intake_one(event) -> None:
+    def intake_one(event, batch: LedgerBatch) -> None:
         message = event.message
         raw = event.value if isinstance(event.value, (bytes, bytearray)) else b""
         origin = {
@@ -276,11 +363,11 @@ def build_app(config: StreamConfig) -> faust.App:
         try:
             claims = intake(message.topic, bytes(raw), policy)
         except Rejected as exc:
-            emit(message.key or message.topic.encode(), [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
+            emit(batch, [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
             return
         except Exception as exc:  # one bad message must never stop the worker
             log.exception("intake: unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-            emit(message.key or message.topic.encode(), [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
+            emit(batch, [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
             return
         for claim in claims:
             claims_topic.send_soon(key=claim.clause_id.encode(), value=compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
@@ -293,11 +380,13 @@ def build_app(config: StreamConfig) -> faust.App:
         # A batch is decided claim after claim, in partition order, with no await anywhere in
         # it: each claim's table change (one changelog record) and every output of that claim
         # are queued together, later claims of the batch see the table as the earlier ones left
-        # it, and the batch is acknowledged only after all of it was queued. A worker stopped
-        # between batches has queued a batch entirely or not at all; the rest is redelivered.
+        # it, and the batch is acknowledged only after all of it was queued and booked. A worker
+        # stopped between batches has queued a batch entirely or not at all; the rest is
+        # redelivered. Booking here rather than in an agent of its own saves a topic hop (each
+        # claim's records produced and consumed once more) and that agent's batching window.
         await in_batches(stream, "decide", decide_one)
 
-    def decide_one(event) -> None:
+    def decide_one(event, batch: LedgerBatch) -> None:
         body = json.loads(event.value)
         origin = body["origin"]
         origin_key = _unb64(origin.get("key"))
@@ -315,108 +404,7 @@ def build_app(config: StreamConfig) -> faust.App:
         rejections = [reject(origin, *outcome.rejection)] if outcome.rejection else []
         if outcome.duplicate:
             METRICS.duplicates.inc()
-        emit(clause_id.encode(), outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
-
-    # -- ledger: the feed, in batches, one database transaction per batch ---------------------
-
-    ledger_executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
-    ledger_holder: dict[str, Any] = {}
-
-    def open_ledger():
-        from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
-
-        if "ledger" not in ledger_holder:
-            ledger_holder["ledger"] = Ledger.open(config.ledger_url or DEFAULT_LEDGER_URL)
-        return ledger_holder["ledger"]
-
-    def record_batch(decisions: list, instructions: list, rejections: list):
-        from sinks.ledger import LedgerUnavailable
-
-        ledger = open_ledger()
-        delay = 0.5
-        while True:
-            try:
-                return ledger.record(decisions, instructions, rejections)
-            except LedgerUnavailable as exc:
-                # Nothing of the batch was written and the batch is idempotent: wait for the
-                # database however long it takes; the events stay unacknowledged meanwhile.
-                log.warning("ledger unavailable (%s); retrying in %.1fs", exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 10.0)
-
-    def halt(exc: BaseException) -> None:
-        log.critical(
-            "LEDGER REFUSED A RECORD, STOPPING THIS WORKER WITHOUT COMMITTING: %s. "
-            "The stream produced something the ledger will not book (a conflicting id or a cap overrun). "
-            "Nothing after this batch is acknowledged; investigate before restarting.", exc,
-        )
-        _exit_now(LEDGER_REFUSED_EXIT)
-
-    @app.agent(feed_topic, name="ledger")
-    async def ledger_sink(stream):
-        # WHY THIS IS THE ONLY SAFE SHAPE FOR THE MONEY PATH
-        #
-        # take_events() hands us up to N events and acknowledges them only after the body of
-        # the loop has finished (its `finally` acks the batch). Faust commits offsets only up
-        # to acknowledged events, and flushes the producer before each commit. So an offset of
-        # the feed is committed only after the ledger transaction holding its records has
-        # committed: a worker killed at any moment either had its batch committed in the
-        # database (and the redelivery is then a no-op there, ids being primary keys) or not
-        # (and the redelivery writes it). Nothing is lost and nothing is booked twice.
-        #
-        # Two ways that `finally` could ack a batch the database does not have, both closed:
-        # * the body raising: a refused record (LedgerConflict, CapOverrun, InvalidRecord)
-        #   exits the process on the spot (halt), before any ack; an unreachable database is
-        #   retried in record_batch until it answers, never raised;
-        # * the body being cancelled (worker shutdown) while the transaction runs in the
-        #   executor: we then block until that transaction has finished; if it did not
-        #   commit, we exit without acking.
-        from sinks.ledger import LedgerError
-
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(ledger_executor, open_ledger)
-        async for events in stream.take_events(config.sink_batch, within=config.sink_within):
-            guard_offsets("ledger", events)
-            decisions: list = []
-            instructions: list = []
-            rejections: list = []
-            stamps: list = []
-            fresh_instructions: list = []
-            for event in events:
-                body = json.loads(event.value)
-                decisions.extend(body["decisions"])
-                instructions.extend(body["instructions"])
-                rejections.extend(body["rejections"])
-                if not body.get("duplicate"):
-                    fresh_instructions.extend(body["instructions"])
-                if body.get("ts"):
-                    stamps.append(body["ts"])
-            future = ledger_executor.submit(record_batch, decisions, instructions, rejections)
-            try:
-                result = await asyncio.shield(asyncio.wrap_future(future))
-            except asyncio.CancelledError:
-                try:
-                    future.result()  # block: the loop is stopping anyway
-                except BaseException as exc:  # noqa: BLE001
-                    log.critical("ledger batch did not commit during shutdown (%s); exiting without acknowledging it", exc)
-                    _exit_now(LEDGER_REFUSED_EXIT)
-                raise
-            except LedgerError as exc:
-                halt(exc)
-                raise
-            except Exception as exc:  # an unexpected failure of the money path: also halt
-                halt(exc)
-                raise
-            now = time.time()
-            with METRICS.lock:
-                METRICS.ledger_batches.inc()
-                for kind in ("decision", "instruction", "rejection"):
-                    METRICS.ledger_new.inc(kind, by=getattr(result, f"new_{kind}s"))
-                    METRICS.ledger_present.inc(kind, by=getattr(result, f"present_{kind}s"))
-                for i in fresh_instructions:
-                    METRICS.granted.inc(i["clause_id"], by=parse_amount(i["amount"]))
-                for ts in stamps:
-                    METRICS.latency.observe(max(0.0, now - ts))
+        emit(batch, outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
 
     def consumer_lag():
         """Messages behind the end, per assigned partition: the fetch high-water mark minus the

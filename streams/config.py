@@ -49,12 +49,9 @@ class StreamConfig:
     # however many claims were decided) or "memory" (rebuilt from the changelog at each start)
     state_store: str = "rocksdb"
     web_bind: str = "127.0.0.1"
-    # ledger batches (one transaction each): up to sink_batch feed records, or what arrived
-    # within sink_within seconds; under load the batches fill before the window ends
-    sink_batch: int = 1000
-    sink_within: float = 0.1
-    # intake and decide batches: up to stage_batch events, or what arrived within stage_within
-    # seconds (small, so the three stages do not add up to a visible latency)
+    # intake and decide batches, one ledger transaction each: up to stage_batch events, or what
+    # arrived within stage_within seconds (small, so the two stages do not add up to a visible
+    # latency; under load the batches fill before the window ends)
     stage_batch: int = 500
     stage_within: float = 0.05
     extra_faust_settings: Mapping[str, Any] = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """Halt a stage that is handed a record beyond the next one of its partition.
 
-The pipeline's own topics (subsidy-claims, subsidy-ledger-feed) are written without
-transactions and never compacted, so their offsets have no holes: a stage that sees offset
+The pipeline's own topic (subsidy-claims) is written without
+transactions and never compacted, so its offsets have no holes: a stage that sees offset
 N+3 right after N has been skipped records, and Faust (its consumer takes such a jump for a
 compacted topic's gap and acknowledges it) would commit past them, unprocessed. A soak run
 lost two claims this way or a way like it (bench/README.md) after streams/faust_seek_fix.py

@@ -1,15 +1,12 @@
 """The topics of the pipeline and their partition counts; creating them up front.
 
-Input topics and outputs are the wire contract's (/work/shared/contract.md). Two internal
-topics carry work between agents, both keyed by clause id:
-
-* ``subsidy-claims``: one claim per message, re-keyed from the payee to the clause, so
-  every running cap of a clause lives in one partition's table (docs/DESIGN.md);
-* ``subsidy-ledger-feed``: what one claim (or one rejected input) produced, in the order it
-  was decided. The ledger sink reads this, not the three public output topics: those are
-  keyed by payee (contract), which would let a payment decided after a clawback reach the
-  ledger before it on another partition, and the ledger would then refuse a correct payment
-  as a cap overrun. Keyed by clause, the ledger sees each clause's effects in decision order.
+Input topics and outputs are the wire contract's (/work/shared/contract.md). One internal
+topic carries work between agents: ``subsidy-claims``, one claim per message, re-keyed from
+the payee to the clause, so every running cap of a clause lives in one partition's table
+(docs/DESIGN.md), and decide books each batch in the ledger in decision order. The ledger does
+not read the three public output topics: those are keyed by payee (contract), which would let a
+payment decided after a clawback reach the ledger before it on another partition, and the
+ledger would then refuse a correct payment as a cap overrun.
 
 ``award-announcements`` has one partition. Count caps (20 benchmark scenarios a year, once
 per product/subject) pay the first claims in the announcing system's order, and Kafka keeps
@@ -26,7 +23,6 @@ from typing import Mapping
 from schemas.inputs import INPUT_TOPICS
 
 CLAIMS_TOPIC = "subsidy-claims"
-FEED_TOPIC = "subsidy-ledger-feed"
 DECISIONS_TOPIC = "subsidy-decisions"
 INSTRUCTIONS_TOPIC = "disbursement-instructions"
 REJECTIONS_TOPIC = "subsidy-rejections"
@@ -50,7 +46,7 @@ def input_partitions(topic: str, partitions: int) -> int:
 def expected_topics(app_id: str, partitions: int) -> dict[str, int]:
     """Every topic the app reads or writes -> the partition count it expects."""
     topics = {t: input_partitions(t, partitions) for t in INPUT_TOPICS}
-    topics.update({CLAIMS_TOPIC: partitions, FEED_TOPIC: partitions, changelog_topic(app_id): partitions})
+    topics.update({CLAIMS_TOPIC: partitions, changelog_topic(app_id): partitions})
     topics.update({t: partitions for t in OUTPUT_TOPICS})
     return topics
 

@@ -1,8 +1,8 @@
 """Where an id went: every record of the pipeline's topics that mentions it, in broker order.
 
 For an operator (or a failing test) asking "why did the ledger refuse clawback X of payment Y?":
-``subsidy trace X Y --broker HOST:PORT`` reads the internal topics (claims, ledger feed, state
-changelog) and the decisions and instructions topics, and prints each record that names one of
+``subsidy trace X Y --broker HOST:PORT`` reads the internal topics (claims, state changelog)
+and the decisions and instructions topics, and prints each record that names one of
 the ids (instruction, decision or event ids) with its partition, offset, producer timestamp and
 what it says, then the consumer group's committed offsets of the partitions involved. The claims
 of the events behind the matched decisions are looked up too, so one line per hop shows which
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from streams.topics import CLAIMS_TOPIC, DECISIONS_TOPIC, FEED_TOPIC, INSTRUCTIONS_TOPIC, changelog_topic
+from streams.topics import CLAIMS_TOPIC, DECISIONS_TOPIC, INSTRUCTIONS_TOPIC, changelog_topic
 
 
 @dataclass(frozen=True)
@@ -50,15 +50,14 @@ def summarise(topic: str, value: bytes, needles: set[str]) -> tuple[str, set[str
         origin = body["origin"]
         return (f"claim {claim['event_id']} ({claim['clause_id']}, corrects {claim.get('corrects')}) "
                 f"from {origin['topic']}[{origin['partition']}]@{origin['offset']}"), events
-    if topic == FEED_TOPIC or topic in (DECISIONS_TOPIC, INSTRUCTIONS_TOPIC):
-        decisions = body["decisions"] if topic == FEED_TOPIC else [body] if topic == DECISIONS_TOPIC else []
-        instructions = body["instructions"] if topic == FEED_TOPIC else [body] if topic == INSTRUCTIONS_TOPIC else []
+    if topic in (DECISIONS_TOPIC, INSTRUCTIONS_TOPIC):
+        decisions = [body] if topic == DECISIONS_TOPIC else []
+        instructions = [body] if topic == INSTRUCTIONS_TOPIC else []
         parts = [f"decision {_short(d['decision_id'])} {d['outcome']} event {d['event_id']}" for d in decisions]
         parts += [f"{i['kind']} {_short(i['instruction_id'])} {i['amount']} corrects {_short(i.get('corrects'))}" for i in instructions]
         events |= {d["event_id"] for d in decisions if {d["decision_id"], d.get("instruction_id"), d["event_id"]} & needles}
         events |= {e for i in instructions if {i["instruction_id"], i.get("corrects")} & needles for e in i["event_ids"]}
-        duplicate = " (re-emitted duplicate)" if body.get("duplicate") else ""
-        return "; ".join(parts) + duplicate, events
+        return "; ".join(parts), events
     writes = body["w"]  # a changelog record: one claim's writes (streams/state.py)
     parts = []
     for key, record in writes.items():
@@ -120,14 +119,14 @@ def trace(bootstrap: str, ids: Iterable[str], app_id: str, progress=lambda text:
     quick = {"bootstrap_timeout_ms": 5000} if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG else {}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="subsidy-trace", **quick)
     try:
-        hits, events = _scan(consumer, (FEED_TOPIC, changelog_topic(app_id), DECISIONS_TOPIC, INSTRUCTIONS_TOPIC), needles, progress)
+        hits, events = _scan(consumer, (changelog_topic(app_id), DECISIONS_TOPIC, INSTRUCTIONS_TOPIC), needles, progress)
         claim_hits, _ = _scan(consumer, (CLAIMS_TOPIC,), events | needles, progress)
     finally:
         consumer.close()
     hits = sorted(claim_hits + hits, key=lambda h: (h.topic != CLAIMS_TOPIC, h.topic, h.partition, h.offset))
     lines = [f"records mentioning {', '.join(sorted(needles))} (events {', '.join(sorted(events)) or '-'}):"]
     lines += ["  " + h.line() for h in hits] or ["  none"]
-    involved = sorted({(h.topic, h.partition) for h in hits if h.topic in (CLAIMS_TOPIC, FEED_TOPIC)})
+    involved = sorted({(h.topic, h.partition) for h in hits if h.topic == CLAIMS_TOPIC})
     lines.append(f"committed offsets of group {app_id} (next record to read):")
     lines += [f"  {topic}[{partition}] {offset}" for (topic, partition), offset in committed_offsets(bootstrap, app_id, involved)] or ["  none"]
     return lines

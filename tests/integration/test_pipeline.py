@@ -112,12 +112,12 @@ def test_generated_year_matches_replay(pipeline, tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     for event_id in clawback["event_ids"]:
         assert any(line.startswith("  subsidy-claims[") and f"claim {event_id} " in line for line in lines), lines
-    for topic in ("subsidy-ledger-feed", "subsidy-test-subsidy-state-changelog", "disbursement-instructions", "subsidy-decisions"):
+    for topic in ("subsidy-test-subsidy-state-changelog", "disbursement-instructions", "subsidy-decisions"):
         assert any(line.startswith(f"  {topic}[") for line in lines), (topic, lines)
     assert any(f"clawback {clawback['instruction_id'][:12]}" in line for line in lines), lines
     assert any(f"payment {clawback['corrects'][:12]}" in line for line in lines), lines
     committed = lines.index(f"committed offsets of group {p.app_id} (next record to read):")
-    assert any(line.startswith("  subsidy-ledger-feed[") for line in lines[committed:]), lines
+    assert any(line.startswith("  subsidy-claims[") for line in lines[committed:]), lines
 
     # the public rejection topic carries the original bytes, topic, partition, offset and a reason
     from kafka import KafkaConsumer

@@ -15,7 +15,7 @@ from faust.types import TP
 
 from streams import faust_seek_fix
 
-FEED = TP("subsidy-ledger-feed", 1)
+CLAIMS = TP("subsidy-claims", 1)
 CHANGELOG = TP("app-subsidy-state-changelog", 1)
 
 
@@ -26,8 +26,8 @@ class StandInConsumer:
 
     def __init__(self, committed: dict):
         self._active_partitions: set = set()
-        self._paused_partitions: set = {FEED, CHANGELOG}
-        self._read_offset: dict = defaultdict(lambda: None, {FEED: 2702})  # read before the seek
+        self._paused_partitions: set = {CLAIMS, CHANGELOG}
+        self._read_offset: dict = defaultdict(lambda: None, {CLAIMS: 2702})  # read before the seek
         self._committed_offset: dict = defaultdict(lambda: None)
         self._committed = committed
         self.active_during_seek: set | None = None
@@ -39,7 +39,7 @@ class StandInConsumer:
         return tp.topic.endswith("-changelog")
 
     def assignment(self) -> set:
-        return {FEED, CHANGELOG}
+        return {CLAIMS, CHANGELOG}
 
     async def seek_to_committed(self) -> dict:
         self.active_during_seek = set(self._active_partitions)
@@ -48,13 +48,13 @@ class StandInConsumer:
 
 def test_a_stream_partition_is_fetched_again_only_after_the_seek_set_its_read_offset():
     faust_seek_fix.install()
-    consumer = StandInConsumer({FEED: 1965})
-    Consumer.resume_partitions(consumer, {FEED, CHANGELOG})  # what recovery does first
+    consumer = StandInConsumer({CLAIMS: 1965})
+    Consumer.resume_partitions(consumer, {CLAIMS, CHANGELOG})  # what recovery does first
     assert consumer._active_partitions == {CHANGELOG}  # the changelog is resumed, the stream waits
     asyncio.run(Consumer.perform_seek(consumer))
-    assert FEED not in consumer.active_during_seek
-    assert consumer._read_offset[FEED] == 1965 and consumer._committed_offset[FEED] == 1965
-    assert consumer._active_partitions == {FEED, CHANGELOG} and not consumer._paused_partitions
+    assert CLAIMS not in consumer.active_during_seek
+    assert consumer._read_offset[CLAIMS] == 1965 and consumer._committed_offset[CLAIMS] == 1965
+    assert consumer._active_partitions == {CLAIMS, CHANGELOG} and not consumer._paused_partitions
 
 
 class StandInAIOKafkaConsumer:
@@ -74,9 +74,10 @@ class StandInAIOKafkaConsumer:
 
 def test_a_stream_partition_nobody_committed_is_sought_to_its_beginning():
     faust_seek_fix.install()
-    claims, claims_zero, feed = TopicPartition("subsidy-claims", 1), TopicPartition("subsidy-claims", 2), TopicPartition(FEED.topic, FEED.partition)
+    uncommitted, committed_zero = TopicPartition("subsidy-claims", 2), TopicPartition("subsidy-claims", 3)
+    committed_on = TopicPartition(CLAIMS.topic, CLAIMS.partition)
     changelog = TopicPartition(CHANGELOG.topic, CHANGELOG.partition)
-    kafka = StandInAIOKafkaConsumer({claims: None, claims_zero: 0, feed: 1965, changelog: None})
+    kafka = StandInAIOKafkaConsumer({uncommitted: None, committed_zero: 0, committed_on: 1965, changelog: None})
 
     async def call_thread(fun, *args):
         return await fun(*args)
@@ -87,9 +88,9 @@ def test_a_stream_partition_nobody_committed_is_sought_to_its_beginning():
         return SimpleNamespace(_ensure_consumer=lambda: kafka, consumer=faust_consumer, call_thread=call_thread)
 
     committed = asyncio.run(AIOKafkaConsumerThread.seek_to_committed(thread("earliest")))
-    assert committed[feed] == 1965 and committed[claims] is None  # what Faust's perform_seek reads
+    assert committed[committed_on] == 1965 and committed[uncommitted] is None  # what Faust's perform_seek reads
     # the fetcher stood past records Faust dropped; the changelog is recovery's to position
-    assert set(kafka.sought_to_beginning) == {claims, claims_zero}
+    assert set(kafka.sought_to_beginning) == {uncommitted, committed_zero}
     kafka.sought_to_beginning.clear()
     asyncio.run(AIOKafkaConsumerThread.seek_to_committed(thread("latest")))
     assert kafka.sought_to_beginning == []  # another reset policy is left to aiokafka

@@ -11,7 +11,7 @@ from intervaltree import IntervalTree
 
 from streams import faust_skip_fix
 
-FEED, INPUT = TP("subsidy-ledger-feed", 2), TP("model-invoices", 1)
+CLAIMS, INPUT = TP("subsidy-claims", 2), TP("model-invoices", 1)
 
 
 class Stopped(Exception):
@@ -42,7 +42,7 @@ def consumer():
         seen.append((tp, first, after))
         raise Stopped  # as os._exit would: nothing after it runs
 
-    faust_skip_fix.install({FEED.topic}, on_gap)
+    faust_skip_fix.install({CLAIMS.topic}, on_gap)
     consumer = Consumer.__new__(Consumer)  # only the offset bookkeeping is exercised
     consumer.app = App()
     consumer._committed_offset = defaultdict(lambda: None)
@@ -58,25 +58,25 @@ def consumer():
 
 def test_a_gap_in_our_topics_stops_the_worker_and_other_topics_keep_fausts_gaps(consumer):
     with pytest.raises(Stopped):
-        asyncio.run(consumer._add_gap(FEED, 495, 497))
-    assert consumer.gaps_seen == [(FEED, 495, 497)] and not consumer._gap[FEED]
+        asyncio.run(consumer._add_gap(CLAIMS, 495, 497))
+    assert consumer.gaps_seen == [(CLAIMS, 495, 497)] and not consumer._gap[CLAIMS]
     asyncio.run(consumer._add_gap(INPUT, 10, 12))  # a compacted or transactional input: Faust's way
     assert sorted((i.begin, i.end) for i in consumer._gap[INPUT]) == [(10, 13)]
 
 
 def test_only_records_a_stage_was_handed_are_acknowledged(consumer):
-    consumer._committed_offset[FEED] = 495
-    dropped, handled = Message(FEED, 495), Message(FEED, 496)
+    consumer._committed_offset[CLAIMS] = 495
+    dropped, handled = Message(CLAIMS, 495), Message(CLAIMS, 496)
     faust_skip_fix.handed(handled)
     assert consumer.ack(dropped) is False  # dropped during a rebalance: Faust would ack it
     assert consumer.ack(handled) is True
-    assert consumer._acked[FEED] == [496]
+    assert consumer._acked[CLAIMS] == [496]
     # Faust would commit 497 over the unread 495 (a one-record hole at the head); nothing now
-    assert consumer._new_offset(FEED) is None
-    again = Message(FEED, 495)  # read again after the seek that follows the rebalance
+    assert consumer._new_offset(CLAIMS) is None
+    again = Message(CLAIMS, 495)  # read again after the seek that follows the rebalance
     faust_skip_fix.handed(again)
     assert consumer.ack(again) is True
-    assert consumer._new_offset(FEED) == 497
+    assert consumer._new_offset(CLAIMS) == 497
 
 
 def test_inputs_keep_fausts_acknowledgements(consumer):

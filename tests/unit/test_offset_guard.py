@@ -13,17 +13,17 @@ def test_contiguous_offsets_and_repeats_pass_a_jump_is_reported_with_the_missing
 
 def test_a_new_generation_starts_wherever_the_partition_is():
     guard = OffsetGuard()
-    assert guard.skipped_to("feed-1", 10, generation=1) is None
-    assert guard.skipped_to("feed-1", 500, generation=2) is None  # another worker moved it on
-    assert guard.skipped_to("feed-1", 501, generation=2) is None
-    assert guard.skipped_to("feed-0", 7, generation=2) is None  # partitions are apart
+    assert guard.skipped_to("claims-1", 10, generation=1) is None
+    assert guard.skipped_to("claims-1", 500, generation=2) is None  # another worker moved it on
+    assert guard.skipped_to("claims-1", 501, generation=2) is None
+    assert guard.skipped_to("claims-0", 7, generation=2) is None  # partitions are apart
 
 
 def test_a_forgotten_partition_starts_over_at_the_seek():
     guard = OffsetGuard()
-    assert guard.skipped_to("feed-1", 1725, generation=3) is None
-    guard.forget("feed-1")  # the stall watch sought it to its committed offset, 1886
-    assert guard.skipped_to("feed-1", 1886, generation=3) is None
+    assert guard.skipped_to("claims-1", 1725, generation=3) is None
+    guard.forget("claims-1")  # the stall watch sought it to its committed offset, 1886
+    assert guard.skipped_to("claims-1", 1886, generation=3) is None
 
 
 def test_a_generation_must_start_at_or_before_the_committed_offset():
@@ -38,15 +38,15 @@ def test_a_generation_must_start_at_or_before_the_committed_offset():
 
 def test_after_a_stall_watch_seek_the_first_record_is_not_held_to_the_committed_offset():
     guard = OffsetGuard()
-    assert guard.skipped_to("feed-1", 1725, generation=3, committed=1725) is None
-    guard.forget("feed-1")
-    assert guard.skipped_to("feed-1", 1890, generation=3, committed=1886) is None  # fetched before the seek
-    assert guard.skipped_to("feed-1", 1891, generation=3, committed=1886) is None
+    assert guard.skipped_to("claims-1", 1725, generation=3, committed=1725) is None
+    guard.forget("claims-1")
+    assert guard.skipped_to("claims-1", 1890, generation=3, committed=1886) is None  # fetched before the seek
+    assert guard.skipped_to("claims-1", 1891, generation=3, committed=1886) is None
 
 
 def test_starts_tells_the_first_record_of_a_partition_in_a_generation():
     guard = OffsetGuard()
-    assert guard.starts("feed-2", generation=1)
-    guard.skipped_to("feed-2", 40, generation=1)
-    assert not guard.starts("feed-2", generation=1)
-    assert guard.starts("feed-2", generation=2) and guard.starts("feed-3", generation=1)
+    assert guard.starts("claims-2", generation=1)
+    guard.skipped_to("claims-2", 40, generation=1)
+    assert not guard.starts("claims-2", generation=1)
+    assert guard.starts("claims-2", generation=2) and guard.starts("claims-3", generation=1)

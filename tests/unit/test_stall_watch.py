@@ -5,10 +5,10 @@ from streams.stall_watch import PartitionSample, StallWatch
 
 def test_a_partition_fetched_past_what_was_delivered_with_nothing_queued_is_stalled_after_the_set_looks():
     watch = StallWatch(checks=3)
-    stuck = {"feed-1": PartitionSample(delivered_next=1726, position=2703, queued=0)}
+    stuck = {"claims-1": PartitionSample(delivered_next=1726, position=2703, queued=0)}
     assert watch.stalled(stuck) == []
     assert watch.stalled(stuck) == []
-    assert watch.stalled(stuck) == ["feed-1"]
+    assert watch.stalled(stuck) == ["claims-1"]
     assert watch.stalled(stuck) == []  # sought back: its history starts over
 
 

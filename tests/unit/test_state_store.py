@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 from faust.types import TP
 
-from streams.app import build_app, feed_record
+from streams.app import build_app
 from streams.config import DEFAULT_APP_ID, StreamConfig
 from streams.state import ClaimWrites, compact_json
 from streams.topics import STATE_TABLE, changelog_topic
@@ -89,16 +89,6 @@ def test_a_claims_writes_are_stored_and_sent_as_one_changelog_record(tmp_path, s
     assert record == compact_json({"w": writes})  # encoded once, spliced; a restore reads it as JSON
     table.apply_changelog_batch([SimpleNamespace(value=json.loads(record), message=SimpleNamespace(partition=1, offset=0, tp=TP(CHANGELOG, 1)))])
     assert table.reader(1).get("cap-a") == {"amount": 250, "count": 2}
-
-
-def test_the_feed_record_is_the_compact_json_of_its_parts():
-    decisions = [{"id": "d1", "amount": "1.00"}, {"id": "d2", "who": "成都"}]
-    instructions = [{"id": "i1"}]
-    rejections = [{"id": "r1"}]
-    for ts, duplicate, rejected in ((1700000000.25, False, []), (None, True, rejections)):
-        spliced = feed_record([compact_json(d) for d in decisions], [compact_json(i) for i in instructions],
-                              [compact_json(r) for r in rejected], ts, duplicate)
-        assert spliced == compact_json({"decisions": decisions, "instructions": instructions, "rejections": rejected, "ts": ts, "duplicate": duplicate})
 
 
 def _delivered(sent: dict, offset: int) -> None:
