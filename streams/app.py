@@ -345,10 +345,9 @@ def build_app(config: StreamConfig) -> faust.App:
         # Batches: take_events() acks a batch only after this body has run, and the body has no
         # await until the batch's rejections are booked, so every output of the batch is queued
         # (send_soon) before any of its offsets can be committed, and each commit waits until
-        # the broker has them (faust_flush_fix). A
-        # worker stopped at any moment has queued a whole batch or none of it; a redelivered
-        # input yields the same claims (same ids) or the same rejection (id from
-        # topic/partition/offset/bytes).
+        # the broker has them (faust_flush_fix). A worker stopped at any moment has queued a
+        # whole batch or none of it; a redelivered input yields the same claims (same ids) or
+        # the same rejection (id from topic/partition/offset/bytes).
         await in_batches(stream, "intake", intake_one)
 
     def intake_one(event, batch: LedgerBatch) -> None:
