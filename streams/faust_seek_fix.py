@@ -1,4 +1,5 @@
-"""Keep stream partitions paused until Faust has sought them to their committed offsets.
+"""Keep stream partitions paused until Faust has sought them to their committed offsets (or,
+where nothing was committed, to their beginning).
 
 WHY: faust-streaming 0.15.3 loses records after a rebalance. Found with the rebalance test
 (tests/integration/test_pipeline.py::test_two_workers_with_rebalance failed about one run in
@@ -31,9 +32,9 @@ worker killed before its first commit left subsidy-claims[1] without one; its su
 @0.. during its rebalance, dropped them, and its decide stage was handed @929 first. The claims
 before it were never read again: some never decided, some decided and booked by the killed
 worker but missing from the changelog, so the ledger then refused a later payment of the same
-buyer as a cap overrun (a loop of tests/integration/test_pipeline.py::test_kill_9_worker_repeatedly, 1 run in
-10). With ``auto_offset_reset`` "earliest" (ours), no committed offset means "from the
-beginning", so such a partition is sought there.
+buyer as a cap overrun (2 runs in 10 of a loop of the kill -9 test's scenario: bench/README.md).
+With ``auto_offset_reset`` "earliest" (ours), no committed offset means "from the beginning",
+so such a partition is sought there.
 """
 
 from __future__ import annotations
