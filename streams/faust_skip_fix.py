@@ -5,8 +5,8 @@ and each lets a commit move past it. On the claims topic that is a claim never d
 ledger feed a separate ledger agent read until 2026-12, a payment never booked, and the ledger
 then refused its clawback ("corrects X, which is not a payment in the ledger"), which is how the
 exhausted-budget kill test failed (a fresh worker took the feed partition past an unbooked
-payment). Our own topics are never
-compacted and never written in transactions, so every offset is a record a stage must handle:
+payment). Our own topics are never compacted and never written in transactions, so every
+offset is a record a stage must handle:
 
 * a gap: a record fetched more than one offset past the last one delivered makes Faust file
   the records in between as unreadable (``Consumer._add_gap``, meant for compacted topics and

@@ -1,12 +1,12 @@
 """Halt a stage that is handed a record beyond the next one of its partition.
 
-The pipeline's own topic (subsidy-claims) is written without
-transactions and never compacted, so its offsets have no holes: a stage that sees offset
-N+3 right after N has been skipped records, and Faust (its consumer takes such a jump for a
-compacted topic's gap and acknowledges it) would commit past them, unprocessed. A soak run
-lost two claims this way or a way like it (bench/README.md) after streams/faust_seek_fix.py
-had closed the path it explains. The guard turns such a loss into a halt: the stage exits
-before acknowledging the batch, and a restarted worker reads again from the committed offset.
+The pipeline's own topic (subsidy-claims) is written without transactions and never
+compacted, so its offsets have no holes: a stage that sees offset N+3 right after N has been
+skipped records, and Faust (its consumer takes such a jump for a compacted topic's gap and
+acknowledges it) would commit past them, unprocessed. A soak run lost two claims this way or a
+way like it (bench/README.md) after streams/faust_seek_fix.py had closed the path it explains.
+The guard turns such a loss into a halt: the stage exits before acknowledging the batch, and a
+restarted worker reads again from the committed offset.
 
 Inside one consumer generation, a jump past the next offset is a skip. At the start of a
 generation (a rebalance, or the worker's start) the first record of a partition must be at or
