@@ -6,6 +6,8 @@ A valid check character proves the code was not mistyped, not that the entity ex
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 USCC_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"  # no I, O, S, V, Z
 _USCC_VALUE = {ch: i for i, ch in enumerate(USCC_ALPHABET)}
 _USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
@@ -19,6 +21,7 @@ def uscc_check_character(first17: str) -> str:
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
+@lru_cache(maxsize=1 << 16)  # the same enterprises come back all year; intake checks every message
 def uscc_problem(code: str) -> str | None:
     """None if ``code`` is a well-formed USCC, else what is wrong with it."""
     if len(code) != 18:

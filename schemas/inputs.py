@@ -31,6 +31,8 @@ _RFC3339 = re.compile(
     r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
 )
 
+_BEYOND_MICROSECONDS = re.compile(r"\.(\d{6})\d+")
+
 _EARLIEST_YEAR, _LATEST_YEAR = 1970, 9998
 
 
@@ -40,7 +42,8 @@ def _timestamp(value: object) -> datetime:
             f"{value!r} is not an RFC 3339 timestamp with an offset, e.g. \"2026-03-01T09:30:00+08:00\""
         )
     text = value.replace("z", "Z").replace("Z", "+00:00")
-    text = re.sub(r"\.(\d{6})\d+", r".\1", text)  # Python keeps microseconds; finer digits are noise
+    if "." in text:
+        text = _BEYOND_MICROSECONDS.sub(r".\1", text)  # Python keeps microseconds; finer digits are noise
     try:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -102,6 +103,7 @@ def test_valid_purchase_makes_one_compute_voucher_claim_paid_to_the_provider():
     assert claim.fiscal_year == 2026 and claim.day == "2026-03-01"
     assert claim.corrects is None
     assert Claim.from_dict(json.loads(json.dumps(claim.to_dict()))) == claim
+    assert claim.to_dict() == dataclasses.asdict(claim)  # to_dict is a shallow asdict
 
 
 @pytest.mark.parametrize("topic, build, clause", [
