@@ -7,13 +7,17 @@ before anything is timed. Then, over the same messages on the same broker:
   to another topic (batched producer defaults); also the same with ``max_batch_size=1``, the
   producer setting our local workers are forced to (streams/LOCAL_BROKER.md, restore fix);
 * (b) a Faust worker whose agent does nothing (bench/faust_noop_worker.py), local settings;
+* (b2) a Faust worker with our topology and none of our work (the same file, ``topology`` mode):
+  inputs forwarded to a claims topic, each claim a table write and two sends, stage batches as
+  ours; so c/b2 is the share of a worker's time left to our own work (decoding, rules, JSON,
+  ledger), and b2/b bounds c/b whatever that work costs;
 * (c) our pipeline, 1 worker (streams.local.LocalPipeline, a fresh PostgreSQL database), from the
   first input read to "the ledger accounts for every input" (ledger polled, never broker offsets);
 * (d) the same with 2 workers (internal topics deleted and recreated, another fresh database).
 
 Rates are inputs per second from the first message read to the last one done, so start-up and
 group joins are left out (they are reported separately as ``wall_s``). The figures that matter are
-the ratios c/a, c/b, d/c. Run: ``python bench/bench_pipeline.py [--events N] [--json]``.
+the ratios c/a, c/b, c/b2, d/c. Run: ``python bench/bench_pipeline.py [--events N] [--json]``.
 """
 
 from __future__ import annotations
@@ -170,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"(a1) raw aiokafka, max_batch_size=1: {raw1['events_per_s']:,.0f}/s")
         noop = run_noop(bootstrap, n, workdir)
         log(f"(b) Faust no-op agent: {noop['events_per_s']:,.0f}/s")
+        topology = run_noop(bootstrap, n, workdir, mode="topology")
+        log(f"(b2) Faust with our topology, no work: {topology['events_per_s']:,.0f}/s")
         with fresh_database(args.pg_url, prefix="bench_pipe") as url:
             one = run_pipeline(bootstrap, url, expected, 1, workdir)
         log(f"(c) pipeline, 1 worker: {one['events_per_s']:,.0f}/s")
@@ -188,11 +194,14 @@ def main(argv: list[str] | None = None) -> int:
         "raw_aiokafka": raw,
         "raw_aiokafka_batch1": raw1,
         "faust_noop": noop,
+        "faust_topology_no_work": topology,
         "pipeline_1_worker": one,
         "pipeline_2_workers": two,
         "ratio_c_to_raw": round(c / raw["events_per_s"], 3),
         "ratio_c_to_raw_batch1": round(c / raw1["events_per_s"], 3),
         "ratio_c_to_noop": round(c / noop["events_per_s"], 3),
+        "ratio_c_to_topology": round(c / topology["events_per_s"], 3),
+        "ratio_topology_to_noop": round(topology["events_per_s"] / noop["events_per_s"], 3),
         "ratio_d_to_c": round(two["events_per_s"] / c, 3) if two else None,
         "goal_ratio_to_noop": GOAL_RATIO_TO_NOOP,
         "goal_met": c / noop["events_per_s"] >= GOAL_RATIO_TO_NOOP,
@@ -203,12 +212,13 @@ def main(argv: list[str] | None = None) -> int:
         f"(a)  raw aiokafka consume+produce          {raw['events_per_s']:>9,.0f} ev/s",
         f"(a1) raw aiokafka, producer batch size 1   {raw1['events_per_s']:>9,.0f} ev/s",
         f"(b)  Faust agent doing nothing             {noop['events_per_s']:>9,.0f} ev/s",
+        f"(b2) Faust, our topology, no work          {topology['events_per_s']:>9,.0f} ev/s  = {result['ratio_topology_to_noop']} × (b)",
         f"(c)  pipeline, 1 worker, to ledger rows    {c:>9,.0f} ev/s  (ledger = replay: {one['ledger_equals_replay']})",
     ]
     if two:
         lines.append(f"(d)  pipeline, 2 workers                   {two['events_per_s']:>9,.0f} ev/s  = {two['events_per_s_per_worker']:,.0f}/worker (ledger = replay: {two['ledger_equals_replay']})")
     lines += [f"c/a = {result['ratio_c_to_raw']}, c/a1 = {result['ratio_c_to_raw_batch1']}, c/b = {result['ratio_c_to_noop']} (goal >= {GOAL_RATIO_TO_NOOP}: "
-              f"{'met' if result['goal_met'] else 'NOT met'})" + (f", d/c = {result['ratio_d_to_c']}" if two else "")]
+              f"{'met' if result['goal_met'] else 'NOT met'}), c/b2 = {result['ratio_c_to_topology']}" + (f", d/c = {result['ratio_d_to_c']}" if two else "")]
     emit(result, args.json, lines)
     return 0
 

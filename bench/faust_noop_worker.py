@@ -1,13 +1,20 @@
 """Baseline 2 of bench/bench_pipeline.py: a Faust worker whose agent does nothing.
 
 Same broker, same input topics and the same local Faust settings as our workers
-(streams/local_worker.py: ``local_broker_faust_settings``, the short fetch wait of
-streams/tansu_fetch_wait.py, earliest reset; a memory store, since it keeps no table).
+(streams/local_worker.py: ``local_broker_faust_settings`` with true end offsets instead of
+one-record producer batches, the short fetch wait of streams/tansu_fetch_wait.py, our 5 ms
+producer linger, earliest reset; a memory store).
 The agent only counts; when it has seen ``BENCH_TARGET`` events it writes
 ``{"first": t, "last": t, "count": n}`` (wall clock) to ``BENCH_OUT`` and keeps idling.
 
 Run: ``BENCH_BROKER=127.0.0.1:PORT BENCH_TARGET=N BENCH_OUT=f.json python -m bench.faust_noop_worker``
 (``BENCH_MODE=take`` iterates ``stream.take_events(1000, 0.5)`` instead of ``stream.events()``).
+
+``BENCH_MODE=topology`` is baseline 2b: our pipeline's Faust traffic with none of its work. Two
+agents with our stage batching (``take_events(500, 0.05)``): the first forwards each input's
+bytes to a claims topic; the second, for each claim, writes one key of a table (one changelog
+record) and forwards the bytes to a decisions and an instructions topic. No decoding, no rules,
+no database. It counts the claims the second agent has seen, from the first input read.
 """
 
 from __future__ import annotations
@@ -25,13 +32,18 @@ import faust  # noqa: E402
 from faust.worker import Worker  # noqa: E402
 
 from schemas.inputs import INPUT_TOPICS  # noqa: E402
-from streams import tansu_fetch_wait  # noqa: E402
+from streams import tansu_fetch_wait, tansu_offsets  # noqa: E402
 from streams.local_broker import local_broker_faust_settings  # noqa: E402
 
 
 def build() -> faust.App:
     tansu_fetch_wait.install()
     settings = local_broker_faust_settings()
+    # as streams/local_worker.py: true end offsets fetched, so producer batches are not cut to one
+    # record; and our app's linger (streams/app.py)
+    tansu_offsets.install()
+    settings.pop("producer_max_batch_size", None)
+    settings["producer_linger"] = 0.005
     settings.update({"store": "memory://", "topic_disable_leader": True, "consumer_auto_offset_reset": "earliest",
                      "datadir": os.environ.get("BENCH_DATADIR", "/tmp/bench-noop-data")})
     app = faust.App(os.environ.get("BENCH_APP_ID", "bench-noop"), broker=f"kafka://{os.environ['BENCH_BROKER']}", **settings)
@@ -47,7 +59,34 @@ def build() -> faust.App:
         if state["n"] >= target and not os.path.exists(out):
             Path(out).write_text(json.dumps({"first": state["first"], "last": time.time(), "count": state["n"]}))
 
-    if os.environ.get("BENCH_MODE") == "take":
+    mode = os.environ.get("BENCH_MODE")
+    if mode == "topology":
+        claims = app.topic("bench-claims", key_serializer="raw", value_serializer="raw", partitions=4)
+        decisions = app.topic("bench-decisions", key_serializer="raw", value_serializer="raw")
+        instructions = app.topic("bench-instructions", key_serializer="raw", value_serializer="raw")
+        table = app.Table("bench-state", default=None, partitions=4, schema=faust.Schema(key_serializer="raw", value_serializer="raw"))
+
+        @app.agent(inputs, name="intake")
+        async def forward(stream):
+            async for events in stream.take_events(500, within=0.05):
+                if state["first"] is None:
+                    state["first"] = time.time()
+                for event in events:
+                    claims.send_soon(key=event.message.key or b"-", value=event.value)
+
+        @app.agent(claims, name="decide")
+        async def decide(stream):
+            async for events in stream.take_events(500, within=0.05):
+                for event in events:
+                    key = event.message.key
+                    # as our table does (streams/state.py): take_events sets no current event,
+                    # so the store and changelog partition are named, not looked up
+                    table.data[key] = b"1"
+                    table.send_changelog(event.message.partition, key, b"1")
+                    decisions.send_soon(key=key, value=event.value)
+                    instructions.send_soon(key=key, value=event.value)
+                seen(len(events))
+    elif mode == "take":
         @app.agent(inputs, name="noop")
         async def noop_take(stream):
             async for events in stream.take_events(1000, within=0.5):
