@@ -11,6 +11,9 @@ before anything is timed. Then, over the same messages on the same broker:
   inputs forwarded to a claims topic, each claim a table write and two sends, stage batches as
   ours; so c/b2 is the share of a worker's time left to our own work (decoding, rules, JSON,
   ledger), and b2/b bounds c/b whatever that work costs;
+* (b3) the same topology with every output of a stage batch handed to aiokafka as one record
+  batch per partition, delivery awaited, instead of Faust's send per message: the bound of a
+  redesigned send path;
 * (c) our pipeline, 1 worker (streams.local.LocalPipeline, a fresh PostgreSQL database), from the
   first input read to "the ledger accounts for every input" (ledger polled, never broker offsets);
 * (d) the same with 2 workers (internal topics deleted and recreated, another fresh database).
@@ -176,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         log(f"(b) Faust no-op agent: {noop['events_per_s']:,.0f}/s")
         topology = run_noop(bootstrap, n, workdir, mode="topology")
         log(f"(b2) Faust with our topology, no work: {topology['events_per_s']:,.0f}/s")
+        batched = run_noop(bootstrap, n, workdir, mode="topology-batched")
+        log(f"(b3) the same, outputs sent in batches: {batched['events_per_s']:,.0f}/s")
         with fresh_database(args.pg_url, prefix="bench_pipe") as url:
             one = run_pipeline(bootstrap, url, expected, 1, workdir)
         log(f"(c) pipeline, 1 worker: {one['events_per_s']:,.0f}/s")
@@ -195,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw_aiokafka_batch1": raw1,
         "faust_noop": noop,
         "faust_topology_no_work": topology,
+        "faust_topology_no_work_batched_sends": batched,
         "pipeline_1_worker": one,
         "pipeline_2_workers": two,
         "ratio_c_to_raw": round(c / raw["events_per_s"], 3),
@@ -202,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_c_to_noop": round(c / noop["events_per_s"], 3),
         "ratio_c_to_topology": round(c / topology["events_per_s"], 3),
         "ratio_topology_to_noop": round(topology["events_per_s"] / noop["events_per_s"], 3),
+        "ratio_batched_topology_to_noop": round(batched["events_per_s"] / noop["events_per_s"], 3),
         "ratio_d_to_c": round(two["events_per_s"] / c, 3) if two else None,
         "goal_ratio_to_noop": GOAL_RATIO_TO_NOOP,
         "goal_met": c / noop["events_per_s"] >= GOAL_RATIO_TO_NOOP,
@@ -213,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(a1) raw aiokafka, producer batch size 1   {raw1['events_per_s']:>9,.0f} ev/s",
         f"(b)  Faust agent doing nothing             {noop['events_per_s']:>9,.0f} ev/s",
         f"(b2) Faust, our topology, no work          {topology['events_per_s']:>9,.0f} ev/s  = {result['ratio_topology_to_noop']} × (b)",
+        f"(b3) the same, batched sends               {batched['events_per_s']:>9,.0f} ev/s  = {result['ratio_batched_topology_to_noop']} × (b)",
         f"(c)  pipeline, 1 worker, to ledger rows    {c:>9,.0f} ev/s  (ledger = replay: {one['ledger_equals_replay']})",
     ]
     if two:

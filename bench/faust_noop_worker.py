@@ -15,15 +15,20 @@ agents with our stage batching (``take_events(500, 0.05)``): the first forwards 
 bytes to a claims topic; the second, for each claim, writes one key of a table (one changelog
 record) and forwards the bytes to a decisions and an instructions topic. No decoding, no rules,
 no database. It counts the claims the second agent has seen, from the first input read.
+``BENCH_MODE=topology-batched`` is the same with every output of a stage batch (changelog
+records included) handed to aiokafka as one record batch per partition and its delivery awaited,
+instead of Faust's ``send_soon`` per message: what a redesign of our send path could reach.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -34,6 +39,34 @@ from faust.worker import Worker  # noqa: E402
 from schemas.inputs import INPUT_TOPICS  # noqa: E402
 from streams import tansu_fetch_wait, tansu_offsets  # noqa: E402
 from streams.local_broker import local_broker_faust_settings  # noqa: E402
+
+
+async def send_each(app: faust.App, outputs: list) -> None:
+    """Every output through Faust's producer buffer, one message at a time (as our stages send)."""
+    for topic, partition, key, value in outputs:
+        topic.send_soon(key=key, value=value, partition=partition)
+
+
+async def send_batched(app: faust.App, outputs: list) -> None:
+    """Every output handed to aiokafka as one record batch per partition, delivery awaited."""
+    producer = app.producer._ensure_producer()
+    by_partition: dict[tuple[str, int], list] = defaultdict(list)
+    for topic, partition, key, value in outputs:
+        name = topic.get_topic_name()
+        if partition is None:
+            await producer.client._wait_on_metadata(name)
+            partition = producer._partition(name, None, None, None, key, None)
+        by_partition[name, partition].append((key, value))
+    delivered = []
+    for (topic, partition), records in by_partition.items():
+        batch = producer.create_batch()
+        for key, value in records:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
+                delivered.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                batch.append(key=key, value=value, timestamp=None)
+        delivered.append(await producer.send_batch(batch, topic, partition=partition))
+    await asyncio.gather(*delivered)
 
 
 def build() -> faust.App:
@@ -60,31 +93,31 @@ def build() -> faust.App:
             Path(out).write_text(json.dumps({"first": state["first"], "last": time.time(), "count": state["n"]}))
 
     mode = os.environ.get("BENCH_MODE")
-    if mode == "topology":
+    if mode in ("topology", "topology-batched"):
         claims = app.topic("bench-claims", key_serializer="raw", value_serializer="raw", partitions=4)
+        table = app.Table("bench-state", default=None, partitions=4, schema=faust.Schema(key_serializer="raw", value_serializer="raw"))
         decisions = app.topic("bench-decisions", key_serializer="raw", value_serializer="raw")
         instructions = app.topic("bench-instructions", key_serializer="raw", value_serializer="raw")
-        table = app.Table("bench-state", default=None, partitions=4, schema=faust.Schema(key_serializer="raw", value_serializer="raw"))
+        send = send_each if mode == "topology" else send_batched
 
         @app.agent(inputs, name="intake")
         async def forward(stream):
             async for events in stream.take_events(500, within=0.05):
                 if state["first"] is None:
                     state["first"] = time.time()
-                for event in events:
-                    claims.send_soon(key=event.message.key or b"-", value=event.value)
+                await send(app, [(claims, None, event.message.key or b"-", event.value) for event in events])
 
         @app.agent(claims, name="decide")
         async def decide(stream):
             async for events in stream.take_events(500, within=0.05):
+                outputs = []
                 for event in events:
-                    key = event.message.key
+                    key, partition = event.message.key, event.message.partition
                     # as our table does (streams/state.py): take_events sets no current event,
                     # so the store and changelog partition are named, not looked up
                     table.data[key] = b"1"
-                    table.send_changelog(event.message.partition, key, b"1")
-                    decisions.send_soon(key=key, value=event.value)
-                    instructions.send_soon(key=key, value=event.value)
+                    outputs += [(table.changelog_topic, partition, key, b"1"), (decisions, None, key, event.value), (instructions, None, key, event.value)]
+                await send(app, outputs)
                 seen(len(events))
     elif mode == "take":
         @app.agent(inputs, name="noop")
