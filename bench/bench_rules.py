@@ -13,6 +13,9 @@ outside the timing. Then, over the same claims:
 * engine: ``rules.engine.Engine.decide`` with a fresh dict state, producing the full decision,
   instruction and state records.
 
+Also intake (``rules.intake.intake``: bytes to validated claims, or a rejection) in messages/s,
+against parsing the same bytes as JSON and nothing else.
+
 The figures are engine/baseline (the price of the audit trail and guarantees), engine/records
 (the price of the logic over the records' floor) and the absolute claims/s against the issue's
 goal of 200,000/s. Run: ``python bench/bench_rules.py [--events N] [--json]``.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -37,22 +41,31 @@ from subsidy.runtime import tune_gc  # noqa: E402
 GOAL_CLAIMS_PER_SECOND = 200_000
 
 
-def generated_claims(events: int, seed: int) -> list:
-    import json
-
+def generated_messages(events: int, seed: int) -> list[tuple[str, bytes]]:
+    """(topic, bytes) of a generated year's well-formed messages, as upstream would publish them."""
     from subsidy.generate import generate_lines
 
-    policy = load_policy()
-    claims = []
-    for line in generate_lines(2026, seed, events=events, policy=policy):
+    messages = []
+    for line in generate_lines(2026, seed, events=events, policy=load_policy()):
         envelope = json.loads(line)
-        if "value" not in envelope:
-            continue
+        if "value" in envelope:
+            messages.append((envelope["topic"], json.dumps(envelope["value"], ensure_ascii=False).encode()))
+    return messages
+
+
+def claims_of(messages: list[tuple[str, bytes]], policy) -> list:
+    claims = []
+    for topic, raw in messages:
         try:
-            claims += intake(envelope["topic"], json.dumps(envelope["value"]).encode(), policy)
+            claims += intake(topic, raw, policy)
         except Rejected:
             pass
     return claims
+
+
+def parse_only(messages: list[tuple[str, bytes]]) -> int:
+    """The intake baseline: each message's bytes decoded and parsed as JSON, nothing checked."""
+    return sum(len(json.loads(raw)) for _, raw in messages)
 
 
 def bare_allocator(claims: list, policy) -> int:
@@ -111,12 +124,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     policy = load_policy()
-    claims = generated_claims(args.events, args.seed)
-    baseline_best = records_best = engine_best = float("inf")
+    messages = generated_messages(args.events, args.seed)
+    claims = claims_of(messages, policy)
+    parse_best = intake_best = baseline_best = records_best = engine_best = float("inf")
     if not args.default_gc:
         tune_gc()  # as `subsidy replay` and the stream workers run (subsidy/runtime.py)
     gc.collect()
     for _ in range(args.repeat):
+        with Timer() as t:
+            parse_only(messages)
+        parse_best = min(parse_best, t.seconds)
+        with Timer() as t:
+            claims_of(messages, policy)
+        intake_best = min(intake_best, t.seconds)
         with Timer() as t:
             bare_allocator(claims, policy)
         baseline_best = min(baseline_best, t.seconds)
@@ -129,8 +149,13 @@ def main(argv: list[str] | None = None) -> int:
                 engine.decide(claim)
         engine_best = min(engine_best, t.seconds)
     baseline_rate, records_rate, engine_rate = rate(len(claims), baseline_best), rate(len(claims), records_best), rate(len(claims), engine_best)
+    parse_rate, intake_rate = rate(len(messages), parse_best), rate(len(messages), intake_best)
     result = {
         "benchmark": "rules-core",
+        "messages": len(messages),
+        "json_parse_messages_per_s": round(parse_rate),
+        "intake_messages_per_s": round(intake_rate),
+        "ratio_intake_to_json_parse": round(intake_rate / parse_rate, 3),
         "claims": len(claims),
         "baseline_claims_per_s": round(baseline_rate),
         "records_only_claims_per_s": round(records_rate),
@@ -143,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         "environment": environment(),
     }
     emit(result, args.json, [
+        f"messages: {len(messages):,}; JSON parse only (baseline): {parse_rate:,.0f}/s; intake: {intake_rate:,.0f}/s = {intake_rate / parse_rate:.3f} × baseline",
         f"claims: {len(claims):,} (best of {args.repeat})",
         f"bare allocator (baseline): {baseline_rate:,.0f} claims/s",
         f"records only (floor):      {records_rate:,.0f} claims/s",
