@@ -21,11 +21,17 @@ def uscc_check_character(first17: str) -> str:
     return USCC_ALPHABET[(31 - total % 31) % 31]
 
 
-@lru_cache(maxsize=1 << 16)  # the same enterprises come back all year; intake checks every message
 def uscc_problem(code: str) -> str | None:
     """None if ``code`` is a well-formed USCC, else what is wrong with it."""
     if len(code) != 18:
         return f"USCC {code!r} has {len(code)} characters; it must have 18"
+    return _eighteen_character_uscc_problem(code)
+
+
+# Cached because the same enterprises come back all year and intake checks every message; only
+# for 18-character codes, so that a flood of huge strings cannot fill memory (a few MB at most).
+@lru_cache(maxsize=1 << 14)
+def _eighteen_character_uscc_problem(code: str) -> str | None:
     bad = sorted({ch for ch in code if ch not in _USCC_VALUE})
     if bad:
         return (
