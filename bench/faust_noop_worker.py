@@ -1,4 +1,4 @@
-"""Baseline 2 of bench/bench_pipeline.py: a Faust worker whose agent does nothing.
+"""Baselines (b), (b2) and (b3) of bench/bench_pipeline.py: Faust workers that do none of our work.
 
 Same broker, same input topics and the same local Faust settings as our workers
 (streams/local_worker.py: ``local_broker_faust_settings`` with true end offsets instead of
@@ -51,10 +51,11 @@ async def send_batched(app: faust.App, outputs: list) -> None:
     """Every output handed to aiokafka as one record batch per partition, delivery awaited."""
     producer = app.producer._ensure_producer()
     by_partition: dict[tuple[str, int], list] = defaultdict(list)
+    for topic in {topic for topic, partition, _, _ in outputs if partition is None}:
+        await producer.client._wait_on_metadata(topic.get_topic_name())  # for the key's partition below
     for topic, partition, key, value in outputs:
         name = topic.get_topic_name()
         if partition is None:
-            await producer.client._wait_on_metadata(name)
             partition = producer._partition(name, None, None, None, key, None)
         by_partition[name, partition].append((key, value))
     delivered = []
