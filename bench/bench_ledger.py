@@ -144,9 +144,10 @@ def bench_bare_copy(url: str, rows: list[tuple], batch: int) -> float:
         engine.dispose()
 
 
-# The tables the ledger writes, in an order that satisfies their foreign keys within a batch, and
-# the column that ties each row to the instruction batch that stored it.
+# The tables the ledger writes, in an order that satisfies their foreign keys within a batch.
 STORED_TABLES = ("ledger_accounts", "ledger_instructions", "ledger_cap_usage", "ledger_cap_charges", "ledger_journal", "ledger_decisions")
+# Tables whose rows are shared by instructions (keyed by their first column), stored with the first one.
+SHARED_TABLES = ("ledger_accounts", "ledger_cap_usage")
 
 
 def stored_rows(url: str, batch: int) -> tuple[dict[str, tuple[str, ...]], list[dict[str, list[tuple]]]]:
@@ -173,8 +174,8 @@ def stored_rows(url: str, batch: int) -> tuple[dict[str, tuple[str, ...]], list[
                 columns[table] = tuple(result.keys())
                 for row in result:
                     values = tuple(row)
-                    owner = values[0] if table in ("ledger_accounts", "ledger_cap_usage") else row.instruction_id
-                    per_batch[first_use[owner] if table in ("ledger_accounts", "ledger_cap_usage") else batch_of[owner]][table].append(values)
+                    owner_batch = first_use[values[0]] if table in SHARED_TABLES else batch_of[row.instruction_id]
+                    per_batch[owner_batch][table].append(values)
     finally:
         engine.dispose()
     return columns, per_batch
@@ -184,6 +185,7 @@ def bench_bare_every_row(url: str, columns: dict[str, tuple[str, ...]], per_batc
     engine = sa.create_engine(url)
     upgrade_schema(engine)
     inserts = {t: f"INSERT INTO {t} ({', '.join(c)}) VALUES ({', '.join(['%s'] * len(c))})" for t, c in columns.items()}
+    entry_hash = columns["ledger_journal"].index("entry_hash")
     seq = 0
     try:
         with engine.connect() as conn:
@@ -196,7 +198,7 @@ def bench_bare_every_row(url: str, columns: dict[str, tuple[str, ...]], per_batc
                             if tables[table]:
                                 conn.exec_driver_sql(inserts[table], tables[table])
                         seq += len(tables["ledger_journal"])
-                        conn.exec_driver_sql("UPDATE ledger_chain_head SET seq = %s, head_hash = %s WHERE id = 1", (seq, tables["ledger_journal"][-1][11]))
+                        conn.exec_driver_sql("UPDATE ledger_chain_head SET seq = %s, head_hash = %s WHERE id = 1", (seq, tables["ledger_journal"][-1][entry_hash]))
             stored = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar_one() for t in STORED_TABLES}
         expected = {t: sum(len(tables[t]) for tables in per_batch) for t in STORED_TABLES}
         assert stored == expected, (stored, expected)
