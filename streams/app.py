@@ -236,8 +236,6 @@ def build_app(config: StreamConfig) -> faust.App:
         # * the stage being cancelled (worker shutdown) while the transaction runs in the
         #   executor: we then block until that transaction has finished; if it did not
         #   commit, we exit without acking.
-        from sinks.ledger import LedgerError
-
         future = ledger_executor.submit(record_batch, batch)
         try:
             result = await asyncio.shield(asyncio.wrap_future(future))
@@ -248,10 +246,7 @@ def build_app(config: StreamConfig) -> faust.App:
                 log.critical("ledger batch did not commit during shutdown (%s); exiting without acknowledging it", exc)
                 _exit_now(LEDGER_REFUSED_EXIT)
             raise
-        except LedgerError as exc:
-            halt(exc)
-            raise
-        except Exception as exc:  # an unexpected failure of the money path: also halt
+        except Exception as exc:  # a refused record (LedgerError) or any other failure of the money path
             halt(exc)
             raise
         now = time.time()
