@@ -16,13 +16,11 @@ known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
 * each claim's state change is one changelog record (streams/state.py), so a restore never
   holds half a claim;
 * intake and decide take batches (``take_events``) and process each batch in a block with
-  no ``await``, every message sent with ``send_soon``: a batch (so each claim in it) is
-  queued entirely or not at all, even when the worker is stopped mid-stream, and it is
-  acknowledged only after the block ran;
-* offsets commit only after every message queued before the commit was acknowledged by the
-  broker (Faust flushes before every commit; streams/faust_flush_fix.py makes that flush wait
-  for delivery) and after the ledger transaction holding the batch's records committed
-  (see ``book``);
+  no ``await``, every output queued in the batch's StageOutputs: a batch (so each claim in
+  it) is queued entirely or not at all, even when the worker is stopped mid-stream;
+* a batch is acknowledged, so its offsets can be committed, only after the broker
+  acknowledged every one of its records (streams/stage_outputs.py, ``deliver``) and the
+  ledger transaction holding its records committed (``book``);
 * the ledger stores an id once and refuses the same id with other content (LedgerConflict)
   and any cap overrun (CapOverrun): the money path halts rather than guesses.
 
@@ -54,6 +52,7 @@ from streams import faust_flush_fix, faust_seek_fix, faust_skip_fix
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
 from streams.offset_guard import OffsetGuard
+from streams.stage_outputs import StageOutputs
 from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import ClaimWrites, TxnTable, compact_json
 from streams.topics import (
@@ -108,12 +107,13 @@ def _exit_now(code: int) -> None:
 ROCKSDB_OPTIONS = {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "block_cache_size": 2 << 20}
 
 
-class LedgerBatch:
-    """What one batch of intake or decide gives the ledger, in processing order."""
+class StageBatch:
+    """What one batch of intake or decide gives the topics and the ledger, in processing order."""
 
-    __slots__ = ("decisions", "instructions", "rejections", "fresh_instructions", "stamps")
+    __slots__ = ("outputs", "decisions", "instructions", "rejections", "fresh_instructions", "stamps")
 
     def __init__(self) -> None:
+        self.outputs = StageOutputs()
         self.decisions: list = []
         self.instructions: list = []
         self.rejections: list = []
@@ -167,9 +167,6 @@ def build_app(config: StreamConfig) -> faust.App:
 
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     claims_topic = app.topic(CLAIMS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
-    decisions_topic = app.topic(DECISIONS_TOPIC, key_serializer="raw", value_serializer="raw")
-    instructions_topic = app.topic(INSTRUCTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
-    rejections_topic = app.topic(REJECTIONS_TOPIC, key_serializer="raw", value_serializer="raw")
 
     # Like app.Table(...), with our table class (whole claims per changelog record).
     table = app.tables.add(
@@ -192,7 +189,7 @@ def build_app(config: StreamConfig) -> faust.App:
             ledger_holder["ledger"] = Ledger.open(config.ledger_url or DEFAULT_LEDGER_URL)
         return ledger_holder["ledger"]
 
-    def record_batch(batch: LedgerBatch):
+    def record_batch(batch: StageBatch):
         from sinks.ledger import LedgerUnavailable
 
         ledger = open_ledger()
@@ -215,7 +212,7 @@ def build_app(config: StreamConfig) -> faust.App:
         )
         _exit_now(LEDGER_REFUSED_EXIT)
 
-    async def book(batch: LedgerBatch) -> None:
+    async def book(batch: StageBatch) -> None:
         # WHY THIS IS THE ONLY SAFE SHAPE FOR THE MONEY PATH
         #
         # take_events() hands a stage up to N events and acknowledges them only after the body
@@ -268,16 +265,17 @@ def build_app(config: StreamConfig) -> faust.App:
         METRICS.rejections.inc(code)
         return record
 
-    def emit(batch: LedgerBatch, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
+    def emit(batch: StageBatch, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
         """Queue one claim's outputs and add them to the batch's ledger records. Synchronous on
         purpose: no await, so no half-sent claim."""
+        put = batch.outputs.put
         for d in decisions:
-            decisions_topic.send_soon(key=d["payee"]["id"].encode(), value=compact_json(d))
+            put(DECISIONS_TOPIC, d["payee"]["id"].encode(), compact_json(d))
             METRICS.decisions.inc(d["outcome"])
         for i in instructions:
-            instructions_topic.send_soon(key=i["payee"]["id"].encode(), value=compact_json(i))
+            put(INSTRUCTIONS_TOPIC, i["payee"]["id"].encode(), compact_json(i))
         for r in rejections:
-            rejections_topic.send_soon(key=origin_key, value=compact_json(r))
+            put(REJECTIONS_TOPIC, origin_key, compact_json(r))
         batch.decisions += decisions
         batch.instructions += instructions
         batch.rejections += rejections
@@ -319,33 +317,57 @@ def build_app(config: StreamConfig) -> faust.App:
                                  stage, message.topic, message.partition, message.offset, missing)
                     _exit_now(STAGE_FAILED_EXIT)
 
+    async def deliver(stage: str, outputs: StageOutputs) -> None:
+        """Return once the broker holds every record of the batch (streams/stage_outputs.py);
+        otherwise exit, acknowledging nothing: the batch is read again, its ids unchanged."""
+        # aiokafka's producer under Faust's: record batches are its API, not Faust's
+        delivery = asyncio.ensure_future(outputs.deliver(app.producer._ensure_producer()))
+        try:
+            await asyncio.shield(delivery)
+        except asyncio.CancelledError:
+            # The worker is stopping, and take_events() acknowledges the batch as soon as this
+            # returns: let the records reach the broker first, or exit unacknowledged.
+            try:
+                await asyncio.wait_for(delivery, faust_flush_fix.DELIVERY_TIMEOUT_SECONDS)
+            except BaseException as exc:  # noqa: BLE001
+                log.critical("%s: the batch's records were not delivered during shutdown (%s); exiting without "
+                             "acknowledging the batch", stage, _short_error(exc))
+                _exit_now(STAGE_FAILED_EXIT)
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.critical("%s: the broker did not take the batch's records (%s); exiting without acknowledging "
+                         "the batch, so that a restarted worker reads it again", stage, _short_error(exc))
+            _exit_now(STAGE_FAILED_EXIT)
+
     async def in_batches(stream, stage: str, handle_one) -> None:
-        """Each batch handled event after event with no await in between, then booked (see the agents)."""
+        """Each batch handled event after event with no await in between, then its records
+        delivered and booked at once (see the agents)."""
         await asyncio.get_running_loop().run_in_executor(ledger_executor, open_ledger)
         async for events in stream.take_events(config.stage_batch, within=config.stage_within):
             guard_offsets(stage, events)
-            batch = LedgerBatch()
+            batch = StageBatch()
             for event in events:
                 try:
                     handle_one(event, batch)
                 except Exception as exc:  # noqa: BLE001
                     stage_failed(stage, event, exc)
             if batch.decisions or batch.rejections:
-                await book(batch)
+                await asyncio.gather(deliver(stage, batch.outputs), book(batch))
+            elif batch.outputs:
+                await deliver(stage, batch.outputs)
 
     # -- intake: bytes of the four input topics -> claims keyed by clause, or a rejection ----
 
     @app.agent(inputs, name="intake")
     async def intake_agent(stream):
         # Batches: take_events() acks a batch only after this body has run, and the body has no
-        # await until the batch's rejections are booked, so every output of the batch is queued
-        # (send_soon) before any of its offsets can be committed, and each commit waits until
-        # the broker has them (faust_flush_fix). A worker stopped at any moment has queued a
+        # await until every output of the batch is queued, then waits until the broker holds
+        # them all and its rejections are booked. A worker stopped at any moment has queued a
         # whole batch or none of it; a redelivered input yields the same claims (same ids) or
         # the same rejection (id from topic/partition/offset/bytes).
         await in_batches(stream, "intake", intake_one)
 
-    def intake_one(event, batch: LedgerBatch) -> None:
+    def intake_one(event, batch: StageBatch) -> None:
         message = event.message
         raw = event.value if isinstance(event.value, (bytes, bytearray)) else b""
         origin = {
@@ -364,7 +386,7 @@ def build_app(config: StreamConfig) -> faust.App:
             emit(batch, [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
             return
         for claim in claims:
-            claims_topic.send_soon(key=claim.clause_id.encode(), value=compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
+            batch.outputs.put(CLAIMS_TOPIC, claim.clause_id.encode(), compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
             METRICS.claims.inc(claim.clause_id)
 
     # -- decide: one partition of clauses, its caps in the table -------------------------------
@@ -380,7 +402,7 @@ def build_app(config: StreamConfig) -> faust.App:
         # claim's records produced and consumed once more) and that agent's batching window.
         await in_batches(stream, "decide", decide_one)
 
-    def decide_one(event, batch: LedgerBatch) -> None:
+    def decide_one(event, batch: StageBatch) -> None:
         body = json.loads(event.value)
         origin = body["origin"]
         origin_key = _unb64(origin.get("key"))
@@ -394,7 +416,7 @@ def build_app(config: StreamConfig) -> faust.App:
             outcome = Outcome(rejection=("internal-error", f"the pipeline failed on this claim ({_short_error(exc)}); report it"))
         clause_id = str(body["claim"].get("clause_id", ""))
         if writes.writes:
-            table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes)  # type: ignore[attr-defined]
+            table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes, batch.outputs)  # type: ignore[attr-defined]
         rejections = [reject(origin, *outcome.rejection)] if outcome.rejection else []
         if outcome.duplicate:
             METRICS.duplicates.inc()

@@ -8,7 +8,7 @@ again and charge its caps twice: every later grant under those caps would come o
 and not the same as a replay.
 
 So the engine runs over an overlay (:class:`ClaimWrites`) that collects its writes, and
-:meth:`TxnTable.apply_writes` puts them in the table and sends them as **one** changelog
+:meth:`TxnTable.apply_writes` puts them in the table and queues them as **one** changelog
 record ``claim key -> {"w": {key: value, ...}}``. A restore applies whole records or
 nothing. Records of one partition are produced and read back in order (aiokafka keeps one
 batch per partition in flight), so a restore yields every claim up to some point and none
@@ -45,6 +45,8 @@ from typing import Any, Callable, Iterable, Iterator, MutableMapping
 import faust
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import EventT
+
+from streams.stage_outputs import StageOutputs
 
 _MISSING = object()
 
@@ -120,8 +122,9 @@ class TxnTable(faust.Table):
             return PartitionView(get)
         return PartitionView(store.data.get)
 
-    def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any]) -> None:
-        """Make one claim's writes visible to the next claims and send them as one changelog record.
+    def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any], outputs: StageOutputs) -> None:
+        """Make one claim's writes visible to the next claims and queue them as one changelog
+        record, with the claim's other outputs (streams/stage_outputs.py).
 
         WHY RocksDB gets them only once the broker acknowledged the record: a worker killed
         before that restarts on its RocksDB state (production keeps it on a volume). Had the
@@ -143,21 +146,17 @@ class TxnTable(faust.Table):
             unacknowledged = self._unacknowledged[partition]
             for key, value in encoded:
                 unacknowledged[key] = (sequence, value)
-            callback = partial(self._store_acknowledged, partition, sequence, encoded)
+            on_delivered: Callable[[Any, int], None] = partial(self._store_acknowledged, partition, sequence, encoded)
         else:  # the memory store is rebuilt from the whole changelog at every start
             self._store_writes({partition: writes.items()}, {})
-            callback = self._on_changelog_sent
-        self.changelog_topic.send_soon(
-            key=txn_key, value=record, partition=partition, key_serializer=self.key_serializer,
-            value_serializer="raw",  # already JSON; a restore reads it back with the table's json serializer
-            callback=callback, eager_partitioning=True,
-        )
+            on_delivered = self.data.set_persisted_offset
+        # the key as the table's raw key serializer gave it; the value is already JSON, which a
+        # restore reads back with the table's json serializer
+        outputs.put(self.changelog_topic.get_topic_name(), txn_key.encode("utf-8"), record, partition, on_delivered)
 
-    def _store_acknowledged(self, partition: int, sequence: int, encoded: list[tuple[str, bytes]], sent: Any) -> None:
-        """The broker holds record ``sequence``: store its writes with its offset, atomically."""
-        metadata = sent.result()
-        self._put_encoded(self.data, {partition: [(key.encode("utf-8"), value) for key, value in encoded]},
-                          {metadata.topic_partition: metadata.offset})
+    def _store_acknowledged(self, partition: int, sequence: int, encoded: list[tuple[str, bytes]], tp: Any, offset: int) -> None:
+        """The broker holds record ``sequence`` at ``tp``/``offset``: store its writes with that offset, atomically."""
+        self._put_encoded(self.data, {partition: [(key.encode("utf-8"), value) for key, value in encoded]}, {tp: offset})
         unacknowledged = self._unacknowledged[partition]
         for key, _ in encoded:
             pending = unacknowledged.get(key)

@@ -15,6 +15,7 @@ from faust.types import TP
 
 from streams.app import build_app
 from streams.config import DEFAULT_APP_ID, StreamConfig
+from streams.stage_outputs import StageOutputs
 from streams.state import ClaimWrites, compact_json
 from streams.topics import STATE_TABLE, changelog_topic
 
@@ -76,39 +77,37 @@ def test_an_unknown_state_store_is_refused_with_the_choices():
 
 
 @pytest.mark.parametrize("store", ["rocksdb", "memory"])
-def test_a_claims_writes_are_stored_and_sent_as_one_changelog_record(tmp_path, store, monkeypatch):
+def test_a_claims_writes_are_stored_and_queued_as_one_changelog_record(tmp_path, store):
     table = state_table(tmp_path, store)
-    sent: list[dict] = []
-    monkeypatch.setattr(table.changelog_topic, "send_soon", lambda **kwargs: sent.append(kwargs))
+    outputs = StageOutputs()
     writes = {"cap-a": {"amount": 250, "count": 2}, "claim-x": {"granted": "1.50", "who": "成都"}}
-    table.apply_writes(SimpleNamespace(message=SimpleNamespace(partition=2)), "claim-x", writes)
+    table.apply_writes(SimpleNamespace(message=SimpleNamespace(partition=2)), "claim-x", writes, outputs)
     assert table.reader(2).get("claim-x") == {"granted": "1.50", "who": "成都"}
-    [message] = sent
-    assert (message["partition"], message["key"], message["value_serializer"]) == (2, "claim-x", "raw")
-    record = message["value"]
+    [(topic, key, record, partition, _)] = outputs.queued
+    assert (topic, partition, key) == (CHANGELOG, 2, b"claim-x")
     assert record == compact_json({"w": writes})  # encoded once, spliced; a restore reads it as JSON
     table.apply_changelog_batch([SimpleNamespace(value=json.loads(record), message=SimpleNamespace(partition=1, offset=0, tp=TP(CHANGELOG, 1)))])
     assert table.reader(1).get("cap-a") == {"amount": 250, "count": 2}
 
 
-def _delivered(sent: dict, offset: int) -> None:
-    """What the producer does once the broker acknowledged a changelog record."""
-    metadata = SimpleNamespace(topic_partition=TP(CHANGELOG, sent["partition"]), offset=offset)
-    sent["callback"](SimpleNamespace(result=lambda: metadata))
+def _delivered(record: tuple, offset: int) -> None:
+    """What StageOutputs.deliver does once the broker acknowledged a changelog record."""
+    _topic, _key, _value, partition, on_delivered = record
+    on_delivered(TP(CHANGELOG, partition), offset)
 
 
-def test_rocksdb_holds_only_changelog_records_the_broker_acknowledged(tmp_path, monkeypatch):
+def test_rocksdb_holds_only_changelog_records_the_broker_acknowledged(tmp_path):
     """A worker killed before a claim's changelog record left restarts on its RocksDB state. If
     that state already held the claim, the redelivered claim would pass for a repeat, and its
     record would never reach the changelog: the next worker to restore the partition would
     lack the claim and its cap charges. So a claim's writes reach RocksDB only with the
     changelog offset that holds them; until then they are read from memory."""
     table = state_table(tmp_path, "rocksdb")
-    sent: list[dict] = []
-    monkeypatch.setattr(table.changelog_topic, "send_soon", lambda **kwargs: sent.append(kwargs))
+    outputs = StageOutputs()
     event = SimpleNamespace(message=SimpleNamespace(partition=1))
-    table.apply_writes(event, "claim-a", {"claim-a": {"granted": 1}, "cap": {"amount": 1, "count": 1}})
-    table.apply_writes(event, "claim-b", {"claim-b": {"granted": 2}, "cap": {"amount": 3, "count": 2}})
+    table.apply_writes(event, "claim-a", {"claim-a": {"granted": 1}, "cap": {"amount": 1, "count": 1}}, outputs)
+    table.apply_writes(event, "claim-b", {"claim-b": {"granted": 2}, "cap": {"amount": 3, "count": 2}}, outputs)
+    sent = outputs.queued
     assert table.reader(1).get("cap") == {"amount": 3, "count": 2}  # the next claim sees both
     _delivered(sent[0], offset=7)
     assert table.reader(1).get("cap") == {"amount": 3, "count": 2}  # b's value still pending, still read
