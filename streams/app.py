@@ -48,7 +48,7 @@ from rules.money import parse_amount
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
-from streams import faust_flush_fix, faust_seek_fix, faust_skip_fix
+from streams import faust_seek_fix, faust_skip_fix
 from streams.config import StreamConfig
 from streams.metrics import METRICS, render_gauge
 from streams.offset_guard import OffsetGuard
@@ -69,6 +69,8 @@ log = logging.getLogger("streams")
 LEDGER_REFUSED_EXIT = 70
 #: exit status of a worker whose intake or decide batch raised (nothing of the batch acknowledged)
 STAGE_FAILED_EXIT = 71
+#: how long a stopping worker lets a batch's records reach the broker before exiting unacknowledged
+STOPPING_DELIVERY_SECONDS = 60.0
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -141,7 +143,6 @@ def record_dropped(tp, offset: int) -> None:
 
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
-    faust_flush_fix.install(on_wait=lambda count: METRICS.flush_waits.inc())
     faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
@@ -154,8 +155,8 @@ def build_app(config: StreamConfig) -> faust.App:
         "web_bind": config.web_bind,
         "web_host": config.web_bind,
         "consumer_auto_offset_reset": "earliest",
-        # Kafka 4's default linger.ms: a worker produces five messages per input, and with no
-        # linger each loop turn can send a produce request of only a few records.
+        # Kafka 4's default linger.ms: the record batches that intake and decide deliver at
+        # about the same time can share one produce request.
         "producer_linger": 0.005,
     }
     if config.web_port:
@@ -328,7 +329,7 @@ def build_app(config: StreamConfig) -> faust.App:
             # The worker is stopping, and take_events() acknowledges the batch as soon as this
             # returns: let the records reach the broker first, or exit unacknowledged.
             try:
-                await asyncio.wait_for(delivery, faust_flush_fix.DELIVERY_TIMEOUT_SECONDS)
+                await asyncio.wait_for(delivery, STOPPING_DELIVERY_SECONDS)
             except BaseException as exc:  # noqa: BLE001
                 log.critical("%s: the batch's records were not delivered during shutdown (%s); exiting without "
                              "acknowledging the batch", stage, _short_error(exc))

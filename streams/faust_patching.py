@@ -1,4 +1,4 @@
-"""What the Faust fixes (streams/faust_seek_fix.py, streams/faust_flush_fix.py) share."""
+"""What the Faust fixes (streams/faust_seek_fix.py, streams/faust_skip_fix.py) share."""
 
 from __future__ import annotations
 

@@ -13,9 +13,11 @@ bench/bench_pipeline.py's (b3) baseline measured Faust carrying our topology at 
 rate with record batches (0.33–0.41 of a no-op agent against 0.16–0.17).
 
 WHY delivery is awaited rather than left to the flush before each commit: then no commit can
-count an input whose outputs the broker does not hold, whatever Faust's flush does
-(streams/faust_flush_fix.py says how it once gave up early). A record that cannot be delivered
-raises here, and the stage stops the worker without acknowledging its batch.
+count an input whose outputs the broker does not hold, whatever Faust's flush does (its
+producer buffer's flush gave up after 0.1 s and let commits go ahead with outputs still queued;
+the patch that made it wait, streams/faust_flush_fix.py until 2026-12, is no longer needed). A
+record that cannot be delivered raises here, and the stage stops the worker without
+acknowledging its batch.
 
 A first attempt at this (November, ``streams/outbox.py``: aiokafka ``send`` per message, the
 flush left to the commit) was reverted after two CI runs halted on a clawback whose payment

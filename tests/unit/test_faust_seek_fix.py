@@ -8,6 +8,7 @@ import asyncio
 from collections import defaultdict
 from types import SimpleNamespace
 
+import pytest
 from aiokafka.structs import TopicPartition
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
@@ -94,3 +95,10 @@ def test_a_stream_partition_nobody_committed_is_sought_to_its_beginning():
     kafka.sought_to_beginning.clear()
     asyncio.run(AIOKafkaConsumerThread.seek_to_committed(thread("latest")))
     assert kafka.sought_to_beginning == []  # another reset policy is left to aiokafka
+
+
+def test_a_faust_without_the_patched_method_is_refused_not_silently_unfixed():
+    from streams.faust_patching import require_faust
+
+    with pytest.raises(RuntimeError, match="Consumer has no no_such_method: streams/faust_seek_fix.py was written for faust-streaming 0.15"):
+        require_faust("streams/faust_seek_fix.py", (Consumer, "commit"), (Consumer, "no_such_method"))
