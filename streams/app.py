@@ -158,6 +158,12 @@ def build_app(config: StreamConfig) -> faust.App:
         # Kafka 4's default linger.ms: the record batches that intake and decide deliver at
         # about the same time can share one produce request.
         "producer_linger": 0.005,
+        # WHY 256 KiB and not aiokafka's 16 KiB: a partition has one record batch in flight at a
+        # time, so a decide batch's ~1.5 MB of outputs (the changelog records hold whole
+        # decisions) went out as ~100 batches of 16 KiB, one produce round trip after another:
+        # 400-700 ms per stage batch at 1,000 inputs/s, most of the latency (bench/README.md).
+        # Well under Kafka's default 1 MiB message.max.bytes.
+        "producer_max_batch_size": 256 * 1024,
     }
     if config.web_port:
         settings["web_port"] = config.web_port
