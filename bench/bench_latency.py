@@ -161,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(messages):,} inputs published at {result['rate_published_per_s']:,.0f}/s (target {args.rate:,.0f}) to {args.workers} worker(s); {len(latencies):,} timed",
         f"publish → ledger row: p50 {p50:.3f} s, p90 {result['p90_s']:.3f} s, p99 {p99:.3f} s, max {result['max_s']} s",
         f"goal p99 < {GOAL_P99_S} s: {'met' if result['goal_met'] else 'NOT met'}; ledger = replay: {equal}",
+        *(f"  differs: {d} (if this budget ran out: arrival order decides who takes room given back; "
+          "bench/README.md, \"Explained finding\")" for d in problems[:20]),
     ])
     return 0
 
