@@ -3,7 +3,7 @@
 Same broker, same input topics and the same local Faust settings as our workers
 (streams/local_worker.py: ``local_broker_faust_settings`` with true end offsets instead of
 one-record producer batches, the short fetch wait of streams/tansu_fetch_wait.py, our 5 ms
-producer linger, earliest reset; a memory store).
+producer linger and 256 KiB record batches, earliest reset; a memory store).
 The agent only counts; when it has seen ``BENCH_TARGET`` events it writes
 ``{"first": t, "last": t, "count": n}`` (wall clock) to ``BENCH_OUT`` and keeps idling.
 
@@ -38,6 +38,7 @@ from faust.worker import Worker  # noqa: E402
 
 from schemas.inputs import INPUT_TOPICS  # noqa: E402
 from streams import tansu_fetch_wait, tansu_offsets  # noqa: E402
+from streams.app import PRODUCER_MAX_BATCH_BYTES  # noqa: E402
 from streams.local_broker import local_broker_faust_settings  # noqa: E402
 
 
@@ -74,10 +75,10 @@ def build() -> faust.App:
     tansu_fetch_wait.install()
     settings = local_broker_faust_settings()
     # as streams/local_worker.py: true end offsets fetched, so producer batches are not cut to one
-    # record; and our app's linger (streams/app.py)
+    # record; and our app's linger and record-batch size (streams/app.py)
     tansu_offsets.install()
-    settings.pop("producer_max_batch_size", None)
     settings["producer_linger"] = 0.005
+    settings["producer_max_batch_size"] = PRODUCER_MAX_BATCH_BYTES
     settings.update({"store": "memory://", "topic_disable_leader": True, "consumer_auto_offset_reset": "earliest",
                      "datadir": os.environ.get("BENCH_DATADIR", "/tmp/bench-noop-data")})
     app = faust.App(os.environ.get("BENCH_APP_ID", "bench-noop"), broker=f"kafka://{os.environ['BENCH_BROKER']}", **settings)

@@ -71,6 +71,12 @@ LEDGER_REFUSED_EXIT = 70
 STAGE_FAILED_EXIT = 71
 #: how long a stopping worker lets a batch's records reach the broker before exiting unacknowledged
 STOPPING_DELIVERY_SECONDS = 60.0
+#: WHY 256 KiB and not aiokafka's 16 KiB: a partition has one record batch in flight at a time,
+#: so a decide batch's ~1.5 MB of outputs (the changelog records hold whole decisions) went out as
+#: ~100 batches of 16 KiB, one produce round trip after another: 400-700 ms per stage batch at
+#: 1,000 inputs/s, most of the latency (bench/README.md). Well under Kafka's default 1 MiB
+#: message.max.bytes.
+PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -158,12 +164,7 @@ def build_app(config: StreamConfig) -> faust.App:
         # Kafka 4's default linger.ms: the record batches that intake and decide deliver at
         # about the same time can share one produce request.
         "producer_linger": 0.005,
-        # WHY 256 KiB and not aiokafka's 16 KiB: a partition has one record batch in flight at a
-        # time, so a decide batch's ~1.5 MB of outputs (the changelog records hold whole
-        # decisions) went out as ~100 batches of 16 KiB, one produce round trip after another:
-        # 400-700 ms per stage batch at 1,000 inputs/s, most of the latency (bench/README.md).
-        # Well under Kafka's default 1 MiB message.max.bytes.
-        "producer_max_batch_size": 256 * 1024,
+        "producer_max_batch_size": PRODUCER_MAX_BATCH_BYTES,
     }
     if config.web_port:
         settings["web_port"] = config.web_port
