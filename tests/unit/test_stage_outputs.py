@@ -1,6 +1,6 @@
 """StageOutputs against a stand-in for aiokafka's producer: record batches per partition, in
-order, each record's offset told once the broker acknowledged it, a failure raised. The real
-producer and broker are exercised by tests/integration (every pipeline run goes through it)."""
+order, each record's offset told once the broker acknowledged it, a failure raised. With the real
+producer and broker: tests/integration/test_stage_outputs_on_a_broker.py, and every pipeline run."""
 
 from __future__ import annotations
 
