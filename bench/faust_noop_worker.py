@@ -16,19 +16,18 @@ bytes to a claims topic; the second, for each claim, writes one key of a table (
 record) and forwards the bytes to a decisions and an instructions topic. No decoding, no rules,
 no database. It counts the claims the second agent has seen, from the first input read.
 ``BENCH_MODE=topology-batched`` is the same with every output of a stage batch (changelog
-records included) handed to aiokafka as one record batch per partition and its delivery awaited,
-instead of Faust's ``send_soon`` per message: what a redesign of our send path could reach.
+records included) handed to aiokafka as record batches per partition and its delivery awaited
+(streams/stage_outputs.py, as our stages send since 2026-12-02) instead of Faust's ``send_soon``
+per message.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -40,6 +39,7 @@ from schemas.inputs import INPUT_TOPICS  # noqa: E402
 from streams import tansu_fetch_wait, tansu_offsets  # noqa: E402
 from streams.app import PRODUCER_MAX_BATCH_BYTES  # noqa: E402
 from streams.local_broker import local_broker_faust_settings  # noqa: E402
+from streams.stage_outputs import StageOutputs  # noqa: E402
 
 
 async def send_each(app: faust.App, outputs: list) -> None:
@@ -49,26 +49,12 @@ async def send_each(app: faust.App, outputs: list) -> None:
 
 
 async def send_batched(app: faust.App, outputs: list) -> None:
-    """Every output handed to aiokafka as one record batch per partition, delivery awaited."""
-    producer = app.producer._ensure_producer()
-    by_partition: dict[tuple[str, int], list] = defaultdict(list)
-    for topic in {topic for topic, partition, _, _ in outputs if partition is None}:
-        await producer.client._wait_on_metadata(topic.get_topic_name())  # for the key's partition below
+    """Every output handed to aiokafka as record batches per partition, delivery awaited: our
+    stages' send path (streams/stage_outputs.py)."""
+    batch = StageOutputs()
     for topic, partition, key, value in outputs:
-        name = topic.get_topic_name()
-        if partition is None:
-            partition = producer._partition(name, None, None, None, key, None)
-        by_partition[name, partition].append((key, value))
-    delivered = []
-    for (topic, partition), records in by_partition.items():
-        batch = producer.create_batch()
-        for key, value in records:
-            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start another
-                delivered.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                batch.append(key=key, value=value, timestamp=None)
-        delivered.append(await producer.send_batch(batch, topic, partition=partition))
-    await asyncio.gather(*delivered)
+        batch.put(topic.get_topic_name(), key, value, partition)
+    await batch.deliver(app.producer._ensure_producer())
 
 
 def build() -> faust.App:
