@@ -47,7 +47,7 @@ import pydantic_core
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import EventT
 
-from streams.stage_outputs import StageOutputs
+from streams.stage_outputs import Delivered, StageOutputs
 
 _MISSING = object()
 
@@ -153,7 +153,7 @@ class TxnTable(faust.Table):
             unacknowledged = self._unacknowledged[partition]
             for key, value in encoded:
                 unacknowledged[key] = (sequence, value)
-            on_delivered: Callable[[Any, int], None] = partial(self._store_acknowledged, partition, sequence, encoded)
+            on_delivered: Delivered = partial(self._store_acknowledged, partition, sequence, encoded)
         else:  # the memory store is rebuilt from the whole changelog at every start
             self._store_writes({partition: writes.items()}, {})
             on_delivered = self.data.set_persisted_offset
