@@ -111,10 +111,15 @@ def parse_message(topic: str, raw: bytes) -> InputMessage:
         raise Rejected("invalid-field", _explain(exc)) from None
 
 
+# Field names per input model. Not ``type(message).model_fields``: pydantic serves that
+# class attribute through a deprecation-checking descriptor (since 2.11): 5 % of intake's time.
+_FIELD_NAMES = {model: frozenset(model.model_fields) for model in MODEL_BY_TOPIC.values()}
+
+
 def _field(message: InputMessage, name: str) -> Any:
     """A field of the message, or None if its topic has no such field (without pydantic's
     ``__getattr__``, which raises and catches for a missing name: a tenth of intake's time)."""
-    return getattr(message, name) if name in type(message).model_fields else None
+    return getattr(message, name) if name in _FIELD_NAMES[type(message)] else None
 
 
 @lru_cache(maxsize=8)

@@ -7,6 +7,7 @@ benchmark-scenario 30%, per-scenario 300.00 (ever), scenarios-year 3 (count).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter, defaultdict
 
@@ -14,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rules.engine import Engine
-from rules.intake import intake
+from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import DEFAULT_POLICY_PATH, parse_policy
 
@@ -414,3 +415,41 @@ def test_a_reused_event_id_is_decided_once_with_one_content(data):
     totals = run.totals()
     for year, expected in expected_compute_totals(decided).items():
         assert totals.get(("compute-voucher", year), 0) == expected
+
+
+def test_cached_cap_keys_equal_the_keys_built_afresh(monkeypatch):
+    """The engine caches each cap's state key by (year, beneficiary, subject). A cached key that
+    differed from the one built from the claim would start a second running total for one cap."""
+    from rules import engine as engine_module
+    from subsidy.generate import generate_lines
+
+    claims = []
+    for line in generate_lines(2026, seed=3, events=3_000, policy=SHIPPED_POLICY):
+        envelope = json.loads(line)
+        if "value" in envelope:
+            raw = json.dumps(envelope["value"], ensure_ascii=False).encode()
+            try:
+                claims += intake(envelope["topic"], raw, SHIPPED_POLICY)
+            except Rejected:  # the generator's invalid messages
+                pass
+    # Every beneficiary with several subjects and years, and every subject with several beneficiaries.
+    beneficiaries = sorted({c.beneficiary["id"] for c in claims})[:7]
+    subjects = sorted({c.subject for c in claims if c.subject})[:5] + [None]
+    claims = [
+        dataclasses.replace(claim, fiscal_year=year, beneficiary={**claim.beneficiary, "id": beneficiary}, subject=subject)
+        for claim in {c.clause_id: c for c in claims}.values()
+        for year in (2025, 2026)
+        for beneficiary in beneficiaries
+        for subject in subjects
+    ]
+    monkeypatch.setattr(engine_module._CapPlan, "_MAX_SCOPES", 50)  # so that it also starts afresh
+    checked = 0
+    for clause in SHIPPED_POLICY.clauses.values():
+        for cap_plan in engine_module._ClausePlan(SHIPPED_POLICY, clause).caps:
+            cap = cap_plan.cap
+            for claim in (c for c in claims + claims[::-1] if c.clause_id == clause.id):
+                period = str(claim.fiscal_year) if cap.period == "fiscal-year" else "ever"
+                who = [claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "") for name in cap.per]
+                assert cap_plan.scope(claim) == engine_module.state_key("cap", clause.id, cap.id, period, *who)
+                checked += 1
+    assert checked > 2_000
