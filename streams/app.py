@@ -129,13 +129,13 @@ class StageBatch:
         self.stamps: list = []  # input timestamps, for the latency metric
 
 
-def records_skipped(tp, first: int, after: int) -> None:
+def records_skipped(tp, first: int, after: int, consumer_view: str = "") -> None:
     """Faust fetched past records of our own topics it never delivered (streams/faust_skip_fix.py,
     and for the state changelog streams/state.py)."""
     log.critical("%s[%s]: the consumer skipped records @%s..@%s on their way to the agent; exiting before "
                  "an offset past them can be committed, so that a restarted worker reads them again (if this "
-                 "repeats, the records may be gone: older than the topic's retention)",
-                 tp.topic, tp.partition, first, after - 1)
+                 "repeats, the records may be gone: older than the topic's retention)%s",
+                 tp.topic, tp.partition, first, after - 1, f"; Faust's view: {consumer_view}" if consumer_view else "")
     _exit_now(STAGE_FAILED_EXIT)
 
 

@@ -47,11 +47,27 @@ def handed(message) -> None:
         _HANDED[key] = _HANDED.get(key, 0) + 1
 
 
-def install(topics: Collection[str], on_gap: Callable[[object, int, int], None],
+def consumer_view(consumer, tp) -> str:
+    """Faust's view of ``tp`` when a gap shows, for the log line that stops the worker.
+
+    A gap in the middle of a stream, with no rebalance near it, has been seen a few times in
+    soaks (bench/README.md) and not explained; these are the states that decide whether Faust
+    hands a fetched record on (``Consumer.getmany``) or counts it read (``_drain_messages``)."""
+    try:
+        app = consumer.app
+        sets = {name: tp in (getattr(consumer, f"_{name}_partitions") or ()) for name in ("active", "buffered", "paused")}
+        return (f"flow_active={consumer.flow_active} generation={app.consumer_generation_id} in_recovery={app.in_recovery} "
+                f"rebalancing={app.rebalancing} rebalances={app.rebalancing_count} " + " ".join(f"{name}={value}" for name, value in sets.items())
+                + f" committed=@{consumer._committed_offset.get(tp)} acked_pending={len(consumer._acked.get(tp) or ())}")
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not keep the worker from stopping
+        return f"(consumer state unavailable: {exc!r})"
+
+
+def install(topics: Collection[str], on_gap: Callable[[object, int, int, str], None],
             on_dropped: Callable[[object, int], None] = lambda tp, offset: None) -> None:
     """Patch Faust's Consumer (idempotent). A gap in ``topics`` calls ``on_gap(tp, first,
-    after)``, which must not return normally (it stops the worker); an acknowledgement of a
-    record no stage was handed is refused and told to ``on_dropped(tp, offset)``."""
+    after, consumer_view)``, which must not return normally (it stops the worker); an
+    acknowledgement of a record no stage was handed is refused and told to ``on_dropped(tp, offset)``."""
     _FIX["topics"] = frozenset(topics)
     _FIX["on_gap"] = on_gap
     _FIX["on_dropped"] = on_dropped
@@ -62,7 +78,7 @@ def install(topics: Collection[str], on_gap: Callable[[object, int, int], None],
 
     async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
         if tp.topic in _FIX["topics"]:
-            _FIX["on_gap"](tp, offset_from, offset_to)
+            _FIX["on_gap"](tp, offset_from, offset_to, consumer_view(self, tp))
             raise RuntimeError(f"records {offset_from}..{offset_to - 1} of {tp} were skipped")  # on_gap must stop us first
         await original_add_gap(self, tp, offset_from, offset_to)
 

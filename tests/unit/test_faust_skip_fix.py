@@ -32,14 +32,16 @@ class Topics:
 
 class App:
     topics = Topics()
+    consumer_generation_id, rebalancing_count = 7, 3
+    in_recovery = rebalancing = False
 
 
 @pytest.fixture
 def consumer():
     seen = []
 
-    def on_gap(tp, first, after):
-        seen.append((tp, first, after))
+    def on_gap(tp, first, after, consumer_view):
+        seen.append((tp, first, after, consumer_view))
         raise Stopped  # as os._exit would: nothing after it runs
 
     faust_skip_fix.install({CLAIMS.topic}, on_gap)
@@ -52,6 +54,8 @@ def consumer():
     consumer._unacked_messages = set()
     consumer._n_acked = 0
     consumer._waiting_for_ack = None
+    consumer.flow_active = True
+    consumer._active_partitions, consumer._buffered_partitions, consumer._paused_partitions = {CLAIMS}, set(), set()
     consumer.gaps_seen = seen
     return consumer
 
@@ -59,7 +63,10 @@ def consumer():
 def test_a_gap_in_our_topics_stops_the_worker_and_other_topics_keep_fausts_gaps(consumer):
     with pytest.raises(Stopped):
         asyncio.run(consumer._add_gap(CLAIMS, 495, 497))
-    assert consumer.gaps_seen == [(CLAIMS, 495, 497)] and not consumer._gap[CLAIMS]
+    assert consumer.gaps_seen == [(CLAIMS, 495, 497, (
+        "flow_active=True generation=7 in_recovery=False rebalancing=False rebalances=3 "
+        "active=True buffered=False paused=False committed=@None acked_pending=0"))]
+    assert not consumer._gap[CLAIMS]
     asyncio.run(consumer._add_gap(INPUT, 10, 12))  # a compacted or transactional input: Faust's way
     assert sorted((i.begin, i.end) for i in consumer._gap[INPUT]) == [(10, 13)]
 
@@ -83,3 +90,7 @@ def test_inputs_keep_fausts_acknowledgements(consumer):
     consumer._committed_offset[INPUT] = 10
     assert consumer.ack(Message(INPUT, 11)) is True  # e.g. a transaction marker at 10
     assert consumer._new_offset(INPUT) == 12
+
+
+def test_the_consumer_view_never_raises():
+    assert faust_skip_fix.consumer_view(object(), CLAIMS).startswith("(consumer state unavailable: AttributeError(")
