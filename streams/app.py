@@ -62,6 +62,7 @@ from streams.topics import (
     REJECTIONS_TOPIC,
     STATE_TABLE,
 )
+from subsidy.runtime import FULL_COLLECTION_SECONDS, collect_cycles
 
 log = logging.getLogger("streams")
 
@@ -477,6 +478,14 @@ def build_app(config: StreamConfig) -> faust.App:
             METRICS.rereads.inc(tp.topic)
             offset_guard.forget(tp)  # the seek may move forward of what the agent last saw
             await consumer.seek(tp, committed)
+
+    @app.timer(interval=FULL_COLLECTION_SECONDS)
+    async def collect_reference_cycles() -> None:
+        """See subsidy/runtime.py: without it a worker's memory grows with uncollected cycles."""
+        started = time.perf_counter()
+        collect_cycles()
+        METRICS.collections.inc()
+        METRICS.collection_seconds.inc(by=time.perf_counter() - started)
 
     @app.page("/metrics")
     async def metrics_page(web, request):
