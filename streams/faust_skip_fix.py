@@ -51,8 +51,8 @@ def consumer_view(consumer, tp) -> str:
     """Faust's view of ``tp`` when a gap shows, for the log line that stops the worker.
 
     A gap in the middle of a stream has been seen a few times in soaks (bench/README.md) and
-    is not explained; these are the states that decide whether Faust
-    hands a fetched record on (``Consumer.getmany``) or counts it read (``_drain_messages``)."""
+    is not explained; these are the states that decide whether Faust hands a fetched record on
+    (``Consumer.getmany``) or counts it read (``_drain_messages``)."""
     try:
         app = consumer.app
         sets = {name: tp in (getattr(consumer, f"_{name}_partitions") or ()) for name in ("active", "buffered", "paused")}
