@@ -28,6 +28,7 @@ def collect_cycles() -> int:
     the net allocations that start a young collection barely grow, while the objects left in
     reference cycles (SQLAlchemy statements built for each ledger batch, asyncio and Faust
     internals) are never freed. Found by a 30-minute soak (bench/README.md): RSS grew about
-    1 MiB a minute; 1,000-1,600 SQLAlchemy bind parameters were waiting in cycles at any time,
-    ~20 after a ``gc.collect()`` (3,000-4,700 objects freed a minute, in 76-103 ms)."""
+    1 MiB a minute, part of it this; 1,000-1,600 SQLAlchemy bind parameters were waiting in
+    cycles at any time, ~20 after a ``gc.collect()`` (3,000-4,700 objects freed a minute, in
+    76-103 ms)."""
     return gc.collect()
