@@ -320,6 +320,14 @@ _ACCOUNT_COLUMNS = ("account_id", "kind", "policy_id", "clause_id", "fiscal_year
 _ID_COLUMN = {"decision": decisions_t.c.decision_id, "instruction": instructions_t.c.instruction_id, "rejection": rejections_t.c.rejection_id}
 _TABLE = {"decision": decisions_t, "instruction": instructions_t, "rejection": rejections_t}
 
+# The statements of every batch, built once. WHY: a SQLAlchemy expression built per batch leaves
+# its bind parameters and comparators in reference cycles, which a worker's relaxed collector
+# (subsidy/runtime.py) freed only once a minute; 1,000-1,600 were waiting at any time in a soak.
+_READ_HEAD = sa.select(chain_head.c.seq, chain_head.c.head_hash).where(chain_head.c.id == 1)
+_READ_HEAD_FOR_UPDATE = _READ_HEAD.with_for_update()
+_SET_HEAD = chain_head.update().where(chain_head.c.id == 1)  # SET from the parameters: seq, head_hash
+_ADD_TO_CAP = cap_usage.update().where(cap_usage.c.scope == sa.bindparam("s")).values(used=cap_usage.c.used + sa.bindparam("delta"), cap_limit=sa.bindparam("lim"))
+
 
 # -- engine setup ----------------------------------------------------------------------------
 
@@ -537,10 +545,7 @@ class Ledger:
         return {"topic": body.get("topic"), "code": body.get("code")}
 
     def _lock(self, conn: Connection) -> tuple[int, str]:
-        query = sa.select(chain_head.c.seq, chain_head.c.head_hash).where(chain_head.c.id == 1)
-        if self.dialect == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).one()
+        row = conn.execute(_READ_HEAD_FOR_UPDATE if self.dialect == "postgresql" else _READ_HEAD).one()
         return int(row.seq), row.head_hash
 
     def _select_in(self, conn: Connection, table: sa.Table, columns: str, key: str, keys: Iterable[str], *, for_update: bool = False, group_by: bool = False) -> list:
@@ -620,7 +625,7 @@ class Ledger:
                     self._insert(conn, _TABLE[kind], names, [(p.record_id, *p.row.values(), p.content_hash, p.text, now) for p in new[kind]])
             if new["instruction"]:
                 seq, head = self._book(conn, new["instruction"], seq, head, now, new_accounts)
-                conn.execute(chain_head.update().where(chain_head.c.id == 1).values(seq=seq, head_hash=head))
+                conn.execute(_SET_HEAD, {"seq": seq, "head_hash": head})
         self._known_accounts |= new_accounts
         return result
 
@@ -730,7 +735,6 @@ class Ledger:
         time to name the cap (and the batch's last instruction that changed it)."""
         inserts = [{"scope": s, "kind": c.kind, "cap_limit": c.limit, "used": c.used} for s, c in caps.items() if s in last_charge and s not in stored]
         updates = [{"s": s, "delta": c.used - c.used_before, "lim": c.limit} for s, c in caps.items() if s in last_charge and s in stored]
-        update = cap_usage.update().where(cap_usage.c.scope == sa.bindparam("s")).values(used=cap_usage.c.used + sa.bindparam("delta"), cap_limit=sa.bindparam("lim"))
         savepoint = conn.begin_nested()
         try:
             if inserts:
@@ -742,7 +746,7 @@ class Ledger:
                     {name: [params[name] for params in updates] for name in ("s", "delta", "lim")},
                 )
             elif updates:
-                conn.execute(update, updates)
+                conn.execute(_ADD_TO_CAP, updates)
         except exc.IntegrityError:
             savepoint.rollback()
         else:
@@ -752,7 +756,7 @@ class Ledger:
             scope = params.get("scope") or params["s"]
             try:
                 with conn.begin_nested():
-                    conn.execute(cap_usage.insert() if "scope" in params else update, params)
+                    conn.execute(cap_usage.insert() if "scope" in params else _ADD_TO_CAP, params)
             except exc.IntegrityError as error:
                 raise CapOverrun(f"instruction {last_charge[scope]}: the database refused the change of cap {scope}: {str(error.orig).splitlines()[0]}") from error
         raise CapOverrun("the database refused the batch's cap changes: " + ", ".join(sorted(last_charge)))  # pragma: no cover - not reproducible one by one
