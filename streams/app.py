@@ -62,7 +62,7 @@ from streams.topics import (
     REJECTIONS_TOPIC,
     STATE_TABLE,
 )
-from subsidy.runtime import FULL_COLLECTION_SECONDS, collect_cycles
+from subsidy.runtime import RECLAIM_SECONDS, reclaim_memory
 
 log = logging.getLogger("streams")
 
@@ -479,13 +479,13 @@ def build_app(config: StreamConfig) -> faust.App:
             offset_guard.forget(tp)  # the seek may move forward of what the agent last saw
             await consumer.seek(tp, committed)
 
-    @app.timer(interval=FULL_COLLECTION_SECONDS)
-    async def collect_reference_cycles() -> None:
-        """See subsidy/runtime.py: without it a worker's memory grows with uncollected cycles."""
+    @app.timer(interval=RECLAIM_SECONDS)
+    async def reclaim_memory_every_minute() -> None:
+        """See subsidy/runtime.py: without it a worker's memory grows (cycles, allocator)."""
         started = time.perf_counter()
-        collect_cycles()
-        METRICS.collections.inc()
-        METRICS.collection_seconds.inc(by=time.perf_counter() - started)
+        reclaim_memory()
+        METRICS.reclaims.inc()
+        METRICS.reclaim_seconds.inc(by=time.perf_counter() - started)
 
     @app.page("/metrics")
     async def metrics_page(web, request):

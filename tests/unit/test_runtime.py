@@ -1,11 +1,15 @@
-"""The timed full collection of a stream worker (subsidy/runtime.py)."""
+"""The timed reclaim of memory of a stream worker (subsidy/runtime.py)."""
 
 from __future__ import annotations
 
 import gc
+import platform
 import weakref
 
-from subsidy.runtime import collect_cycles
+import pytest
+
+from subsidy import runtime
+from subsidy.runtime import reclaim_memory
 
 
 class Node:
@@ -17,19 +21,35 @@ def cycle() -> weakref.ref:
     return weakref.ref(Node())
 
 
-def test_collections_free_cycles_and_freeze_what_was_alive_at_the_first():
+def test_reclaims_free_cycles_and_freeze_what_was_alive_at_the_first():
     assert gc.get_freeze_count() == 0
-    gc.disable()  # only collect_cycles collects here
+    gc.disable()  # only reclaim_memory collects here
     try:
         first = cycle()
-        collect_cycles()
+        reclaim_memory()
         assert first() is None
         frozen = gc.get_freeze_count()
         assert frozen > 0  # the heap alive after the first collection is left out of later ones
         second = cycle()
-        collect_cycles()
+        reclaim_memory()
         assert second() is None  # cycles made later are still freed
         assert gc.get_freeze_count() == frozen  # frozen once, not at every collection
     finally:
         gc.unfreeze()
         gc.enable()
+
+
+def test_freed_memory_is_handed_back_to_the_system(monkeypatch):
+    pads = []
+    monkeypatch.setattr(runtime, "_MALLOC_TRIM", lambda pad: pads.append(pad) or 1)
+    try:
+        reclaim_memory()
+    finally:
+        gc.unfreeze()
+    assert pads == [0]  # keep no free memory at the top of the heap
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_malloc_trim_is_found_on_glibc():
+    assert runtime._MALLOC_TRIM is not None
+    assert runtime._MALLOC_TRIM(0) in (0, 1)  # 1: memory was released
