@@ -47,14 +47,15 @@ def reclaim_memory() -> int:
 
     After the first collection, what is alive (modules, the app, its tables and clients: ~137,000
     tracked objects) is frozen out of every later one (``gc.freeze``): a full collection then
-    traverses only what came later: 1.3-2.5 ms, against 68-114 ms a minute before (5-minute soaks). What was
-    alive then and later becomes cyclic garbage is never freed: bounded by that one moment.
+    traverses only what came later, 1.3-2.5 ms against 68-114 ms before (5-minute soaks). What
+    was alive then and later becomes cyclic garbage is never freed: bounded by that one moment.
 
     WHY ``malloc_trim``: with no cycle left, a worker's RSS still grew about 1 MiB a minute in a
     soak while Python's allocated blocks and RocksDB's own accounting grew far less. The rest was
     memory freed but kept by glibc's allocator (a stage batch's records are large, short-lived
     strings): trimming each minute gave back 1.2-7.3 MiB in 0.2-1 ms, and RSS after it rose 4.5 MiB
-    in 9 minutes against 11 MiB without (bench/README.md)."""
+    in 9 minutes against 11 MiB without. It lowers the floor, not the peak between two trims,
+    which still rose (bench/README.md, "The rest of the creep")."""
     found = gc.collect()
     if not gc.get_freeze_count():
         gc.freeze()
