@@ -418,8 +418,9 @@ def test_a_reused_event_id_is_decided_once_with_one_content(data):
 
 
 def test_cached_cap_keys_equal_the_keys_built_afresh(monkeypatch):
-    """The engine caches each cap's state key by (year, beneficiary, subject). A cached key that
-    differed from the one built from the claim would start a second running total for one cap."""
+    """The engine caches each cap's state key by what it depends on (year, beneficiary, subject).
+    A cached key that differed from the one built from the claim would start a second running
+    total for one cap; a cache keyed by more than the key depends on grows with every payee."""
     from rules import engine as engine_module
     from subsidy.generate import generate_lines
 
@@ -447,9 +448,12 @@ def test_cached_cap_keys_equal_the_keys_built_afresh(monkeypatch):
     for clause in SHIPPED_POLICY.clauses.values():
         for cap_plan in engine_module._ClausePlan(SHIPPED_POLICY, clause).caps:
             cap = cap_plan.cap
+            keys = set()
             for claim in (c for c in claims + claims[::-1] if c.clause_id == clause.id):
                 period = str(claim.fiscal_year) if cap.period == "fiscal-year" else "ever"
                 who = [claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "") for name in cap.per]
+                keys.add(engine_module.state_key("cap", clause.id, cap.id, period, *who))
                 assert cap_plan.scope(claim) == engine_module.state_key("cap", clause.id, cap.id, period, *who)
                 checked += 1
+            assert len(cap_plan._scopes) <= len(keys), (cap.id, len(keys))
     assert checked > 2_000
