@@ -116,8 +116,8 @@ class _CapPlan:
         Cached by exactly what the key depends on: the same payees come back all year, and
         building a key took 1.6 µs of the engine's ~20 µs a claim (0.7 µs cached). WHY not by
         (year, beneficiary, subject) for every cap: a programme cap then held one entry per
-        payee, all the same key, and a worker's memory grew with them for weeks (a soak's
-        tracemalloc showed the cache as its largest growth)."""
+        payee, all the same key (a generated year: 2,805 entries for 2,012 keys), and a
+        worker's memory grew with them (seen with tracemalloc in a soak)."""
         inputs = (claim.fiscal_year if self._yearly else 0,
                   claim.beneficiary["id"] if self._by_beneficiary else None,
                   (claim.subject or "") if self._by_subject else None)
