@@ -52,10 +52,10 @@ def reclaim_memory() -> int:
 
     WHY ``malloc_trim``: with no cycle left, a worker's RSS still grew about 1 MiB a minute in a
     soak while Python's allocated blocks and RocksDB's own accounting grew far less. Most of the
-    rest was memory freed but kept by glibc's allocator (a stage batch's records are large, short-lived
-    strings): trimming each minute gave back 1.2-7.3 MiB in 0.2-1 ms, and RSS after it rose 4.5 MiB
-    in 9 minutes against 11 MiB without. It lowers the floor, not the peak between two trims,
-    which still rose (bench/README.md, "The rest of the creep")."""
+    rest was memory freed but kept by glibc's allocator (a stage batch's records are large,
+    short-lived strings): trimming each minute gave back 1.2-7.3 MiB in 0.2-1 ms, and RSS after
+    it rose 4.5 MiB in 9 minutes against 11 MiB without. It lowers the floor, not the peak
+    between two trims, which still rose (bench/README.md, "The rest of the creep")."""
     found = gc.collect()
     if not gc.get_freeze_count():
         gc.freeze()
