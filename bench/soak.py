@@ -198,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for pid, v in flat.items():
         lines.append(f"worker {pid}: RSS 2nd minute {v['second_minute_mib']} MiB, last minute {v['last_minute_mib']} MiB ({v['change']:+.1%}) {'flat' if v['flat'] else 'GROWING'}")
+    if not flat:
+        lines.append("memory: not measured, no worker lived 3 minutes (run with --minutes 4 or more, or fewer --kills)")
     lines.append(f"ledger complete: {complete}; equals replay to the fen: {equal}; memory flat: {memory_flat}; "
                  f"workers' state equals the changelog: {state_equals_changelog}")
     lines.append("PASS" if result["passed"] else "FAIL")
