@@ -141,7 +141,7 @@ def records_skipped(tp, first: int, after: int, consumer_view: str = "") -> None
 
 
 def record_dropped(tp, offset: int) -> None:
-    """Faust dropped a record of our own topics unread (a rebalance or a shutdown) and acknowledged
+    """Faust dropped a record of a stage's topic unread (a rebalance or a shutdown) and acknowledged
     it; the acknowledgement was refused, so the record is read again (streams/faust_skip_fix.py)."""
     METRICS.dropped.inc(tp.topic)
     log.info("%s[%s]@%s was dropped unread during a rebalance or a shutdown; not acknowledged, it will be read again",
@@ -150,7 +150,7 @@ def record_dropped(tp, offset: int) -> None:
 
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
-    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped)
+    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,

@@ -1,30 +1,35 @@
-"""Commit a record of the pipeline's own topics only after a stage has handled it.
+"""Commit a record that a stage consumes only after the stage has handled it.
 
 WHY: faust-streaming 0.15.3 has three ways to count a record as processed that no agent saw,
-and each lets a commit move past it. On the claims topic that is a claim never decided; on the
-ledger feed a separate ledger agent read until 2026-12, a payment never booked, and the ledger
-then refused its clawback ("corrects X, which is not a payment in the ledger"), which is how the
+and each lets a commit move past it. On the claims topic that is a claim never decided; on an
+input topic an event never decided (a soak lost one model invoice this way, 2026-12: published
+during a rebalance, never in the ledger, no worker halted); on the ledger feed a separate
+ledger agent read until 2026-12, a payment never booked, and the ledger then refused its
+clawback ("corrects X, which is not a payment in the ledger"), which is how the
 exhausted-budget kill test failed (a fresh worker took the feed partition past an unbooked
-payment). Our own topics are never compacted and never written in transactions, so every
-offset is a record a stage must handle:
+payment).
 
-* a gap: a record fetched more than one offset past the last one delivered makes Faust file
-  the records in between as unreadable (``Consumer._add_gap``, meant for compacted topics and
-  transaction markers) and its next commit counts them; the rebalance seek defect
-  (streams/faust_seek_fix.py) lost records this way. Here such a gap stops the worker before
-  any commit can count it, and a restarted worker reads the records again;
 * a dropped record: a stream that takes a record while flow control is suspended or from an
   older consumer generation (a rebalance, a shutdown) drops it and still acknowledges it
   (``Stream.__aiter__``: "ack the filtered out message, otherwise the lag would increase").
-  Here an acknowledgement counts only for a record a stage was handed (``handed``); a dropped
-  one stays unacknowledged and is read again after the seek that follows every rebalance (or by
-  the next owner of the partition);
+  Here, on every topic a stage consumes, an acknowledgement counts only for a record a stage
+  was handed (``handed``); a dropped one stays unacknowledged, and no offset of its partition
+  is committed until it has been read again, after the seek that follows every rebalance (or
+  by the next owner of the partition, from a committed offset before it). Faust alone would
+  commit over it if it were the first record after the committed offset (next item);
 * a hole at the head: Faust commits past unacknowledged records at the start of a partition
-  unless there are two or more of them (``Consumer._new_offset`` compares with ``> 1``). Here
-  nothing is committed while the first record after the committed offset is unacknowledged.
+  unless there are two or more of them (``Consumer._new_offset`` compares with ``> 1``). On our
+  own topics nothing is committed while the first record after the committed offset is
+  unacknowledged;
+* a gap: a record fetched more than one offset past the last one delivered makes Faust file
+  the records in between as unreadable (``Consumer._add_gap``, meant for compacted topics and
+  transaction markers) and its next commit counts them; the rebalance seek defect
+  (streams/faust_seek_fix.py) lost records this way. On our own topics such a gap stops the
+  worker before any commit can count it, and a restarted worker reads the records again.
 
-Other topics (the inputs, which an upstream system may write in transactions) keep Faust's
-behaviour.
+Our own topics (claims) are never compacted and never written in transactions, so every offset
+is a record a stage must handle. The inputs keep Faust's gaps and head holes: an upstream
+system may write them in transactions, whose markers take an offset that no consumer is handed.
 """
 
 from __future__ import annotations
@@ -37,12 +42,14 @@ from streams.faust_patching import require_faust
 
 #: (tp, offset) -> how many deliveries of that record stages were handed and have not acknowledged
 _HANDED: dict[tuple, int] = {}
-_FIX: dict = {"installed": False, "topics": frozenset(), "on_gap": None, "on_dropped": None}
+#: tp -> offsets of records dropped unread at or after the committed offset, not read again yet
+_DROPPED: dict = {}
+_FIX: dict = {"installed": False, "own_topics": frozenset(), "stage_topics": frozenset(), "on_gap": None, "on_dropped": None}
 
 
 def handed(message) -> None:
     """A stage is about to handle ``message``: its acknowledgement will count."""
-    if message.topic in _FIX["topics"]:
+    if message.topic in _FIX["stage_topics"]:
         key = (message.tp, message.offset)
         _HANDED[key] = _HANDED.get(key, 0) + 1
 
@@ -63,12 +70,15 @@ def consumer_view(consumer, tp) -> str:
         return f"(consumer state unavailable: {exc!r})"
 
 
-def install(topics: Collection[str], on_gap: Callable[[object, int, int, str], None],
-            on_dropped: Callable[[object, int], None] = lambda tp, offset: None) -> None:
-    """Patch Faust's Consumer (idempotent). A gap in ``topics`` calls ``on_gap(tp, first,
-    after, consumer_view)``, which must not return normally (it stops the worker); an
-    acknowledgement of a record no stage was handed is refused and told to ``on_dropped(tp, offset)``."""
-    _FIX["topics"] = frozenset(topics)
+def install(own_topics: Collection[str], on_gap: Callable[[object, int, int, str], None],
+            on_dropped: Callable[[object, int], None] = lambda tp, offset: None,
+            stage_topics: Collection[str] = ()) -> None:
+    """Patch Faust's Consumer (idempotent). A gap in ``own_topics`` calls ``on_gap(tp, first,
+    after, consumer_view)``, which must not return normally (it stops the worker). In
+    ``stage_topics`` (``own_topics`` are always included) an acknowledgement of a record no
+    stage was handed is refused and told to ``on_dropped(tp, offset)``."""
+    _FIX["own_topics"] = frozenset(own_topics)
+    _FIX["stage_topics"] = frozenset(stage_topics) | _FIX["own_topics"]
     _FIX["on_gap"] = on_gap
     _FIX["on_dropped"] = on_dropped
     if _FIX["installed"]:
@@ -77,26 +87,39 @@ def install(topics: Collection[str], on_gap: Callable[[object, int, int, str], N
     original_add_gap, original_ack, original_new_offset = Consumer._add_gap, Consumer.ack, Consumer._new_offset
 
     async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
-        if tp.topic in _FIX["topics"]:
+        if tp.topic in _FIX["own_topics"]:
             _FIX["on_gap"](tp, offset_from, offset_to, consumer_view(self, tp))
             raise RuntimeError(f"records {offset_from}..{offset_to - 1} of {tp} were skipped")  # on_gap must stop us first
         await original_add_gap(self, tp, offset_from, offset_to)
 
     def ack(self, message) -> bool:
-        if message.topic in _FIX["topics"]:
-            key = (message.tp, message.offset)
-            pending = _HANDED.get(key)
+        if message.topic in _FIX["stage_topics"]:
+            tp, offset = message.tp, message.offset
+            pending = _HANDED.get((tp, offset))
             if not pending:
-                _FIX["on_dropped"](message.tp, message.offset)
+                committed = self._committed_offset[tp]
+                if committed is None or offset >= committed:  # below it: a repeat, already handled
+                    _DROPPED.setdefault(tp, set()).add(offset)
+                _FIX["on_dropped"](tp, offset)
                 return False  # dropped unread: leave it unacknowledged
             if pending == 1:
-                del _HANDED[key]
+                del _HANDED[tp, offset]
             else:
-                _HANDED[key] = pending - 1
+                _HANDED[tp, offset] = pending - 1
+            dropped = _DROPPED.get(tp)
+            if dropped:
+                dropped.discard(offset)
         return original_ack(self, message)
 
     def _new_offset(self, tp):
-        if tp.topic in _FIX["topics"]:
+        dropped = _DROPPED.get(tp)
+        if dropped:
+            committed = self._committed_offset[tp]
+            if committed is not None:  # another owner may have read it and committed past it
+                dropped.difference_update([offset for offset in dropped if offset < committed])
+            if dropped:
+                return None  # nothing past a record dropped unread until it has been read again
+        if tp.topic in _FIX["own_topics"]:
             acked, committed = self._acked[tp], self._committed_offset[tp]
             if acked and committed is not None and min(acked) > committed:
                 return None  # the record at the committed offset is not acknowledged yet

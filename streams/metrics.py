@@ -79,7 +79,7 @@ class Metrics:
         self.ledger_new = Counter("subsidy_ledger_records_new_total", "records the ledger stored for the first time, by kind", ("kind",))
         self.ledger_present = Counter("subsidy_ledger_records_present_total", "records the ledger already had (redeliveries), by kind", ("kind",))
         self.rereads = Counter("subsidy_partition_rereads_total", "stalled partitions sought back to their committed offset (streams/stall_watch.py), by topic", ("topic",))
-        self.dropped = Counter("subsidy_dropped_records_total", "records of our own topics Faust dropped unread during a rebalance and tried to acknowledge; refused, they are read again (streams/faust_skip_fix.py), by topic", ("topic",))
+        self.dropped = Counter("subsidy_dropped_records_total", "records of the stages' topics (inputs and claims) Faust dropped unread during a rebalance and tried to acknowledge; refused, they are read again (streams/faust_skip_fix.py), by topic", ("topic",))
         self.reclaims = Counter("subsidy_memory_reclaims_total", "timed full collections, each followed by malloc_trim (subsidy/runtime.py)")
         self.reclaim_seconds = Counter("subsidy_memory_reclaim_seconds_total", "time the event loop spent in them")
         self.latency = Histogram("subsidy_end_to_end_seconds", "from the input's broker timestamp to its effects committed in the ledger")
