@@ -148,9 +148,19 @@ def record_dropped(tp, offset: int) -> None:
              tp.topic, tp.partition, offset)
 
 
+def input_gap_taken(tp, first: int, after: int) -> None:
+    """Faust took offsets of an input that no stage was handed for transaction markers or
+    compacted records, and will commit past them (streams/faust_skip_fix.py)."""
+    METRICS.input_gaps.inc(tp.topic, by=after - first)
+    log.warning("%s[%s]: offsets @%s..@%s were never handed to intake; taken for transaction markers or compacted "
+                "records and committed past. If the producer of %s uses neither, those events were not decided: "
+                "publish them again (intake is idempotent by event id)", tp.topic, tp.partition, first, after - 1, tp.topic)
+
+
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
-    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS)
+    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped,
+                           stage_topics=INPUT_TOPICS, on_input_gap=input_gap_taken)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,

@@ -30,6 +30,8 @@ payment).
 Our own topics (claims) are never compacted and never written in transactions, so every offset
 is a record a stage must handle. The inputs keep Faust's gaps and head holes: an upstream
 system may write them in transactions, whose markers take an offset that no consumer is handed.
+Each gap Faust takes in an input is told to ``on_input_gap`` (the worker logs and counts it):
+from an upstream that does not use transactions, a gap means events that were never decided.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ from streams.faust_patching import require_faust
 _HANDED: dict[tuple, int] = {}
 #: tp -> offsets of records dropped unread at or after the committed offset, not read again yet
 _DROPPED: dict = {}
-_FIX: dict = {"installed": False, "own_topics": frozenset(), "stage_topics": frozenset(), "on_gap": None, "on_dropped": None}
+_FIX: dict = {"installed": False, "own_topics": frozenset(), "stage_topics": frozenset(), "on_gap": None, "on_dropped": None,
+              "on_input_gap": None}
 
 
 def handed(message) -> None:
@@ -72,15 +75,18 @@ def consumer_view(consumer, tp) -> str:
 
 def install(own_topics: Collection[str], on_gap: Callable[[object, int, int, str], None],
             on_dropped: Callable[[object, int], None] = lambda tp, offset: None,
-            stage_topics: Collection[str] = ()) -> None:
+            stage_topics: Collection[str] = (),
+            on_input_gap: Callable[[object, int, int], None] = lambda tp, first, after: None) -> None:
     """Patch Faust's Consumer (idempotent). A gap in ``own_topics`` calls ``on_gap(tp, first,
     after, consumer_view)``, which must not return normally (it stops the worker). In
     ``stage_topics`` (``own_topics`` are always included) an acknowledgement of a record no
-    stage was handed is refused and told to ``on_dropped(tp, offset)``."""
+    stage was handed is refused and told to ``on_dropped(tp, offset)``, and a gap in the other
+    stage topics is taken as Faust takes it and told to ``on_input_gap(tp, first, after)``."""
     _FIX["own_topics"] = frozenset(own_topics)
     _FIX["stage_topics"] = frozenset(stage_topics) | _FIX["own_topics"]
     _FIX["on_gap"] = on_gap
     _FIX["on_dropped"] = on_dropped
+    _FIX["on_input_gap"] = on_input_gap
     if _FIX["installed"]:
         return
     require_faust("streams/faust_skip_fix.py", (Consumer, "_add_gap"), (Consumer, "ack"), (Consumer, "_new_offset"))
@@ -90,6 +96,8 @@ def install(own_topics: Collection[str], on_gap: Callable[[object, int, int, str
         if tp.topic in _FIX["own_topics"]:
             _FIX["on_gap"](tp, offset_from, offset_to, consumer_view(self, tp))
             raise RuntimeError(f"records {offset_from}..{offset_to - 1} of {tp} were skipped")  # on_gap must stop us first
+        if tp.topic in _FIX["stage_topics"]:
+            _FIX["on_input_gap"](tp, offset_from, offset_to)
         await original_add_gap(self, tp, offset_from, offset_to)
 
     def ack(self, message) -> bool:

@@ -44,7 +44,9 @@ def consumer():
         seen.append((tp, first, after, consumer_view))
         raise Stopped  # as os._exit would: nothing after it runs
 
-    faust_skip_fix.install({CLAIMS.topic}, on_gap, stage_topics={INPUT.topic})
+    input_gaps = []
+    faust_skip_fix.install({CLAIMS.topic}, on_gap, stage_topics={INPUT.topic},
+                           on_input_gap=lambda tp, first, after: input_gaps.append((tp, first, after)))
     faust_skip_fix._DROPPED.clear()
     consumer = Consumer.__new__(Consumer)  # only the offset bookkeeping is exercised
     consumer.app = App()
@@ -57,7 +59,7 @@ def consumer():
     consumer._waiting_for_ack = None
     consumer.flow_active = True
     consumer._active_partitions, consumer._buffered_partitions, consumer._paused_partitions = {CLAIMS}, set(), set()
-    consumer.gaps_seen = seen
+    consumer.gaps_seen, consumer.input_gaps = seen, input_gaps
     return consumer
 
 
@@ -70,6 +72,7 @@ def test_a_gap_in_our_topics_stops_the_worker_and_other_topics_keep_fausts_gaps(
     assert not consumer._gap[CLAIMS]
     asyncio.run(consumer._add_gap(INPUT, 10, 12))  # a compacted or transactional input: Faust's way
     assert sorted((i.begin, i.end) for i in consumer._gap[INPUT]) == [(10, 13)]
+    assert consumer.input_gaps == [(INPUT, 10, 12)]  # told, so the worker logs and counts it
 
 
 def test_only_records_a_stage_was_handed_are_acknowledged(consumer):
@@ -131,3 +134,15 @@ def test_a_drop_read_and_committed_by_another_owner_no_longer_holds_commits(cons
 
 def test_the_consumer_view_never_raises():
     assert faust_skip_fix.consumer_view(object(), CLAIMS).startswith("(consumer state unavailable: AttributeError(")
+
+
+def test_the_worker_logs_and_counts_an_input_gap_with_what_to_do(caplog):
+    from streams.app import input_gap_taken
+    from streams.metrics import METRICS
+
+    before = METRICS.input_gaps.values[(INPUT.topic,)]
+    with caplog.at_level("WARNING", logger="streams"):
+        input_gap_taken(INPUT, 10, 12)
+    assert METRICS.input_gaps.values[(INPUT.topic,)] == before + 2
+    assert "model-invoices[1]: offsets @10..@11 were never handed to intake" in caplog.text
+    assert "publish them again" in caplog.text
