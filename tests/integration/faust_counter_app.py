@@ -5,12 +5,13 @@ Counts events per key from `counter-events` into the changelogged table
     {"recovered": bool, "counts": {key: n}, "total": n, "pid": ...}
 
 Run (from any directory):
-    COUNTER_BOOTSTRAP=127.0.0.1:PORT COUNTER_STATUS=/tmp/s.json \
+    COUNTER_BOOTSTRAP=127.0.0.1:PORT COUNTER_STATUS=/tmp/s.json COUNTER_DATADIR=/tmp/counter \
         python tests/integration/faust_counter_app.py worker --without-web
 
 Env:
     COUNTER_BOOTSTRAP  broker host:port (required)
     COUNTER_STATUS     path of the status file (required)
+    COUNTER_DATADIR    Faust's data directory (required; the test's own, so it is removed with it)
     COUNTER_APP_ID     Faust app id / consumer group (default counter-app)
     COUNTER_SHIM       "1" (default): local_broker_faust_settings() as is;
                        "0": the same minus the batches-of-one producer fix,
@@ -22,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ app = faust.App(
     os.environ.get("COUNTER_APP_ID", "counter-app"),
     broker=f"kafka://{os.environ['COUNTER_BOOTSTRAP']}",
     store="memory://",
-    datadir=tempfile.mkdtemp(prefix="faust-counter-"),
+    datadir=os.environ["COUNTER_DATADIR"],
     **settings,
 )
 events = app.topic(TOPIC, key_type=str, value_type=str, partitions=PARTITIONS)

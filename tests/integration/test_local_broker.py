@@ -113,6 +113,7 @@ class Worker:
             os.environ,
             COUNTER_BOOTSTRAP=bootstrap,
             COUNTER_STATUS=str(self.status),
+            COUNTER_DATADIR=str(workdir / f"data-{name}"),
             COUNTER_APP_ID=APP_ID,
             COUNTER_SHIM="1" if shim else "0",
         )
