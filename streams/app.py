@@ -49,7 +49,8 @@ from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import rejection_record
 from streams import faust_seek_fix, faust_skip_fix
-from streams.config import StreamConfig
+from streams.config import StreamConfig, bootstrap_of
+from streams.input_gap_check import records_between
 from streams.metrics import METRICS, render_gauge
 from streams.offset_guard import OffsetGuard
 from streams.stage_outputs import StageOutputs
@@ -130,13 +131,13 @@ class StageBatch:
         self.stamps: list = []  # input timestamps, for the latency metric
 
 
-def records_skipped(tp, first: int, after: int, consumer_view: str = "") -> None:
-    """Faust fetched past records of our own topics it never delivered (streams/faust_skip_fix.py,
+def records_skipped(tp, first: int, after: int, detail: str = "") -> None:
+    """Faust fetched past records of a stage's topic it never delivered (streams/faust_skip_fix.py,
     and for the state changelog streams/state.py)."""
-    log.critical("%s[%s]: the consumer skipped records @%s..@%s on their way to the agent; exiting before "
-                 "an offset past them can be committed, so that a restarted worker reads them again (if this "
-                 "repeats, the records may be gone: older than the topic's retention)%s",
-                 tp.topic, tp.partition, first, after - 1, f"; Faust's view: {consumer_view}" if consumer_view else "")
+    log.critical("%s[%s]: the consumer skipped offsets @%s..@%s on their way to the agent; exiting before "
+                 "a commit can pass them, so that a restarted worker reads them again (if this repeats, the "
+                 "records may be gone: older than the topic's retention)%s",
+                 tp.topic, tp.partition, first, after - 1, f"; {detail}" if detail else "")
     _exit_now(STAGE_FAILED_EXIT)
 
 
@@ -149,18 +150,19 @@ def record_dropped(tp, offset: int) -> None:
 
 
 def input_gap_taken(tp, first: int, after: int) -> None:
-    """Faust took offsets of an input that no stage was handed for transaction markers or
-    compacted records, and will commit past them (streams/faust_skip_fix.py)."""
+    """Offsets of an input that hold no record (transaction markers, compacted records), read back
+    from the broker: Faust commits past them (streams/faust_skip_fix.py)."""
     METRICS.input_gaps.inc(tp.topic, by=after - first)
-    log.warning("%s[%s]: offsets @%s..@%s were never handed to intake; taken for transaction markers or compacted "
-                "records and committed past. If the producer of %s uses neither, those events were not decided: "
-                "publish them again (intake is idempotent by event id)", tp.topic, tp.partition, first, after - 1, tp.topic)
+    log.debug("%s[%s]: offsets @%s..@%s hold no record (transaction markers or compacted away)",
+              tp.topic, tp.partition, first, after - 1)
 
 
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
-    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped,
-                           stage_topics=INPUT_TOPICS, on_input_gap=input_gap_taken)
+    bootstrap = bootstrap_of(config.broker)
+    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS,
+                           records_in=lambda tp, first, after: records_between(bootstrap, tp.topic, tp.partition, first, after),
+                           on_input_gap=input_gap_taken)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,

@@ -28,15 +28,16 @@ payment).
   worker before any commit can count it, and a restarted worker reads the records again.
 
 Our own topics (claims) are never compacted and never written in transactions, so every offset
-is a record a stage must handle. The inputs keep Faust's gaps and head holes: an upstream
-system may write them in transactions, whose markers take an offset that no consumer is handed.
-Each gap Faust takes in an input is told to ``on_input_gap`` (the worker logs and counts it):
-from an upstream that does not use transactions, a gap means events that were never decided.
+is a record a stage must handle. The inputs keep Faust's head holes, and its gaps where they
+hold no record: an upstream system may write them in transactions, whose markers take an
+offset that no consumer is handed. So each gap in an input is first read back from the broker
+(``records_in``, streams/input_gap_check.py); one that holds a record stops the worker like a
+gap in our own topics, one that holds none is told to ``on_input_gap`` (counted) and taken.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Collection
+from typing import Awaitable, Callable, Collection
 
 from faust.transport.consumer import Consumer
 
@@ -47,7 +48,7 @@ _HANDED: dict[tuple, int] = {}
 #: tp -> offsets of records dropped unread at or after the committed offset, not read again yet
 _DROPPED: dict = {}
 _FIX: dict = {"installed": False, "own_topics": frozenset(), "stage_topics": frozenset(), "on_gap": None, "on_dropped": None,
-              "on_input_gap": None}
+              "records_in": None, "on_input_gap": None}
 
 
 def handed(message) -> None:
@@ -76,16 +77,23 @@ def consumer_view(consumer, tp) -> str:
 def install(own_topics: Collection[str], on_gap: Callable[[object, int, int, str], None],
             on_dropped: Callable[[object, int], None] = lambda tp, offset: None,
             stage_topics: Collection[str] = (),
+            records_in: Callable[[object, int, int], Awaitable[list[int]]] | None = None,
             on_input_gap: Callable[[object, int, int], None] = lambda tp, first, after: None) -> None:
-    """Patch Faust's Consumer (idempotent). A gap in ``own_topics`` calls ``on_gap(tp, first,
-    after, consumer_view)``, which must not return normally (it stops the worker). In
-    ``stage_topics`` (``own_topics`` are always included) an acknowledgement of a record no
-    stage was handed is refused and told to ``on_dropped(tp, offset)``, and a gap in the other
-    stage topics is taken as Faust takes it and told to ``on_input_gap(tp, first, after)``."""
+    """Patch Faust's Consumer (idempotent). A gap (``first`` .. ``after - 1`` skipped, ``after``
+    read next) in ``own_topics`` calls ``on_gap(tp, first, after, detail)``, which must
+    not return normally (it stops the worker). In ``stage_topics`` (``own_topics`` are always
+    included) an acknowledgement of a record no stage was handed is refused and told to
+    ``on_dropped(tp, offset)``. A gap in the other stage topics is read back with
+    ``records_in(tp, first, after)`` (the offsets holding a record; required with such topics):
+    records there, or a failed check, call ``on_gap``; none, ``on_input_gap(tp, first, after)``,
+    and Faust takes the gap."""
+    if set(stage_topics) - set(own_topics) and records_in is None:
+        raise ValueError("stage topics besides our own need records_in, to check a gap before Faust commits past it")
     _FIX["own_topics"] = frozenset(own_topics)
     _FIX["stage_topics"] = frozenset(stage_topics) | _FIX["own_topics"]
     _FIX["on_gap"] = on_gap
     _FIX["on_dropped"] = on_dropped
+    _FIX["records_in"] = records_in
     _FIX["on_input_gap"] = on_input_gap
     if _FIX["installed"]:
         return
@@ -94,9 +102,19 @@ def install(own_topics: Collection[str], on_gap: Callable[[object, int, int, str
 
     async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:
         if tp.topic in _FIX["own_topics"]:
-            _FIX["on_gap"](tp, offset_from, offset_to, consumer_view(self, tp))
+            _FIX["on_gap"](tp, offset_from, offset_to, f"Faust's view: {consumer_view(self, tp)}")
             raise RuntimeError(f"records {offset_from}..{offset_to - 1} of {tp} were skipped")  # on_gap must stop us first
         if tp.topic in _FIX["stage_topics"]:
+            try:
+                held = await _FIX["records_in"](tp, offset_from, offset_to)
+            except Exception as exc:  # noqa: BLE001 - unchecked, the gap must not be committed either
+                held, why = None, f"they could not be checked for records ({exc})"
+            else:
+                shown = ", ".join(f"@{offset}" for offset in held[:10]) + (" …" if len(held) > 10 else "")
+                why = f"the broker holds {len(held)} record(s) there: {shown}"
+            if held or held is None:
+                _FIX["on_gap"](tp, offset_from, offset_to, f"{why}; Faust's view: {consumer_view(self, tp)}")
+                raise RuntimeError(f"records {offset_from}..{offset_to - 1} of {tp} were skipped")
             _FIX["on_input_gap"](tp, offset_from, offset_to)
         await original_add_gap(self, tp, offset_from, offset_to)
 

@@ -80,7 +80,7 @@ class Metrics:
         self.ledger_present = Counter("subsidy_ledger_records_present_total", "records the ledger already had (redeliveries), by kind", ("kind",))
         self.rereads = Counter("subsidy_partition_rereads_total", "stalled partitions sought back to their committed offset (streams/stall_watch.py), by topic", ("topic",))
         self.dropped = Counter("subsidy_dropped_records_total", "records of the stages' topics (inputs and claims) Faust dropped unread during a rebalance and tried to acknowledge; refused, they are read again (streams/faust_skip_fix.py), by topic", ("topic",))
-        self.input_gaps = Counter("subsidy_input_gap_offsets_total", "offsets of input topics never handed to intake, which Faust takes for transaction markers or compacted records and commits past (streams/faust_skip_fix.py); with an upstream that uses neither, events not decided; by topic", ("topic",))
+        self.input_gaps = Counter("subsidy_input_gap_offsets_total", "offsets of input topics Faust skipped that the broker showed to hold no record (transaction markers, compacted records), committed past; a skipped offset holding a record stops the worker instead (streams/faust_skip_fix.py); by topic", ("topic",))
         self.reclaims = Counter("subsidy_memory_reclaims_total", "timed full collections, each followed by malloc_trim (subsidy/runtime.py)")
         self.reclaim_seconds = Counter("subsidy_memory_reclaim_seconds_total", "time the event loop spent in them")
         self.latency = Histogram("subsidy_end_to_end_seconds", "from the input's broker timestamp to its effects committed in the ledger")

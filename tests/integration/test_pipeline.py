@@ -147,6 +147,40 @@ def test_duplicates_reordering_and_bad_messages(pipeline, tmp_path):
         assert_sound(ledger, expected)
 
 
+def test_an_upstream_writing_in_transactions(pipeline, tmp_path):
+    """Each transaction leaves a commit marker in every partition it wrote, an offset no consumer
+    is handed. The worker reads each such gap back from the broker (streams/input_gap_check.py),
+    finds no record there and goes on: it never stops, and the ledger equals the replay."""
+    import urllib.request
+
+    from kafka import KafkaProducer
+
+    path = _events(tmp_path, 1200, seed=15)
+    expected = expected_from_file(str(path))
+    p = pipeline(workers=1)
+    upstream = KafkaProducer(bootstrap_servers=p.bootstrap, transactional_id="billing-and-review", acks="all")
+    upstream.init_transactions()
+    with open(path, "rb") as source:
+        messages = list(iter_messages(source))
+    for start in range(0, len(messages), 40):
+        upstream.begin_transaction()
+        for topic, key, raw in messages[start:start + 40]:
+            upstream.send(topic, key=key, value=raw)
+        upstream.commit_transaction()
+    upstream.close()
+
+    def never_stopped() -> None:
+        dead = p.dead_workers()
+        assert not dead, p.log_tail(dead[0])
+
+    with Ledger.open(p.ledger_url) as ledger:
+        assert wait_until_accounted(ledger, expected, timeout=180, check=never_stopped), accounted(ledger, expected)
+        assert_ledger_equals_replay(ledger, expected)
+    page = urllib.request.urlopen(f"http://127.0.0.1:{p.workers[0].web_port}/metrics", timeout=5).read().decode()
+    markers = sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith("subsidy_input_gap_offsets_total{"))
+    assert markers >= len(messages) // 40  # every transaction's markers were checked and taken
+
+
 def test_kill_9_worker_repeatedly(pipeline, tmp_path):
     path = _events(tmp_path, 6000, seed=13, enterprises=200)
     expected = expected_from_file(str(path))

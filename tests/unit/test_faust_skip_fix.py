@@ -1,5 +1,6 @@
 """streams/faust_skip_fix.py on Faust's own consumer bookkeeping: a record that no stage handled
-is never committed; the inputs keep Faust's gaps and head holes (transaction markers)."""
+is never committed; the inputs keep Faust's head holes, and its gaps where the broker holds no
+record there (transaction markers)."""
 
 import asyncio
 from collections import defaultdict
@@ -40,12 +41,20 @@ class App:
 def consumer():
     seen = []
 
-    def on_gap(tp, first, after, consumer_view):
-        seen.append((tp, first, after, consumer_view))
+    def on_gap(tp, first, after, detail):
+        seen.append((tp, first, after, detail))
         raise Stopped  # as os._exit would: nothing after it runs
 
+    #: what the broker holds in an input, by offset: a record (True) or a transaction marker (False)
+    broker_holds: dict[int, bool] = {}
+
+    async def records_in(tp, first, after):
+        if broker_holds.get(-1):
+            raise ConnectionError("broker unreachable")
+        return [offset for offset in range(first, after) if broker_holds.get(offset)]
+
     input_gaps = []
-    faust_skip_fix.install({CLAIMS.topic}, on_gap, stage_topics={INPUT.topic},
+    faust_skip_fix.install({CLAIMS.topic}, on_gap, stage_topics={INPUT.topic}, records_in=records_in,
                            on_input_gap=lambda tp, first, after: input_gaps.append((tp, first, after)))
     faust_skip_fix._DROPPED.clear()
     consumer = Consumer.__new__(Consumer)  # only the offset bookkeeping is exercised
@@ -59,20 +68,48 @@ def consumer():
     consumer._waiting_for_ack = None
     consumer.flow_active = True
     consumer._active_partitions, consumer._buffered_partitions, consumer._paused_partitions = {CLAIMS}, set(), set()
-    consumer.gaps_seen, consumer.input_gaps = seen, input_gaps
+    consumer.gaps_seen, consumer.input_gaps, consumer.broker_holds = seen, input_gaps, broker_holds
     return consumer
 
 
-def test_a_gap_in_our_topics_stops_the_worker_and_other_topics_keep_fausts_gaps(consumer):
+VIEW = ("Faust's view: flow_active=True generation=7 in_recovery=False rebalancing=False rebalances=3 "
+        "active={active} buffered=False paused=False committed=@None acked_pending=0")
+
+
+def test_a_gap_in_our_topics_stops_the_worker(consumer):
     with pytest.raises(Stopped):
         asyncio.run(consumer._add_gap(CLAIMS, 495, 497))
-    assert consumer.gaps_seen == [(CLAIMS, 495, 497, (
-        "flow_active=True generation=7 in_recovery=False rebalancing=False rebalances=3 "
-        "active=True buffered=False paused=False committed=@None acked_pending=0"))]
+    assert consumer.gaps_seen == [(CLAIMS, 495, 497, VIEW.format(active=True))]
     assert not consumer._gap[CLAIMS]
-    asyncio.run(consumer._add_gap(INPUT, 10, 12))  # a compacted or transactional input: Faust's way
+
+
+def test_an_input_gap_of_transaction_markers_is_taken_as_faust_takes_it(consumer):
+    consumer.broker_holds.update({10: False, 11: False, 12: True})  # markers, then the record Faust read next
+    asyncio.run(consumer._add_gap(INPUT, 10, 12))
     assert sorted((i.begin, i.end) for i in consumer._gap[INPUT]) == [(10, 13)]
-    assert consumer.input_gaps == [(INPUT, 10, 12)]  # told, so the worker logs and counts it
+    assert consumer.input_gaps == [(INPUT, 10, 12)]  # told, so the worker counts it
+    assert consumer.gaps_seen == []
+
+
+def test_an_input_gap_over_records_stops_the_worker_before_faust_can_commit_past_it(consumer):
+    consumer.broker_holds.update({10: False, 11: True, 12: True})
+    with pytest.raises(Stopped):
+        asyncio.run(consumer._add_gap(INPUT, 10, 12))
+    assert consumer.gaps_seen == [(INPUT, 10, 12, "the broker holds 1 record(s) there: @11; " + VIEW.format(active=False))]
+    assert not consumer._gap[INPUT] and consumer.input_gaps == []
+
+
+def test_an_input_gap_that_cannot_be_checked_stops_the_worker(consumer):
+    consumer.broker_holds[-1] = True
+    with pytest.raises(Stopped):
+        asyncio.run(consumer._add_gap(INPUT, 10, 12))
+    assert consumer.gaps_seen[0][3].startswith("they could not be checked for records (broker unreachable); Faust's view:")
+    assert not consumer._gap[INPUT] and consumer.input_gaps == []
+
+
+def test_inputs_besides_our_topics_need_a_gap_check():
+    with pytest.raises(ValueError, match="need records_in"):
+        faust_skip_fix.install({CLAIMS.topic}, lambda *args: None, stage_topics={INPUT.topic})
 
 
 def test_only_records_a_stage_was_handed_are_acknowledged(consumer):
@@ -136,13 +173,18 @@ def test_the_consumer_view_never_raises():
     assert faust_skip_fix.consumer_view(object(), CLAIMS).startswith("(consumer state unavailable: AttributeError(")
 
 
-def test_the_worker_logs_and_counts_an_input_gap_with_what_to_do(caplog):
-    from streams.app import input_gap_taken
+def test_the_worker_counts_an_input_gap_of_markers_and_says_what_to_do_when_it_stops(caplog):
+    from streams.app import input_gap_taken, records_skipped
     from streams.metrics import METRICS
 
     before = METRICS.input_gaps.values[(INPUT.topic,)]
-    with caplog.at_level("WARNING", logger="streams"):
-        input_gap_taken(INPUT, 10, 12)
+    input_gap_taken(INPUT, 10, 12)
     assert METRICS.input_gaps.values[(INPUT.topic,)] == before + 2
-    assert "model-invoices[1]: offsets @10..@11 were never handed to intake" in caplog.text
-    assert "publish them again" in caplog.text
+    exits = []
+    with caplog.at_level("CRITICAL", logger="streams"), pytest.MonkeyPatch.context() as patch:
+        patch.setattr("streams.app._exit_now", exits.append)
+        records_skipped(INPUT, 10, 12, "the broker holds 1 record(s) there: @11")
+    assert exits == [71]
+    assert ("model-invoices[1]: the consumer skipped offsets @10..@11 on their way to the agent; exiting before a "
+            "commit can pass them, so that a restarted worker reads them again") in caplog.text
+    assert caplog.text.rstrip().endswith("; the broker holds 1 record(s) there: @11")
