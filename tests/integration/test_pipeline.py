@@ -155,6 +155,8 @@ def test_an_upstream_writing_in_transactions(pipeline, tmp_path):
 
     from kafka import KafkaProducer
 
+    from console.promtext import parse as parse_metrics
+
     path = _events(tmp_path, 1200, seed=15)
     expected = expected_from_file(str(path))
     p = pipeline(workers=1)
@@ -177,7 +179,7 @@ def test_an_upstream_writing_in_transactions(pipeline, tmp_path):
         assert wait_until_accounted(ledger, expected, timeout=180, check=never_stopped), accounted(ledger, expected)
         assert_ledger_equals_replay(ledger, expected)
     page = urllib.request.urlopen(f"http://127.0.0.1:{p.workers[0].web_port}/metrics", timeout=5).read().decode()
-    markers = sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines() if line.startswith("subsidy_input_gap_offsets_total{"))
+    markers = sum(sample.value for sample in parse_metrics(page)["subsidy_input_gap_offsets_total"].samples)
     assert markers >= len(messages) // 40  # every transaction's markers were checked and taken
 
 
