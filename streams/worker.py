@@ -27,9 +27,10 @@ def run_worker(config: StreamConfig, *, loglevel: str = "info", create_topics: b
     from faust.worker import Worker
 
     from streams.app import build_app
-    from subsidy.runtime import tune_gc
+    from subsidy.runtime import map_large_allocations, tune_gc
 
     tune_gc()
+    map_large_allocations()
     prepare(config, create_topics=create_topics)
     app = build_app(config)
     worker = Worker(app, loglevel=loglevel, logfile=None, quiet=True)

@@ -53,3 +53,13 @@ def test_freed_memory_is_handed_back_to_the_system(monkeypatch):
 def test_malloc_trim_is_found_on_glibc():
     assert runtime._MALLOC_TRIM is not None
     assert runtime._MALLOC_TRIM(0) in (0, 1)  # 1: memory was released
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_large_allocations_are_mapped_on_glibc():
+    assert runtime.map_large_allocations()  # glibc accepted the fixed threshold
+
+
+def test_no_glibc_no_fixed_threshold(monkeypatch):
+    monkeypatch.setattr(runtime, "_MALLOPT", None)
+    assert not runtime.map_large_allocations()
