@@ -7,11 +7,15 @@ as local workers fetch). Every acknowledged record is remembered by (partition, 
 probe reports, per run:
 
 * ``consumer_jumps``: the consumer's next offset moved past records it never got;
-* ``responses_past_fetch_offset``: a fetch response whose first record batch starts past the
-  offset the consumer asked for, read off the raw response before aiokafka parses it. A Kafka
-  broker never does that outside compacted topics: it appends a partition's batches in order
-  and serves nothing past its high watermark. Such a response is the broker's doing, not the
-  client's;
+* ``holes_in_fetch_responses``: offsets a fetch response skips, read off the raw response
+  before aiokafka parses it: its first record batch starts past the offset the consumer asked
+  for, or one batch starts past the end of the one before it. A Kafka broker never does that
+  outside compacted topics: it appends a partition's batches in order and serves nothing past
+  its high watermark. Such a hole is the broker's doing, not the client's;
+* ``gap_check_at_once``: what the workers' input gap check (streams/input_gap_check.py) finds
+  in each jumped range, started the moment the reader sees the jump: the number of records it
+  found there against the number skipped. Fewer, and an input worker would take the skipped
+  records for transaction markers;
 * ``reread``: each jumped range read again after the producers stopped, and whether it holds
   the records the broker acknowledged there.
 
@@ -39,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.consumer import fetcher as aiokafka_fetcher  # noqa: E402
 from aiokafka.structs import TopicPartition  # noqa: E402
 
+from streams.input_gap_check import records_between  # noqa: E402
 from streams.local_broker import LocalBroker, create_topics  # noqa: E402
 
 TOPIC = "probe"
@@ -46,31 +51,47 @@ PARTITIONS = 4
 RECORD_BYTES = 300
 
 
+def holes(raw: bytes, fetch_offset: int) -> list[tuple[int, int]]:
+    """(first missing offset, base offset of the batch after it) for every stretch of offsets
+    that a raw fetch response (record batches, v2 format) skips, from the offset asked for on."""
+    found = []
+    expected, position = fetch_offset, 0
+    while position + 27 <= len(raw):
+        base_offset, batch_length = struct.unpack_from(">qi", raw, position)
+        if position + 12 + batch_length > len(raw):
+            break  # a partial batch at the end of the response: fetched again next time
+        last_offset_delta = struct.unpack_from(">i", raw, position + 23)[0]
+        if base_offset > expected:
+            found.append((expected, base_offset))
+        expected = max(expected, base_offset + last_offset_delta + 1)
+        position += 12 + batch_length
+    return found
+
+
 class ResponseWatch:
-    """Reads the first batch's base offset of every partition's raw fetch response.
+    """Checks every partition's raw fetch response for offsets it skips.
 
     aiokafka builds ``MemoryRecords(raw)`` for a partition's response and, right after it in the
     same synchronous block, ``PartitionRecords(tp, records, aborted, fetch_offset, ...)``; the two
     wrappers below meet there. Probe-only: nothing in the pipeline patches aiokafka this way."""
 
     def __init__(self) -> None:
-        self.past_fetch_offset: list[tuple[int, int, int]] = []
-        self._first_base: int | None = None
+        self.holes: list[tuple[int, int, int]] = []
+        self._raw = b""
 
     def install(self) -> None:
         memory_records, partition_records_init = aiokafka_fetcher.MemoryRecords, aiokafka_fetcher.PartitionRecords.__init__
         watch = self
 
-        def memory_records_peeking(raw):
-            watch._first_base = struct.unpack(">q", bytes(raw[:8]))[0] if len(raw) >= 8 else None
+        def memory_records_kept(raw):
+            watch._raw = bytes(raw)
             return memory_records(raw)
 
         def partition_records_checked(self, tp, records, aborted, fetch_offset, *args, **kwargs):
-            if watch._first_base is not None and watch._first_base > fetch_offset:
-                watch.past_fetch_offset.append((tp.partition, fetch_offset, watch._first_base))
+            watch.holes.extend((tp.partition, missing, next_base) for missing, next_base in holes(watch._raw, fetch_offset))
             partition_records_init(self, tp, records, aborted, fetch_offset, *args, **kwargs)
 
-        aiokafka_fetcher.MemoryRecords = memory_records_peeking
+        aiokafka_fetcher.MemoryRecords = memory_records_kept
         aiokafka_fetcher.PartitionRecords.__init__ = partition_records_checked
 
 
@@ -96,7 +117,7 @@ async def produce(bootstrap: str, producer_id: int, seconds: float, acknowledged
     return sent
 
 
-async def read_along(bootstrap: str, producers_done: asyncio.Event, seen: dict, jumps: list) -> None:
+async def read_along(bootstrap: str, producers_done: asyncio.Event, seen: dict, jumps: list, gap_checks: list) -> None:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None, fetch_max_wait_ms=50)
     await consumer.start()
     partitions = [TopicPartition(TOPIC, p) for p in range(PARTITIONS)]
@@ -112,6 +133,8 @@ async def read_along(bootstrap: str, producers_done: asyncio.Event, seen: dict, 
                 for record in records:
                     if record.offset != next_offset[tp.partition]:
                         jumps.append((tp.partition, next_offset[tp.partition], record.offset))
+                        gap_checks.append(asyncio.create_task(
+                            records_between(bootstrap, TOPIC, tp.partition, next_offset[tp.partition], record.offset)))
                     next_offset[tp.partition] = record.offset + 1
                     seen[(tp.partition, record.offset)] = record.value.rstrip(b".").decode()
             if producers_done.is_set():
@@ -141,24 +164,27 @@ async def reread(bootstrap: str, jumps: list, acknowledged: dict) -> list[dict]:
 
 
 async def one_run(seconds: float, producers: int, watch: ResponseWatch) -> dict:
-    watch.past_fetch_offset.clear()
+    watch.holes.clear()
     with LocalBroker() as broker:
         create_topics(broker.bootstrap, {TOPIC: PARTITIONS})
         acknowledged: dict = {}
         seen: dict = {}
         jumps: list = []
+        gap_checks: list = []
         producers_done = asyncio.Event()
-        reader = asyncio.create_task(read_along(broker.bootstrap, producers_done, seen, jumps))
+        reader = asyncio.create_task(read_along(broker.bootstrap, producers_done, seen, jumps, gap_checks))
         started = time.monotonic()
         sent = await asyncio.gather(*(produce(broker.bootstrap, i, seconds, acknowledged) for i in range(producers)))
         producers_done.set()
         await reader
+        found_at_once = [len(found) for found in await asyncio.gather(*gap_checks)]
         elapsed = time.monotonic() - started
         missed = sum(1 for key, value in acknowledged.items() if seen.get(key) != value)
         return {"producers": producers, "records": sum(sent), "seconds": round(elapsed, 1),
                 "acknowledged": len(acknowledged), "read": len(seen), "missed_by_the_reader": missed,
                 "consumer_jumps": [list(j) for j in jumps],
-                "responses_past_fetch_offset": [list(r) for r in watch.past_fetch_offset],
+                "holes_in_fetch_responses": [list(h) for h in watch.holes],
+                "gap_check_at_once": [{"skipped": to - frm, "found": n} for (_, frm, to), n in zip(jumps, found_at_once)],
                 "reread": await reread(broker.bootstrap, jumps, acknowledged)}
 
 
@@ -177,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         runs.append(result)
         if not args.json:
             print(f"run {number}/{args.runs}: {result['records']:,} records from {args.producers} producers in "
-                  f"{result['seconds']} s; consumer jumps {result['consumer_jumps']}; responses past the fetch "
-                  f"offset {result['responses_past_fetch_offset']}; reread {result['reread']}", file=sys.stderr, flush=True)
+                  f"{result['seconds']} s; consumer jumps {result['consumer_jumps']}; holes in fetch responses "
+                  f"{result['holes_in_fetch_responses']}; gap check at once {result['gap_check_at_once']}; reread {result['reread']}", file=sys.stderr, flush=True)
     summary = {"probe": "tansu-concurrent-produce", "runs": runs,
                "runs_with_a_jump": sum(1 for r in runs if r["consumer_jumps"]),
                "records": sum(r["records"] for r in runs)}
