@@ -45,9 +45,9 @@ def map_large_allocations() -> bool:
     unmapping it when freed, but the first time such a block is freed it raises the threshold
     to that block's size (up to 32 MiB), so from then on a worker's large, short-lived buffers
     (fetched record batches, a stage batch's encoded outputs, up to 256 KiB) are carved out of
-    the heap among long-lived allocations, and the heap only grows. A fixed threshold keeps them
-    off the heap. In two pairs of 10-minute 1-worker soaks run side by side (bench/README.md,
-    "The rest of the creep") RSS grew 0.73 and 0.88 MiB a minute with it against 0.96 and 1.40
+    the heap among long-lived allocations, and the heap grows. A fixed threshold keeps them off
+    the heap. In two pairs of 10-minute 1-worker soaks run side by side (bench/README.md,
+    "glibc's fixed mmap threshold") RSS grew 0.73 and 0.88 MiB a minute with it against 0.96 and 1.40
     without. The environment's ``MALLOC_MMAP_THRESHOLD_`` does the same for a whole process
     tree; this call is for the worker alone."""
     if _MALLOPT is None:
