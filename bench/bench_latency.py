@@ -18,13 +18,12 @@ import asyncio
 import datetime as dt
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database  # noqa: E402
+from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database, in_run_directory  # noqa: E402
 from bench.pipeline_support import generated_events, rss_kib  # noqa: E402
 
 GOAL_P99_S = 1.0
@@ -81,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    return in_run_directory("bench-latency-", lambda workdir: bench_latency(args, workdir))
 
+
+def bench_latency(args: argparse.Namespace, workdir: Path) -> int:
     import sqlalchemy as sa
 
     from sinks.ledger import Ledger
@@ -92,7 +94,6 @@ def main(argv: list[str] | None = None) -> int:
 
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     n = int(args.rate * args.seconds)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-latency-"))
     events = workdir / "events.jsonl"
     generated_events(events, n, args.seed, max(200, n // 60))
     lines = events.read_bytes().splitlines(keepends=True)[:n]

@@ -17,13 +17,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database  # noqa: E402
+from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database, in_run_directory  # noqa: E402
 
 SUBSIDY = [sys.executable, "-m", "subsidy.cli"] if not (Path(sys.executable).parent / "subsidy").exists() else [str(Path(sys.executable).parent / "subsidy")]
 
@@ -81,15 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--probe", type=int, default=50_000, help="events of the first, predicting run per ledger")
     parser.add_argument("--budget", type=float, default=900.0, help="seconds a full run may take (default 15 min)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--workdir", default=None, help="keep the generated events here for reruns (default: a temporary directory, removed after a run that passed)")
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    return in_run_directory("bench-replay-", lambda workdir: bench_replay(args, log, workdir), given=args.workdir)
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench-replay-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+
+def bench_replay(args: argparse.Namespace, log, workdir: Path) -> int:
     events = workdir / f"events-{args.events}-{args.seed}.jsonl"
     generate = None
     if not events.exists():

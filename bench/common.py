@@ -10,11 +10,14 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
@@ -80,6 +83,33 @@ def server_version(url: str) -> str:
             return str(conn.exec_driver_sql("SHOW server_version").scalar_one())
     finally:
         engine.dispose()
+
+
+# -- run directories -----------------------------------------------------------------------
+
+
+def in_run_directory(prefix: str, run: Callable[[Path], int], given: str | None = None) -> int:
+    """``run(directory)`` in a fresh temporary directory, removed afterwards if the run passed.
+
+    A run keeps its generated inputs, broker and worker logs and RocksDB state there: a soak's
+    come to hundreds of MiB, too much to leave in /tmp after every run. A run that raised, was
+    interrupted or returned non-zero keeps its directory and says where, because its logs are what
+    explains it; so does a directory the user named (``given``), which may hold inputs to reuse.
+    """
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        return run(path)
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    code = 1
+    try:
+        code = run(path)
+        return code
+    finally:
+        if code == 0:
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            print(f"{prefix.rstrip('-')}: the run did not pass; its inputs and logs are kept in {path}", file=sys.stderr)
 
 
 # -- results ---------------------------------------------------------------------------------

@@ -26,7 +26,6 @@ import datetime as dt
 import json
 import random
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_latency import publish_steady  # noqa: E402
-from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database  # noqa: E402
+from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database, in_run_directory  # noqa: E402
 from bench.pipeline_support import rss_kib  # noqa: E402
 
 
@@ -75,7 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    return in_run_directory("soak-", lambda workdir: soak(args, log, workdir))
 
+
+def soak(args: argparse.Namespace, log, workdir: Path) -> int:
     from sinks.ledger import Ledger
     from streams.local import LocalPipeline
     from streams.publish import iter_messages
@@ -85,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     from subsidy.generate import generate_file
 
     rng = random.Random(args.seed)
-    workdir = Path(tempfile.mkdtemp(prefix="soak-"))
     year = workdir / "year.jsonl"
     generate_file(year, 2026, seed=args.seed)
     peak = expected_peak(year, args.burst)
