@@ -145,7 +145,7 @@ def bench_bare_copy(url: str, rows: list[tuple], batch: int) -> float:
 
 
 # The tables the ledger writes, in an order that satisfies their foreign keys within a batch.
-STORED_TABLES = ("ledger_accounts", "ledger_instructions", "ledger_cap_usage", "ledger_cap_charges", "ledger_journal", "ledger_decisions")
+STORED_TABLES = ("ledger_accounts", "ledger_instructions", "ledger_cap_usage", "ledger_cap_charges", "ledger_journal", "ledger_decisions", "ledger_rejections")
 # Tables whose rows are shared by instructions (keyed by their first column), stored with the first one.
 SHARED_TABLES = ("ledger_accounts", "ledger_cap_usage")
 
@@ -155,7 +155,9 @@ def stored_rows(url: str, batch: int) -> tuple[dict[str, tuple[str, ...]], list[
 
     An instruction's batch is its ``journal_seq`` (the booking order) divided by the batch size;
     decisions, charges and journal entries go with their instruction; an account or a cap scope
-    with the first instruction that names it."""
+    with the first instruction that names it. Rows that name no instruction (decisions that pay
+    nothing, rejections: a pipeline's ledger has them) are spread evenly over the batches in the
+    order they were recorded."""
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
@@ -167,15 +169,22 @@ def stored_rows(url: str, batch: int) -> tuple[dict[str, tuple[str, ...]], list[
             for iid, scope in conn.exec_driver_sql("SELECT instruction_id, scope FROM ledger_cap_charges"):
                 first_use[scope] = min(first_use.get(scope, batch_of[iid]), batch_of[iid])
             columns: dict[str, tuple[str, ...]] = {}
-            per_batch: list[dict[str, list[tuple]]] = [{t: [] for t in STORED_TABLES} for _ in range(max(batch_of.values()) + 1)]
-            order = {"ledger_instructions": "journal_seq", "ledger_journal": "seq"}
+            count = max(batch_of.values()) + 1
+            per_batch: list[dict[str, list[tuple]]] = [{t: [] for t in STORED_TABLES} for _ in range(count)]
+            order = {"ledger_instructions": "journal_seq", "ledger_journal": "seq", "ledger_decisions": "recorded_at", "ledger_rejections": "recorded_at"}
             for table in STORED_TABLES:
                 result = conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order.get(table, '1')}")
                 columns[table] = tuple(result.keys())
+                unowned = []
                 for row in result:
                     values = tuple(row)
-                    owner_batch = first_use[values[0]] if table in SHARED_TABLES else batch_of[row.instruction_id]
-                    per_batch[owner_batch][table].append(values)
+                    owner = first_use.get(values[0]) if table in SHARED_TABLES else batch_of.get(getattr(row, "instruction_id", None))
+                    if owner is None:
+                        unowned.append(values)
+                    else:
+                        per_batch[owner][table].append(values)
+                for index, values in enumerate(unowned):
+                    per_batch[index * count // len(unowned)][table].append(values)
     finally:
         engine.dispose()
     return columns, per_batch

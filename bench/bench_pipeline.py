@@ -16,11 +16,16 @@ before anything is timed. Then, over the same messages on the same broker:
   redesigned send path;
 * (c) our pipeline, 1 worker (streams.local.LocalPipeline, a fresh PostgreSQL database), from the
   first input read to "the ledger accounts for every input" (ledger polled, never broker offsets);
-* (d) the same with 2 workers (internal topics deleted and recreated, another fresh database).
+* (d) the same with 2 workers (internal topics deleted and recreated, another fresh database);
+* (e) PostgreSQL alone: every row (c) stored for the N inputs (decisions with their audit bodies,
+  instructions, journal, cap usage and charges, accounts, rejections) inserted bare into a fresh
+  database of the ledger's schema, one ``executemany`` per table and one transaction per stage
+  batch (bench_ledger.py's (a2)). Any design that books these rows in this PostgreSQL before it
+  commits an input's offset is bounded by it, so e/b bounds c/b with Faust out of the picture.
 
 Rates are inputs per second from the first message read to the last one done, so start-up and
 group joins are left out (they are reported separately as ``wall_s``). The figures that matter are
-the ratios c/a, c/b, c/b2, d/c. Run: ``python bench/bench_pipeline.py [--events N] [--json]``.
+the ratios c/a, c/b, c/b2, d/c, e/b. Run: ``python bench/bench_pipeline.py [--events N] [--json]``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.bench_ledger import bench_bare_every_row, stored_rows  # noqa: E402
 from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database, in_run_directory  # noqa: E402
 from bench.pipeline_support import delete_non_input_topics, generated_events, rss_kib, wait_file, worker_metric  # noqa: E402
 from schemas.inputs import INPUT_TOPICS  # noqa: E402
@@ -145,6 +151,21 @@ def run_pipeline(bootstrap: str, ledger_url: str, expected, workers: int, workdi
             "ledger_equals_replay": not problems, "peak_rss_mib_per_worker": [round(v / 1024, 1) for v in peak.values()]}
 
 
+def run_bare_rows(ledger_url: str, n: int, pg_url: str) -> dict:
+    """(e): the rows the pipeline's ledger holds for n inputs, inserted bare in stage-sized batches."""
+    from sinks.ledger import Ledger
+    from streams.config import StreamConfig
+
+    with Ledger.open(ledger_url) as ledger:
+        instructions = ledger.counts()["instructions"]
+    per_batch_instructions = max(1, -(-instructions * StreamConfig.stage_batch // n))  # as many batches as stage batches of n inputs
+    columns, per_batch = stored_rows(ledger_url, per_batch_instructions)
+    with fresh_database(pg_url, prefix="bench_pipe_rows") as url:
+        seconds = bench_bare_every_row(url, columns, per_batch)
+    rows = sum(len(table_rows) for tables in per_batch for table_rows in tables.values())
+    return {"events": n, "seconds": seconds, "events_per_s": n / seconds, "rows": rows, "transactions": len(per_batch)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=20_000, help="generated events (default 20,000)")
@@ -184,7 +205,9 @@ def bench_pipeline(args: argparse.Namespace, workdir: Path) -> int:
         log(f"(b3) the same, outputs sent in batches: {batched['events_per_s']:,.0f}/s")
         with fresh_database(args.pg_url, prefix="bench_pipe") as url:
             one = run_pipeline(bootstrap, url, expected, 1, workdir)
-        log(f"(c) pipeline, 1 worker: {one['events_per_s']:,.0f}/s")
+            log(f"(c) pipeline, 1 worker: {one['events_per_s']:,.0f}/s")
+            rows = run_bare_rows(url, n, args.pg_url)
+        log(f"(e) PostgreSQL alone, the same rows bare: {rows['events_per_s']:,.0f}/s")
         two = None
         if not args.no_two:
             delete_non_input_topics(bootstrap)
@@ -211,6 +234,8 @@ def bench_pipeline(args: argparse.Namespace, workdir: Path) -> int:
         "ratio_topology_to_noop": round(topology["events_per_s"] / noop["events_per_s"], 3),
         "ratio_batched_topology_to_noop": round(batched["events_per_s"] / noop["events_per_s"], 3),
         "ratio_d_to_c": round(two["events_per_s"] / c, 3) if two else None,
+        "postgresql_rows_bare": rows,
+        "ratio_e_to_noop": round(rows["events_per_s"] / noop["events_per_s"], 3),
         "goal_ratio_to_noop": GOAL_RATIO_TO_NOOP,
         "goal_met": c / noop["events_per_s"] >= GOAL_RATIO_TO_NOOP,
         "environment": env,
@@ -224,6 +249,8 @@ def bench_pipeline(args: argparse.Namespace, workdir: Path) -> int:
         f"(b3) the same, batched sends               {batched['events_per_s']:>9,.0f} ev/s  = {result['ratio_batched_topology_to_noop']} × (b)",
         f"(c)  pipeline, 1 worker, to ledger rows    {c:>9,.0f} ev/s  (ledger = replay: {one['ledger_equals_replay']})",
     ]
+    lines.append(f"(e)  PostgreSQL alone, (c)'s rows bare      {rows['events_per_s']:>9,.0f} ev/s  = {result['ratio_e_to_noop']} × (b) "
+                 f"({rows['rows']:,} rows, {rows['transactions']} transactions)")
     if two:
         lines.append(f"(d)  pipeline, 2 workers                   {two['events_per_s']:>9,.0f} ev/s  = {two['events_per_s_per_worker']:,.0f}/worker (ledger = replay: {two['ledger_equals_replay']})")
     lines += [f"c/a = {result['ratio_c_to_raw']}, c/a1 = {result['ratio_c_to_raw_batch1']}, c/b = {result['ratio_c_to_noop']} (goal >= {GOAL_RATIO_TO_NOOP}: "

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from bench import bench_ledger
+from bench.common import fresh_database
 
 
 @pytest.mark.integration
@@ -18,3 +19,26 @@ def test_every_row_baseline_inserts_what_the_ledger_stored(postgres_url, capsys)
     # An instruction comes with its decision, a journal entry and at least one cap charge.
     assert result["bare_insert_every_row"]["rows"] >= 4 * 300
     assert result["ratio_to_every_row"] > 0
+
+
+@pytest.mark.integration
+def test_every_row_baseline_takes_the_rows_that_name_no_instruction(postgres_url, tmp_path):
+    # A pipeline's ledger (bench_pipeline.py's (e)) also holds decisions that pay nothing and
+    # rejections; the baseline must insert those too, spread over its batches.
+    from rules.policy import load_policy
+    from sinks.ledger import Ledger
+    from subsidy.generate import generate_file
+    from subsidy.replay import replay
+
+    events = tmp_path / "year.jsonl"
+    generate_file(events, 2026, seed=3, enterprises=60, events=1500)
+    with fresh_database(postgres_url, prefix="bench_rows") as source:
+        with Ledger.open(source) as ledger:
+            replay(events, load_policy(), ledger)
+            counts = ledger.counts()
+        assert counts["rejections"] > 0 and counts["decisions"] > counts["instructions"]
+        columns, per_batch = bench_ledger.stored_rows(source, batch=100)
+    with fresh_database(postgres_url, prefix="bench_rows") as target:
+        bench_ledger.bench_bare_every_row(target, columns, per_batch)  # asserts every table's count
+    spread = [len(tables["ledger_rejections"]) for tables in per_batch]
+    assert sum(spread) == counts["rejections"] and max(spread) - min(spread) <= 1
