@@ -21,11 +21,13 @@ before anything is timed. Then, over the same messages on the same broker:
   instructions, journal, cap usage and charges, accounts, rejections) inserted bare into a fresh
   database of the ledger's schema, one ``executemany`` per table and one transaction per stage
   batch (bench_ledger.py's (a2)). Any design that books these rows in this PostgreSQL before it
-  commits an input's offset is bounded by it, so e/b bounds c/b with Faust out of the picture.
+  commits an input's offset is bounded by it, so e/b bounds c/b with Faust out of the picture;
+* (f) the ledger sink alone: the decisions, instructions and rejections (c) booked, through
+  ``Ledger.record`` into a fresh database in the same batches; f/b bounds c/b for this sink.
 
 Rates are inputs per second from the first message read to the last one done, so start-up and
 group joins are left out (they are reported separately as ``wall_s``). The figures that matter are
-the ratios c/a, c/b, c/b2, d/c, e/b. Run: ``python bench/bench_pipeline.py [--events N] [--json]``.
+the ratios c/a, c/b, c/b2, d/c, e/b, f/b. Run: ``python bench/bench_pipeline.py [--events N] [--json]``.
 """
 
 from __future__ import annotations
@@ -151,19 +153,40 @@ def run_pipeline(bootstrap: str, ledger_url: str, expected, workers: int, workdi
             "ledger_equals_replay": not problems, "peak_rss_mib_per_worker": [round(v / 1024, 1) for v in peak.values()]}
 
 
-def run_bare_rows(ledger_url: str, n: int, pg_url: str) -> dict:
-    """(e): the rows the pipeline's ledger holds for n inputs, inserted bare in stage-sized batches."""
+def run_storage_alone(ledger_url: str, n: int, pg_url: str) -> tuple[dict, dict]:
+    """(e) and (f): the outputs (c) booked for n inputs, stored again with nothing else running.
+
+    Both in as many transactions as (c) had stage batches of inputs, in booking order (see
+    ``bench_ledger.stored_rows``): (e) the rows, bare; (f) the decision, instruction and rejection
+    bodies through ``Ledger.record``, the sink itself."""
     from sinks.ledger import Ledger
     from streams.config import StreamConfig
 
     with Ledger.open(ledger_url) as ledger:
-        instructions = ledger.counts()["instructions"]
-    per_batch_instructions = max(1, -(-instructions * StreamConfig.stage_batch // n))  # as many batches as stage batches of n inputs
+        stored = ledger.counts()
+    per_batch_instructions = max(1, -(-stored["instructions"] * StreamConfig.stage_batch // n))
     columns, per_batch = stored_rows(ledger_url, per_batch_instructions)
     with fresh_database(pg_url, prefix="bench_pipe_rows") as url:
-        seconds = bench_bare_every_row(url, columns, per_batch)
+        bare_s = bench_bare_every_row(url, columns, per_batch)
     rows = sum(len(table_rows) for tables in per_batch for table_rows in tables.values())
-    return {"events": n, "seconds": seconds, "events_per_s": n / seconds, "rows": rows, "transactions": len(per_batch)}
+    bare = {"events": n, "seconds": bare_s, "events_per_s": n / bare_s, "rows": rows, "transactions": len(per_batch)}
+
+    def bodies(tables: dict, table: str) -> list[dict]:
+        body = columns[table].index("body")
+        return [json.loads(row[body]) for row in tables[table]]
+
+    work = [(bodies(t, "ledger_decisions"), bodies(t, "ledger_instructions"), bodies(t, "ledger_rejections")) for t in per_batch]
+    with fresh_database(pg_url, prefix="bench_pipe_sink") as url, Ledger.open(url) as ledger:
+        with ledger.engine.connect() as conn:  # warm the pool before the clock starts
+            conn.exec_driver_sql("SELECT 1")
+        started = time.perf_counter()
+        for decisions, instructions, rejections in work:
+            ledger.record(decisions, instructions, rejections)
+        sink_s = time.perf_counter() - started
+        booked = ledger.counts()
+    assert booked == stored, (booked, stored)
+    sink = {"events": n, "seconds": sink_s, "events_per_s": n / sink_s, "transactions": len(work)}
+    return bare, sink
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,8 +229,9 @@ def bench_pipeline(args: argparse.Namespace, workdir: Path) -> int:
         with fresh_database(args.pg_url, prefix="bench_pipe") as url:
             one = run_pipeline(bootstrap, url, expected, 1, workdir)
             log(f"(c) pipeline, 1 worker: {one['events_per_s']:,.0f}/s")
-            rows = run_bare_rows(url, n, args.pg_url)
+            rows, sink = run_storage_alone(url, n, args.pg_url)
         log(f"(e) PostgreSQL alone, the same rows bare: {rows['events_per_s']:,.0f}/s")
+        log(f"(f) the ledger sink alone, the same outputs: {sink['events_per_s']:,.0f}/s")
         two = None
         if not args.no_two:
             delete_non_input_topics(bootstrap)
@@ -236,6 +260,8 @@ def bench_pipeline(args: argparse.Namespace, workdir: Path) -> int:
         "ratio_d_to_c": round(two["events_per_s"] / c, 3) if two else None,
         "postgresql_rows_bare": rows,
         "ratio_e_to_noop": round(rows["events_per_s"] / noop["events_per_s"], 3),
+        "ledger_sink_alone": sink,
+        "ratio_f_to_noop": round(sink["events_per_s"] / noop["events_per_s"], 3),
         "goal_ratio_to_noop": GOAL_RATIO_TO_NOOP,
         "goal_met": c / noop["events_per_s"] >= GOAL_RATIO_TO_NOOP,
         "environment": env,
@@ -251,6 +277,7 @@ def bench_pipeline(args: argparse.Namespace, workdir: Path) -> int:
     ]
     lines.append(f"(e)  PostgreSQL alone, (c)'s rows bare      {rows['events_per_s']:>9,.0f} ev/s  = {result['ratio_e_to_noop']} × (b) "
                  f"({rows['rows']:,} rows, {rows['transactions']} transactions)")
+    lines.append(f"(f)  the ledger sink alone, (c)'s outputs    {sink['events_per_s']:>9,.0f} ev/s  = {result['ratio_f_to_noop']} × (b)")
     if two:
         lines.append(f"(d)  pipeline, 2 workers                   {two['events_per_s']:>9,.0f} ev/s  = {two['events_per_s_per_worker']:,.0f}/worker (ledger = replay: {two['ledger_equals_replay']})")
     lines += [f"c/a = {result['ratio_c_to_raw']}, c/a1 = {result['ratio_c_to_raw_batch1']}, c/b = {result['ratio_c_to_noop']} (goal >= {GOAL_RATIO_TO_NOOP}: "
