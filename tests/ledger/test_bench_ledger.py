@@ -21,24 +21,43 @@ def test_every_row_baseline_inserts_what_the_ledger_stored(postgres_url, capsys)
     assert result["ratio_to_every_row"] > 0
 
 
-@pytest.mark.integration
-def test_every_row_baseline_takes_the_rows_that_name_no_instruction(postgres_url, tmp_path):
-    # A pipeline's ledger (bench_pipeline.py's (e)) also holds decisions that pay nothing and
-    # rejections; the baseline must insert those too, spread over its batches.
+@pytest.fixture
+def replayed_ledger(postgres_url, tmp_path):
+    """A PostgreSQL ledger holding a generated sample's outputs: payments, decisions that pay
+    nothing and rejections, as a pipeline's ledger does; yields (URL, inputs, counts)."""
     from rules.policy import load_policy
     from sinks.ledger import Ledger
     from subsidy.generate import generate_file
     from subsidy.replay import replay
 
     events = tmp_path / "year.jsonl"
-    generate_file(events, 2026, seed=3, enterprises=60, events=1500)
-    with fresh_database(postgres_url, prefix="bench_rows") as source:
-        with Ledger.open(source) as ledger:
+    inputs = generate_file(events, 2026, seed=3, enterprises=60, events=1500)
+    with fresh_database(postgres_url, prefix="bench_rows") as url:
+        with Ledger.open(url) as ledger:
             replay(events, load_policy(), ledger)
             counts = ledger.counts()
         assert counts["rejections"] > 0 and counts["decisions"] > counts["instructions"]
-        columns, per_batch = bench_ledger.stored_rows(source, batch=100)
+        yield url, inputs, counts
+
+
+@pytest.mark.integration
+def test_every_row_baseline_takes_the_rows_that_name_no_instruction(replayed_ledger, postgres_url):
+    url, _, counts = replayed_ledger
+    columns, per_batch = bench_ledger.stored_rows(url, batch=100)
     with fresh_database(postgres_url, prefix="bench_rows") as target:
         bench_ledger.bench_bare_every_row(target, columns, per_batch)  # asserts every table's count
     spread = [len(tables["ledger_rejections"]) for tables in per_batch]
     assert sum(spread) == counts["rejections"] and max(spread) - min(spread) <= 1
+
+
+@pytest.mark.integration
+def test_storage_alone_stores_what_the_pipeline_ledger_holds(replayed_ledger, postgres_url):
+    # bench_pipeline.py's (e) and (f); (f) asserts that the sink booked exactly what was there.
+    from bench.bench_pipeline import run_storage_alone
+
+    url, inputs, _ = replayed_ledger
+    bare, sink = run_storage_alone(url, inputs, postgres_url)
+    # about as many transactions as the pipeline's stage batches of 500 inputs
+    assert bare["transactions"] == sink["transactions"]
+    assert abs(bare["transactions"] - inputs / 500) <= 1
+    assert bare["events_per_s"] > 0 and sink["events_per_s"] > 0
