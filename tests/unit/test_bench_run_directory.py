@@ -9,28 +9,27 @@ import pytest
 from bench.common import in_run_directory
 
 
-def test_a_run_that_passed_leaves_nothing_behind():
-    seen: list[Path] = []
+def run_ending_with(code: int, seen: list[Path]):
+    """A run that writes a log into its directory, notes where, and exits with ``code``."""
 
     def run(directory: Path) -> int:
-        (directory / "broker.log").write_text("started\n")
+        (directory / "broker.log").write_text("worker 1 died\n")
         seen.append(directory)
-        return 0
+        return code
 
-    assert in_run_directory("bench-test-", run) == 0
+    return run
+
+
+def test_a_run_that_passed_leaves_nothing_behind():
+    seen: list[Path] = []
+    assert in_run_directory("bench-test-", run_ending_with(0, seen)) == 0
     assert not seen[0].exists()
 
 
 def test_a_run_that_failed_keeps_its_logs_and_says_where(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     seen: list[Path] = []
-
-    def run(directory: Path) -> int:
-        (directory / "broker.log").write_text("worker 1 died\n")
-        seen.append(directory)
-        return 1
-
-    assert in_run_directory("bench-test-", run) == 1
+    assert in_run_directory("bench-test-", run_ending_with(1, seen)) == 1
     assert (seen[0] / "broker.log").read_text() == "worker 1 died\n"
     assert str(seen[0]) in capsys.readouterr().err
 
