@@ -39,14 +39,22 @@ def _shown(url: str) -> str:
         return url
 
 
-def _open(args, *, upgrade: bool = True):
-    from sinks.ledger import Ledger, LedgerError, RetryPolicy
+def _open(args, *, create: bool = False):
+    """The ledger the command names. Only ``ledger init`` creates one: a reading command pointed
+    at a mistyped path would otherwise create an empty ledger there and report 0.00 CNY granted,
+    which a finance officer would take for a fact."""
+    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, LedgerError, RetryPolicy, holds_ledger
 
     url = _url(args)
     try:
-        return Ledger.open(url, retry=RetryPolicy(attempts=3), upgrade=upgrade)
+        missing = not create and not holds_ledger(url)
+        ledger = None if missing else Ledger.open(url, retry=RetryPolicy(attempts=3))
     except (LedgerError, Exception) as error:  # noqa: BLE001 - one line for the user
         raise _command_error()(f"cannot open ledger {_shown(url)}: {str(error).splitlines()[0] if str(error) else error.__class__.__name__}") from None
+    if missing:
+        raise _command_error()(f"no ledger at {_shown(url)}: check --ledger or $SUBSIDY_LEDGER_URL (default {DEFAULT_LEDGER_URL}, "
+                               "in the current folder); `subsidy ledger init --ledger URL` creates an empty one")
+    return ledger
 
 
 def _read_lines(path: str):
@@ -70,7 +78,7 @@ def _write(path: str | None, data: bytes) -> None:
 
 
 def cmd_init(args) -> int:
-    ledger = _open(args)
+    ledger = _open(args, create=True)
     try:
         from sinks.ledger import upgrade_schema
 

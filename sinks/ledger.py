@@ -372,6 +372,21 @@ def _alembic_config(connection: Connection | None = None):
     return config
 
 
+def holds_ledger(url: str) -> bool:
+    """Whether ``url`` names a database that already holds a ledger (its journal), creating
+    nothing: a connection to a SQLite file that is not there would create it."""
+    parsed = sa.make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:" or not Path(database).expanduser().is_file():
+            return False
+    engine = make_engine(url)
+    try:
+        return sa.inspect(engine).has_table(journal.name)
+    finally:
+        engine.dispose()
+
+
 def upgrade_schema(engine: Engine) -> str:
     """Create or upgrade the ledger schema to the newest revision; returns that revision."""
     from alembic import command

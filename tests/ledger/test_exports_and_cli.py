@@ -98,3 +98,21 @@ def test_balance_and_statement(filled, capsys):
 def test_unreachable_ledger_is_a_one_line_error(capsys, tmp_path):
     assert main(["ledger", "balance", "--ledger", "mysql://nowhere/x"]) == 2
     assert "cannot open ledger" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [
+    ["balance"],
+    ["statement", "--payee", "91510100MA61234567", "--fiscal-year", "2026"],
+    ["export", "--format", "csv"],
+    ["reconcile"],
+])  # fmt: skip
+def test_a_reading_command_on_no_ledger_says_so_and_creates_none(ledger_url, command, capsys):
+    # A mistyped --ledger must not answer "total granted: 0.00 CNY" from a ledger made up on the spot.
+    from sinks.ledger import holds_ledger
+
+    assert main(["ledger", command[0], "--ledger", ledger_url, *command[1:]]) == 2
+    err = capsys.readouterr().err
+    assert "no ledger at" in err and "subsidy ledger init" in err
+    assert not holds_ledger(ledger_url)
+    assert main(["ledger", "init", "--ledger", ledger_url]) == 0
+    assert main(["ledger", command[0], "--ledger", ledger_url, *command[1:]]) == 0
