@@ -23,12 +23,12 @@ import time
 from pathlib import Path
 
 
-def _command_error(message: str) -> Exception:
+def _command_error(message: str, exit_code: int = 2) -> Exception:
     try:
         from subsidy.cli import CommandError
     except ImportError:  # pragma: no cover
         return SystemExit(f"subsidy: error: {message}")
-    return CommandError(message)
+    return CommandError(message, exit_code)
 
 
 def _bootstrap(value: str) -> str:
@@ -42,14 +42,17 @@ def _bootstrap(value: str) -> str:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from streams.config import StreamConfig
-    from streams.worker import run_worker
+    from streams.worker import WorkerCannotStart, run_worker
 
     try:
         config = StreamConfig.from_env(broker=args.broker, ledger_url=args.ledger, policy_path=args.policy,
                                        partitions=args.partitions, web_port=args.web_port)
     except ValueError as exc:
         raise _command_error(str(exc)) from None
-    return run_worker(config, loglevel=args.loglevel, create_topics=not args.no_create_topics)
+    try:
+        return run_worker(config, loglevel=args.loglevel, create_topics=not args.no_create_topics)
+    except WorkerCannotStart as exc:
+        raise _command_error(str(exc), exc.exit_code) from None
 
 
 # -- up ---------------------------------------------------------------------------------------

@@ -59,7 +59,8 @@ def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, replication: int
     from kafka import KafkaAdminClient
     from kafka.errors import TopicAlreadyExistsError, for_code
 
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="subsidy-topics", request_timeout_ms=int(timeout * 1000))
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="subsidy-topics", request_timeout_ms=int(timeout * 1000),
+                             bootstrap_timeout_ms=int(timeout * 1000))
     try:
         response = admin.create_topics(
             {name: {"num_partitions": n, "replication_factor": replication} for name, n in topics.items()},

@@ -12,14 +12,51 @@ import sys
 
 from streams.config import StreamConfig
 
+#: exit status of a worker that could not reach its broker or its ledger at start (sysexits' EX_UNAVAILABLE)
+UNAVAILABLE_EXIT = 69
+#: exit status of a worker whose topics do not fit its configuration (sysexits' EX_CONFIG)
+CONFIG_EXIT = 78
+
+
+class WorkerCannotStart(RuntimeError):
+    """Why a worker stops before its agents start, in one line that says what to fix."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
 
 def prepare(config: StreamConfig, *, create_topics: bool = True) -> None:
+    from kafka.errors import KafkaError
+
     from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
-    from streams.topics import ensure_topics, expected_topics
+    from streams.topics import TopicError, ensure_topics, expected_topics
 
     if create_topics:
-        ensure_topics(config.bootstrap, expected_topics(config.app_id, config.partitions))
-    Ledger.open(config.ledger_url or DEFAULT_LEDGER_URL).close()  # create/upgrade the schema once, before the agents
+        print(f"worker: making sure the topics exist on {config.bootstrap}", file=sys.stderr, flush=True)
+        try:
+            ensure_topics(config.bootstrap, expected_topics(config.app_id, config.partitions))
+        except TopicError as exc:
+            raise WorkerCannotStart(f"the topics on {config.bootstrap} do not fit this worker: {exc}", CONFIG_EXIT) from None
+        except KafkaError as exc:
+            raise WorkerCannotStart(f"cannot reach the broker at {config.bootstrap} ({exc}): check --broker or $SUBSIDY_BROKER, "
+                                    "and that the broker is up", UNAVAILABLE_EXIT) from None
+    url = config.ledger_url or DEFAULT_LEDGER_URL
+    try:
+        Ledger.open(url).close()  # create/upgrade the schema once, before the agents
+    except Exception as exc:  # noqa: BLE001 - any failure to open is the URL's or the database's
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WorkerCannotStart(f"cannot open the ledger {_shown(url)} ({reason}): check --ledger or $SUBSIDY_LEDGER_URL, "
+                                "and that the database is up", UNAVAILABLE_EXIT) from None
+
+
+def _shown(url: str) -> str:
+    import sqlalchemy as sa
+
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return url
 
 
 def run_worker(config: StreamConfig, *, loglevel: str = "info", create_topics: bool = True) -> int:
@@ -42,9 +79,13 @@ def run_worker(config: StreamConfig, *, loglevel: str = "info", create_topics: b
     return 0
 
 
-def main() -> None:
+def main() -> int:
     logging.basicConfig(level=logging.INFO)
-    run_worker(StreamConfig.from_env())
+    try:
+        return run_worker(StreamConfig.from_env())
+    except WorkerCannotStart as exc:
+        print(f"worker: error: {exc}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":
