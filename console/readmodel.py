@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from rules.money import format_fen, parse_amount
 from rules.policy import Clause, Policy
-from sinks.ledger import cap_charges, cap_usage, decisions_t, instructions_t, rejections_t
+from sinks.ledger import cap_charges, cap_usage, decisions_t, instructions_t, rejections_t, shown_url
 
 TREND_DAYS = 30
 MAX_RECENT_SCAN = 5000
@@ -35,13 +35,6 @@ DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3
 
 class ConsoleError(Exception):
     """The console cannot read the ledger (missing file, no schema, database down)."""
-
-
-def shown_url(url: str) -> str:
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for display
-        return "<unparsable ledger URL>"
 
 
 def make_readonly_engine(url: str) -> Engine:

@@ -30,29 +30,20 @@ def _url(args) -> str:
     return args.ledger or os.environ.get("SUBSIDY_LEDGER_URL") or DEFAULT_LEDGER_URL
 
 
-def _shown(url: str) -> str:
-    import sqlalchemy as sa
-
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return url
-
-
 def _open(args, *, create: bool = False):
     """The ledger the command names. Only ``ledger init`` creates one: a reading command pointed
     at a mistyped path would otherwise create an empty ledger there and report 0.00 CNY granted,
     which a finance officer would take for a fact."""
-    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, LedgerError, RetryPolicy, holds_ledger
+    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, LedgerError, RetryPolicy, holds_ledger, shown_url
 
     url = _url(args)
     try:
         missing = not create and not holds_ledger(url)
         ledger = None if missing else Ledger.open(url, retry=RetryPolicy(attempts=3))
     except (LedgerError, Exception) as error:  # noqa: BLE001 - one line for the user
-        raise _command_error()(f"cannot open ledger {_shown(url)}: {str(error).splitlines()[0] if str(error) else error.__class__.__name__}") from None
+        raise _command_error()(f"cannot open ledger {shown_url(url)}: {str(error).splitlines()[0] if str(error) else error.__class__.__name__}") from None
     if missing:
-        raise _command_error()(f"no ledger at {_shown(url)}: check --ledger or $SUBSIDY_LEDGER_URL (default {DEFAULT_LEDGER_URL}, "
+        raise _command_error()(f"no ledger at {shown_url(url)}: check --ledger or $SUBSIDY_LEDGER_URL (default {DEFAULT_LEDGER_URL}, "
                                "in the current folder); `subsidy ledger init --ledger URL` creates an empty one")
     return ledger
 
@@ -80,13 +71,13 @@ def _write(path: str | None, data: bytes) -> None:
 def cmd_init(args) -> int:
     ledger = _open(args, create=True)
     try:
-        from sinks.ledger import upgrade_schema
+        from sinks.ledger import shown_url, upgrade_schema
 
         revision = upgrade_schema(ledger.engine)
         counts = ledger.counts()
     finally:
         ledger.close()
-    print(f"ledger {_shown(_url(args))} at schema revision {revision}: {counts['decisions']} decisions, {counts['instructions']} instructions, {counts['rejections']} rejections")
+    print(f"ledger {shown_url(_url(args))} at schema revision {revision}: {counts['decisions']} decisions, {counts['instructions']} instructions, {counts['rejections']} rejections")
     return 0
 
 

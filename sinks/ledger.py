@@ -332,6 +332,15 @@ _ADD_TO_CAP = cap_usage.update().where(cap_usage.c.scope == sa.bindparam("s")).v
 # -- engine setup ----------------------------------------------------------------------------
 
 
+def shown_url(url: str) -> str:
+    """A ledger URL for messages and pages, its password hidden; a placeholder if it does not
+    parse, since nothing then tells its password apart from the rest."""
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for display
+        return "<unparsable ledger URL>"
+
+
 def make_engine(url: str, *, application_name: str = "subsidy-ledger") -> Engine:
     """An engine whose transactions take the write lock up front on SQLite (``BEGIN IMMEDIATE``)."""
     parsed = sa.make_url(url)

@@ -29,7 +29,7 @@ class WorkerCannotStart(RuntimeError):
 def prepare(config: StreamConfig, *, create_topics: bool = True) -> None:
     from kafka.errors import KafkaError
 
-    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
+    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, shown_url
     from streams.topics import TopicError, ensure_topics, expected_topics
 
     if create_topics:
@@ -46,17 +46,8 @@ def prepare(config: StreamConfig, *, create_topics: bool = True) -> None:
         Ledger.open(url).close()  # create/upgrade the schema once, before the agents
     except Exception as exc:  # noqa: BLE001 - any failure to open is the URL's or the database's
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WorkerCannotStart(f"cannot open the ledger {_shown(url)} ({reason}): check --ledger or $SUBSIDY_LEDGER_URL, "
+        raise WorkerCannotStart(f"cannot open the ledger {shown_url(url)} ({reason}): check --ledger or $SUBSIDY_LEDGER_URL, "
                                 "and that the database is up", UNAVAILABLE_EXIT) from None
-
-
-def _shown(url: str) -> str:
-    import sqlalchemy as sa
-
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001
-        return url
 
 
 def run_worker(config: StreamConfig, *, loglevel: str = "info", create_topics: bool = True) -> int:

@@ -53,16 +53,6 @@ def default_ledger_url() -> str:
     return DEFAULT_LEDGER_URL
 
 
-def _shown_url(url: str) -> str:
-    """The URL without its password, for messages."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
-
-
 def _policy(path: str | None):
     return load_policy(path) if path else load_policy()
 
@@ -111,13 +101,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.events):
         raise CommandError(f"events file {args.events!r} does not exist" if not os.path.exists(args.events) else f"{args.events!r} is not a file")
     Ledger, _ = _ledger_api()
-    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable
+    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable, shown_url
     url = args.ledger or default_ledger_url()
     try:
         ledger = Ledger.open(url)
     except Exception as exc:  # any failure to open is the URL's or the database's: say which, no traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CommandError(f"cannot open ledger {_shown_url(url)}: {message}") from None
+        raise CommandError(f"cannot open ledger {shown_url(url)}: {message}") from None
     note = None
     try:
         bar = Progress(None, "replay")
@@ -135,7 +125,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 if isinstance(exc, LedgerConflict):
                     hint = "; this ledger holds other input under the same event ids: replay into a fresh ledger (--ledger URL)"
                 text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise CommandError(f"ledger {_shown_url(url)} refused a batch ({where}): {text}{hint}",
+                raise CommandError(f"ledger {shown_url(url)} refused a batch ({where}): {text}{hint}",
                                    exit_code=1 if isinstance(exc, LedgerUnavailable) else USAGE_EXIT) from None
         granted_totals = getattr(ledger, "granted_totals", None)
         if granted_totals is not None:
@@ -152,7 +142,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(summary.to_json(), ensure_ascii=False, separators=(", ", ": ")) + "\n")
     else:
-        print(format_summary(summary, policy, _shown_url(url), note))
+        print(format_summary(summary, policy, shown_url(url), note))
     return 0
 
 
