@@ -34,14 +34,14 @@ def _open(args, *, create: bool = False):
     """The ledger the command names. Only ``ledger init`` creates one: a reading command pointed
     at a mistyped path would otherwise create an empty ledger there and report 0.00 CNY granted,
     which a finance officer would take for a fact."""
-    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, LedgerError, RetryPolicy, holds_ledger, shown_url
+    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, LedgerError, RetryPolicy, first_line, holds_ledger, shown_url
 
     url = _url(args)
     try:
         missing = not create and not holds_ledger(url)
         ledger = None if missing else Ledger.open(url, retry=RetryPolicy(attempts=3))
     except (LedgerError, Exception) as error:  # noqa: BLE001 - one line for the user
-        raise _command_error()(f"cannot open ledger {shown_url(url)}: {str(error).splitlines()[0] if str(error) else error.__class__.__name__}") from None
+        raise _command_error()(f"cannot open ledger {shown_url(url)}: {first_line(error)}") from None
     if missing:
         raise _command_error()(f"no ledger at {shown_url(url)}: check --ledger or $SUBSIDY_LEDGER_URL (default {DEFAULT_LEDGER_URL}, "
                                "in the current folder); `subsidy ledger init --ledger URL` creates an empty one")

@@ -341,6 +341,13 @@ def shown_url(url: str) -> str:
         return "<unparsable ledger URL>"
 
 
+def first_line(error: BaseException) -> str:
+    """An error's first line of text, or its class name if it has none: drivers' messages run on
+    for lines (SQL, hints) that a one-line error for the user leaves out."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def make_engine(url: str, *, application_name: str = "subsidy-ledger") -> Engine:
     """An engine whose transactions take the write lock up front on SQLite (``BEGIN IMMEDIATE``)."""
     parsed = sa.make_url(url)

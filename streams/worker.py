@@ -29,7 +29,7 @@ class WorkerCannotStart(RuntimeError):
 def prepare(config: StreamConfig, *, create_topics: bool = True) -> None:
     from kafka.errors import KafkaError
 
-    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, shown_url
+    from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, first_line, shown_url
     from streams.topics import TopicError, ensure_topics, expected_topics
 
     if create_topics:
@@ -45,8 +45,7 @@ def prepare(config: StreamConfig, *, create_topics: bool = True) -> None:
     try:
         Ledger.open(url).close()  # create/upgrade the schema once, before the agents
     except Exception as exc:  # noqa: BLE001 - any failure to open is the URL's or the database's
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WorkerCannotStart(f"cannot open the ledger {shown_url(url)} ({reason}): check --ledger or $SUBSIDY_LEDGER_URL, "
+        raise WorkerCannotStart(f"cannot open the ledger {shown_url(url)} ({first_line(exc)}): check --ledger or $SUBSIDY_LEDGER_URL, "
                                 "and that the database is up", UNAVAILABLE_EXIT) from None
 
 

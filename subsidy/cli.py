@@ -101,13 +101,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.events):
         raise CommandError(f"events file {args.events!r} does not exist" if not os.path.exists(args.events) else f"{args.events!r} is not a file")
     Ledger, _ = _ledger_api()
-    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable, shown_url
+    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable, first_line, shown_url
     url = args.ledger or default_ledger_url()
     try:
         ledger = Ledger.open(url)
     except Exception as exc:  # any failure to open is the URL's or the database's: say which, no traceback
-        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CommandError(f"cannot open ledger {shown_url(url)}: {message}") from None
+        raise CommandError(f"cannot open ledger {shown_url(url)}: {first_line(exc)}") from None
     note = None
     try:
         bar = Progress(None, "replay")
@@ -124,8 +123,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 hint = ""
                 if isinstance(exc, LedgerConflict):
                     hint = "; this ledger holds other input under the same event ids: replay into a fresh ledger (--ledger URL)"
-                text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise CommandError(f"ledger {shown_url(url)} refused a batch ({where}): {text}{hint}",
+                raise CommandError(f"ledger {shown_url(url)} refused a batch ({where}): {first_line(exc)}{hint}",
                                    exit_code=1 if isinstance(exc, LedgerUnavailable) else USAGE_EXIT) from None
         granted_totals = getattr(ledger, "granted_totals", None)
         if granted_totals is not None:
