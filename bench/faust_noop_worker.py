@@ -5,7 +5,8 @@ Same broker, same input topics and the same local Faust settings as our workers
 one-record producer batches, the short fetch wait of streams/tansu_fetch_wait.py, our 5 ms
 producer linger and 256 KiB record batches, earliest reset; a memory store).
 The agent only counts; when it has seen ``BENCH_TARGET`` events it writes
-``{"first": t, "last": t, "count": n}`` (wall clock) to ``BENCH_OUT`` and keeps idling.
+``{"first": t, "last": t, "count": n, "cpu": s}`` to ``BENCH_OUT`` (wall clock; the CPU seconds
+the whole process spent in between, every thread) and keeps idling.
 
 Run: ``BENCH_BROKER=127.0.0.1:PORT BENCH_TARGET=N BENCH_OUT=f.json python -m bench.faust_noop_worker``
 (``BENCH_MODE=take`` iterates ``stream.take_events(1000, 0.5)`` instead of ``stream.events()``).
@@ -71,14 +72,18 @@ def build() -> faust.App:
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     target = int(os.environ["BENCH_TARGET"])
     out = os.environ["BENCH_OUT"]
-    state = {"n": 0, "first": None}
+    state = {"n": 0, "first": None, "cpu_first": None}
+
+    def started() -> None:
+        if state["first"] is None:
+            state["first"], state["cpu_first"] = time.time(), time.process_time()
 
     def seen(k: int) -> None:
-        if state["first"] is None:
-            state["first"] = time.time()
+        started()
         state["n"] += k
         if state["n"] >= target and not os.path.exists(out):
-            Path(out).write_text(json.dumps({"first": state["first"], "last": time.time(), "count": state["n"]}))
+            Path(out).write_text(json.dumps({"first": state["first"], "last": time.time(), "count": state["n"],
+                                             "cpu": time.process_time() - state["cpu_first"]}))
 
     mode = os.environ.get("BENCH_MODE")
     if mode in ("topology", "topology-batched"):
@@ -91,8 +96,7 @@ def build() -> faust.App:
         @app.agent(inputs, name="intake")
         async def forward(stream):
             async for events in stream.take_events(500, within=0.05):
-                if state["first"] is None:
-                    state["first"] = time.time()
+                started()
                 await send(app, [(claims, None, event.message.key or b"-", event.value) for event in events])
 
         @app.agent(claims, name="decide")

@@ -39,6 +39,17 @@ def rss_kib(pid: int) -> tuple[int, int]:
     return rss, hwm
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system, every thread) a live process has used; 0.0 when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # fields after the parenthesised command name, which may itself hold spaces
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def delete_non_input_topics(bootstrap: str, keep: tuple[str, ...] = INPUT_TOPICS) -> list[str]:
     """Delete every topic but the inputs (so a second pipeline run starts from empty internal topics)."""
     from kafka import KafkaAdminClient
