@@ -146,7 +146,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from rules.policy import load_policy
-    from sinks.ledger import Ledger
+    from sinks.ledger import Ledger, shown_url
     from streams.publish import publish_file
     from streams.verify import cap_problems, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
     from subsidy.generate import generate_file
@@ -155,6 +155,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     policy = load_policy(args.policy) if args.policy else load_policy()
     workdir = Path(tempfile.mkdtemp(prefix="subsidy-demo-"))
     args.workdir = str(workdir)
+    kept = "events, worker logs" + ("" if args.ledger else ", ledger")
     if not args.ledger:
         args.ledger = f"sqlite:///{workdir / 'ledger.sqlite'}"
     events_path = workdir / "events.jsonl"
@@ -200,9 +201,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(totals_table(expected.totals, actual))
         if problems:
             print("RESULT     the pipeline DISAGREES with the replay:\n  " + "\n  ".join(problems))
-            return 1
-        print("RESULT     the pipeline's ledger matches the replay to the fen; no cap exceeded; journal chain intact")
-        return 0
+        else:
+            print("RESULT     the pipeline's ledger matches the replay to the fen; no cap exceeded; journal chain intact")
+        # the folder outlives the run on purpose: the ledger is there to be looked at
+        print(f"kept       {workdir} ({kept}); "
+              f"look with `subsidy console --ledger {shown_url(pipeline.ledger_url)}`, remove the folder when done")
+        return 1 if problems else 0
     finally:
         pipeline.stop()
 
