@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bench.bench_pipeline import core_cpu_per_input, cpu_use
 from bench.pipeline_support import cpu_seconds
 from subsidy.generate import generate_file
@@ -33,4 +35,6 @@ def test_pure_work_is_timed_over_every_message_of_the_file(tmp_path):
     lines = generate_file(events, 2026, seed=3, enterprises=30, events=300)
     measured = core_cpu_per_input(events)
     assert measured["inputs"] == lines  # the generator's invalid messages are inputs too
-    assert measured["cpu_us_per_input"] > 0
+    parts = measured["parts_us_per_input"]
+    assert list(parts) == ["intake", "claim_encoded", "claim_decoded", "engine", "outputs_encoded"]
+    assert measured["cpu_us_per_input"] == pytest.approx(sum(parts.values()), abs=0.5) and measured["cpu_us_per_input"] > 0
