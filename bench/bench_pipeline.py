@@ -29,8 +29,8 @@ before anything is timed. Then, over the same messages on the same broker:
   first input to the last), and our pure per-input work alone (intake, the claim's JSON both
   ways, the engine, the outputs' JSON) run in this process over the same messages. A worker's
   Python runs one thread at a time (the GIL), so a worker carrying our topology cannot go faster
-  than one input per (b3's CPU + that work) per input, whatever it overlaps: that bounds c/b from
-  the CPU alone, and the same with (b)'s CPU bounds any design that reads each input only once.
+  than one input per (b3's time an input on the GIL + that work), whatever it overlaps: that bounds
+  c/b from the CPU alone, and the same with (b)'s bounds any design that reads each input once.
 
 Rates are inputs per second from the first message read to the last one done, so start-up and
 group joins are left out (they are reported separately as ``wall_s``). The figures that matter are
@@ -184,7 +184,7 @@ def run_pipeline(bootstrap: str, ledger_url: str, expected, workers: int, workdi
     pipeline.start()
     first = None
     peak = {}
-    cpu_at_first = {}
+    cpu_at_first = {w.pid: cpu_seconds(w.pid) for w in pipeline.workers}  # replaced at the first input read
     try:
         with Ledger.open(ledger_url) as ledger:
             deadline = time.monotonic() + timeout
