@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
@@ -35,6 +36,20 @@ def add_console_commands(subparsers) -> None:
     parser.set_defaults(func=run_console)
 
 
+def missing_ledger_note(url: str) -> str | None:
+    """A line for the operator when ``url`` holds no ledger yet (a mistyped --ledger, or workers
+    not started): the console serves anyway, since a worker may create the ledger later."""
+    from sinks.ledger import holds_ledger, shown_url
+
+    try:
+        if holds_ledger(url):
+            return None
+    except Exception:  # a server that does not answer: every request will say why
+        return None
+    return (f"console: no ledger at {shown_url(url)} yet: its pages answer 503 until a worker or `subsidy ledger init` "
+            "creates one there (check --ledger if none will)")
+
+
 def run_console(args: argparse.Namespace) -> int:
     from aiohttp import web
 
@@ -53,6 +68,9 @@ def run_console(args: argparse.Namespace) -> int:
             raise SystemExit(f"subsidy: error: {error}")
         raise CommandError(str(error)) from None
     print(f"console: http://{args.host}:{args.port}/  (ledger {shown_url(url)}, read-only; API /openapi.json, metrics /metrics)", flush=True)
+    note = missing_ledger_note(url)
+    if note:
+        print(note, file=sys.stderr, flush=True)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
     return 0
 

@@ -383,6 +383,18 @@ def test_a_missing_ledger_is_reported_not_created(tmp_path, policy):
     assert not missing.exists()
 
 
+def test_the_operator_is_told_at_start_when_no_ledger_is_there_yet(tmp_path, pipeline_ledger):
+    from console.cli import missing_ledger_note
+
+    missing = f"sqlite:///{tmp_path}/nowhere.sqlite"
+    note = missing_ledger_note(missing)
+    assert missing in note and "subsidy ledger init" in note and "--ledger" in note
+    assert not (tmp_path / "nowhere.sqlite").exists()
+    assert missing_ledger_note(pipeline_ledger["url"]) is None
+    # a server that does not answer is left to each request's 503, which says why
+    assert missing_ledger_note("postgresql+psycopg://nobody@127.0.0.1:9/none?connect_timeout=1") is None
+
+
 def test_cli_registers_console_bound_to_localhost(monkeypatch):
     import argparse
 
