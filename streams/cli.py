@@ -116,7 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from streams.publish import PublishError, publish_file
+    from streams.publish import BrokerUnreachable, PublishError, publish_file
     from subsidy.progress import Progress
     from subsidy.replay import count_lines
 
@@ -128,14 +128,25 @@ def cmd_publish(args: argparse.Namespace) -> int:
     bar = Progress(None, "publish", unit="msg")
     if bar.enabled:
         bar.total = count_lines(args.events)
+        print(f"publish: checking {args.events}, then sending it to {broker} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
+    queued = 0
+
+    def progress(n: int) -> None:
+        nonlocal queued
+        queued += n
+        bar.update(n)
+
     try:
         with bar:
-            sent = publish_file(args.events, _bootstrap(broker), progress=bar.update)
+            sent = publish_file(args.events, _bootstrap(broker), progress=progress)
     except PublishError as exc:
-        raise _command_error(f"{args.events}: {exc}") from None
-    except Exception as exc:  # kafka errors: no broker there, etc.
-        raise _command_error(f"publishing to {broker} failed: {type(exc).__name__}: {exc}") from None
+        raise _command_error(f"{args.events}: {exc}; nothing was sent") from None
+    except BrokerUnreachable as exc:
+        raise _command_error(f"{exc}: is it running? (`subsidy up` prints its address; check --broker or $SUBSIDY_BROKER); nothing was sent") from None
+    except Exception as exc:  # the broker went away mid-file, or refused a message
+        raise _command_error(f"publishing to {broker} stopped after {queued:,} messages were queued ({type(exc).__name__}: {exc}); "
+                             "some may have arrived: publishing the whole file again is safe, a repeated event_id never pays twice") from None
     seconds = time.monotonic() - started
     print(f"published {sent:,} messages to {broker} in {seconds:.1f} s ({sent / max(seconds, 1e-9):,.0f} msg/s)")
     return 0

@@ -3,22 +3,31 @@
 Each line is ``{"topic": ..., "value": {...}}`` (sent as compact UTF-8 JSON) or
 ``{"topic": ..., "raw": "..."}`` (the text sent as its UTF-8 bytes, e.g. malformed JSON).
 Key = the beneficiary's identifier (USCC, person id or team ref) when the value has one.
-Uses kafka-python: a client that is not the pipeline's own.
+Uses kafka-python: a client that is not the pipeline's own. The whole file is checked before the
+first message is sent, so a file with a bad line sends nothing.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Collection, Iterable, Iterator
 
+from schemas.inputs import INPUT_TOPICS
 from subsidy.replay import _key_of
+
+BOOTSTRAP_TIMEOUT_S = 15
 
 
 class PublishError(Exception):
-    pass
+    """A line of the file that cannot be published; nothing was sent."""
 
 
-def iter_messages(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes | None, bytes]]:
+class BrokerUnreachable(Exception):
+    """No broker answered at the address given; nothing was sent."""
+
+
+def iter_messages(lines: Iterable[bytes], topics: Collection[str] | None = None) -> Iterator[tuple[str, bytes | None, bytes]]:
+    """(topic, key, value) of each envelope line; ``topics``: the only topics a line may name."""
     for number, line in enumerate(lines, 1):
         line = line.rstrip(b"\r\n")
         if not line.strip():
@@ -29,6 +38,8 @@ def iter_messages(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes | None, b
             raise PublishError(f"line {number}: not a JSON envelope ({exc})") from None
         if not isinstance(envelope, dict) or not isinstance(envelope.get("topic"), str) or ("value" in envelope) == ("raw" in envelope):
             raise PublishError(f'line {number}: must be {{"topic": ..., "value": {{...}}}} or {{"topic": ..., "raw": "..."}}')
+        if topics is not None and envelope["topic"] not in topics:
+            raise PublishError(f"line {number}: topic {envelope['topic']!r} is not an input topic ({', '.join(topics)}): no worker would read it")
         if "raw" in envelope:
             raw = envelope["raw"].encode("utf-8")
             try:
@@ -43,11 +54,20 @@ def iter_messages(lines: Iterable[bytes]) -> Iterator[tuple[str, bytes | None, b
 
 
 def publish_file(path: str, bootstrap: str, *, progress: Callable[[int], None] | None = None, client_id: str = "subsidy-publish") -> int:
-    """Send every line of ``path``; returns the number of messages acknowledged by the broker."""
+    """Send every line of ``path`` to the input topics; returns the number of messages acknowledged
+    by the broker. ``PublishError`` or ``BrokerUnreachable``: nothing was sent."""
     from kafka import KafkaProducer
+    from kafka.errors import KafkaTimeoutError
 
-    producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", linger_ms=5, retries=5,
-                             max_in_flight_requests_per_connection=1)  # keep file order per partition
+    with open(path, "rb") as source:
+        for _ in iter_messages(source, INPUT_TOPICS):
+            pass
+    try:
+        producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", linger_ms=5, retries=5,
+                                 max_in_flight_requests_per_connection=1,  # keep file order per partition
+                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_S * 1000)
+    except KafkaTimeoutError:  # kafka-python 3: "Unable to bootstrap from ..."
+        raise BrokerUnreachable(f"no broker answered at {bootstrap} within {BOOTSTRAP_TIMEOUT_S} s") from None
     sent = 0
     try:
         with open(path, "rb") as source:
