@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from decimal import Decimal
 
 _AMOUNT = re.compile(r"^(-)?(0|[1-9][0-9]*)(?:\.([0-9]{1,2}))?$")
 _RATE = re.compile(r"^(0|[1-9][0-9]*)(?:\.([0-9]+))?$")
@@ -59,10 +58,6 @@ def format_fen(fen: int) -> str:
         return digits[:-2] + "." + digits[-2:]
     digits = str(fen if fen >= 0 else -fen).rjust(3, "0")
     return ("-" if fen < 0 else "") + digits[:-2] + "." + digits[-2:]
-
-
-def fen_to_decimal(fen: int) -> Decimal:
-    return Decimal(fen).scaleb(-2)
 
 
 @dataclass(frozen=True, slots=True)
