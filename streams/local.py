@@ -12,9 +12,8 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from streams.config import StreamConfig
@@ -32,7 +31,6 @@ class WorkerProcess:
     proc: subprocess.Popen
     log_path: Path
     web_port: int
-    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def pid(self) -> int:
@@ -48,12 +46,12 @@ class LocalPipeline:
     def __init__(
         self,
         *,
+        workdir: str | os.PathLike[str],  # logs, worker state, the default ledger: the caller's to keep or remove
         workers: int = 1,
         partitions: int = 4,
         ledger_url: str | None = None,
         app_id: str = "subsidy-pipeline",
         bootstrap: str | None = None,  # an existing broker; None: start a local tansu
-        workdir: str | os.PathLike[str] | None = None,
         policy_path: str | None = None,
         loglevel: str = "info",
     ):
@@ -62,8 +60,7 @@ class LocalPipeline:
         self.app_id = app_id
         self.policy_path = policy_path
         self.loglevel = loglevel
-        self._own_workdir = workdir is None
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="subsidy-local-"))
+        self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ledger_url = ledger_url or f"sqlite:///{self.workdir / 'ledger.sqlite'}"
         self._external_bootstrap = bootstrap
@@ -206,10 +203,6 @@ class LocalPipeline:
             self.broker.stop()
             self.broker = None
 
-    def cleanup(self) -> None:
-        if self._own_workdir:
-            shutil.rmtree(self.workdir, ignore_errors=True)
-
     def __enter__(self) -> "LocalPipeline":
         return self.start()
 
@@ -221,8 +214,3 @@ class LocalPipeline:
             return "\n".join(worker.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "<no log>"
-
-
-def ledger_progress(ledger) -> dict:
-    """What the ledger accounts for: distinct decisions, instructions, rejections."""
-    return ledger.counts()

@@ -38,16 +38,6 @@ from rules.money import format_fen, parse_amount
 from rules.policy import Policy, load_policy
 
 INVALID_KINDS = ("bad-uscc", "fractional-amount", "missing-field", "unknown-award", "malformed-json")
-AWARDS = (
-    "green-datacenter",
-    "benchmark-scenario",
-    "wu-wenjun-award",
-    "theory-breakthrough",
-    "exhibition",
-    "hit-product",
-    "ranking",
-    "typical-case",
-)
 
 # 成都市 and its districts / counties (GB/T 2260); 510100 is used by the high-tech zone's registrations.
 CHENGDU_REGIONS = (
