@@ -504,5 +504,4 @@ def build_app(config: StreamConfig) -> faust.App:
         lag = render_gauge("subsidy_consumer_lag", "messages not yet read, by topic and partition", ("topic", "partition"), consumer_lag())
         return web.text(METRICS.render() + lag, content_type="text/plain; version=0.0.4")
 
-    app.subsidy_config = config  # type: ignore[attr-defined]
     return app

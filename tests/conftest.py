@@ -56,8 +56,3 @@ def postgres_url():
             yield url
         return
     pytest.fail(START_HINT, pytrace=False)
-
-
-@pytest.fixture
-def sqlite_url(tmp_path):
-    return f"sqlite:///{tmp_path / 'ledger.sqlite'}"
