@@ -126,17 +126,38 @@ def cmd_reconcile(args) -> int:
     return 0
 
 
+def programme_caps(usage: dict[str, dict], fiscal_year: int | None) -> list[dict]:
+    """The programme-wide caps the ledger enforced (scope ``["cap", clause, cap, period]``; caps
+    per payee or subject name them too): limit as applied, used, and room left. Money as text."""
+    rows = []
+    for scope, cap in usage.items():
+        parts = json.loads(scope)
+        if len(parts) != 4 or parts[0] != "cap" or (fiscal_year and parts[3] not in (str(fiscal_year), "ever")):
+            continue
+        shown = format_fen if cap["kind"] == "amount" else (lambda n: n)
+        rows.append({"clause_id": parts[1], "cap_id": parts[2], "period": parts[3], "kind": cap["kind"],
+                     "limit": shown(cap["limit"]), "used": shown(cap["used"]), "room": shown(cap["limit"] - cap["used"])})
+    return sorted(rows, key=lambda row: (row["clause_id"], row["period"], row["cap_id"]))
+
+
 def cmd_balance(args) -> int:
     ledger = _open(args)
     try:
         balances = ledger.account_balances(args.fiscal_year)
         totals = ledger.granted_totals()
+        caps = programme_caps(ledger.cap_usage(), args.fiscal_year)
     finally:
         ledger.close()
     if args.json:
-        print(json.dumps({"fiscal_year": args.fiscal_year, "accounts": {k: format_fen(v) for k, v in balances.items()}}, ensure_ascii=False, indent=2))
+        print(json.dumps({"fiscal_year": args.fiscal_year, "accounts": {k: format_fen(v) for k, v in balances.items()}, "programme_caps": caps},
+                         ensure_ascii=False, indent=2))
         return 0
     year = f" for fiscal year {args.fiscal_year}" if args.fiscal_year else ""
+    if caps:
+        print(f"programme caps{year} (as the ledger enforced them; CNY, or a count of awards):")
+        print(f"  {'clause, period, cap':<60} {'limit':>18} {'used':>18} {'room left':>18}")
+        for cap in caps:
+            print(f"  {cap['clause_id'] + ' ' + cap['period'] + ' ' + cap['cap_id']:<60} {cap['limit']:>18} {cap['used']:>18} {cap['room']:>18}")
     print(f"budget accounts (net granted){year}:")
     for account, balance in balances.items():
         if account.startswith("budget:"):

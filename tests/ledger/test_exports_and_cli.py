@@ -3,6 +3,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -85,8 +86,15 @@ def test_reconcile_against_replay_and_instructions(filled, tmp_path, capsys):
 def test_balance_and_statement(filled, capsys):
     url, out, _ = filled
     assert main(["ledger", "balance", "--ledger", url, "--fiscal-year", "2026", "--json"]) == 0
-    balances = json.loads(capsys.readouterr().out)["accounts"]
-    assert balances["budget:chengdu-ai-2025:compute-voucher:2026"] == "1860.30"
+    balance = json.loads(capsys.readouterr().out)
+    assert balance["accounts"]["budget:chengdu-ai-2025:compute-voucher:2026"] == "1860.30"
+    # the programme's budget beside what it paid: the ledger's own cap row, not the policy file
+    assert balance["programme_caps"] == [{"clause_id": "compute-voucher", "cap_id": "programme-year", "period": "2026", "kind": "amount",
+                                          "limit": "100000000.00", "used": "1860.30", "room": "99998139.70"}]
+    assert main(["ledger", "balance", "--ledger", url, "--fiscal-year", "2025", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["programme_caps"] == []
+    assert main(["ledger", "balance", "--ledger", url]) == 0
+    assert re.search(r"compute-voucher 2026 programme-year +100000000\.00 +1860\.30 +99998139\.70", capsys.readouterr().out)
     provider = out.instructions[0]["payee"]["id"]
     assert main(["ledger", "statement", "--ledger", url, "--payee", provider, "--fiscal-year", "2026", "--json"]) == 0
     statement = json.loads(capsys.readouterr().out)
