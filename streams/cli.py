@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -81,6 +82,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     # `kill`, systemd and docker stop with SIGTERM: stop what we started, as on Ctrl-C
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     pipeline = _start_local(args, args.workers)
+    # a folder `up` made for itself goes with a clean stop; its logs stay when something failed
+    keep_workdir = bool(args.workdir)
     try:
         try:
             pipeline.wait_ready()
@@ -99,17 +102,26 @@ def cmd_up(args: argparse.Namespace) -> int:
         while True:
             for line in pipeline.restart_halted():
                 print(f"subsidy: {line}", file=sys.stderr)
+                keep_workdir = True
             for worker in pipeline.dead_workers():
                 print(f"subsidy: worker {worker.index} (pid {worker.pid}) exited with {worker.proc.returncode}; log {worker.log_path}", file=sys.stderr)
                 pipeline.workers.remove(worker)
+                keep_workdir = True
             if not pipeline.workers:
                 return 1
             time.sleep(1)
     except KeyboardInterrupt:
         print("stopping ...", file=sys.stderr)
         return 0
+    except BaseException:
+        keep_workdir = True
+        raise
     finally:
         pipeline.stop()
+        if keep_workdir:
+            print(f"logs kept in {pipeline.workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(pipeline.workdir, ignore_errors=True)
 
 
 # -- publish ----------------------------------------------------------------------------------
