@@ -127,8 +127,9 @@ def cmd_reconcile(args) -> int:
 
 
 def programme_caps(usage: dict[str, dict], fiscal_year: int | None) -> list[dict]:
-    """The programme-wide caps the ledger enforced (scope ``["cap", clause, cap, period]``; caps
-    per payee or subject name them too): limit as applied, used, and room left. Money as text."""
+    """The programme-wide caps the ledger enforced, scope ``["cap", clause, cap, period]`` (a cap
+    per payee or per subject has a longer scope, naming it): limit as applied, used, room left.
+    Money as text, counts as numbers."""
     rows = []
     for scope, cap in usage.items():
         parts = json.loads(scope)
