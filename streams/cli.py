@@ -130,7 +130,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_publish(args: argparse.Namespace) -> int:
     from streams.publish import BrokerUnreachable, PublishError, publish_file
     from subsidy.progress import Progress
-    from subsidy.replay import count_lines
 
     if not os.path.isfile(args.events):
         raise _command_error(f"events file {args.events!r} does not exist")
@@ -139,25 +138,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise _command_error("say where to publish: --broker HOST:PORT (subsidy up prints it) or SUBSIDY_BROKER")
     bar = Progress(None, "publish", unit="msg")
     if bar.enabled:
-        bar.total = count_lines(args.events)
         print(f"publish: checking {args.events}, then sending it to {broker} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
-    queued = 0
 
-    def progress(n: int) -> None:
-        nonlocal queued
-        queued += n
-        bar.update(n)
+    def checked(messages: int) -> None:
+        bar.total = messages
 
     try:
         with bar:
-            sent = publish_file(args.events, _bootstrap(broker), progress=progress)
+            sent = publish_file(args.events, _bootstrap(broker), progress=bar.update, checked=checked)
     except PublishError as exc:
         raise _command_error(f"{args.events}: {exc}; nothing was sent") from None
     except BrokerUnreachable as exc:
         raise _command_error(f"{exc}: is it running? (`subsidy up` prints its address; check --broker or $SUBSIDY_BROKER); nothing was sent") from None
     except Exception as exc:  # the broker went away mid-file, or refused a message
-        raise _command_error(f"publishing to {broker} stopped after {queued:,} messages were queued ({type(exc).__name__}: {exc}); "
+        raise _command_error(f"publishing to {broker} stopped after {bar.count:,} messages were queued ({type(exc).__name__}: {exc}); "
                              "some may have arrived: publishing the whole file again is safe, a repeated event_id never pays twice") from None
     seconds = time.monotonic() - started
     print(f"published {sent:,} messages to {broker} in {seconds:.1f} s ({sent / max(seconds, 1e-9):,.0f} msg/s)")

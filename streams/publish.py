@@ -53,15 +53,18 @@ def iter_messages(lines: Iterable[bytes], topics: Collection[str] | None = None)
         yield envelope["topic"], key, raw
 
 
-def publish_file(path: str, bootstrap: str, *, progress: Callable[[int], None] | None = None, client_id: str = "subsidy-publish") -> int:
+def publish_file(path: str, bootstrap: str, *, progress: Callable[[int], None] | None = None,
+                 checked: Callable[[int], None] | None = None, client_id: str = "subsidy-publish") -> int:
     """Send every line of ``path`` to the input topics; returns the number of messages acknowledged
-    by the broker. ``PublishError`` or ``BrokerUnreachable``: nothing was sent."""
+    by the broker. ``checked(n)``: the file holds n messages, all valid, and sending begins.
+    ``PublishError`` or ``BrokerUnreachable``: nothing was sent."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaTimeoutError
 
     with open(path, "rb") as source:
-        for _ in iter_messages(source, INPUT_TOPICS):
-            pass
+        messages = sum(1 for _ in iter_messages(source, INPUT_TOPICS))
+    if checked is not None:
+        checked(messages)
     try:
         producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", linger_ms=5, retries=5,
                                  max_in_flight_requests_per_connection=1,  # keep file order per partition
