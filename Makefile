@@ -12,17 +12,23 @@ $(BIN)/subsidy: pyproject.toml
 	touch $@
 
 .PHONY: install demo test
+# as root where apt-get exists; the package lists are fetched first when the cache holds none
+APT_INSTALL = DEBIAN_FRONTEND=noninteractive sh -c 'apt-get install -y -qq "$$@" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$$@" >/dev/null; }' apt-install
 install: $(BIN)/subsidy
 
 demo: install
 	$(BIN)/subsidy demo
 
 test: install
-	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
-	@# Debian's chromium drives the console's browser test, kcat is an upstream publisher that is not
-	@# ours; tests that need them skip, saying why, where this cannot install them
-	@{ command -v chromium && command -v kcat; } >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-wqy-microhei kcat >/dev/null; } || true
+	@# The tests start their own PostgreSQL cluster and Apache Kafka brokers on free loopback ports;
+	@# what they run on is installed here where absent: PostgreSQL from Debian's packages, the broker
+	@# from Maven Central (streams/apache_kafka), Debian's kcat (an upstream publisher that is not
+	@# ours) and chromium (the console's browser test)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { echo "make test: PostgreSQL is not installed; installing it (apt-get install postgresql)"; \
+		$(APT_INSTALL) postgresql; }
+	@{ command -v chromium && command -v kcat; } >/dev/null || { echo "make test: installing kcat and chromium (apt-get)"; \
+		$(APT_INSTALL) chromium fonts-wqy-microhei kcat; }
+	$(BIN)/python -c 'from streams.apache_kafka import broker_classpath; broker_classpath(print)'
 	$(BIN)/python -m pytest -q
 
 # Long fault test: 2 x the expected peak for 5 minutes through local workers, random kill -9,

@@ -181,6 +181,10 @@ def build_app(config: StreamConfig) -> faust.App:
     }
     if config.web_port:
         settings["web_port"] = config.web_port
+    if config.session_timeout:
+        settings["broker_session_timeout"] = config.session_timeout
+        # Kafka wants heartbeats at most a third of the session apart
+        settings["broker_heartbeat_interval"] = min(3.0, config.session_timeout / 4)
     if config.datadir:
         settings["datadir"] = config.datadir
     settings.update(config.extra_faust_settings)

@@ -36,6 +36,16 @@ def _whole_number(text: str) -> int:
     return int(text)
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number of seconds") from None
+    if not value > 0:
+        raise ValueError("must be more than 0 seconds")
+    return value
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     broker: str = "kafka://127.0.0.1:9092"
@@ -54,6 +64,9 @@ class StreamConfig:
     # latency; under load the batches fill before the window ends)
     stage_batch: int = 500
     stage_within: float = 0.05
+    # how long the group waits for a worker that stopped answering before giving its partitions to
+    # the others (Kafka's session.timeout.ms); None: Faust's 60 s
+    session_timeout: float | None = None
     extra_faust_settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -99,6 +112,8 @@ class StreamConfig:
         if self.web_port:
             env["SUBSIDY_WEB_PORT"] = str(self.web_port)
         env["SUBSIDY_STATE_STORE"] = self.state_store
+        if self.session_timeout:
+            env["SUBSIDY_SESSION_TIMEOUT"] = str(self.session_timeout)
         return env
 
 
@@ -114,4 +129,5 @@ _ENVIRONMENT = {
     "SUBSIDY_WEB_PORT": ("web_port", _whole_number),
     "SUBSIDY_WEB_BIND": ("web_bind", str),
     "SUBSIDY_STATE_STORE": ("state_store", str),
+    "SUBSIDY_SESSION_TIMEOUT": ("session_timeout", _seconds),
 }

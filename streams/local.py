@@ -21,6 +21,12 @@ from streams.local_broker import die_with_parent
 from streams.topics import ensure_topics, expected_topics
 
 
+KAFKA_KINDS = ("tansu", "apache")
+#: on Apache Kafka local workers are production workers (`subsidy worker`) with a short session,
+#: so that a killed worker's partitions move on within seconds, not Faust's 60
+APACHE_SESSION_TIMEOUT = 8.0
+
+
 class WorkerDied(RuntimeError):
     """A local worker exited while it was expected to run."""
 
@@ -51,13 +57,17 @@ class LocalPipeline:
         partitions: int = 4,
         ledger_url: str | None = None,
         app_id: str = "subsidy-pipeline",
-        bootstrap: str | None = None,  # an existing broker; None: start a local tansu
+        bootstrap: str | None = None,  # an existing broker; None: start one of the kind `kafka` says
+        kafka: str = "tansu",  # "tansu" (embedded default) or "apache" (Apache Kafka, production's broker)
         policy_path: str | None = None,
         loglevel: str = "info",
     ):
         self.n_workers = workers
         self.partitions = partitions
         self.app_id = app_id
+        if kafka not in KAFKA_KINDS:
+            raise ValueError(f"kafka must be one of {', '.join(KAFKA_KINDS)}, not {kafka!r}")
+        self.kafka = kafka
         self.policy_path = policy_path
         self.loglevel = loglevel
         self.workdir = Path(workdir)
@@ -81,16 +91,23 @@ class LocalPipeline:
         return StreamConfig(
             broker=f"kafka://{self.bootstrap}", ledger_url=self.ledger_url, policy_path=self.policy_path,
             partitions=self.partitions, app_id=self.app_id,
+            session_timeout=APACHE_SESSION_TIMEOUT if self.kafka == "apache" else None,
         )
 
     def start(self) -> "LocalPipeline":
         if not self._external_bootstrap and self.broker is None:
-            from streams.local_broker import LocalBroker
+            if self.kafka == "apache":
+                from streams.apache_kafka import ApacheKafka
 
-            self.broker = LocalBroker(log_path=self.workdir / "broker.log").start()
-            # The workers' RocksDB state belongs to changelogs this new in-memory broker does not
-            # have: kept, a reused workdir would restore last run's caps and decisions as if
-            # this run had made them (and Faust would seek to offsets that no longer exist).
+                shutil.rmtree(self.workdir / "kafka", ignore_errors=True)
+                self.broker = ApacheKafka(workdir=self.workdir / "kafka").start()
+            else:
+                from streams.local_broker import LocalBroker
+
+                self.broker = LocalBroker(log_path=self.workdir / "broker.log").start()
+            # The workers' RocksDB state belongs to changelogs this new broker does not have:
+            # kept, a reused workdir would restore last run's caps and decisions as if this run
+            # had made them (and Faust would seek to offsets that no longer exist).
             for stale in self.workdir.glob("worker-*-data"):
                 shutil.rmtree(stale)
         ensure_topics(self.bootstrap, expected_topics(self.app_id, self.partitions))
@@ -124,7 +141,7 @@ class LocalPipeline:
         log = open(log_path, "ab")
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.local_worker"],
+                [sys.executable, "-m", "streams.worker" if self.kafka == "apache" else "streams.local_worker"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 cwd=str(self.workdir), start_new_session=True, preexec_fn=die_with_parent,
             )

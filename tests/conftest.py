@@ -1,5 +1,6 @@
-"""Shared fixtures: a real PostgreSQL (testcontainers if a Docker engine answers, else the local
-server at 127.0.0.1:5432 with a fresh database) and a SQLite file."""
+"""Shared fixtures: a real PostgreSQL for the session (a container where a Docker engine answers,
+an admin URL from $SUBSIDY_TEST_PG_ADMIN_URL, else a private cluster of the installed PostgreSQL
+on a free loopback port), and a fresh database per test where asked."""
 
 from __future__ import annotations
 
@@ -8,13 +9,10 @@ import os
 import pytest
 
 from bench.common import fresh_database
+from private_postgres import PrivatePostgres, find_bin_dir
 
-LOCAL_PG_ADMIN = os.environ.get("SUBSIDY_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-START_HINT = (
-    "PostgreSQL is not reachable: no Docker engine answers and nothing listens on 127.0.0.1:5432. "
-    "Start the local server with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start "
-    "(or set SUBSIDY_TEST_PG_ADMIN_URL to an admin URL of another server)"
-)
+NOT_INSTALLED = ("PostgreSQL is not installed (no initdb in $PG_BIN, on PATH or in /usr/lib/postgresql/*/bin): "
+                 "run `make test`, which installs it, or apt-get install postgresql")
 
 
 def _docker_answers() -> bool:
@@ -28,31 +26,26 @@ def _docker_answers() -> bool:
         return False
 
 
-def _local_server_answers(admin_url: str) -> bool:
-    import sqlalchemy as sa
-
-    engine = sa.create_engine(admin_url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
     """URL of an empty PostgreSQL database for this test session (postgresql+psycopg://...)."""
+    if os.environ.get("SUBSIDY_TEST_PG_ADMIN_URL"):
+        with fresh_database(os.environ["SUBSIDY_TEST_PG_ADMIN_URL"], prefix="subsidy_test") as url:
+            yield url
+        return
     if _docker_answers():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16-alpine", driver="psycopg") as container:
             yield container.get_connection_url()
         return
-    if _local_server_answers(LOCAL_PG_ADMIN):
-        with fresh_database(LOCAL_PG_ADMIN, prefix="subsidy_test") as url:
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.fail(NOT_INSTALLED, pytrace=False)
+    server = PrivatePostgres(bin_dir).init()
+    try:
+        server.start()
+        with fresh_database(server.url, prefix="subsidy_test") as url:
             yield url
-        return
-    pytest.fail(START_HINT, pytrace=False)
+    finally:
+        server.remove()

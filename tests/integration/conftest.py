@@ -6,23 +6,22 @@ import pytest
 
 from bench.common import fresh_database
 from pipeline_support import docker_answers
+from streams.apache_kafka import KAFKA_VERSION, ApacheKafka
 
 
 @pytest.fixture
 def kafka_bootstrap(tmp_path):
-    """A real Kafka-protocol broker on a free loopback port, fresh for each test (the
-    contract fixes the topic names, so tests cannot share one). Apache Kafka in a container
-    where a Docker engine answers, else the local tansu broker."""
+    """Apache Kafka, production's broker, fresh for each test (the contract fixes the topic
+    names, so tests cannot share one): in a container where a Docker engine answers, else
+    started here from Maven Central's artifact on free loopback ports (streams/apache_kafka)."""
     if docker_answers():
         from testcontainers.kafka import KafkaContainer
 
-        with KafkaContainer() as kafka:
+        with KafkaContainer(f"apache/kafka:{KAFKA_VERSION}") as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from streams.local_broker import LocalBroker
-
-    with LocalBroker(log_path=tmp_path / "broker.log") as broker:
-        yield broker.bootstrap
+    with ApacheKafka(workdir=tmp_path / "kafka") as kafka:
+        yield kafka.bootstrap
 
 
 @pytest.fixture

@@ -46,7 +46,7 @@ def pipeline(kafka_bootstrap, ledger_url, tmp_path):
 
     def make(workers: int = 1, partitions: int = 4, policy_path: str | None = None) -> LocalPipeline:
         p = LocalPipeline(workers=workers, partitions=partitions, ledger_url=ledger_url, bootstrap=kafka_bootstrap,
-                          workdir=tmp_path / "run", app_id="subsidy-test", policy_path=policy_path)
+                          kafka="apache", workdir=tmp_path / "run", app_id="subsidy-test", policy_path=policy_path)
         started.append(p)
         return p.start()
 

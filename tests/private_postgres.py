@@ -1,10 +1,8 @@
-"""A PostgreSQL server of the test's own, so a test can stop and start it mid-run.
-
-The session's server (127.0.0.1:5432, or a container) is shared with every other test and
-must never be restarted. This one is a throwaway cluster (``initdb`` in a temporary
-directory, trust auth, a free loopback port and a private socket directory) from the same
-installation, removed afterwards. As root, the cluster belongs to the ``postgres`` user
-(PostgreSQL refuses to run as root).
+"""A PostgreSQL server of the tests' own: a throwaway cluster (``initdb`` in a temporary
+directory, trust auth, a free loopback port and a private socket directory) of the installed
+PostgreSQL, removed afterwards. The test session runs one (tests/conftest.py); a fault test runs
+another that it can crash and restart. As root, the cluster belongs to the ``postgres`` user
+(PostgreSQL refuses to run as root). Nothing here touches a server it did not start.
 """
 
 from __future__ import annotations
