@@ -146,7 +146,7 @@ class ApacheKafka:
         self.workdir.mkdir(parents=True, exist_ok=True)
         for node in self.node_ids:
             if not (self.workdir / f"node-{node}" / "meta.properties").exists():
-                self._java("kafka.tools.StorageTool", "format", "-t", self.cluster_id, "-c", str(self._properties_file(node)),
+                self._java("kafka.tools.StorageTool", "format", f"--cluster-id={self.cluster_id}", "-c", str(self._properties_file(node)),
                            "--ignore-formatted")
         for node in self.node_ids:
             self._spawn(node)
