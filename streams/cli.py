@@ -60,19 +60,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _start_local(args: argparse.Namespace, workers: int):
+    from streams.apache_kafka import KAFKA_VERSION, ApacheKafkaError
     from streams.local import LocalPipeline
     from streams.local_broker import LocalBrokerError
 
     workdir = Path(args.workdir) if getattr(args, "workdir", None) else Path(tempfile.mkdtemp(prefix="subsidy-up-"))
     ledger = args.ledger or f"sqlite:///{Path(os.getcwd()) / 'subsidy-ledger.sqlite'}"
-    pipeline = LocalPipeline(workers=workers, partitions=args.partitions, ledger_url=ledger, workdir=workdir,
+    pipeline = LocalPipeline(workers=workers, partitions=args.partitions, ledger_url=ledger, workdir=workdir, kafka=args.kafka,
                              policy_path=getattr(args, "policy", None), app_id=getattr(args, "app_id", None) or "subsidy-pipeline")
+    if args.kafka == "apache":
+        print(f"broker     starting Apache Kafka {KAFKA_VERSION} (a single KRaft node) ...", file=sys.stderr, flush=True)
     try:
         pipeline.start()
-    except LocalBrokerError as exc:
+    except (LocalBrokerError, ApacheKafkaError) as exc:
         pipeline.stop()
         raise _command_error(str(exc)) from None
     return pipeline
+
+
+def _broker_line(pipeline) -> str:
+    from streams.apache_kafka import KAFKA_VERSION
+
+    if pipeline.kafka == "apache":
+        return f"{pipeline.bootstrap}  (Apache Kafka {KAFKA_VERSION}, data and log in {pipeline.workdir / 'kafka'})"
+    return f"{pipeline.bootstrap}  (local tansu, in memory; log {pipeline.workdir / 'broker.log'})"
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -92,7 +103,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         topics = expected_topics(pipeline.app_id, pipeline.partitions)
         from schemas.inputs import INPUT_TOPICS
 
-        print(f"broker     {pipeline.bootstrap}  (local tansu, in memory; log {pipeline.workdir / 'broker.log'})")
+        print(f"broker     {_broker_line(pipeline)}")
         print(f"workers    {len(pipeline.workers)}: " + ", ".join(f"pid {w.pid} metrics http://127.0.0.1:{w.web_port}/metrics" for w in pipeline.workers))
         print(f"ledger     {pipeline.ledger_url}")
         print("publish to " + ", ".join(f"{t} ({topics[t]} partition{'s' if topics[t] > 1 else ''})" for t in INPUT_TOPICS))
@@ -183,7 +194,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"replay     {len(expected.decision_ids):,} decisions, {expected.rejections:,} rejections expected")
     pipeline = _start_local(args, args.workers)
     try:
-        print(f"broker     {pipeline.bootstrap}; {len(pipeline.workers)} worker(s); ledger {pipeline.ledger_url}", flush=True)
+        print(f"broker     {_broker_line(pipeline)}; {len(pipeline.workers)} worker(s); ledger {pipeline.ledger_url}", flush=True)
         started = time.monotonic()
         sent = publish_file(str(events_path), pipeline.bootstrap)
         print(f"published  {sent:,} messages in {time.monotonic() - started:.1f} s", flush=True)
@@ -266,6 +277,9 @@ def add_stream_commands(subparsers) -> None:
         p.add_argument("--ledger", metavar="URL", help="ledger database URL (default: SQLite)")
         p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
         p.add_argument("--policy", metavar="FILE", help="policy file (default: the shipped one)")
+        p.add_argument("--kafka", choices=("tansu", "apache"), default="tansu",
+                       help="the broker: tansu (embedded, in memory; default) or apache (Apache Kafka, production's "
+                            "broker, fetched from Maven Central once; needs Java 17 and Maven)")
 
     up = subparsers.add_parser("up", help="start a local broker, the workers and the ledger on this machine")
     local_flags(up)

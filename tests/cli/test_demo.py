@@ -11,10 +11,12 @@ from subsidy.cli import main
 
 
 @pytest.mark.integration
-def test_the_demo_matches_the_replay_and_says_what_it_kept(monkeypatch, tmp_path, capsys):
+@pytest.mark.parametrize("kafka", ["tansu", "apache"])
+def test_the_demo_matches_the_replay_and_says_what_it_kept(kafka, monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    assert main(["demo", "--events", "400", "--enterprises", "30", "--workers", "1", "--timeout", "180"]) == 0
+    assert main(["demo", "--events", "400", "--enterprises", "30", "--workers", "1", "--timeout", "180", "--kafka", kafka]) == 0
     out = capsys.readouterr().out
+    assert ("(Apache Kafka 4." in out) == (kafka == "apache") and ("(local tansu" in out) == (kafka == "tansu"), out
     assert "RESULT     the pipeline's ledger matches the replay to the fen" in out
     kept = [line for line in out.splitlines() if line.startswith("kept ")]
     assert len(kept) == 1, out

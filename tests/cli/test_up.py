@@ -55,3 +55,11 @@ def test_a_folder_given_with_workdir_is_kept_and_sigterm_stops_as_ctrl_c(tmp_pat
     status, err = _up_until_stopped(tmp_path, signal.SIGTERM, "--workdir", str(tmp_path / "run"))
     assert status == 0, err
     assert f"logs kept in {tmp_path / 'run'}" in err and (tmp_path / "run" / "broker.log").exists()
+
+
+@pytest.mark.integration
+def test_up_on_apache_kafka_runs_production_workers_and_cleans_up(tmp_path):
+    status, err = _up_until_stopped(tmp_path, signal.SIGINT, "--kafka", "apache")
+    assert status == 0, err
+    assert "starting Apache Kafka" in err and "logs kept" not in err
+    assert not list(tmp_path.glob("subsidy-up-*"))
