@@ -142,13 +142,9 @@ class LocalBroker:
         start_timeout: float = 15.0,
         log_path: str | os.PathLike[str] | None = None,
         binary: str | None = None,
-        advertised_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
-        # clients are told to reconnect here (metadata); another port puts something between
-        # them and the broker, as the broker outage test does with a proxy it can cut
-        self.advertised_port = advertised_port or self.port
         self.storage_engine = storage_engine
         self.start_timeout = start_timeout
         self.binary = binary or find_tansu()
@@ -180,7 +176,7 @@ class LocalBroker:
             self.binary,
             "broker",
             "--listener-url", f"tcp://{self.host}:{self.port}",
-            "--advertised-listener-url", f"tcp://{self.host}:{self.advertised_port}",
+            "--advertised-listener-url", f"tcp://{self.host}:{self.port}",
             "--storage-engine", self.storage_engine,
         ]
         with open(self.log_path, "ab") as log:

@@ -9,10 +9,7 @@ import os
 import pytest
 
 from bench.common import fresh_database
-from private_postgres import PrivatePostgres, find_bin_dir
-
-NOT_INSTALLED = ("PostgreSQL is not installed (no initdb in $PG_BIN, on PATH or in /usr/lib/postgresql/*/bin): "
-                 "run `make test`, which installs it, or apt-get install postgresql")
+from private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
 
 
 def _docker_answers() -> bool:

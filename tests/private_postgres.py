@@ -17,6 +17,9 @@ from pathlib import Path
 
 from streams.local_broker import free_port
 
+NOT_INSTALLED = ("PostgreSQL is not installed (no initdb in $PG_BIN, on PATH or in /usr/lib/postgresql/*/bin): "
+                 "run `make test`, which installs it, or apt-get install postgresql")
+
 
 def find_bin_dir() -> Path | None:
     """Directory of initdb/pg_ctl: $PG_BIN, PATH, or Debian's /usr/lib/postgresql/<version>/bin."""

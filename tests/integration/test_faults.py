@@ -1,13 +1,10 @@
-"""Faults during a pipeline run that fit in the test suite's time: the ledger's PostgreSQL
-connections killed mid-batch (repeatedly), the ledger's PostgreSQL server crashed and
-restarted mid-run, the broker unreachable mid-run (every connection cut, new ones refused),
-and the local broker's short end offsets corrected.
+"""Faults during a pipeline run on Apache Kafka that fit in the test suite's time: the ledger's
+PostgreSQL connections killed mid-batch (repeatedly), the ledger's PostgreSQL server crashed and
+restarted mid-run, the broker killed with SIGKILL and restarted on its data mid-run; and the
+embedded broker's (tansu's) short end offsets corrected.
 
 The long faults (kill -9 of workers under a held load for minutes, memory flat) are
-``make soak`` (bench/soak.py). A true broker restart cannot be tested here: the local broker
-(tansu) keeps everything in memory and a restart loses every topic (streams/LOCAL_BROKER.md),
-so the outage test cuts the network between the clients and a broker that keeps running;
-``bench/soak.py --broker HOST:PORT`` runs against a real Kafka where one exists.
+``make soak`` (bench/soak.py).
 """
 
 from __future__ import annotations
@@ -20,13 +17,13 @@ import time
 import pytest
 import sqlalchemy as sa
 
-from outage_proxy import OutageProxy
 from pipeline_support import alive_check, assert_ledger_equals_replay, wait_for_progress
-from private_postgres import PrivatePostgres, find_bin_dir
+from private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
 from sinks.ledger import Ledger, make_engine
 from streams.app import LEDGER_REFUSED_EXIT
+from streams.apache_kafka import ApacheKafka
 from streams.local import LocalPipeline
-from streams.local_broker import LocalBroker, free_port
+from streams.local_broker import LocalBroker
 from streams.publish import publish_file
 from streams.verify import accounted, expected_from_file, wait_until_accounted
 from subsidy.generate import generate_file
@@ -52,7 +49,7 @@ def test_postgres_connections_killed_mid_batch(kafka_bootstrap, ledger_url, tmp_
     expected = expected_from_file(str(path))
     total = len(expected.decision_ids) + expected.rejections
     rng = random.Random(21)
-    with LocalPipeline(workers=1, ledger_url=ledger_url, bootstrap=kafka_bootstrap, workdir=tmp_path / "run",
+    with LocalPipeline(workers=1, ledger_url=ledger_url, bootstrap=kafka_bootstrap, kafka="apache", workdir=tmp_path / "run",
                        app_id="subsidy-fault-pg") as p:
         assert publish_file(str(path), p.bootstrap) == expected.inputs
         # the ledger polled from here has another application_name, so the killer spares it
@@ -97,8 +94,7 @@ def test_postgres_server_crashed_and_restarted_mid_run(kafka_bootstrap, tmp_path
     (``pg_ctl stop -m immediate``: open transactions cut, crash recovery at the next start),
     once as an orderly restart. Workers wait for it and go on; the ledger equals the replay."""
     bin_dir = find_bin_dir()
-    if bin_dir is None:
-        pytest.skip("no initdb/pg_ctl found (set PG_BIN, or install postgresql): this test needs a server of its own to restart")
+    assert bin_dir is not None, NOT_INSTALLED
     path = tmp_path / "events.jsonl"
     generate_file(path, 2026, seed=23, enterprises=200, events=6000)
     expected = expected_from_file(str(path))
@@ -106,7 +102,7 @@ def test_postgres_server_crashed_and_restarted_mid_run(kafka_bootstrap, tmp_path
     server = PrivatePostgres(bin_dir).init()
     try:
         server.start()
-        with LocalPipeline(workers=1, ledger_url=server.url, bootstrap=kafka_bootstrap, workdir=tmp_path / "run",
+        with LocalPipeline(workers=1, ledger_url=server.url, bootstrap=kafka_bootstrap, kafka="apache", workdir=tmp_path / "run",
                            app_id="subsidy-fault-pg-restart") as p:
             assert publish_file(str(path), p.bootstrap) == expected.inputs
             for mode, reached in (("immediate", 0.1), ("fast", 0.5)):
@@ -139,33 +135,34 @@ def _restart_the_dead(p: LocalPipeline, restarted: list[int]):
     return check
 
 
-def test_broker_unreachable_mid_run(ledger_url, tmp_path):
-    """Every client connection to the broker cut, and new ones refused, twice during a run of two
-    workers (for 8 s: longer than the local session timeout, so the group falls apart and forms
-    again). Nothing is lost or booked twice: the ledger equals the replay to the fen."""
+def test_broker_killed_and_restarted_mid_run(ledger_url, tmp_path):
+    """The broker (Apache Kafka, one node) killed with SIGKILL twice during a run of two workers and
+    kept down for 8 s, longer than the workers' session timeout, so the group falls apart and forms
+    again; it comes back on its log directory. Nothing is lost or booked twice: the ledger equals
+    the replay to the fen."""
     path = tmp_path / "events.jsonl"
     generate_file(path, 2026, seed=25, enterprises=200, events=4000)
     expected = expected_from_file(str(path))
     total = len(expected.decision_ids) + expected.rejections
-    proxy_port = free_port()
     restarted: list[int] = []
-    with LocalBroker(log_path=tmp_path / "broker.log", advertised_port=proxy_port) as broker, \
-            OutageProxy(proxy_port, broker.bootstrap) as proxy, \
-            LocalPipeline(workers=2, ledger_url=ledger_url, bootstrap=proxy.bootstrap, workdir=tmp_path / "run",
+    with ApacheKafka(workdir=tmp_path / "kafka") as kafka, \
+            LocalPipeline(workers=2, ledger_url=ledger_url, bootstrap=kafka.bootstrap, kafka="apache", workdir=tmp_path / "run",
                           app_id="subsidy-fault-broker") as p:
-        assert publish_file(str(path), proxy.bootstrap) == expected.inputs
+        assert publish_file(str(path), kafka.bootstrap) == expected.inputs
         check = _restart_the_dead(p, restarted)
         with Ledger.open(ledger_url) as ledger:
             for reached in (0.15, 0.4):
                 done = wait_for_progress(ledger, expected, int(total * reached), timeout=180, check=check)
                 assert done < total, "the run finished before the outage"
-                proxy.cut(8.0)
+                kafka.kill(1)
+                time.sleep(8.0)
+                kafka.start_node(1)
             assert wait_until_accounted(ledger, expected, timeout=240, check=check), accounted(ledger, expected)
             assert_ledger_equals_replay(ledger, expected)
-    print(f"\n{proxy.cuts} outages; workers that exited and were started again (exit codes): {restarted or 'none'}")
+    print(f"\nworkers that exited and were started again (exit codes): {restarted or 'none'}")
 
 
-def test_true_end_offsets_on_the_local_broker(kafka_bootstrap):
+def test_true_end_offsets_on_the_local_broker(tmp_path):
     """tansu reports (base of the newest batch + 1) as the end; the local worker's correction
     (streams/tansu_offsets.py) must give the real end of batched partitions."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -174,10 +171,8 @@ def test_true_end_offsets_on_the_local_broker(kafka_bootstrap):
     from streams.local_broker import create_topics
     from streams.tansu_offsets import true_end_offsets
 
-    create_topics(kafka_bootstrap, {"end-offsets": 3})
-
-    async def run() -> tuple[dict, dict]:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=20)
+    async def run(bootstrap: str) -> tuple[dict, dict]:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
         await producer.start()
         try:
             for i in range(3000):
@@ -185,13 +180,15 @@ def test_true_end_offsets_on_the_local_broker(kafka_bootstrap):
             await producer.flush()
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None)
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
         await consumer.start()
         try:
             reported = await consumer.end_offsets([TopicPartition("end-offsets", i) for i in range(3)])
         finally:
             await consumer.stop()
-        return reported, await true_end_offsets(kafka_bootstrap, reported)
+        return reported, await true_end_offsets(bootstrap, reported)
 
-    reported, true = asyncio.run(run())
+    with LocalBroker(log_path=tmp_path / "broker.log") as broker:
+        create_topics(broker.bootstrap, {"end-offsets": 3})
+        reported, true = asyncio.run(run(broker.bootstrap))
     assert all(v == 1000 for v in true.values()), (reported, true)
