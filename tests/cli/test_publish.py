@@ -9,7 +9,8 @@ import pytest
 
 import streams.publish
 from schemas.inputs import INPUT_TOPICS
-from streams.local_broker import LocalBroker, create_topics, free_port
+from streams.apache_kafka import ApacheKafka
+from streams.local_broker import create_topics, free_port
 from subsidy.cli import main
 
 
@@ -64,7 +65,7 @@ def _messages_in(bootstrap: str, topic: str) -> int:
 
 @pytest.mark.integration
 def test_a_file_with_a_bad_line_sends_nothing_to_a_real_broker(tmp_path, capsys):
-    with LocalBroker() as broker:
+    with ApacheKafka(workdir=tmp_path / "kafka") as broker:
         create_topics(broker.bootstrap, {topic: 1 for topic in INPUT_TOPICS})
         bad = _file(tmp_path, GOOD, GOOD, '{"topic": "model-invoices"}')
         assert "line 3: must be" in _one_line_error(capsys, ["publish", str(bad), "--broker", broker.bootstrap])

@@ -6,7 +6,8 @@ import pytest
 
 import streams.topics
 from schemas.inputs import INPUT_TOPICS
-from streams.local_broker import LocalBroker, create_topics, free_port
+from streams.apache_kafka import ApacheKafka
+from streams.local_broker import create_topics, free_port
 from streams.worker import CONFIG_EXIT, UNAVAILABLE_EXIT
 from subsidy.cli import main
 
@@ -39,7 +40,7 @@ def test_a_ledger_that_cannot_be_opened(tmp_path, capsys):
 
 @pytest.mark.integration
 def test_topics_with_another_partition_count(tmp_path, capsys):
-    with LocalBroker() as broker:
+    with ApacheKafka(workdir=tmp_path / "kafka") as broker:
         create_topics(broker.bootstrap, {topic: 4 for topic in INPUT_TOPICS})
         args = ["worker", "--broker", broker.bootstrap, "--partitions", "2", "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite"]
         assert main(args) == CONFIG_EXIT

@@ -25,7 +25,7 @@ def test_console_over_a_live_pipeline(browser, policy, console_helpers, tmp_path
     events = tmp_path / "events.jsonl"
     console_helpers["generated_events"](events, policy, year=2026, seed=9, enterprises=150, events=2500)
     expected = expected_from_file(str(events), policy)
-    with LocalPipeline(workers=1, workdir=tmp_path / "pipeline") as pipeline:
+    with LocalPipeline(workers=1, kafka="apache", workdir=tmp_path / "pipeline") as pipeline:
         assert publish_file(str(events), pipeline.bootstrap) == expected.inputs
         with Ledger.open(pipeline.ledger_url) as ledger:
             assert wait_until_accounted(ledger, expected, timeout=180), "the worker did not account for every input"
