@@ -1,11 +1,38 @@
-"""What the Faust fixes (streams/faust_seek_fix.py, streams/faust_skip_fix.py) share."""
+"""What the fixes of Faust's and aiokafka's internals (streams/faust_seek_fix.py,
+streams/faust_skip_fix.py, and the tansu shims streams/tansu_offsets.py, streams/tansu_fetch_wait.py)
+share: the versions they were proven on, and the check that refuses others."""
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
+
+#: the versions the fixes were proven on (the kill -9, rebalance and broker-fault tests); pinned
+#: exactly in pyproject.toml. A fix on another version may patch code that changed under it.
+PROVEN_ON = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0", "mode-streaming": "0.7.1"}
+
+
+class UnprovenVersions(RuntimeError):
+    """An installed package that a fix patches is not at the version the fix was proven on."""
+
+
+def require_proven_versions() -> None:
+    wrong = []
+    for package, proven in PROVEN_ON.items():
+        try:
+            installed = version(package)
+        except PackageNotFoundError:
+            installed = "not installed"
+        if installed != proven:
+            wrong.append(f"{package} {installed} (proven: {proven})")
+    if wrong:
+        raise UnprovenVersions(f"the fixes of Faust's and aiokafka's internals were not proven on {', '.join(wrong)}: "
+                               "install the pinned versions (pip install -e .), or prove the fixes on these first")
+
 
 def require_faust(fix: str, *targets: tuple[type, str]) -> None:
-    """Refuse to patch a Faust that lacks a method ``fix`` replaces or calls: a fix silently
-    skipped on another faust-streaming version would bring its defect back."""
+    """Refuse to patch a Faust of another version, or one that lacks a method ``fix`` replaces or
+    calls: a fix silently skipped would bring its defect back."""
+    require_proven_versions()
     for owner, name in targets:
         if not hasattr(owner, name):
             raise RuntimeError(

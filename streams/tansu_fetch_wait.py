@@ -14,6 +14,8 @@ local worker (streams/local_worker.py) only; production Kafka keeps Faust's 1,50
 
 from __future__ import annotations
 
+from streams.faust_patching import require_proven_versions
+
 LOCAL_FETCH_MAX_WAIT_MS = 50
 
 _INSTALLED = {"done": False}
@@ -23,6 +25,7 @@ def install() -> None:
     """Make the consumers Faust creates wait at most LOCAL_FETCH_MAX_WAIT_MS per fetch (idempotent)."""
     if _INSTALLED["done"]:
         return
+    require_proven_versions()
     from faust.transport.drivers import aiokafka as driver
 
     original = driver.AIOKafkaConsumerThread._create_worker_consumer

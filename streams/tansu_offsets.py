@@ -19,6 +19,8 @@ for records that are not there; it reads at least every record present when it a
 
 from __future__ import annotations
 
+from streams.faust_patching import require_proven_versions
+
 import asyncio
 import logging
 from typing import Any, Mapping
@@ -69,6 +71,7 @@ def install() -> None:
     """Make Faust's aiokafka consumer thread correct its high-waters (idempotent)."""
     if _INSTALLED["done"]:
         return
+    require_proven_versions()
     from faust.transport.drivers import aiokafka as driver
 
     original = driver.AIOKafkaConsumerThread._highwaters

@@ -30,8 +30,13 @@ def prepare(config: StreamConfig, *, create_topics: bool = True) -> None:
     from kafka.errors import KafkaError
 
     from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, first_line, shown_url
+    from streams.faust_patching import UnprovenVersions, require_proven_versions
     from streams.topics import TopicError, ensure_topics, expected_topics
 
+    try:
+        require_proven_versions()
+    except UnprovenVersions as exc:
+        raise WorkerCannotStart(str(exc), CONFIG_EXIT) from None
     if create_topics:
         print(f"worker: making sure the topics exist on {config.bootstrap}", file=sys.stderr, flush=True)
         try:

@@ -46,3 +46,13 @@ def test_topics_with_another_partition_count(tmp_path, capsys):
         assert main(args) == CONFIG_EXIT
     line = _error_line(capsys)
     assert "do not fit this worker" in line and "the app expects 2 partitions, the broker has 4" in line
+
+
+def test_a_faust_or_aiokafka_the_fixes_were_not_proven_on(monkeypatch, tmp_path, capsys):
+    from streams import faust_patching
+    from streams.worker import CONFIG_EXIT
+
+    monkeypatch.setattr(faust_patching, "version", dict(faust_patching.PROVEN_ON, **{"faust-streaming": "0.16.0"}).__getitem__)
+    assert main(["worker", "--broker", f"127.0.0.1:{free_port()}", "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite"]) == CONFIG_EXIT
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "faust-streaming 0.16.0 (proven: 0.15.3)" in err, err

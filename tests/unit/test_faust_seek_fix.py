@@ -102,3 +102,20 @@ def test_a_faust_without_the_patched_method_is_refused_not_silently_unfixed():
 
     with pytest.raises(RuntimeError, match="Consumer has no no_such_method: streams/faust_seek_fix.py was written for faust-streaming 0.15"):
         require_faust("streams/faust_seek_fix.py", (Consumer, "commit"), (Consumer, "no_such_method"))
+
+
+def test_the_pins_are_the_versions_the_fixes_were_proven_on_and_others_are_refused(monkeypatch):
+    import re
+    from pathlib import Path
+
+    from streams import faust_patching
+
+    pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
+    pinned = dict(re.findall(r'"([a-z-]+)==([0-9.]+)"', pyproject))
+    assert {name: pinned.get(name) for name in faust_patching.PROVEN_ON} == faust_patching.PROVEN_ON
+    faust_patching.require_proven_versions()  # the installed ones
+
+    installed = dict(faust_patching.PROVEN_ON, aiokafka="0.15.0")
+    monkeypatch.setattr(faust_patching, "version", installed.__getitem__)
+    with pytest.raises(faust_patching.UnprovenVersions, match=r"not proven on aiokafka 0\.15\.0 \(proven: 0\.14\.0\): install the pinned"):
+        faust_patching.require_proven_versions()
