@@ -1,13 +1,11 @@
-"""A worker that cannot start says why in one line, with a sysexits status, before any agent runs."""
+"""A worker that cannot start says why in one line, with a sysexits status, before any agent runs.
+Topics that do not fit it (78): tests/integration/test_topics_on_apache_kafka.py."""
 
 from __future__ import annotations
 
-import pytest
-
 import streams.topics
-from schemas.inputs import INPUT_TOPICS
-from streams.local_broker import LocalBroker, create_topics, free_port
-from streams.worker import CONFIG_EXIT, UNAVAILABLE_EXIT
+from streams.local_broker import free_port
+from streams.worker import UNAVAILABLE_EXIT
 from subsidy.cli import main
 
 
@@ -21,8 +19,7 @@ def _error_line(capsys) -> str:
 
 def test_a_broker_nobody_answers_at(monkeypatch, tmp_path, capsys):
     # The real client against a port nobody listens on, with 2 s instead of the worker's 15 s to give up.
-    ensure = streams.topics.ensure_topics
-    monkeypatch.setattr(streams.topics, "ensure_topics", lambda bootstrap, topics: ensure(bootstrap, topics, timeout=2))
+    monkeypatch.setattr(streams.topics, "BROKER_TIMEOUT_SECONDS", 2.0)
     broker = f"127.0.0.1:{free_port()}"
     assert main(["worker", "--broker", broker, "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite"]) == UNAVAILABLE_EXIT
     line = _error_line(capsys)
@@ -35,13 +32,3 @@ def test_a_ledger_that_cannot_be_opened(tmp_path, capsys):
     assert main(["worker", "--broker", "127.0.0.1:9", "--no-create-topics", "--ledger", ledger]) == UNAVAILABLE_EXIT
     line = _error_line(capsys)
     assert f"cannot open the ledger {ledger}" in line and "--ledger" in line
-
-
-@pytest.mark.integration
-def test_topics_with_another_partition_count(tmp_path, capsys):
-    with LocalBroker() as broker:
-        create_topics(broker.bootstrap, {topic: 4 for topic in INPUT_TOPICS})
-        args = ["worker", "--broker", broker.bootstrap, "--partitions", "2", "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite"]
-        assert main(args) == CONFIG_EXIT
-    line = _error_line(capsys)
-    assert "do not fit this worker" in line and "the app expects 2 partitions, the broker has 4" in line
