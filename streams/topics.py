@@ -200,7 +200,7 @@ class TopicState:
     settings: Mapping[str, str]
 
 
-def _alter(bootstrap: str, topic: str, setting: str, value: str) -> str:
+def _alter_command(bootstrap: str, topic: str, setting: str, value: str) -> str:
     return (f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics --entity-name {topic} "
             f"--add-config {setting}={value}")
 
@@ -234,7 +234,7 @@ def problems_of(spec: TopicSpec, state: TopicState | None, bootstrap: str, creat
         what = _wrong(kind, setting, wanted, found, state.replication)
         if what:
             stops = setting == "min.insync.replicas" or setting in STOPS_WORKER[kind]
-            problems.append(Problem(name, setting, found, wanted, what, _alter(bootstrap, name, setting, wanted), stops))
+            problems.append(Problem(name, setting, found, wanted, what, _alter_command(bootstrap, name, setting, wanted), stops))
     return problems
 
 
@@ -272,7 +272,7 @@ class TopicsReport:
     problems: list[Problem]
     created: list[str] = field(default_factory=list)
 
-    def problems_of(self, topic: str) -> list[Problem]:
+    def problems_for(self, topic: str) -> list[Problem]:
         return [p for p in self.problems if p.topic == topic]
 
     def refusal(self) -> str | None:
@@ -294,7 +294,7 @@ class TopicsReport:
                 "settings": dict(state.settings) if state else {},
                 "wanted": {"partitions": spec.partitions, "replication_factor": spec.replication, "settings": dict(spec.settings)},
                 "created": spec.name in self.created,
-                "problems": [p.to_json() for p in self.problems_of(spec.name)],
+                "problems": [p.to_json() for p in self.problems_for(spec.name)],
             })
         return rows
 

@@ -30,7 +30,7 @@ def render(report: Any) -> str:
     rows = []
     for spec in report.specs:
         state = report.found.get(spec.name)
-        problems = report.problems_of(spec.name)
+        problems = report.problems_for(spec.name)
         if state is None:
             rows.append((spec.name, spec.kind, *["-"] * (len(headers) - 3), "missing"))
             continue

@@ -256,6 +256,6 @@ def test_a_three_node_cluster_gets_three_replicas_and_two_acknowledgements(tmp_p
                 continue
             state = report.found[spec.name]
             assert (state.replication, state.settings["min.insync.replicas"]) == (3, "2"), spec.name
-            assert report.problems_of(spec.name) == []
+            assert report.problems_for(spec.name) == []
         # a topic made with one copy on three brokers: a broker lost loses its records
         assert {p.setting for p in report.problems if p.stops_worker} == {"replication.factor", "min.insync.replicas"}
