@@ -73,15 +73,6 @@ def broker_classpath(progress: Callable[[str], None] = lambda line: None) -> str
     return f"{lib}/*"
 
 
-def new_cluster_id() -> str:
-    """A Kafka Uuid in its base64 form. Like Kafka's own Uuid.randomUuid(), never one that starts
-    with "-": the storage tool would take it for an option (1 start in 64 failed so)."""
-    while True:
-        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        if not text.startswith("-"):
-            return text
-
-
 class ApacheKafka:
     """A KRaft cluster of ``nodes`` combined broker+controller nodes on 127.0.0.1.
 
@@ -102,7 +93,7 @@ class ApacheKafka:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="apache-kafka-"))
         self.ports = {node: free_port() for node in self.node_ids}
         self.controller_ports = {node: free_port() for node in self.node_ids}
-        self.cluster_id = new_cluster_id()
+        self.cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()  # a Kafka Uuid
         self._procs: dict[int, subprocess.Popen[bytes]] = {}
         self._classpath = ""
 
