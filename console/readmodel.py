@@ -382,7 +382,8 @@ class LedgerReader:
                 for body, recorded in bodies:
                     record = json.loads(body)
                     text = record.get("original_text")
-                    truncated = isinstance(text, str) and len(text) > MAX_ORIGINAL_CHARS
+                    # cut here, or already by the pipeline (an input over 64 KiB, contract v1.1)
+                    truncated = (isinstance(text, str) and len(text) > MAX_ORIGINAL_CHARS) or bool(record.get("original_truncated"))
                     shown.append({
                         "rejection_id": record.get("rejection_id"),
                         "topic": record.get("topic"),

@@ -48,7 +48,7 @@ BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_MODELS)
 MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OUTPUT_MODELS}
 
-#: the lines of /work/shared/contract.md (v1) each schema quotes, verbatim
+#: the lines of /work/shared/contract.md (v1, and v1.1's "Sizes") each schema quotes, verbatim
 CONTRACT_LINES: dict[str, tuple[str, ...]] = {
     "compute-purchases": (
         "| `compute-purchases` | compute providers' billing systems | one paid compute purchase (or a refund of one) |",
@@ -84,6 +84,7 @@ CONTRACT_LINES: dict[str, tuple[str, ...]] = {
     ),
     "subsidy-rejections": (
         "| `subsidy-rejections` | operators | an input that could not be accepted: the original bytes, topic, partition, offset and a reason a person can act on |",
+        "a rejection carries at most the first 64 KiB of the original, with the original's length and SHA-256.",
     ),
 }
 _COMMON_INPUT = (

@@ -379,20 +379,39 @@ class DisbursementInstruction(_Out):
 # --- rejection -----------------------------------------------------------------------
 
 
+#: contract v1.1, "Sizes": a rejection keeps at most this much of the original (with its length
+#: and SHA-256), so that the record fits the broker's max.message.bytes however large the input
+MAX_ORIGINAL_BYTES = 64 * 1024
+#: a rejection's reason is cut here: reasons quote values of the input (a 900 KB timestamp string,
+#: say), and two thousand characters tell a person what to fix
+MAX_REASON_CHARS = 2000
+#: a rejection's key (and the Kafka key it is published under) keeps at most this much of the
+#: input's key; a payee id is 18 characters, so only a broken producer's key is ever cut
+MAX_KEY_BYTES = 1024
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
 class Rejection(_Out):
-    """An input that could not be accepted, with its original bytes and a reason a person
-    can act on. Published on ``subsidy-rejections`` by the adapters (not by the pure core)."""
+    """An input that could not be accepted, with its original bytes (at most the first 64 KiB) and
+    a reason a person can act on. Published on ``subsidy-rejections`` by the adapters (not by the
+    pure core)."""
 
     rejection_id: HexId = Field(description="uuid5 of (topic, partition, offset, sha256 of the bytes): a re-delivery gets the same id")
     topic: Name
     partition: Count | None = Field(description="null when replayed from a file")
     offset: Count | None = Field(description="the Kafka offset, or the line number when replayed from a file")
-    key: str | None = Field(description="the Kafka key as UTF-8 text (undecodable bytes as \\xNN escapes)")
-    original: Annotated[str, StringConstraints(pattern=BASE64_PATTERN)] = Field(description="base64 of the original bytes")
-    original_text: str | None = Field(description="the original bytes as text, when they are UTF-8")
+    key: str | None = Field(description="the Kafka key as UTF-8 text (undecodable bytes as \\xNN escapes; at most its first 1 KiB)")
+    original: Annotated[str, StringConstraints(pattern=BASE64_PATTERN)] = Field(
+        description="base64 of the original bytes, or of their first 64 KiB (cut at a character boundary when UTF-8) when original_truncated")
+    original_text: str | None = Field(description="the bytes of original as text, when they are UTF-8")
     code: Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
-    reason: Annotated[str, StringConstraints(min_length=1)]
+    reason: Annotated[str, StringConstraints(min_length=1)] = Field(description="what to fix; at most 2,000 characters")
     rejected_at: Timestamp
+    # v1.1 ("Sizes"); absent in v1 records, where original holds every byte
+    original_length: Count | None = Field(default=None, description="length of the original in bytes (v1.1)")
+    original_sha256: Annotated[str, StringConstraints(pattern=SHA256_PATTERN)] | None = Field(
+        default=None, description="SHA-256 of the whole original, hex (v1.1)")
+    original_truncated: bool | None = Field(default=None, description="true when original holds only the first bytes of a longer input (v1.1)")
 
     @model_validator(mode="after")
     def _original(self) -> "Rejection":
@@ -402,7 +421,33 @@ class Rejection(_Out):
             raise ValueError(f"original is not base64: {exc}") from None
         if self.original_text is not None and raw != self.original_text.encode("utf-8"):
             raise ValueError("original_text must be the UTF-8 text of original")
+        if self.original_truncated:
+            if self.original_length is None or not len(raw) < self.original_length or len(raw) > MAX_ORIGINAL_BYTES:
+                raise ValueError("a truncated original keeps fewer bytes than original_length, and at most 64 KiB")
+        elif self.original_length is not None and self.original_length != len(raw):
+            raise ValueError(f"original holds {len(raw)} bytes but original_length is {self.original_length}: set original_truncated")
+        elif self.original_sha256 is not None and self.original_sha256 != hashlib.sha256(raw).hexdigest():
+            raise ValueError("original_sha256 is not the SHA-256 of original")
         return self
+
+
+def kept_original(raw: bytes) -> bytes:
+    """What a rejection keeps of ``raw``: all of it up to 64 KiB, else its first 64 KiB, cut back
+    (by at most 3 bytes) to a whole UTF-8 character where that makes the kept bytes text."""
+    if len(raw) <= MAX_ORIGINAL_BYTES:
+        return raw
+    for end in range(MAX_ORIGINAL_BYTES, MAX_ORIGINAL_BYTES - 4, -1):
+        try:
+            raw[:end].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return raw[:end]
+    return raw[:MAX_ORIGINAL_BYTES]
+
+
+def kept_key(key: bytes | None) -> bytes | None:
+    """The input's Kafka key as a rejection carries it: at most its first MAX_KEY_BYTES."""
+    return key if key is None or len(key) <= MAX_KEY_BYTES else key[:MAX_KEY_BYTES]
 
 
 REJECTION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:chengdu-ai-subsidy:subsidy-rejections:v1")
@@ -410,7 +455,11 @@ REJECTION_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:chengdu-ai-subsidy:sub
 
 def rejection_id(topic: str, partition: int | None, offset: int | None, raw: bytes) -> str:
     """Deterministic: the same bytes at the same place always get the same id."""
-    name = "\x1f".join((topic, "" if partition is None else str(partition), "" if offset is None else str(offset), hashlib.sha256(raw).hexdigest()))
+    return _rejection_id(topic, partition, offset, hashlib.sha256(raw).hexdigest())
+
+
+def _rejection_id(topic: str, partition: int | None, offset: int | None, sha256_hex: str) -> str:
+    name = "\x1f".join((topic, "" if partition is None else str(partition), "" if offset is None else str(offset), sha256_hex))
     return uuid.uuid5(REJECTION_NAMESPACE, name).hex
 
 
@@ -423,27 +472,44 @@ def rejection_record(
     code: str,
     reason: str,
     rejected_at: dt.datetime,
+    *,
+    original_length: int | None = None,
+    original_sha256: str | None = None,
 ) -> dict[str, Any]:
     """The ``subsidy-rejections`` record for ``raw``. Pure: the adapter supplies where the
     bytes came from (Kafka partition and offset; for a file replay ``partition=None`` and the
-    line number as ``offset``) and the time."""
+    line number as ``offset``) and the time.
+
+    ``raw`` is the whole original, or only its first bytes (``kept_original``) when the adapter
+    no longer holds the rest; then ``original_length`` and ``original_sha256`` describe the whole.
+    The record keeps at most 64 KiB of it, the first 2,000 characters of ``reason`` and 1 KiB
+    of ``key`` (contract v1.1, "Sizes")."""
     if rejected_at.tzinfo is None or rejected_at.utcoffset() is None:
         raise ValueError("rejected_at must be timezone-aware (RFC 3339 needs an offset)")
+    length = len(raw) if original_length is None else original_length
+    digest = original_sha256 or hashlib.sha256(raw).hexdigest()
+    kept = kept_original(raw)
     try:
-        text: str | None = raw.decode("utf-8")
+        text: str | None = kept.decode("utf-8")
     except UnicodeDecodeError:
         text = None
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    key = kept_key(key)
     record = {
-        "rejection_id": rejection_id(topic, partition, offset, raw),
+        "rejection_id": _rejection_id(topic, partition, offset, digest),
         "topic": topic,
         "partition": partition,
         "offset": offset,
         "key": None if key is None else key.decode("utf-8", errors="backslashreplace"),
-        "original": base64.b64encode(raw).decode("ascii"),
+        "original": base64.b64encode(kept).decode("ascii"),
         "original_text": text,
         "code": code,
         "reason": reason,
         "rejected_at": rejected_at.isoformat(),
+        "original_length": length,
+        "original_sha256": digest,
+        "original_truncated": len(kept) < length,
     }
     return Rejection.model_validate(record).model_dump(mode="json")
 

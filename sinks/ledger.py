@@ -46,8 +46,11 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 GENESIS_HASH = "0" * 64
 POLICY_TZ = ZoneInfo("Asia/Shanghai")
 
-# Fields of a rejection that are not deterministic (set by whichever adapter saw the bytes when).
-_VOLATILE_REJECTION_FIELDS = frozenset({"rejected_at"})
+# Fields of a rejection left out of its content hash: rejected_at is not deterministic (set by
+# whichever adapter saw the bytes when); the v1.1 size fields follow from the bytes that the
+# rejection id already names, and a rejection booked before v1.1 has none of them, so its batch
+# redelivered after the upgrade is a repeat, not a conflict.
+_UNHASHED_REJECTION_FIELDS = frozenset({"rejected_at", "original_length", "original_sha256", "original_truncated"})
 
 
 # -- errors ----------------------------------------------------------------------------------
@@ -492,7 +495,7 @@ class Ledger:
                 if not isinstance(record_id, str) or not record_id:
                     raise InvalidRecord(f"{kind} without a {kind}_id: {canonical_json(body)[:200]}")
                 text = canonical_json(body)
-                hashed = canonical_json({k: v for k, v in body.items() if k not in _VOLATILE_REJECTION_FIELDS}) if kind == "rejection" else text
+                hashed = canonical_json({k: v for k, v in body.items() if k not in _UNHASHED_REJECTION_FIELDS}) if kind == "rejection" else text
                 prepared = _Prepared(kind, record_id, body, text, sha256_hex(hashed))
                 prepared.row = getattr(self, f"_{kind}_row")(body)
                 seen = out[kind].get(record_id)

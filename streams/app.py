@@ -33,6 +33,7 @@ import asyncio
 import base64
 import concurrent.futures
 import datetime as dt
+import hashlib
 import json
 import logging
 import os
@@ -47,7 +48,7 @@ from rules.intake import Claim, Rejected, intake
 from rules.money import parse_amount
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
-from schemas.outputs import rejection_record
+from schemas.outputs import kept_key, kept_original, rejection_record
 from streams import faust_seek_fix, faust_skip_fix
 from streams.config import StreamConfig, bootstrap_of
 from streams.input_gap_check import records_between
@@ -87,6 +88,18 @@ def _b64(data: bytes | None) -> str | None:
 
 def _unb64(text: str | None) -> bytes | None:
     return None if text is None else base64.b64decode(text)
+
+
+def origin_of(message: Any, key: bytes | None, raw: bytes) -> dict[str, Any]:
+    """Where a claim came from, as its ``subsidy-claims`` record carries it: enough for decide to
+    build the rejection intake would have built. The bytes only up to what a rejection keeps
+    (64 KiB, schemas/outputs.py), with the whole input's length and SHA-256 when they are cut, so
+    that an input of 1 MiB does not make a claim record of 1.4 MiB."""
+    kept = kept_original(raw)
+    origin = {"topic": message.topic, "partition": message.partition, "offset": message.offset, "key": _b64(key), "raw": _b64(kept)}
+    if len(kept) < len(raw):
+        origin["length"], origin["sha256"] = len(raw), hashlib.sha256(raw).hexdigest()
+    return origin
 
 
 def _now() -> dt.datetime:
@@ -286,6 +299,7 @@ def build_app(config: StreamConfig) -> faust.App:
         record = rejection_record(
             origin["topic"], origin["partition"], origin["offset"], _unb64(origin.get("key")),
             _unb64(origin["raw"]) or b"", code, reason, _now(),
+            original_length=origin.get("length"), original_sha256=origin.get("sha256"),
         )
         METRICS.rejections.inc(code)
         return record
@@ -394,21 +408,19 @@ def build_app(config: StreamConfig) -> faust.App:
 
     def intake_one(event, batch: StageBatch) -> None:
         message = event.message
-        raw = event.value if isinstance(event.value, (bytes, bytearray)) else b""
-        origin = {
-            "topic": message.topic, "partition": message.partition, "offset": message.offset,
-            "key": _b64(message.key), "raw": _b64(bytes(raw)),
-        }
+        raw = bytes(event.value) if isinstance(event.value, (bytes, bytearray)) else b""
+        key = kept_key(message.key)
         ts = message.timestamp
+        origin = origin_of(message, key, raw)
         METRICS.events_in.inc(message.topic)
         try:
-            claims = intake(message.topic, bytes(raw), policy)
+            claims = intake(message.topic, raw, policy)
         except Rejected as exc:
-            emit(batch, [], [], [reject(origin, exc.code, exc.reason)], message.key, ts)
+            emit(batch, [], [], [reject(origin, exc.code, exc.reason)], key, ts)
             return
         except Exception as exc:  # one bad message must never stop the worker
             log.exception("intake: unexpected error on %s[%s]@%s", message.topic, message.partition, message.offset)
-            emit(batch, [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], message.key, ts)
+            emit(batch, [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], key, ts)
             return
         for claim in claims:
             batch.outputs.put(CLAIMS_TOPIC, claim.clause_id.encode(), compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
@@ -430,7 +442,7 @@ def build_app(config: StreamConfig) -> faust.App:
     def decide_one(event, batch: StageBatch) -> None:
         body = json.loads(event.value)
         origin = body["origin"]
-        origin_key = _unb64(origin.get("key"))
+        origin_key = kept_key(_unb64(origin.get("key")))  # a claim written before keys were bounded may hold a longer one
         writes = ClaimWrites(table.reader(event.message.partition))  # type: ignore[arg-type, attr-defined]
         try:
             claim = Claim.from_dict(body["claim"])

@@ -47,7 +47,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     try:
         config = StreamConfig.from_env(broker=args.broker, ledger_url=args.ledger, policy_path=args.policy,
-                                       partitions=args.partitions, web_port=args.web_port)
+                                       partitions=args.partitions, replication=args.replication, web_port=args.web_port)
     except ValueError as exc:
         raise _command_error(str(exc)) from None
     try:
@@ -267,9 +267,10 @@ def add_stream_commands(subparsers) -> None:
     worker.add_argument("--ledger", metavar="URL", help="ledger database URL (default $SUBSIDY_LEDGER_URL or sqlite:///subsidy-ledger.sqlite)")
     worker.add_argument("--policy", metavar="FILE", help="policy file (default $SUBSIDY_POLICY or the shipped one)")
     worker.add_argument("--partitions", type=int, help="partitions of the topics (default $SUBSIDY_PARTITIONS or 4)")
+    worker.add_argument("--replication", type=int, help="replicas of the topics it creates (default $SUBSIDY_REPLICATION, else 3 on 3 brokers or more, 1 below)")
     worker.add_argument("--web-port", type=int, help="port of /metrics on 127.0.0.1 (default 6066)")
     worker.add_argument("--loglevel", default="info")
-    worker.add_argument("--no-create-topics", action="store_true", help="do not create missing topics (they must exist)")
+    worker.add_argument("--no-create-topics", action="store_true", help="do not create missing topics (they must exist; their settings are still checked)")
     worker.set_defaults(func=cmd_worker)
 
     def local_flags(p):

@@ -52,6 +52,9 @@ class StreamConfig:
     ledger_url: str | None = None  # None: sinks.ledger.DEFAULT_LEDGER_URL
     policy_path: str | None = None  # None: the shipped policy
     partitions: int = DEFAULT_PARTITIONS
+    # replicas of each topic the app creates; None: 3 where the cluster has 3 brokers or more, else 1
+    # (streams/topics.py, which also sets min.insync.replicas from it)
+    replication: int | None = None
     app_id: str = DEFAULT_APP_ID
     datadir: str | None = None  # Faust's data directory (None: Faust's default, ./<app_id>-data)
     web_port: int | None = None
@@ -91,6 +94,8 @@ class StreamConfig:
             raise ValueError(f"SUBSIDY_STATE_STORE must be one of {', '.join(STATE_STORES)}, got {config.state_store!r}")
         if config.partitions < 1:
             raise ValueError(f"SUBSIDY_PARTITIONS must be at least 1, got {config.partitions}")
+        if config.replication is not None and config.replication < 1:
+            raise ValueError(f"SUBSIDY_REPLICATION must be at least 1, got {config.replication}")
         return config
 
     def with_(self, **changes: Any) -> "StreamConfig":
@@ -109,6 +114,8 @@ class StreamConfig:
             env["SUBSIDY_POLICY"] = self.policy_path
         if self.datadir:
             env["SUBSIDY_DATADIR"] = self.datadir
+        if self.replication:
+            env["SUBSIDY_REPLICATION"] = str(self.replication)
         if self.web_port:
             env["SUBSIDY_WEB_PORT"] = str(self.web_port)
         env["SUBSIDY_STATE_STORE"] = self.state_store
@@ -124,6 +131,7 @@ _ENVIRONMENT = {
     "SUBSIDY_LEDGER_URL": ("ledger_url", str),
     "SUBSIDY_POLICY": ("policy_path", str),
     "SUBSIDY_PARTITIONS": ("partitions", _whole_number),
+    "SUBSIDY_REPLICATION": ("replication", _whole_number),
     "SUBSIDY_APP_ID": ("app_id", str),
     "SUBSIDY_DATADIR": ("datadir", str),
     "SUBSIDY_WEB_PORT": ("web_port", _whole_number),

@@ -33,6 +33,19 @@ from typing import Any, Callable, Optional
 #: told the topic partition and offset of a record once the broker has acknowledged it
 Delivered = Callable[[Any, int], None]
 
+#: The largest record (key + value) the pipeline produces; every topic it writes takes records of
+#: at least this size (streams/topics.py). What bounds each kind, with the worst case of each
+#: (every field as long as the contract allows, every character escaped to 6 bytes of JSON;
+#: tests/unit/test_record_sizes.py):
+#: * a rejection: at most 64 KiB of the original (base64, and as text), 2,000 characters of
+#:   reason, 1 KiB of key (schemas/outputs.py): 500,125 bytes;
+#: * a claim (subsidy-claims): the claim's fields, each bounded by the input contract (names of
+#:   256 characters, ids of 128), and its origin with at most 64 KiB of the input: 93,219 bytes;
+#: * a changelog record: one claim's state writes (its decision and instructions, a refund's
+#:   purchase rewritten, a few cap counters), of the same bounded fields: 26,634 bytes;
+#: * a decision or an instruction: 8,084 bytes.
+MAX_RECORD_BYTES = 512 * 1024
+
 
 class StageOutputs:
     """Records queued in processing order; :meth:`deliver` sends and awaits them."""
@@ -49,6 +62,9 @@ class StageOutputs:
             on_delivered: Delivered | None = None) -> None:
         """Queue one record; ``partition`` None: the producer's partitioner picks it from the key
         (Kafka's murmur2, as Faust's sends did)."""
+        assert len(value) + len(key or b"") <= MAX_RECORD_BYTES, (
+            f"a record of {len(value) + len(key or b''):,} bytes for {topic} is over MAX_RECORD_BYTES "
+            f"({MAX_RECORD_BYTES:,}): something it carries is no longer bounded (streams/stage_outputs.py)")
         self.queued.append((topic, key, value, partition, on_delivered))
 
     async def deliver(self, producer: Any) -> None:

@@ -1,4 +1,4 @@
-"""The topics of the pipeline and their partition counts; creating them up front.
+"""The topics of the pipeline: their partition counts and settings; creating and checking them.
 
 Input topics and outputs are the wire contract's (/work/shared/contract.md). One internal
 topic carries work between agents: ``subsidy-claims``, one claim per message, re-keyed from
@@ -13,14 +13,22 @@ per product/subject) pay the first claims in the announcing system's order, and 
 order only within a partition; the topic carries a few hundred messages a year, so nothing
 is lost by not spreading it. The other inputs spread over ``partitions``: their caps are
 amounts, whose totals do not depend on arrival order.
+
+Every topic is created with explicit settings (``TOPIC_SETTINGS``), never the broker's
+defaults: with Kafka's 7-day retention a worker restoring the state changelog would rebuild
+caps from a week of claims and pay past them. ``inspect_topics`` creates what is missing and
+says what is wrong with what exists; a worker refuses to start on a problem that could lose
+state (``Problem.stops_worker``), and ``subsidy topics check`` lists them all.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 from schemas.inputs import INPUT_TOPICS
+from streams.stage_outputs import MAX_RECORD_BYTES
 
 CLAIMS_TOPIC = "subsidy-claims"
 DECISIONS_TOPIC = "subsidy-decisions"
@@ -29,6 +37,90 @@ REJECTIONS_TOPIC = "subsidy-rejections"
 OUTPUT_TOPICS = (INSTRUCTIONS_TOPIC, DECISIONS_TOPIC, REJECTIONS_TOPIC)
 STATE_TABLE = "subsidy-state"
 ORDERED_INPUTS = frozenset({"award-announcements"})
+
+#: how long a broker has to answer the topic requests of a worker or of ``subsidy topics``
+BROKER_TIMEOUT_SECONDS = 15.0
+
+#: kinds of topic: what upstream publishes, what the engine's state lives in, what we publish
+INPUT, STATE, OUTPUT = "input", "state", "output"
+
+#: Kafka's own default (1 MiB and the 12 bytes of a record batch's log overhead), made explicit
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 + 12
+#: the least max.message.bytes of a topic the pipeline writes: its largest record alone in a
+#: record batch (a 61-byte header and at most 21 bytes of record framing, rounded up)
+LEAST_MAX_MESSAGE_BYTES = MAX_RECORD_BYTES + 128
+
+#: The settings of the topics the app creates, by kind, and why. Values are Kafka's own strings,
+#: as describe_configs returns them; min.insync.replicas follows the replication factor
+#: (``min_insync_replicas``).
+TOPIC_SETTINGS: dict[str, dict[str, str]] = {
+    INPUT: {
+        # keyed by payee: compaction would keep each payee's newest input and delete the others
+        "cleanup.policy": "delete",
+        # what an auditor replays, and what a worker stopped for longer than any finite
+        # retention still has to read; a few hundred MB a year
+        "retention.ms": "-1",
+        "retention.bytes": "-1",
+        # what upstream may publish: Kafka's default, which the contract names; intake bounds
+        # every record it derives from an input, whatever its size (streams/stage_outputs.py)
+        "max.message.bytes": str(KAFKA_DEFAULT_MAX_MESSAGE_BYTES),
+        # a replica out of sync elected leader loses records the broker had acknowledged
+        "unclean.leader.election.enable": "false",
+    },
+    STATE: {
+        # subsidy-claims and the state changelog. Delete, not compact: a claim re-decided after a
+        # crash writes its changelog key again with the caps as they were when it was first
+        # decided; compaction would keep that record and drop the first, so a restore would apply
+        # it after later claims' records and restore stale caps (streams/state.py)
+        "cleanup.policy": "delete",
+        # a restore reads the changelog from its first record, and decide reads claims from its
+        # committed offset: a record expired is a claim's cap charges forgotten (caps paid past)
+        # or a claim never decided
+        "retention.ms": "-1",
+        "retention.bytes": "-1",
+        # Kafka's default: twice our largest record (MAX_RECORD_BYTES)
+        "max.message.bytes": str(KAFKA_DEFAULT_MAX_MESSAGE_BYTES),
+        "unclean.leader.election.enable": "false",
+    },
+    OUTPUT: {
+        # keyed by payee: compaction would keep one decision, instruction or rejection per payee
+        "cleanup.policy": "delete",
+        # finance, operators and audit read them at their own pace; a consumer stopped for
+        # longer than a finite retention would miss payments. The ledger holds them too.
+        "retention.ms": "-1",
+        "retention.bytes": "-1",
+        "max.message.bytes": str(KAFKA_DEFAULT_MAX_MESSAGE_BYTES),
+        "unclean.leader.election.enable": "false",
+    },
+}
+#: every setting read back from the broker to check a topic
+CHECKED_SETTINGS = ("cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes",
+                    "unclean.leader.election.enable", "min.insync.replicas")
+
+#: settings whose wrong value makes a worker refuse to start, by kind (they could lose state or
+#: stop the worker later); the others are reported by ``subsidy topics check``. Partitions,
+#: replication and min.insync.replicas stop a worker on every topic.
+STOPS_WORKER: dict[str, frozenset[str]] = {
+    INPUT: frozenset({"cleanup.policy"}),
+    STATE: frozenset({"cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes", "unclean.leader.election.enable"}),
+    OUTPUT: frozenset({"cleanup.policy", "max.message.bytes"}),
+}
+
+#: what a wrong value of each setting does, by kind
+_WHY: dict[tuple[str, str], str] = {
+    (INPUT, "retention"): "older inputs are deleted: an auditor cannot replay them, and a worker stopped for longer loses inputs it had not read",
+    (STATE, "retention"): "older records are deleted, and the engine's state loses claims (caps restored without them and paid past, or claims never decided)",
+    (OUTPUT, "retention"): "older records are deleted: a consumer stopped for longer misses them",
+    (INPUT, "cleanup.policy"): "compaction keeps only each payee's newest input and deletes the others undecided",
+    (STATE, "cleanup.policy"): "compaction keeps a claim's last record only, and a restore then applies stale caps (streams/state.py)",
+    (OUTPUT, "cleanup.policy"): "compaction keeps only each payee's newest record",
+    (INPUT, "max.message.bytes"): "upstream systems may publish messages of up to 1 MiB (the contract)",
+    (STATE, "max.message.bytes"): f"the broker would refuse the pipeline's largest records ({MAX_RECORD_BYTES:,} bytes) and the worker stop",
+    (OUTPUT, "max.message.bytes"): f"the broker would refuse the pipeline's largest records ({MAX_RECORD_BYTES:,} bytes) and the worker stop",
+    (INPUT, "unclean.leader.election.enable"): "a replica out of sync elected leader loses acknowledged inputs",
+    (STATE, "unclean.leader.election.enable"): "a replica out of sync elected leader loses acknowledged state",
+    (OUTPUT, "unclean.leader.election.enable"): "a replica out of sync elected leader loses acknowledged records",
+}
 
 
 class TopicError(RuntimeError):
@@ -43,46 +135,279 @@ def input_partitions(topic: str, partitions: int) -> int:
     return 1 if topic in ORDERED_INPUTS else partitions
 
 
+def default_replication(brokers: int) -> int:
+    """Three copies where the cluster has three brokers or more, one on a single broker."""
+    return 3 if brokers >= 3 else 1
+
+
+def min_insync_replicas(replication: int) -> int:
+    """Two copies acknowledge every write, so that losing one broker loses no acknowledged record;
+    with one copy there is nothing else. Two copies of two also means writes stop while one
+    broker is down, rather than being acknowledged by a single one."""
+    return 1 if replication == 1 else 2
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    kind: str  # INPUT, STATE or OUTPUT
+    partitions: int
+    replication: int
+    settings: Mapping[str, str]  # topic configs, min.insync.replicas included
+
+
+def topic_specs(app_id: str, partitions: int, replication: int = 1) -> list[TopicSpec]:
+    """Every topic the app reads or writes, with what it is created with."""
+    settings = {kind: {**values, "min.insync.replicas": str(min_insync_replicas(replication))} for kind, values in TOPIC_SETTINGS.items()}
+    kinds = [(t, INPUT, input_partitions(t, partitions)) for t in INPUT_TOPICS]
+    kinds += [(CLAIMS_TOPIC, STATE, partitions), (changelog_topic(app_id), STATE, partitions)]
+    kinds += [(t, OUTPUT, partitions) for t in OUTPUT_TOPICS]
+    return [TopicSpec(name, kind, n, replication, settings[kind]) for name, kind, n in kinds]
+
+
 def expected_topics(app_id: str, partitions: int) -> dict[str, int]:
     """Every topic the app reads or writes -> the partition count it expects."""
-    topics = {t: input_partitions(t, partitions) for t in INPUT_TOPICS}
-    topics.update({CLAIMS_TOPIC: partitions, changelog_topic(app_id): partitions})
-    topics.update({t: partitions for t in OUTPUT_TOPICS})
-    return topics
+    return {spec.name: spec.partitions for spec in topic_specs(app_id, partitions)}
 
 
-def ensure_topics(bootstrap: str, topics: Mapping[str, int], *, replication: int = 1, timeout: float = 15.0) -> dict[str, int]:
-    """Create missing topics; refuse (TopicError) an existing topic with another partition count.
+# -- what is wrong with a topic ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    topic: str
+    setting: str  # a topic config, or "exists", "partitions", "replication.factor"
+    found: str | None
+    wanted: str
+    what: str  # what is wrong and what it does, for a person
+    fix: str
+    stops_worker: bool
+
+    def line(self) -> str:
+        return f"topic {self.topic}: {self.what}; fix: {self.fix}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"setting": self.setting, "found": self.found, "wanted": self.wanted, "stops_worker": self.stops_worker,
+                "what": self.what, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """A topic as the broker has it."""
+
+    partitions: int
+    replication: int  # the fewest replicas of any of its partitions
+    settings: Mapping[str, str]
+
+
+def _alter_command(bootstrap: str, topic: str, setting: str, value: str) -> str:
+    return (f"kafka-configs.sh --bootstrap-server {bootstrap} --alter --entity-type topics --entity-name {topic} "
+            f"--add-config {setting}={value}")
+
+
+def create_command(bootstrap: str, app_id: str, partitions: int) -> str:
+    """The ``subsidy topics create`` that makes the topics of this app."""
+    from streams.config import DEFAULT_APP_ID, DEFAULT_PARTITIONS
+
+    flags = "" if partitions == DEFAULT_PARTITIONS else f" --partitions {partitions}"
+    flags += "" if app_id == DEFAULT_APP_ID else f" --app-id {app_id}"
+    return f"subsidy topics create --broker {bootstrap}{flags}"
+
+
+def problems_of(spec: TopicSpec, state: TopicState | None, bootstrap: str, create: str) -> list[Problem]:
+    """What is wrong with one topic as the broker has it (``state`` None: it does not exist)."""
+    name, kind = spec.name, spec.kind
+    if state is None:
+        return [Problem(name, "exists", None, "yes", "does not exist", create, True)]
+    problems = []
+    if state.partitions != spec.partitions:
+        problems.append(Problem(name, "partitions", str(state.partitions), str(spec.partitions),
+                                f"the app expects {spec.partitions} partitions, the broker has {state.partitions}",
+                                "recreate the topic, or set SUBSIDY_PARTITIONS (--partitions) to the count the topics were made with", True))
+    if state.replication < spec.replication:
+        problems.append(Problem(name, "replication.factor", str(state.replication), str(spec.replication),
+                                f"{state.replication} replica(s) where {spec.replication} were asked: a broker lost loses records",
+                                f"add replicas with kafka-reassign-partitions.sh (a plan with {spec.replication} per partition), "
+                                f"or accept fewer with SUBSIDY_REPLICATION={state.replication}", True))
+    for setting in CHECKED_SETTINGS:
+        wanted, found = spec.settings[setting], state.settings.get(setting)
+        what = _wrong(kind, setting, wanted, found, state.replication)
+        if what:
+            stops = setting == "min.insync.replicas" or setting in STOPS_WORKER[kind]
+            problems.append(Problem(name, setting, found, wanted, what, _alter_command(bootstrap, name, setting, wanted), stops))
+    return problems
+
+
+def _wrong(kind: str, setting: str, wanted: str, found: str | None, replication: int) -> str | None:
+    """What is wrong with ``found`` for ``setting`` (None if nothing is)."""
+    if setting == "max.message.bytes":
+        least = KAFKA_DEFAULT_MAX_MESSAGE_BYTES if kind == INPUT else LEAST_MAX_MESSAGE_BYTES
+        if found is not None and found.isdigit() and int(found) >= least:
+            return None
+        return f"max.message.bytes={found} is below {least}: {_WHY[kind, setting]}"
+    if setting == "min.insync.replicas":
+        count = int(found) if found is not None and found.isdigit() else 0
+        if count > replication:
+            return f"min.insync.replicas={found} is more than its {replication} replica(s): the broker refuses every write"
+        if count < int(wanted):
+            return f"min.insync.replicas={found} where {wanted} is wanted: a record acknowledged by fewer replicas is lost with one broker"
+        return None
+    if found == wanted:
+        return None
+    why = _WHY[kind, "retention" if setting.startswith("retention.") else setting]
+    return f"{setting}={found} where {wanted} is wanted: {why}"
+
+
+# -- the broker ----------------------------------------------------------------------------
+
+
+@dataclass
+class TopicsReport:
+    """The pipeline's topics on one broker: what was asked, what is there, what is wrong."""
+
+    bootstrap: str
+    brokers: int
+    specs: list[TopicSpec]
+    found: dict[str, TopicState]
+    problems: list[Problem]
+    created: list[str] = field(default_factory=list)
+
+    def problems_for(self, topic: str) -> list[Problem]:
+        return [p for p in self.problems if p.topic == topic]
+
+    def refusal(self) -> str | None:
+        """One line on the first problem that stops a worker, or None."""
+        stopping = [p for p in self.problems if p.stops_worker]
+        if not stopping:
+            return None
+        more = f" (and {len(stopping) - 1} more: subsidy topics check --broker {self.bootstrap})" if len(stopping) > 1 else ""
+        return stopping[0].line() + more
+
+    def to_json(self) -> list[dict[str, Any]]:
+        rows = []
+        for spec in self.specs:
+            state = self.found.get(spec.name)
+            rows.append({
+                "topic": spec.name, "kind": spec.kind, "exists": state is not None,
+                "partitions": state.partitions if state else None,
+                "replication_factor": state.replication if state else None,
+                "settings": dict(state.settings) if state else {},
+                "wanted": {"partitions": spec.partitions, "replication_factor": spec.replication, "settings": dict(spec.settings)},
+                "created": spec.name in self.created,
+                "problems": [p.to_json() for p in self.problems_for(spec.name)],
+            })
+        return rows
+
+
+class TopicAdmin:
+    """The topic requests of a worker and of ``subsidy topics``, over one kafka-python admin client."""
+
+    def __init__(self, bootstrap: str, timeout: float | None = None):
+        from kafka import KafkaAdminClient
+
+        self.bootstrap = bootstrap
+        self.timeout = BROKER_TIMEOUT_SECONDS if timeout is None else timeout
+        millis = int(self.timeout * 1000)
+        self.client = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="subsidy-topics", request_timeout_ms=millis,
+                                       bootstrap_timeout_ms=millis)
+
+    def __enter__(self) -> "TopicAdmin":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.client.close()
+
+    def broker_count(self) -> int:
+        """Brokers registered with the cluster, those fenced for now included."""
+        return len(self.client.describe_cluster()["brokers"])
+
+    def create_missing(self, specs: list[TopicSpec]) -> list[str]:
+        """Create the topics of ``specs`` that do not exist, with their settings, and wait until the
+        broker shows them; an existing topic is left as it is. Returns the names created."""
+        from kafka.errors import TopicAlreadyExistsError, for_code
+
+        millis = int(self.timeout * 1000)
+        response = self.client.create_topics(
+            {spec.name: {"num_partitions": spec.partitions, "replication_factor": spec.replication, "configs": dict(spec.settings)}
+             for spec in specs},
+            timeout_ms=millis, raise_errors=False)
+        created = []
+        for topic in response.get("topics", []):
+            code = topic.get("error_code", 0)
+            if not code:
+                created.append(topic["name"])
+            elif for_code(code) is not TopicAlreadyExistsError:
+                raise TopicError(f"creating topic {topic.get('name')!r} failed: {for_code(code).__name__} {topic.get('error_message') or ''}".rstrip())
+        names = [spec.name for spec in specs]
+        deadline = time.monotonic() + self.timeout
+        while set(self.partition_counts(names)) != set(names):
+            if time.monotonic() > deadline:
+                missing = sorted(set(names) - set(self.partition_counts(names)))
+                raise TopicError(f"topics {missing} not visible on {self.bootstrap} after {self.timeout:.0f}s")
+            time.sleep(0.1)
+        return created
+
+    def partition_counts(self, names: list[str]) -> dict[str, int]:
+        """The topics of ``names`` that exist -> their partition counts."""
+        return {d["name"]: len(d["partitions"]) for d in self.client.describe_topics(names) if not d.get("error_code") and d.get("partitions")}
+
+    def states(self, names: list[str]) -> dict[str, TopicState]:
+        """The topics of ``names`` that exist, with their partitions, replication and checked settings."""
+        from kafka.admin import ConfigResource, ConfigResourceType
+        from kafka.errors import KafkaError
+
+        described = [d for d in self.client.describe_topics(names) if not d.get("error_code") and d.get("partitions")]
+        if not described:
+            return {}
+        try:
+            configs = self.client.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, d["name"], list(CHECKED_SETTINGS)) for d in described],
+                config_filter="all")["topic"]
+        except KafkaError as exc:
+            raise TopicError(f"{self.bootstrap} did not describe the topics' settings ({type(exc).__name__}: {exc}): "
+                             "a worker needs a broker that answers DescribeConfigs, such as Apache Kafka") from None
+        return {
+            d["name"]: TopicState(
+                partitions=len(d["partitions"]),
+                replication=min(len(p["replica_nodes"]) for p in d["partitions"]),
+                settings={key: entry["value"] for key, entry in configs.get(d["name"], {}).items()},
+            )
+            for d in described
+        }
+
+
+def inspect_topics(bootstrap: str, app_id: str, partitions: int, replication: int | None = None, *,
+                   create_missing: bool = False) -> TopicsReport:
+    """The pipeline's topics on ``bootstrap``, first creating those missing if ``create_missing``.
+
+    ``replication`` None: ``default_replication`` of the cluster's size. Raises TopicError (a
+    topic could not be created, more replicas asked than the cluster has brokers, a broker that
+    cannot describe settings) and kafka-python's errors (no broker answers)."""
+    with TopicAdmin(bootstrap) as admin:
+        brokers = admin.broker_count()
+        if replication is None:
+            replication = default_replication(brokers)
+        elif replication > brokers:
+            raise TopicError(f"{replication} replicas asked (SUBSIDY_REPLICATION) but the cluster at {bootstrap} has {brokers} broker(s)")
+        specs = topic_specs(app_id, partitions, replication)
+        created = admin.create_missing(specs) if create_missing else []
+        found = admin.states([spec.name for spec in specs])
+    create = create_command(bootstrap, app_id, partitions)
+    problems = [p for spec in specs for p in problems_of(spec, found.get(spec.name), bootstrap, create)]
+    return TopicsReport(bootstrap, brokers, specs, found, problems, created)
+
+
+def ensure_topics(bootstrap: str, specs: list[TopicSpec], *, timeout: float | None = None) -> dict[str, int]:
+    """Create missing topics with their settings; refuse (TopicError) an existing topic with another
+    partition count. For brokers that cannot describe settings (the local tansu, streams/local.py).
 
     Returns the partition counts found. Idempotent: safe to run before every start.
     """
-    from kafka import KafkaAdminClient
-    from kafka.errors import TopicAlreadyExistsError, for_code
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="subsidy-topics", request_timeout_ms=int(timeout * 1000),
-                             bootstrap_timeout_ms=int(timeout * 1000))
-    try:
-        response = admin.create_topics(
-            {name: {"num_partitions": n, "replication_factor": replication} for name, n in topics.items()},
-            timeout_ms=int(timeout * 1000),
-            raise_errors=False,
-        )
-        for t in response.get("topics", []):
-            code = t.get("error_code", 0)
-            if code and for_code(code) is not TopicAlreadyExistsError:
-                raise TopicError(f"creating topic {t.get('name')!r} failed: {for_code(code).__name__} {t.get('error_message') or ''}")
-        deadline = time.monotonic() + timeout
-        while True:
-            actual = {d["name"]: len(d.get("partitions") or []) for d in admin.describe_topics(list(topics)) if not d.get("error_code")}
-            if all(actual.get(n) for n in topics) or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-    finally:
-        admin.close()
-    missing = [n for n in topics if not actual.get(n)]
-    if missing:
-        raise TopicError(f"topics {missing} not visible on {bootstrap} after {timeout:.0f}s")
-    wrong = [f"{n}: the app expects {want} partitions, the broker has {actual[n]}" for n, want in topics.items() if actual[n] != want]
+    with TopicAdmin(bootstrap, timeout) as admin:
+        admin.create_missing(specs)
+        actual = admin.partition_counts([spec.name for spec in specs])
+    wrong = [f"{spec.name}: the app expects {spec.partitions} partitions, the broker has {actual[spec.name]}"
+             for spec in specs if actual[spec.name] != spec.partitions]
     if wrong:
         raise TopicError("partition-count mismatch (recreate the topics or set SUBSIDY_PARTITIONS): " + "; ".join(wrong))
     return actual

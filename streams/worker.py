@@ -1,8 +1,9 @@
 """Run one pipeline worker: ``python -m streams.worker`` (production: configuration from the
 environment, see streams/config.py; no local-broker settings).
 
-Before starting it makes sure every topic exists with the partition count the app expects
-(idempotent; a mismatch stops it with a message) and that the ledger schema is current.
+Before starting it makes sure the ledger schema is current, creates the topics that are missing
+with their settings, and checks every topic's partitions, replication and settings
+(streams/topics.py): a topic that could lose state stops it with one line that says what to fix.
 """
 
 from __future__ import annotations
@@ -26,35 +27,48 @@ class WorkerCannotStart(RuntimeError):
         self.exit_code = exit_code
 
 
-def prepare(config: StreamConfig, *, create_topics: bool = True) -> None:
+def prepare(config: StreamConfig, *, create_topics: bool = True, check_topics: bool = True) -> None:
+    """``create_topics`` False: a missing topic stops the worker; ``check_topics`` False: the
+    broker is not asked (the local tansu, whose topics streams/local.py made)."""
     from kafka.errors import KafkaError
 
     from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, first_line, shown_url
     from streams.faust_patching import UnprovenVersions, require_proven_versions
-    from streams.topics import TopicError, ensure_topics, expected_topics
+    from streams.topics import TopicError, inspect_topics
 
     try:
         require_proven_versions()
     except UnprovenVersions as exc:
         raise WorkerCannotStart(str(exc), CONFIG_EXIT) from None
-    if create_topics:
-        print(f"worker: making sure the topics exist on {config.bootstrap}", file=sys.stderr, flush=True)
-        try:
-            ensure_topics(config.bootstrap, expected_topics(config.app_id, config.partitions))
-        except TopicError as exc:
-            raise WorkerCannotStart(f"the topics on {config.bootstrap} do not fit this worker: {exc}", CONFIG_EXIT) from None
-        except KafkaError as exc:
-            raise WorkerCannotStart(f"cannot reach the broker at {config.bootstrap} ({exc}): check --broker or $SUBSIDY_BROKER, "
-                                    "and that the broker is up", UNAVAILABLE_EXIT) from None
     url = config.ledger_url or DEFAULT_LEDGER_URL
     try:
         Ledger.open(url).close()  # create/upgrade the schema once, before the agents
     except Exception as exc:  # noqa: BLE001 - any failure to open is the URL's or the database's
         raise WorkerCannotStart(f"cannot open the ledger {shown_url(url)} ({first_line(exc)}): check --ledger or $SUBSIDY_LEDGER_URL, "
                                 "and that the database is up", UNAVAILABLE_EXIT) from None
+    if not check_topics:
+        return
+    print(f"worker: {'creating missing topics and ' if create_topics else ''}checking the topics on {config.bootstrap}",
+          file=sys.stderr, flush=True)
+    unfit = f"the topics on {config.bootstrap} do not fit this worker"
+    try:
+        report = inspect_topics(config.bootstrap, config.app_id, config.partitions, config.replication, create_missing=create_topics)
+    except TopicError as exc:
+        raise WorkerCannotStart(f"{unfit}: {exc}", CONFIG_EXIT) from None
+    except KafkaError as exc:
+        raise WorkerCannotStart(f"cannot reach the broker at {config.bootstrap} ({exc}): check --broker or $SUBSIDY_BROKER, "
+                                "and that the broker is up", UNAVAILABLE_EXIT) from None
+    if report.created:
+        print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr, flush=True)
+    for problem in report.problems:
+        if not problem.stops_worker:
+            print(f"worker: warning: {problem.line()}", file=sys.stderr, flush=True)
+    refusal = report.refusal()
+    if refusal:
+        raise WorkerCannotStart(f"{unfit}: {refusal}", CONFIG_EXIT)
 
 
-def run_worker(config: StreamConfig, *, loglevel: str = "info", create_topics: bool = True) -> int:
+def run_worker(config: StreamConfig, *, loglevel: str = "info", create_topics: bool = True, check_topics: bool = True) -> int:
     """Start a Faust worker for ``config`` in this process; returns when it stops."""
     from faust.worker import Worker
 
@@ -63,7 +77,7 @@ def run_worker(config: StreamConfig, *, loglevel: str = "info", create_topics: b
 
     tune_gc()
     map_large_allocations()
-    prepare(config, create_topics=create_topics)
+    prepare(config, create_topics=create_topics, check_topics=check_topics)
     app = build_app(config)
     worker = Worker(app, loglevel=loglevel, logfile=None, quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG (so it can spin on every record):

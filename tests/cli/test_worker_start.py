@@ -1,13 +1,10 @@
-"""A worker that cannot start says why in one line, with a sysexits status, before any agent runs."""
+"""A worker that cannot start says why in one line, with a sysexits status, before any agent runs.
+Topics that do not fit it (78): tests/integration/test_topics_on_apache_kafka.py."""
 
 from __future__ import annotations
 
-import pytest
-
 import streams.topics
-from schemas.inputs import INPUT_TOPICS
-from streams.apache_kafka import ApacheKafka
-from streams.local_broker import create_topics, free_port
+from streams.local_broker import free_port
 from streams.worker import CONFIG_EXIT, UNAVAILABLE_EXIT
 from subsidy.cli import main
 
@@ -22,8 +19,7 @@ def _error_line(capsys) -> str:
 
 def test_a_broker_nobody_answers_at(monkeypatch, tmp_path, capsys):
     # The real client against a port nobody listens on, with 2 s instead of the worker's 15 s to give up.
-    ensure = streams.topics.ensure_topics
-    monkeypatch.setattr(streams.topics, "ensure_topics", lambda bootstrap, topics: ensure(bootstrap, topics, timeout=2))
+    monkeypatch.setattr(streams.topics, "BROKER_TIMEOUT_SECONDS", 2.0)
     broker = f"127.0.0.1:{free_port()}"
     assert main(["worker", "--broker", broker, "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite"]) == UNAVAILABLE_EXIT
     line = _error_line(capsys)
@@ -38,19 +34,8 @@ def test_a_ledger_that_cannot_be_opened(tmp_path, capsys):
     assert f"cannot open the ledger {ledger}" in line and "--ledger" in line
 
 
-@pytest.mark.integration
-def test_topics_with_another_partition_count(tmp_path, capsys):
-    with ApacheKafka(workdir=tmp_path / "kafka") as broker:
-        create_topics(broker.bootstrap, {topic: 4 for topic in INPUT_TOPICS})
-        args = ["worker", "--broker", broker.bootstrap, "--partitions", "2", "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite"]
-        assert main(args) == CONFIG_EXIT
-    line = _error_line(capsys)
-    assert "do not fit this worker" in line and "the app expects 2 partitions, the broker has 4" in line
-
-
 def test_a_faust_or_aiokafka_the_fixes_were_not_proven_on(monkeypatch, tmp_path, capsys):
     from streams import faust_patching
-    from streams.worker import CONFIG_EXIT
 
     monkeypatch.setattr(faust_patching, "version", dict(faust_patching.PROVEN_ON, **{"faust-streaming": "0.16.0"}).__getitem__)
     assert main(["worker", "--broker", f"127.0.0.1:{free_port()}", "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite"]) == CONFIG_EXIT

@@ -78,3 +78,13 @@ def test_conflict_inside_one_batch(ledger_url):
         with pytest.raises(LedgerConflict):
             ledger.record([], [out.instructions[0], forged], [])
         assert ledger.counts()["instructions"] == 0
+
+
+def test_a_rejection_booked_before_v1_1_is_the_same_rejection_with_the_size_fields(ledger_url):
+    """A batch booked by a v1 worker and redelivered to a v1.1 one after the upgrade is a repeat."""
+    out = sample()
+    with Ledger.open(ledger_url) as ledger:
+        ledger.record([], [], out.rejections)
+        again = copy.deepcopy(out.rejections)
+        again[0].update(original_length=10, original_sha256="0" * 64, original_truncated=False)
+        assert ledger.record([], [], again).present_rejections == 1

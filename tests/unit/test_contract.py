@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -38,6 +39,9 @@ from schemas.export import (
 )
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import (
+    MAX_KEY_BYTES,
+    MAX_ORIGINAL_BYTES,
+    MAX_REASON_CHARS,
     Decision,
     DisbursementInstruction,
     Rejection,
@@ -348,6 +352,43 @@ def test_rejection_record_of_a_file_replay_and_of_non_utf8_bytes():
     assert record["original_text"] is None and base64.b64decode(record["original"]) == raw
     assert record["key"] == "\\xff"
     assert schema_errors("subsidy-rejections", record) == []
+
+
+def test_a_rejection_keeps_the_first_64_kib_of_a_large_input_with_its_length_and_sha256():
+    raw = b'{"event_id": "' + "成".encode() * 300_000 + b'"}'  # 900 KB; 64 KiB ends inside a character
+    at = dt.datetime(2026, 3, 2, 10, 0, tzinfo=CST)
+    record = rejection_record("compute-purchases", 1, 5, b"k", raw, "invalid-field", "event_id: too long", at)
+    kept = base64.b64decode(record["original"])
+    assert len(kept) == MAX_ORIGINAL_BYTES - 2 and raw.startswith(kept)  # cut back to a whole character
+    assert record["original_text"] == kept.decode()
+    assert (record["original_length"], record["original_sha256"], record["original_truncated"]) == (len(raw), hashlib.sha256(raw).hexdigest(), True)
+    assert record["rejection_id"] == rejection_id("compute-purchases", 1, 5, raw)
+    assert schema_errors("subsidy-rejections", record) == []
+    binary = rejection_record("compute-purchases", 1, 6, None, b"\xff" * 900_000, "not-utf8", "x", at)
+    assert len(base64.b64decode(binary["original"])) == MAX_ORIGINAL_BYTES and binary["original_text"] is None
+
+
+def test_a_rejection_cuts_a_long_reason_and_key():
+    at = dt.datetime(2026, 3, 2, 10, 0, tzinfo=CST)
+    record = rejection_record("compute-purchases", 1, 5, b"k" * 5000, b"{}", "invalid-field", "r" * 10_000, at)
+    assert len(record["reason"]) == MAX_REASON_CHARS and record["reason"].endswith("…")
+    assert record["key"] == "k" * MAX_KEY_BYTES
+
+
+def test_a_v1_rejection_without_the_size_fields_stays_valid():
+    v1 = {k: v for k, v in example("subsidy-rejections").items() if not k.startswith("original_") or k == "original_text"}
+    assert Rejection.model_validate(v1).original_length is None
+    assert schema_errors("subsidy-rejections", v1) == []
+
+
+@pytest.mark.parametrize("change", [
+    {"original_truncated": True},                 # nothing was cut: length equals the bytes
+    {"original_length": 10},                      # other than the bytes, and not said to be cut
+    {"original_sha256": "0" * 64},                # not the digest of the whole original
+])
+def test_inconsistent_size_fields_are_refused(change):
+    with pytest.raises(ValidationError):
+        Rejection.model_validate({**example("subsidy-rejections"), **change})
 
 
 def test_rejection_record_needs_an_aware_time():
