@@ -18,7 +18,7 @@ from pathlib import Path
 
 from streams.config import StreamConfig
 from streams.local_broker import die_with_parent
-from streams.topics import ensure_topics, topic_specs
+from streams.topics import TopicError, ensure_topics, inspect_topics, topic_specs
 
 
 KAFKA_KINDS = ("tansu", "apache")
@@ -110,11 +110,15 @@ class LocalPipeline:
             # had made them (and Faust would seek to offsets that no longer exist).
             for stale in self.workdir.glob("worker-*-data"):
                 shutil.rmtree(stale)
+        # made before the workers start (tansu auto-creates a topic it is asked about, with 4
+        # partitions) and before anyone publishes; tansu cannot describe topic settings, Apache
+        # Kafka's are checked as a worker checks them, replicated as the cluster allows
         if self.kafka == "tansu":
-            # tansu auto-creates a topic it is asked about with 4 partitions, and cannot describe
-            # settings: made here, before the workers ask; on Apache Kafka the workers create and
-            # check them (streams/worker.py), replicated as the cluster allows
             ensure_topics(self.bootstrap, topic_specs(self.app_id, self.partitions))
+        else:
+            refusal = inspect_topics(self.bootstrap, self.app_id, self.partitions, create_missing=True).refusal()
+            if refusal:
+                raise TopicError(refusal)
         from sinks.ledger import Ledger
 
         Ledger.open(self.ledger_url).close()  # schema once, before workers race to create it

@@ -9,14 +9,14 @@ import time
 
 import pytest
 
-from pipeline_support import alive_check, assert_ledger_equals_replay
+from pipeline_support import alive_check
 from rules.policy import DEFAULT_POLICY_PATH, load_policy
 from sinks.ledger import Ledger
 from streams.apache_kafka import ApacheKafka
 from streams.local import LocalPipeline
 from streams.local_broker import create_topics
 from streams.publish import publish_file
-from streams.verify import accounted, expected_from_file, wait_until_accounted
+from streams.verify import accounted, cap_problems, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
 from subsidy.generate import generate_file
 
 pytestmark = pytest.mark.integration
@@ -84,8 +84,16 @@ def test_a_fresh_worker_long_after_restores_every_cap(ledger_url, tmp_path):
         p.start_worker()  # a new data directory: nothing local, every cap restored from the changelog
         publish_file(str(files["rest"]), kafka.bootstrap)
         expected = expected_from_file(str(everything), policy)
+        # a worker that had lost the caps would pay past them: the ledger refuses that, and the
+        # worker stops (alive_check fails the test)
         assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
-        assert_ledger_equals_replay(ledger, expected)
+        # to the fen per clause and year; which claims took the room refunds gave back to an
+        # exhausted budget follows arrival order (README, known limits), so ids are not compared
+        assert not compare_totals(expected.totals, ledger_totals(ledger)), totals_table(expected.totals, ledger_totals(ledger))
+        counts = ledger.counts()
+        assert counts["decisions"] == len(expected.decision_ids) and counts["rejections"] == expected.rejections, counts
+        ids = [i["instruction_id"] for i in ledger.instructions()]
+        assert len(ids) == len(set(ids)) and not cap_problems(ledger) and not ledger.verify_chain()
 
 
 def _produce(bootstrap: str, topic: str, records: int) -> None:
