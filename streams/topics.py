@@ -27,6 +27,8 @@ DECISIONS_TOPIC = "subsidy-decisions"
 INSTRUCTIONS_TOPIC = "disbursement-instructions"
 REJECTIONS_TOPIC = "subsidy-rejections"
 OUTPUT_TOPICS = (INSTRUCTIONS_TOPIC, DECISIONS_TOPIC, REJECTIONS_TOPIC)
+#: records of our own topics that the pipeline cannot read (streams/own_records.py), keyed like them
+DEAD_LETTERS_TOPIC = "subsidy-dead-letters"
 STATE_TABLE = "subsidy-state"
 ORDERED_INPUTS = frozenset({"award-announcements"})
 
@@ -48,6 +50,7 @@ def expected_topics(app_id: str, partitions: int) -> dict[str, int]:
     topics = {t: input_partitions(t, partitions) for t in INPUT_TOPICS}
     topics.update({CLAIMS_TOPIC: partitions, changelog_topic(app_id): partitions})
     topics.update({t: partitions for t in OUTPUT_TOPICS})
+    topics[DEAD_LETTERS_TOPIC] = partitions
     return topics
 
 
