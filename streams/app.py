@@ -202,12 +202,13 @@ def build_app(config: StreamConfig) -> faust.App:
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     claims_topic = app.topic(CLAIMS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
 
-    # Like app.Table(...), with our table class (whole claims per changelog record). Values stay
-    # bytes: TxnTable reads its changelog itself, so that a record it did not write is skipped
-    # rather than lost in Faust's decoding (streams/state.py).
+    # Like app.Table(...), with our table class (whole claims per changelog record). Keys and
+    # values stay bytes (the types, not a schema: Faust overrides a table schema's serializers
+    # with those of its types, json by default): TxnTable reads its changelog itself, so that a
+    # record it did not write is skipped rather than lost in Faust's decoding (streams/state.py).
     table = app.tables.add(
         TxnTable(app, name=STATE_TABLE, default=None, partitions=config.partitions,
-                 schema=faust.Schema(key_serializer="raw", value_serializer="raw"), beacon=app.tables.beacon,
+                 key_type=bytes, value_type=bytes, beacon=app.tables.beacon,
                  help="the engine's running state",
                  options=dict(ROCKSDB_OPTIONS) if config.state_store == "rocksdb" else None)
     )

@@ -34,9 +34,10 @@ from schemas.inputs import INPUT_TOPICS
 DEAD_LETTER_BYTES = 64 * 1024
 
 CLAIMS_ADVICE = ("skipped, not decided: only the pipeline's intake writes subsidy-claims, so find the client that wrote "
-                 "this record (key, time) and stop it; an input it stands for must be published again to its input topic")
+                 "this record (its key and time are in its dead letter) and stop it; an input it stands for must be "
+                 "published again to its input topic")
 CHANGELOG_ADVICE = ("skipped, the state was restored without it: only the decide agent writes the state changelog, so find "
-                    "the client that wrote this record (key, time) and stop it")
+                    "the client that wrote this record (its key and time are in its dead letter) and stop it")
 
 _DEAD_LETTER_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:chengdu-ai-subsidy:subsidy-dead-letters:v1")
 _RECORD_FIELDS = frozenset({"claim", "origin", "ts"})
@@ -95,6 +96,20 @@ def _base64(value: Any, what: str) -> bytes:
         raise unreadable_claim(f"{what} is not base64") from None
 
 
+def _json_problem(value: bytes | None) -> tuple[Any, str]:
+    """(the JSON value of ``value``, "") or (None, why it has none)."""
+    if value is None:
+        return None, "it has no value"
+    try:
+        return json.loads(value), ""
+    except RecursionError:
+        return None, "JSON nested too deeply"
+    except UnicodeDecodeError as exc:
+        return None, f"not UTF-8 text ({exc.reason} at byte {exc.start})"
+    except ValueError as exc:
+        return None, f"not JSON ({exc})"
+
+
 def read_claim_record(key: bytes | None, value: bytes | None) -> ClaimRecord:
     """A ``subsidy-claims`` record as intake wrote it, or :class:`Unreadable`.
 
@@ -102,16 +117,9 @@ def read_claim_record(key: bytes | None, value: bytes | None) -> ClaimRecord:
     origin the rejection record can name, a claim ``Claim.from_dict`` takes with every field of
     its type, an ``occurred_at`` the ledger can date, and the key intake gives it (the clause:
     a claim on another clause's partition would be decided against caps that are not there)."""
-    if value is None:
-        raise unreadable_claim("it has no value")
-    try:
-        body = json.loads(value)
-    except RecursionError:
-        raise unreadable_claim("JSON nested too deeply") from None
-    except UnicodeDecodeError as exc:
-        raise unreadable_claim(f"not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except ValueError as exc:
-        raise unreadable_claim(f"not JSON ({exc})") from None
+    body, problem = _json_problem(value)
+    if problem:
+        raise unreadable_claim(problem)
     if not isinstance(body, dict):
         raise unreadable_claim(f"a JSON {type(body).__name__}, not an object")
     if body.keys() != _RECORD_FIELDS:
@@ -155,13 +163,11 @@ def read_claim_record(key: bytes | None, value: bytes | None) -> ClaimRecord:
 def read_changelog_record(value: bytes | None) -> dict[str, dict]:
     """The writes of one state changelog record as ``TxnTable.apply_writes`` wrote it
     (``{"w": {state key: state value (an object), ...}}``, at least one), or :class:`Unreadable`."""
-    try:
-        body = None if value is None else json.loads(value)
-    except (ValueError, RecursionError) as exc:
-        raise Unreadable(f"not a state record of the decide agent: not JSON ({type(exc).__name__}); {CHANGELOG_ADVICE}") from None
+    body, problem = _json_problem(value)
     writes = body.get("w") if isinstance(body, dict) and body.keys() == {"w"} else None
     if not (isinstance(writes, dict) and writes and all(isinstance(v, dict) for v in writes.values())):
-        raise Unreadable(f"not a state record of the decide agent: not an object {{\"w\": {{key: object, ...}}}}; {CHANGELOG_ADVICE}")
+        problem = problem or 'not an object {"w": {key: object, ...}} with at least one key'
+        raise Unreadable(f"not a state record of the decide agent: {problem}; {CHANGELOG_ADVICE}")
     return writes
 
 

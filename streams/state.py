@@ -30,8 +30,9 @@ its offset in one batch; until then a claim's writes are read from memory
 The changelog's values reach the table as bytes, and a record that is not one
 :meth:`TxnTable.apply_writes` wrote (``streams/own_records.py``: any client can write to the
 topic) is skipped by restores and standbys alike and handed to ``on_unreadable``, which
-dead-letters it. (Decoded by Faust, a record that is not JSON never reached the table: a gap,
-which stops a worker on RocksDB; one of another shape raised in the restore.)
+dead-letters it. (Decoded by Faust, a record that is not JSON never reached the table: a restore
+waited for it for ever, or a worker on RocksDB stopped on the gap; one of another shape raised
+in the restore.)
 
 Every read and write here names its partition. Faust's RocksDB store picks the partition of
 a key from ``current_event()``, and inside a ``take_events`` batch that is whichever event
