@@ -3,10 +3,12 @@ cannot read.
 
 Any client can write to ``subsidy-claims`` and to the state changelog. A record there that is
 not what the intake agent (claims) or ``TxnTable.apply_writes`` (changelog) wrote is a poison
-pill: read naively it raised on every redelivery and stopped the worker for good, or carried
-values that made the ledger refuse the batch. The readers here say why a record is unreadable
-(:class:`Unreadable`, one line a person can act on); the worker then writes the record's
-:func:`dead_letter` to ``subsidy-dead-letters`` and goes on (streams/app.py, streams/state.py).
+pill: a claims record that was not JSON made decide raise at every redelivery (the worker
+exited 71 at each restart), one whose values the ledger cannot book stopped it with 70, and a
+changelog record that was not JSON held up the restore. The readers here say why a record is
+unreadable (:class:`Unreadable`, one line a person can act on); the worker then writes the
+record's :func:`dead_letter` to ``subsidy-dead-letters`` and goes on (streams/app.py,
+streams/state.py).
 
 Pure: no Kafka, no database.
 """
@@ -29,8 +31,8 @@ import pydantic_core
 from rules.intake import Claim
 from schemas.inputs import INPUT_TOPICS
 
-#: how much of a record's key and value a dead letter carries: with base64 and the other
-#: fields, a dead letter stays under 200 KB, well within Kafka's default 1 MiB record limit
+#: how much of a record's key and value a dead letter carries: with base64, the other fields and
+#: its Kafka key, a dead letter stays under 250 KB, well within Kafka's default 1 MiB record limit
 DEAD_LETTER_BYTES = 64 * 1024
 
 CLAIMS_ADVICE = ("skipped, not decided: only the pipeline's intake writes subsidy-claims, so find the client that wrote "

@@ -185,3 +185,12 @@ def test_a_dead_letter_carries_at_most_64_kib_of_key_and_value_with_their_length
 def test_a_dead_letter_of_a_record_without_key_or_value():
     record = dead_letter("subsidy-test-subsidy-state-changelog", 1, 0, None, None, None, "why", NOW)
     assert (record["key"], record["key_length"], record["value"], record["value_length"], record["value_sha256"]) == (None,) * 5
+
+
+def test_the_readers_and_the_dead_letter_need_no_kafka():
+    import subprocess
+    import sys
+
+    loaded = subprocess.run([sys.executable, "-c", "import sys, streams.own_records; print(' '.join(sys.modules))"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert not [m for m in loaded if m.split(".")[0] in ("kafka", "aiokafka", "faust", "sqlalchemy")]
