@@ -21,6 +21,7 @@ import datetime as dt
 import hashlib
 import json
 import math
+import re
 import types
 import uuid
 from dataclasses import dataclass, fields
@@ -44,6 +45,10 @@ CHANGELOG_ADVICE = ("skipped, the state was restored without it: only the decide
 _DEAD_LETTER_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:chengdu-ai-subsidy:subsidy-dead-letters:v1")
 _RECORD_FIELDS = frozenset({"claim", "origin", "ts"})
 _ORIGIN_FIELDS = frozenset({"topic", "partition", "offset", "key", "raw"})
+#: an origin whose raw holds only the first 64 KiB of a larger input also has the whole input's
+#: length and SHA-256 (intake's bounded claim records: schemas/outputs.py kept_original, main)
+_CUT_ORIGIN_FIELDS = _ORIGIN_FIELDS | {"length", "sha256"}
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _PARTY_FIELDS = frozenset({"id", "kind", "name"})
 
 
@@ -127,14 +132,17 @@ def read_claim_record(key: bytes | None, value: bytes | None) -> ClaimRecord:
     if body.keys() != _RECORD_FIELDS:
         raise unreadable_claim(f"its fields are {sorted(body)}, not {sorted(_RECORD_FIELDS)}")
     origin, fields_of_claim, ts = body["origin"], body["claim"], body["ts"]
-    if not isinstance(origin, dict) or origin.keys() != _ORIGIN_FIELDS:
-        raise unreadable_claim(f"origin is not an object of {sorted(_ORIGIN_FIELDS)}")
+    if not isinstance(origin, dict) or origin.keys() not in (_ORIGIN_FIELDS, _CUT_ORIGIN_FIELDS):
+        raise unreadable_claim(f"origin is not an object of {sorted(_ORIGIN_FIELDS)} (and length and sha256 when raw is cut)")
     if origin["topic"] not in INPUT_TOPICS:
         raise unreadable_claim(f"origin.topic {str(origin['topic'])[:100]!r} is not an input topic")
     if not (_is_count(origin["partition"]) and _is_count(origin["offset"])):
         raise unreadable_claim("origin.partition and origin.offset are not whole numbers >= 0")
     origin_key = None if origin["key"] is None else _base64(origin["key"], "origin.key")
-    _base64(origin["raw"], "origin.raw")
+    raw = _base64(origin["raw"], "origin.raw")
+    if "length" in origin and not (_is_count(origin["length"]) and origin["length"] > len(raw)
+                                   and isinstance(origin["sha256"], str) and _SHA256.fullmatch(origin["sha256"])):
+        raise unreadable_claim("origin.length and origin.sha256 are not the length (over raw's) and SHA-256 of a cut input")
     if ts is not None and not (type(ts) in (int, float) and math.isfinite(ts)):
         raise unreadable_claim("ts is not a number of seconds")
     if not isinstance(fields_of_claim, dict):

@@ -51,6 +51,13 @@ def test_every_claim_intake_writes_is_read_back():
         assert record.origin_key == b"payee" and record.ts == 1764576000.25
 
 
+def test_a_claim_of_an_input_intake_kept_only_the_first_64_kib_of_is_read_back():
+    key, value = intake_records()[0]
+    body = json.loads(value)
+    body["origin"].update(length=900_000, sha256=hashlib.sha256(b"the whole input").hexdigest())
+    assert read_claim_record(key, json.dumps(body).encode()).origin["length"] == 900_000
+
+
 def _edited(edit) -> tuple[bytes, bytes]:
     key, value = intake_records()[0]
     body = json.loads(value)
@@ -94,6 +101,9 @@ POISON_CLAIMS = {
     "origin offset negative": (*_edited(_set("origin.offset", -1)), "whole numbers"),
     "origin partition a bool": (*_edited(_set("origin.partition", True)), "whole numbers"),
     "origin raw not base64": (*_edited(_set("origin.raw", "not base64!")), "origin.raw is not base64"),
+    "origin cut without its sha256": (*_edited(_set("origin.length", 10**6)), "origin is not an object"),
+    "origin cut, longer than its length": (*_edited(lambda body: body["origin"].update(length=1, sha256="0" * 64)), "origin.length and origin.sha256"),
+    "origin cut, sha256 not hex": (*_edited(lambda body: body["origin"].update(length=10**6, sha256="z" * 64)), "origin.length and origin.sha256"),
     "origin key a number": (*_edited(_set("origin.key", 5)), "origin.key is int"),
     "ts text": (*_edited(_set("ts", "yesterday")), "ts is not a number"),
     "claim a list": (*_edited(_set("claim", [])), "claim is a JSON list"),
