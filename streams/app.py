@@ -22,7 +22,11 @@ known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
   acknowledged every one of its records (streams/stage_outputs.py, ``deliver``) and the
   ledger transaction holding its records committed (``book``);
 * the ledger stores an id once and refuses the same id with other content (LedgerConflict)
-  and any cap overrun (CapOverrun): the money path halts rather than guesses.
+  and any cap overrun (CapOverrun): the money path halts rather than guesses;
+* a record of our own topics that is not what the pipeline wrote (any client can write to
+  them) is skipped and written to subsidy-dead-letters (streams/own_records.py), not decided
+  and not allowed to stop the worker; an engine failure on a readable claim is still an
+  internal-error rejection, and a broker or ledger failure still stops the worker unacknowledged.
 
 At-least-once delivery plus these is the effect of exactly once.
 """
@@ -33,8 +37,8 @@ import asyncio
 import base64
 import concurrent.futures
 import datetime as dt
+import functools
 import hashlib
-import json
 import logging
 import os
 import time
@@ -42,9 +46,10 @@ import traceback
 from typing import Any
 
 import faust
+from aiokafka.partitioner import DefaultPartitioner
 
 from rules.engine import Engine, Outcome, claim_key
-from rules.intake import Claim, Rejected, intake
+from rules.intake import Rejected, intake
 from rules.money import parse_amount
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
@@ -54,11 +59,13 @@ from streams.config import StreamConfig, bootstrap_of
 from streams.input_gap_check import records_between
 from streams.metrics import METRICS, render_gauge
 from streams.offset_guard import OffsetGuard
+from streams.own_records import Unreadable, claim_record, dead_letter, dead_letter_key, read_claim_record, unreadable_claim
 from streams.stage_outputs import StageOutputs
 from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import ClaimWrites, TxnTable, compact_json
 from streams.topics import (
     CLAIMS_TOPIC,
+    DEAD_LETTERS_TOPIC,
     DECISIONS_TOPIC,
     INSTRUCTIONS_TOPIC,
     REJECTIONS_TOPIC,
@@ -80,6 +87,8 @@ STOPPING_DELIVERY_SECONDS = 60.0
 #: 1,000 inputs/s, most of the latency (bench/README.md). Well under Kafka's default 1 MiB
 #: message.max.bytes.
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
+#: how often a worker tries to write the dead letters of state changelog records its restores skipped
+CHANGELOG_DEAD_LETTER_SECONDS = 1.0
 
 
 def _b64(data: bytes | None) -> str | None:
@@ -104,6 +113,10 @@ def origin_of(message: Any, key: bytes | None, raw: bytes) -> dict[str, Any]:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+def _broker_time(message) -> dt.datetime | None:
+    return None if message.timestamp is None else dt.datetime.fromtimestamp(message.timestamp, dt.timezone.utc)
 
 
 def _short_error(exc: BaseException) -> str:
@@ -206,14 +219,53 @@ def build_app(config: StreamConfig) -> faust.App:
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     claims_topic = app.topic(CLAIMS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
 
-    # Like app.Table(...), with our table class (whole claims per changelog record).
+    # Like app.Table(...), with our table class (whole claims per changelog record). Keys and
+    # values stay bytes (the types, not a schema: Faust overrides a table schema's serializers
+    # with those of its types, json by default): TxnTable reads its changelog itself, so that a
+    # record it did not write is skipped rather than lost in Faust's decoding (streams/state.py).
     table = app.tables.add(
         TxnTable(app, name=STATE_TABLE, default=None, partitions=config.partitions,
-                 schema=faust.Schema(key_serializer="raw", value_serializer="json"), beacon=app.tables.beacon,
+                 key_type=bytes, value_type=bytes, beacon=app.tables.beacon,
                  help="the engine's running state",
                  options=dict(ROCKSDB_OPTIONS) if config.state_store == "rocksdb" else None)
     )
     table.on_skipped = records_skipped
+
+    # -- records of our own topics that cannot be read -----------------------------------------
+
+    def dead_lettered(message, reason: str) -> tuple[bytes | None, bytes]:
+        """The dead letter of a record that cannot be read (key, value), counted and logged."""
+        record = dead_letter(message.topic, message.partition, message.offset, message.key, message.value,
+                             _broker_time(message), reason, _now())
+        METRICS.dead_letters.inc(message.topic)
+        log.warning("%s[%s]@%s cannot be read; written to %s as %s: %s", message.topic, message.partition,
+                    message.offset, DEAD_LETTERS_TOPIC, record["dead_letter_id"], reason)
+        return dead_letter_key(message.key), compact_json(record)
+
+    # WHY the changelog's dead letters are not delivered with a batch: a restore applies records
+    # in a synchronous call that cannot wait for the broker, and the state moves past the record
+    # at once (RocksDB stores the offset with the batch). So they are queued here and written by
+    # a timer, which Faust starts once the first restore has ended. A worker that dies before
+    # then does not write them; the record stays in the changelog, and the next worker that
+    # restores from before it (with the memory store, every start) writes it, with the same id.
+    changelog_dead_letters: list[tuple[bytes | None, bytes]] = []
+    table.on_unreadable = lambda message, reason: changelog_dead_letters.append(dead_lettered(message, reason))
+
+    @app.timer(interval=CHANGELOG_DEAD_LETTER_SECONDS)
+    async def write_changelog_dead_letters() -> None:
+        if not changelog_dead_letters:
+            return
+        outputs = StageOutputs()
+        for key, value in changelog_dead_letters:
+            outputs.put(DEAD_LETTERS_TOPIC, key, value)
+        written = len(outputs)
+        try:
+            await outputs.deliver(app.producer._ensure_producer())
+        except Exception as exc:  # noqa: BLE001 - kept, and tried again at the next tick
+            log.warning("the dead letters of %s unreadable state changelog records were not written (%s); trying again",
+                        written, _short_error(exc))
+            return
+        del changelog_dead_letters[:written]  # a restore may have added more meanwhile
 
     # -- the ledger: one database transaction per batch of intake or decide ---------------------
 
@@ -423,7 +475,7 @@ def build_app(config: StreamConfig) -> faust.App:
             emit(batch, [], [], [reject(origin, "internal-error", f"the pipeline failed on this message ({_short_error(exc)}); report it, then publish it again")], key, ts)
             return
         for claim in claims:
-            batch.outputs.put(CLAIMS_TOPIC, claim.clause_id.encode(), compact_json({"claim": claim.to_dict(), "origin": origin, "ts": ts}))
+            batch.outputs.put(CLAIMS_TOPIC, claim.clause_id.encode(), claim_record(claim, origin, ts))
             METRICS.claims.inc(claim.clause_id)
 
     # -- decide: one partition of clauses, its caps in the table -------------------------------
@@ -439,25 +491,39 @@ def build_app(config: StreamConfig) -> faust.App:
         # claim's records produced and consumed once more) and that agent's batching window.
         await in_batches(stream, "decide", decide_one)
 
+    claims_partitions = list(range(config.partitions))
+
+    @functools.lru_cache(maxsize=1024)
+    def claims_partition_of(key: bytes) -> int:
+        """Where intake's sends put a claim with this key (the producer's default partitioner, as
+        Faust configures it: murmur2)."""
+        return DefaultPartitioner()(key, claims_partitions, claims_partitions)
+
     def decide_one(event, batch: StageBatch) -> None:
-        body = json.loads(event.value)
-        origin = body["origin"]
-        origin_key = kept_key(_unb64(origin.get("key")))  # a claim written before keys were bounded may hold a longer one
-        writes = ClaimWrites(table.reader(event.message.partition))  # type: ignore[arg-type, attr-defined]
+        message = event.message
         try:
-            claim = Claim.from_dict(body["claim"])
+            record = read_claim_record(message.key, message.value)
+            if message.partition != claims_partition_of(message.key):  # its clause's caps are in another partition's state
+                raise unreadable_claim(f"it is on partition {message.partition}, but intake puts clause "
+                                       f"{record.claim.clause_id[:100]!r} on {claims_partition_of(message.key)}")
+        except Unreadable as exc:
+            batch.outputs.put(DEAD_LETTERS_TOPIC, *dead_lettered(message, exc.reason))
+            return
+        claim = record.claim
+        writes = ClaimWrites(table.reader(message.partition))  # type: ignore[arg-type, attr-defined]
+        try:
             outcome = Engine(policy, writes).decide(claim)
         except Exception as exc:
-            log.exception("decide: unexpected error on claim %s", body.get("claim", {}).get("event_id"))
+            log.exception("decide: unexpected error on claim %s", claim.event_id)
             writes.writes.clear()
             outcome = Outcome(rejection=("internal-error", f"the pipeline failed on this claim ({_short_error(exc)}); report it"))
-        clause_id = str(body["claim"].get("clause_id", ""))
         if writes.writes:
-            table.apply_writes(event, claim_key(clause_id, claim.source, claim.event_id), writes.writes, batch.outputs)  # type: ignore[attr-defined]
-        rejections = [reject(origin, *outcome.rejection)] if outcome.rejection else []
+            table.apply_writes(event, claim_key(claim.clause_id, claim.source, claim.event_id), writes.writes, batch.outputs)  # type: ignore[attr-defined]
+        rejections = [reject(record.origin, *outcome.rejection)] if outcome.rejection else []
         if outcome.duplicate:
             METRICS.duplicates.inc()
-        emit(batch, outcome.decisions, outcome.instructions, rejections, origin_key, body.get("ts"), outcome.duplicate)
+        # a claim written before keys were bounded may hold a longer one
+        emit(batch, outcome.decisions, outcome.instructions, rejections, kept_key(record.origin_key), record.ts, outcome.duplicate)
 
     def consumer_lag():
         """Messages behind the end, per assigned partition: the fetch high-water mark minus the

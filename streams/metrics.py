@@ -81,6 +81,7 @@ class Metrics:
         self.rereads = Counter("subsidy_partition_rereads_total", "stalled partitions sought back to their committed offset (streams/stall_watch.py), by topic", ("topic",))
         self.dropped = Counter("subsidy_dropped_records_total", "records of the stages' topics (inputs and claims) Faust dropped unread during a rebalance and tried to acknowledge; refused, they are read again (streams/faust_skip_fix.py), by topic", ("topic",))
         self.input_gaps = Counter("subsidy_input_gap_offsets_total", "offsets of input topics Faust skipped that the broker showed to hold no record (transaction markers, compacted records), committed past; a skipped offset holding a record stops the worker instead (streams/faust_skip_fix.py); by topic", ("topic",))
+        self.dead_letters = Counter("subsidy_dead_letters_total", "records of our own topics that could not be read, skipped and written to subsidy-dead-letters (streams/own_records.py), by the topic they were on", ("topic",))
         self.reclaims = Counter("subsidy_memory_reclaims_total", "timed full collections, each followed by malloc_trim (subsidy/runtime.py)")
         self.reclaim_seconds = Counter("subsidy_memory_reclaim_seconds_total", "time the event loop spent in them")
         self.latency = Histogram("subsidy_end_to_end_seconds", "from the input's broker timestamp to its effects committed in the ledger")
@@ -88,7 +89,7 @@ class Metrics:
     def render(self) -> str:
         with self.lock:
             parts = [self.events_in, self.claims, self.decisions, self.duplicates, self.rejections, self.granted,
-                     self.ledger_batches, self.ledger_new, self.ledger_present, self.rereads, self.dropped, self.input_gaps,
+                     self.ledger_batches, self.ledger_new, self.ledger_present, self.rereads, self.dropped, self.input_gaps, self.dead_letters,
                      self.reclaims, self.reclaim_seconds, self.latency]
             return "\n".join(line for part in parts for line in part.render()) + "\n"
 

@@ -27,6 +27,13 @@ RocksDB database only ever holds changelog records the broker acknowledged, each
 its offset in one batch; until then a claim's writes are read from memory
 (:meth:`TxnTable.apply_writes` says why).
 
+The changelog's values reach the table as bytes, and a record that is not one
+:meth:`TxnTable.apply_writes` wrote (``streams/own_records.py``: any client can write to the
+topic) is skipped by restores and standbys alike and handed to ``on_unreadable``, which
+dead-letters it. (Decoded by Faust, a record that is not JSON never reached the table: a restore
+waited for it for ever, or a worker on RocksDB stopped on the gap; one of another shape raised
+in the restore.)
+
 Every read and write here names its partition. Faust's RocksDB store picks the partition of
 a key from ``current_event()``, and inside a ``take_events`` batch that is whichever event
 Faust last handed out, not the claim being decided. Its ``_get`` then looks only in that
@@ -47,6 +54,7 @@ import pydantic_core
 from faust.stores.rocksdb import Store as RocksDBStore
 from faust.types import EventT
 
+from streams.own_records import Unreadable, read_changelog_record
 from streams.stage_outputs import Delivered, StageOutputs
 
 _MISSING = object()
@@ -113,6 +121,8 @@ class TxnTable(faust.Table):
         self._records_sent = 0
         #: told (tp, first skipped offset, offset that came instead) and must stop the worker
         self.on_skipped: Callable[[Any, int, int], None] | None = None
+        #: told (message, reason) of a changelog record that is not one apply_writes wrote
+        self.on_unreadable: Callable[[Any, str], None] | None = None
 
     def reader(self, partition: int) -> "PartitionView":
         """What the engine reads through for a claim of ``partition``."""
@@ -174,12 +184,18 @@ class TxnTable(faust.Table):
         by_partition: dict[int, list[tuple[str, Any]]] = defaultdict(list)
         last_offsets: dict[Any, int] = {}
         for event in batch:
-            record = event.value
             message = event.message
             self._check_contiguous(message.tp, message.offset, last_offsets)
             last_offsets[message.tp] = max(message.offset, last_offsets.get(message.tp, -1))
-            if isinstance(record, dict) and "w" in record:  # nothing else writes this changelog
-                by_partition[message.partition].extend(record["w"].items())
+            try:
+                writes = read_changelog_record(event.value)
+            except Unreadable as exc:
+                # not a claim's writes, so the state is whole without it; its offset counts as
+                # applied, and the restore goes on
+                if self.on_unreadable is not None:
+                    self.on_unreadable(message, exc.reason)
+                continue
+            by_partition[message.partition].extend(writes.items())
         self._store_writes(by_partition, last_offsets)
 
     def _check_contiguous(self, tp: Any, offset: int, last_offsets: dict[Any, int]) -> None:

@@ -35,6 +35,8 @@ DECISIONS_TOPIC = "subsidy-decisions"
 INSTRUCTIONS_TOPIC = "disbursement-instructions"
 REJECTIONS_TOPIC = "subsidy-rejections"
 OUTPUT_TOPICS = (INSTRUCTIONS_TOPIC, DECISIONS_TOPIC, REJECTIONS_TOPIC)
+#: records of our own topics that the pipeline cannot read (streams/own_records.py), keyed like them
+DEAD_LETTERS_TOPIC = "subsidy-dead-letters"
 STATE_TABLE = "subsidy-state"
 ORDERED_INPUTS = frozenset({"award-announcements"})
 
@@ -161,7 +163,7 @@ def topic_specs(app_id: str, partitions: int, replication: int = 1) -> list[Topi
     settings = {kind: {**values, "min.insync.replicas": str(min_insync_replicas(replication))} for kind, values in TOPIC_SETTINGS.items()}
     kinds = [(t, INPUT, input_partitions(t, partitions)) for t in INPUT_TOPICS]
     kinds += [(CLAIMS_TOPIC, STATE, partitions), (changelog_topic(app_id), STATE, partitions)]
-    kinds += [(t, OUTPUT, partitions) for t in OUTPUT_TOPICS]
+    kinds += [(t, OUTPUT, partitions) for t in (*OUTPUT_TOPICS, DEAD_LETTERS_TOPIC)]
     return [TopicSpec(name, kind, n, replication, settings[kind]) for name, kind, n in kinds]
 
 

@@ -123,6 +123,7 @@ def state_differs_from_changelog(p, bootstrap: str) -> list[str]:
 
     from streams.app import build_app
     from streams.config import StreamConfig
+    from streams.own_records import Unreadable, read_changelog_record
     from streams.topics import STATE_TABLE, changelog_topic
 
     topic = changelog_topic(p.app_id)
@@ -131,7 +132,10 @@ def state_differs_from_changelog(p, bootstrap: str) -> list[str]:
     consumer.seek_to_beginning()
     records: dict[int, list[tuple[int, dict]]] = {partition: [] for partition in range(p.partitions)}
     for message in consumer:
-        records[message.partition].append((message.offset, json.loads(message.value)["w"]))
+        try:
+            records[message.partition].append((message.offset, read_changelog_record(message.value)))
+        except Unreadable:
+            continue  # skipped by restores too (streams/state.py)
     consumer.close()
     problems = []
     for datadir in sorted(p.workdir.glob("worker-*-data")):

@@ -25,8 +25,9 @@ CHANGELOG = changelog_topic(DEFAULT_APP_ID)
 
 
 def changelog_event(partition: int, offset: int, writes: dict) -> SimpleNamespace:
+    """A changelog record as Faust hands it to the table: its value as bytes."""
     message = SimpleNamespace(partition=partition, offset=offset, tp=TP(CHANGELOG, partition))
-    return SimpleNamespace(value={"w": writes}, message=message)
+    return SimpleNamespace(value=compact_json({"w": writes}), message=message)
 
 
 def state_table(tmp_path, store: str):
@@ -88,7 +89,7 @@ def test_a_claims_writes_are_stored_and_queued_as_one_changelog_record(tmp_path,
     [(topic, key, record, partition, _)] = outputs.queued
     assert (topic, partition, key) == (CHANGELOG, 2, b"claim-x")
     assert record == compact_json({"w": writes})  # encoded once, spliced; a restore reads it as JSON
-    table.apply_changelog_batch([SimpleNamespace(value=json.loads(record), message=SimpleNamespace(partition=1, offset=0, tp=TP(CHANGELOG, 1)))])
+    table.apply_changelog_batch([SimpleNamespace(value=record, message=SimpleNamespace(partition=1, offset=0, tp=TP(CHANGELOG, 1)))])
     assert table.reader(1).get("cap-a") == {"amount": 250, "count": 2}
 
 
@@ -139,6 +140,21 @@ def test_a_changelog_record_that_skips_ahead_stops_the_worker_before_it_is_store
         table.apply_changelog_batch([changelog_event(2, 11, {"cap": {"amount": 30, "count": 5}})])  # 9 and 10 never came
     assert skipped == [(2, 9, 11)]
     assert table.data.persisted_offset(TP(CHANGELOG, 2)) == 8 and table.reader(2).get("cap") == {"amount": 9, "count": 2}
+
+
+@pytest.mark.parametrize("store", ["rocksdb", "memory"])
+def test_a_changelog_record_the_table_did_not_write_is_skipped_and_reported_and_the_restore_goes_on(tmp_path, store):
+    table = state_table(tmp_path, store)
+    table.on_skipped = lambda tp, first, instead: pytest.fail(f"a gap at {first}: the unreadable record was not counted as applied")
+    unreadable = []
+    table.on_unreadable = lambda message, reason: unreadable.append((message.offset, reason))
+    poison = SimpleNamespace(value=b"not a state record", message=SimpleNamespace(partition=2, offset=8, tp=TP(CHANGELOG, 2)))
+    table.apply_changelog_batch([changelog_event(2, 7, {"cap": {"amount": 5, "count": 1}}), poison])
+    table.apply_changelog_batch([changelog_event(2, 9, {"cap": {"amount": 9, "count": 2}})])
+    assert [offset for offset, _ in unreadable] == [8] and "not a state record of the decide agent" in unreadable[0][1]
+    assert table.reader(2).get("cap") == {"amount": 9, "count": 2}
+    if store == "rocksdb":
+        assert table.data.persisted_offset(TP(CHANGELOG, 2)) == 9
 
 
 _json_scalars = (

@@ -38,7 +38,7 @@ def as_wanted(spec) -> TopicState:
 def test_every_topic_of_the_app_has_a_spec_with_every_checked_setting():
     specs = topic_specs("app", 4)
     assert [s.name for s in specs] == [*INPUT_TOPICS, CLAIMS_TOPIC, changelog_topic("app"),
-                                       "disbursement-instructions", "subsidy-decisions", "subsidy-rejections"]
+                                       "disbursement-instructions", "subsidy-decisions", "subsidy-rejections", "subsidy-dead-letters"]
     assert {s.name: s.kind for s in specs if s.kind == STATE} == {CLAIMS_TOPIC: STATE, "app-subsidy-state-changelog": STATE}
     for spec in specs:
         assert set(CHECKED_SETTINGS) <= set(spec.settings), spec.name
