@@ -354,49 +354,61 @@ def build_app(config: StreamConfig) -> faust.App:
                                  stage, message.topic, message.partition, message.offset, missing)
                     _exit_now(STAGE_FAILED_EXIT)
 
-    # EXPERIMENT exactly_once: input tp -> (callback, tp, offset) of records acknowledged in a
-    # transaction not committed yet; run when Faust commits that tp's transaction
-    uncommitted: dict = {}
-
     async def deliver_in_transactions(batch: StageBatch) -> None:
         """Each input partition's outputs in the open transaction of that partition, the one
-        Faust's TransactionManager commits its offsets in ("{app id}-{topic group}-{partition}")."""
+        Faust's TransactionManager commits its offsets in ("{app id}-{topic group}-{partition}").
+        A record's callback (RocksDB) runs only once its transaction committed."""
         producer = app.producer
         by_tid: dict[str, list] = {}
         for tp, outputs in batch.by_source.items():
             if outputs:
-                by_tid.setdefault(f"{app.conf.id}-{app.assignor.group_for_topic(tp.topic)}-{tp.partition}", []).append((tp, outputs))
+                by_tid.setdefault(f"{app.conf.id}-{app.assignor.group_for_topic(tp.topic)}-{tp.partition}", []).append(outputs)
         sent = []
         for tid, items in by_tid.items():
             txn_producer = producer._transaction_producers.get(tid)
             if txn_producer is None:
                 raise RuntimeError(f"no transactional producer {tid} (its partition was revoked)")
             async with producer._trn_locks[tid]:
-                for tp, outputs in items:
-                    sent.append((tp, await outputs.send(txn_producer)))
-        for tp, records in sent:
-            await StageOutputs.acknowledged(records, uncommitted.setdefault(tp, []))
+                serial = txn_producer.subsidy_committed  # the transaction these records go in
+                for outputs in items:
+                    sent.append((txn_producer, serial, await outputs.send(txn_producer)))
+        for txn_producer, serial, records in sent:
+            acknowledged: list = []
+            await StageOutputs.acknowledged(records, acknowledged)
+            if txn_producer.subsidy_committed > serial:  # committed meanwhile
+                for on_delivered, record_tp, offset in acknowledged:
+                    on_delivered(record_tp, offset)
+            else:  # dropped with the producer if its transaction is never committed
+                txn_producer.subsidy_uncommitted += acknowledged
 
     if eos:
-        tables_on_commit = app.tables.on_commit
+        new_producer = app.producer._new_producer
 
-        def on_commit(offsets) -> None:
-            tables_on_commit(offsets)
-            for tp in offsets:
-                for on_delivered, record_tp, offset in uncommitted.pop(tp, ()):
+        def new_transactional_producer(transactional_id=None):
+            txn_producer = new_producer(transactional_id=transactional_id)
+            txn_producer.subsidy_committed = 0  # transactions committed
+            txn_producer.subsidy_uncommitted = []  # callbacks of acknowledged records of the open one
+            commit = txn_producer.commit_transaction
+
+            async def commit_transaction() -> None:
+                await commit()
+                txn_producer.subsidy_committed += 1
+                done, txn_producer.subsidy_uncommitted = txn_producer.subsidy_uncommitted, []
+                for on_delivered, record_tp, offset in done:
                     on_delivered(record_tp, offset)
 
-        app.tables.on_commit = on_commit  # type: ignore[method-assign]
+            txn_producer.commit_transaction = commit_transaction
+            return txn_producer
+
+        app.producer._new_producer = new_transactional_producer  # type: ignore[method-assign]
 
         @app.on_partitions_assigned.connect
         async def forget_moved_transactions(sender, assigned, **kwargs) -> None:
             # the open transactions of partitions that moved away are aborted by their next
-            # owner: their writes must never reach RocksDB, nor be read from memory
-            for tp in list(uncommitted):
-                if tp not in assigned:
-                    del uncommitted[tp]
+            # owner: their writes must not be read from memory
+            ours = {tp.partition for tp in assigned if tp.topic == CLAIMS_TOPIC}
             for partition in list(table._unacknowledged):  # type: ignore[attr-defined]
-                if (CLAIMS_TOPIC, partition) not in {(tp.topic, tp.partition) for tp in assigned}:
+                if partition not in ours:
                     del table._unacknowledged[partition]  # type: ignore[attr-defined]
 
     async def deliver(stage: str, batch: StageBatch) -> None:
