@@ -402,6 +402,17 @@ def build_app(config: StreamConfig) -> faust.App:
 
         app.producer._new_producer = new_transactional_producer  # type: ignore[method-assign]
 
+        # Faust's exactly_once recovery takes a changelog's end from the consumer's last fetch
+        # (last_stable_offset: -1 for a partition not fetched yet) and then refuses a RocksDB
+        # that holds more (ConsistencyError "1789 > -1"); ask the broker instead (ListOffsets
+        # with read_committed isolation answers the last stable offset)
+        from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+        async def _highwaters(self, partitions):
+            return await self._ensure_consumer().end_offsets(partitions)
+
+        AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
+
         @app.on_partitions_assigned.connect
         async def forget_moved_transactions(sender, assigned, **kwargs) -> None:
             # the open transactions of partitions that moved away are aborted by their next
