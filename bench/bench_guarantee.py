@@ -68,7 +68,7 @@ def bench(args, workdir: Path) -> int:
                 run["guarantee"] = guarantee
                 results.append(run)
                 print(f"{guarantee:14} {run['events_per_s']:8,.0f} inputs/s  ({run['seconds']:.1f} s, wall {run['wall_s']:.1f} s, "
-                      f"{run["cpu_us_per_input"]:.0f} µs CPU/input, ledger = replay: {run['ledger_equals_replay']})",
+                      f"{run['cpu_us_per_input']:.0f} µs CPU/input, ledger = replay: {run['ledger_equals_replay']})",
                       file=sys.stderr, flush=True)
     rate = {g: [r["events_per_s"] for r in results if r["guarantee"] == g] for g in ("at_least_once", "exactly_once")}
     ratio = sum(rate["exactly_once"]) / sum(rate["at_least_once"])
