@@ -164,16 +164,14 @@ def core_cpu_per_input(events_path: Path) -> dict:
             "parts_us_per_input": {part: round(s / len(messages) * 1e6, 1) for part, s in seconds.items()}}
 
 
-def run_pipeline(bootstrap: str, ledger_url: str, expected, workers: int, workdir: Path, timeout: float = 900,
-                 kafka: str = "tansu", app_id: str | None = None) -> dict:
+def run_pipeline(bootstrap: str, ledger_url: str, expected, workers: int, workdir: Path, timeout: float = 900) -> dict:
     from sinks.ledger import Ledger
     from streams.local import LocalPipeline
     from streams.verify import accounted, compare_totals, ledger_totals
 
     n = expected.inputs
-    app_id = app_id or f"bench-pipe-{workers}"
-    pipeline = LocalPipeline(workers=workers, partitions=4, ledger_url=ledger_url, bootstrap=bootstrap, kafka=kafka,
-                             workdir=workdir / app_id, app_id=app_id, loglevel="warning")
+    pipeline = LocalPipeline(workers=workers, partitions=4, ledger_url=ledger_url, bootstrap=bootstrap,
+                             workdir=workdir / f"pipeline-{workers}", app_id=f"bench-pipe-{workers}", loglevel="warning")
     started = time.time()
     pipeline.start()
     first = None

@@ -120,11 +120,10 @@ ROCKSDB_OPTIONS = {"write_buffer_size": 1 << 20, "max_write_buffer_number": 2, "
 class StageBatch:
     """What one batch of intake or decide gives the topics and the ledger, in processing order."""
 
-    __slots__ = ("outputs", "by_source", "decisions", "instructions", "rejections", "fresh_instructions", "stamps")
+    __slots__ = ("outputs", "decisions", "instructions", "rejections", "fresh_instructions", "stamps")
 
     def __init__(self) -> None:
         self.outputs = StageOutputs()
-        self.by_source: dict = {}  # EXPERIMENT exactly_once: input tp -> its events' outputs
         self.decisions: list = []
         self.instructions: list = []
         self.rejections: list = []
@@ -161,19 +160,9 @@ def input_gap_taken(tp, first: int, after: int) -> None:
 def build_app(config: StreamConfig) -> faust.App:
     faust_seek_fix.install()
     bootstrap = bootstrap_of(config.broker)
-    eos = config.processing_guarantee == "exactly_once"
-    if eos:
-        # EXPERIMENT: our own topics are written in transactions, so their offsets hold commit
-        # markers (and aborted records a read_committed consumer is never handed): a gap is no
-        # longer a loss by itself; each is read back like an input's
-        faust_skip_fix.install((), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS + (CLAIMS_TOPIC,),
-                               records_in=lambda tp, first, after: records_between(bootstrap, tp.topic, tp.partition, first, after,
-                                                                                   isolation_level="read_committed"),
-                               on_input_gap=input_gap_taken)
-    else:
-        faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS,
-                               records_in=lambda tp, first, after: records_between(bootstrap, tp.topic, tp.partition, first, after),
-                               on_input_gap=input_gap_taken)
+    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS,
+                           records_in=lambda tp, first, after: records_between(bootstrap, tp.topic, tp.partition, first, after),
+                           on_input_gap=input_gap_taken)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,
@@ -189,7 +178,6 @@ def build_app(config: StreamConfig) -> faust.App:
         # about the same time can share one produce request.
         "producer_linger": 0.005,
         "producer_max_batch_size": PRODUCER_MAX_BATCH_BYTES,
-        "processing_guarantee": config.processing_guarantee,
     }
     if config.web_port:
         settings["web_port"] = config.web_port
@@ -212,7 +200,7 @@ def build_app(config: StreamConfig) -> faust.App:
                  help="the engine's running state",
                  options=dict(ROCKSDB_OPTIONS) if config.state_store == "rocksdb" else None)
     )
-    table.on_skipped = None if eos else records_skipped  # EXPERIMENT: markers in the changelog
+    table.on_skipped = records_skipped
 
     # -- the ledger: one database transaction per batch of intake or decide ---------------------
 
@@ -341,7 +329,7 @@ def build_app(config: StreamConfig) -> faust.App:
         for event in events:
             message = event.message
             faust_skip_fix.handed(message)
-            if message.topic == CLAIMS_TOPIC and not eos:  # EXPERIMENT: markers are jumps
+            if message.topic == CLAIMS_TOPIC:
                 committed_offset = committed.get(message.tp)
                 if offset_guard.starts(message.tp, generation):
                     # one line per partition and rebalance: where each stage took up its work
@@ -354,79 +342,11 @@ def build_app(config: StreamConfig) -> faust.App:
                                  stage, message.topic, message.partition, message.offset, missing)
                     _exit_now(STAGE_FAILED_EXIT)
 
-    async def deliver_in_transactions(batch: StageBatch) -> None:
-        """Each input partition's outputs in the open transaction of that partition, the one
-        Faust's TransactionManager commits its offsets in ("{app id}-{topic group}-{partition}").
-        A record's callback (RocksDB) runs only once its transaction committed."""
-        producer = app.producer
-        by_tid: dict[str, list] = {}
-        for tp, outputs in batch.by_source.items():
-            if outputs:
-                by_tid.setdefault(f"{app.conf.id}-{app.assignor.group_for_topic(tp.topic)}-{tp.partition}", []).append(outputs)
-        sent = []
-        for tid, items in by_tid.items():
-            txn_producer = producer._transaction_producers.get(tid)
-            if txn_producer is None:
-                raise RuntimeError(f"no transactional producer {tid} (its partition was revoked)")
-            async with producer._trn_locks[tid]:
-                serial = txn_producer.subsidy_committed  # the transaction these records go in
-                for outputs in items:
-                    sent.append((txn_producer, serial, await outputs.send(txn_producer)))
-        for txn_producer, serial, records in sent:
-            acknowledged: list = []
-            await StageOutputs.acknowledged(records, acknowledged)
-            if txn_producer.subsidy_committed > serial:  # committed meanwhile
-                for on_delivered, record_tp, offset in acknowledged:
-                    on_delivered(record_tp, offset)
-            else:  # dropped with the producer if its transaction is never committed
-                txn_producer.subsidy_uncommitted += acknowledged
-
-    if eos:
-        new_producer = app.producer._new_producer
-
-        def new_transactional_producer(transactional_id=None):
-            txn_producer = new_producer(transactional_id=transactional_id)
-            txn_producer.subsidy_committed = 0  # transactions committed
-            txn_producer.subsidy_uncommitted = []  # callbacks of acknowledged records of the open one
-            commit = txn_producer.commit_transaction
-
-            async def commit_transaction() -> None:
-                await commit()
-                txn_producer.subsidy_committed += 1
-                done, txn_producer.subsidy_uncommitted = txn_producer.subsidy_uncommitted, []
-                for on_delivered, record_tp, offset in done:
-                    on_delivered(record_tp, offset)
-
-            txn_producer.commit_transaction = commit_transaction
-            return txn_producer
-
-        app.producer._new_producer = new_transactional_producer  # type: ignore[method-assign]
-
-        # Faust's exactly_once recovery takes a changelog's end from the consumer's last fetch
-        # (last_stable_offset: -1 for a partition not fetched yet) and then refuses a RocksDB
-        # that holds more (ConsistencyError "1789 > -1"); ask the broker instead (ListOffsets
-        # with read_committed isolation answers the last stable offset)
-        from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
-
-        async def _highwaters(self, partitions):
-            return await self._ensure_consumer().end_offsets(partitions)
-
-        AIOKafkaConsumerThread._highwaters = _highwaters  # type: ignore[method-assign]
-
-        @app.on_partitions_assigned.connect
-        async def forget_moved_transactions(sender, assigned, **kwargs) -> None:
-            # the open transactions of partitions that moved away are aborted by their next
-            # owner: their writes must not be read from memory
-            ours = {tp.partition for tp in assigned if tp.topic == CLAIMS_TOPIC}
-            for partition in list(table._unacknowledged):  # type: ignore[attr-defined]
-                if partition not in ours:
-                    del table._unacknowledged[partition]  # type: ignore[attr-defined]
-
-    async def deliver(stage: str, batch: StageBatch) -> None:
+    async def deliver(stage: str, outputs: StageOutputs) -> None:
         """Return once the broker holds every record of the batch (streams/stage_outputs.py);
         otherwise exit, acknowledging nothing: the batch is read again, its ids unchanged."""
         # aiokafka's producer under Faust's: record batches are its API, not Faust's
-        delivery = asyncio.ensure_future(deliver_in_transactions(batch) if eos else batch.outputs.deliver(app.producer._ensure_producer()))
+        delivery = asyncio.ensure_future(outputs.deliver(app.producer._ensure_producer()))
         try:
             await asyncio.shield(delivery)
         except asyncio.CancelledError:
@@ -452,20 +372,14 @@ def build_app(config: StreamConfig) -> faust.App:
             guard_offsets(stage, events)
             batch = StageBatch()
             for event in events:
-                if eos:
-                    tp = event.message.tp
-                    outputs = batch.by_source.get(tp)
-                    if outputs is None:
-                        outputs = batch.by_source[tp] = StageOutputs()
-                    batch.outputs = outputs
                 try:
                     handle_one(event, batch)
                 except Exception as exc:  # noqa: BLE001
                     stage_failed(stage, event, exc)
             if batch.decisions or batch.rejections:
-                await asyncio.gather(deliver(stage, batch), book(batch))
-            elif batch.outputs or any(batch.by_source.values()):
-                await deliver(stage, batch)
+                await asyncio.gather(deliver(stage, batch.outputs), book(batch))
+            elif batch.outputs:
+                await deliver(stage, batch.outputs)
 
     # -- intake: bytes of the four input topics -> claims keyed by clause, or a rejection ----
 

@@ -14,7 +14,6 @@ from typing import Any, Mapping
 DEFAULT_APP_ID = "subsidy-pipeline"
 DEFAULT_PARTITIONS = 4
 STATE_STORES = ("rocksdb", "memory")
-PROCESSING_GUARANTEES = ("at_least_once", "exactly_once")
 
 
 def _broker_url(value: str) -> str:
@@ -68,9 +67,6 @@ class StreamConfig:
     # how long the group waits for a worker that stopped answering before giving its partitions to
     # the others (Kafka's session.timeout.ms); None: Faust's 60 s
     session_timeout: float | None = None
-    # EXPERIMENT (issue 23 item 7): "exactly_once" runs Faust's TransactionManager and puts each
-    # stage batch's outputs in the transaction of the input partition they came from
-    processing_guarantee: str = "at_least_once"
     extra_faust_settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -93,9 +89,6 @@ class StreamConfig:
         config = cls(**values)
         if config.state_store not in STATE_STORES:
             raise ValueError(f"SUBSIDY_STATE_STORE must be one of {', '.join(STATE_STORES)}, got {config.state_store!r}")
-        if config.processing_guarantee not in PROCESSING_GUARANTEES:
-            raise ValueError(f"SUBSIDY_PROCESSING_GUARANTEE must be one of {', '.join(PROCESSING_GUARANTEES)}, "
-                             f"got {config.processing_guarantee!r}")
         if config.partitions < 1:
             raise ValueError(f"SUBSIDY_PARTITIONS must be at least 1, got {config.partitions}")
         return config
@@ -121,8 +114,6 @@ class StreamConfig:
         env["SUBSIDY_STATE_STORE"] = self.state_store
         if self.session_timeout:
             env["SUBSIDY_SESSION_TIMEOUT"] = str(self.session_timeout)
-        if self.processing_guarantee != "at_least_once":
-            env["SUBSIDY_PROCESSING_GUARANTEE"] = self.processing_guarantee
         return env
 
 
@@ -139,5 +130,4 @@ _ENVIRONMENT = {
     "SUBSIDY_WEB_BIND": ("web_bind", str),
     "SUBSIDY_STATE_STORE": ("state_store", str),
     "SUBSIDY_SESSION_TIMEOUT": ("session_timeout", _seconds),
-    "SUBSIDY_PROCESSING_GUARANTEE": ("processing_guarantee", str),
 }

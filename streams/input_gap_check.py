@@ -28,7 +28,7 @@ class GapCheckFailed(Exception):
 
 
 async def records_between(bootstrap: str, topic: str, partition: int, first: int, after: int,
-                          timeout: float = 10.0, isolation_level: str = WORKER_ISOLATION_LEVEL) -> list[int]:
+                          timeout: float = 10.0) -> list[int]:
     """The offsets in ``first .. after - 1`` of ``topic[partition]`` at which the broker holds
     a record that a worker's consumer is handed; empty when they are all transaction markers or
     compacted away. ``after`` is the offset Faust read next, so the partition reaches it."""
@@ -39,7 +39,7 @@ async def records_between(bootstrap: str, topic: str, partition: int, first: int
     # auto_offset_reset "none": an offset older than the topic's retention raises here rather
     # than quietly reading from the oldest record still held
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="none", isolation_level=isolation_level,
+                                auto_offset_reset="none", isolation_level=WORKER_ISOLATION_LEVEL,
                                 fetch_max_wait_ms=50)  # the local broker answers only when its wait is over
     try:
         async with asyncio.timeout(timeout):

@@ -51,17 +51,10 @@ class StageOutputs:
         (Kafka's murmur2, as Faust's sends did)."""
         self.queued.append((topic, key, value, partition, on_delivered))
 
-    async def deliver(self, producer: Any, deferred: list | None = None) -> None:
+    async def deliver(self, producer: Any) -> None:
         """Hand every queued record to ``producer`` (an AIOKafkaProducer), each partition's in the
         order they were put, and return once the broker acknowledged all of them; raise if any
-        record could not be delivered. With ``deferred`` (EXPERIMENT, a transactional producer)
-        the acknowledged records' callbacks are appended there instead of called: the record is
-        durable only once its transaction commits."""
-        sent = await self.send(producer)
-        await self.acknowledged(sent, deferred)
-
-    async def send(self, producer: Any) -> list:
-        """The first half of :meth:`deliver`: hand the records over, return what to await."""
+        record could not be delivered."""
         records, self.queued = self.queued, []
         for topic in {topic for topic, _, _, partition, _ in records if partition is None}:
             await producer.client._wait_on_metadata(topic)  # the partitioner needs the partition count
@@ -81,16 +74,8 @@ class StageOutputs:
                     end += 1
                 sent.append((await producer.send_batch(batch, topic, partition=partition), items[start:end]))
                 start = end
-        return sent
-
-    @staticmethod
-    async def acknowledged(sent: list, deferred: list | None = None) -> None:
-        """The second half of :meth:`deliver`."""
         for delivery, items in sent:
             metadata = await delivery  # raises if the broker did not take the batch
             for index, (_, _, on_delivered) in enumerate(items):
                 if on_delivered is not None:
-                    if deferred is not None:
-                        deferred.append((on_delivered, metadata.topic_partition, metadata.offset + index))
-                    else:
-                        on_delivered(metadata.topic_partition, metadata.offset + index)
+                    on_delivered(metadata.topic_partition, metadata.offset + index)

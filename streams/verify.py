@@ -126,9 +126,7 @@ def state_differs_from_changelog(p, bootstrap: str) -> list[str]:
     from streams.topics import STATE_TABLE, changelog_topic
 
     topic = changelog_topic(p.app_id)
-    # read_committed: under the exactly_once EXPERIMENT the changelog holds aborted records
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000,
-                             isolation_level="read_committed")
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=3000)
     consumer.assign([TopicPartition(topic, partition) for partition in range(p.partitions)])
     consumer.seek_to_beginning()
     records: dict[int, list[tuple[int, dict]]] = {partition: [] for partition in range(p.partitions)}
