@@ -6,7 +6,8 @@
                      └──▶ subsidy-rejections ──▶ SQL ledger   └──▶ SQL ledger (one transaction per batch)
 
 How "effectively once" holds without Kafka transactions (faust-streaming's exactly-once has
-known duplicate-on-rebalance bugs, and the local broker cannot do it at all):
+known duplicate-on-rebalance bugs and commits into the transaction of the partition a record goes
+to; tried on Apache Kafka and not kept: docs/DESIGN.md, "Exactly-once on Apache Kafka"):
 
 * every id is deterministic: claims carry the input's event id; decision and instruction ids
   are uuid5(policy, clause, source, event); a rejection's id is a digest of the input's
