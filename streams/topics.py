@@ -48,6 +48,9 @@ INPUT, STATE, OUTPUT = "input", "state", "output"
 
 #: Kafka's own default (1 MiB and the 12 bytes of a record batch's log overhead), made explicit
 KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024 + 12
+#: an input of up to 1 MiB (the contract's bound on what we produce, and a default producer's
+#: request) with its key and the record batch's framing
+INPUT_MAX_MESSAGE_BYTES = 1024 * 1024 + 16 * 1024
 #: the least max.message.bytes of a topic the pipeline writes: its largest record alone in a
 #: record batch (a 61-byte header and at most 21 bytes of record framing, rounded up)
 LEAST_MAX_MESSAGE_BYTES = MAX_RECORD_BYTES + 128
@@ -63,9 +66,9 @@ TOPIC_SETTINGS: dict[str, dict[str, str]] = {
         # retention still has to read; a few hundred MB a year
         "retention.ms": "-1",
         "retention.bytes": "-1",
-        # what upstream may publish: Kafka's default, which the contract names; intake bounds
-        # every record it derives from an input, whatever its size (streams/stage_outputs.py)
-        "max.message.bytes": str(KAFKA_DEFAULT_MAX_MESSAGE_BYTES),
+        # what upstream may publish: an input of 1 MiB with its framing; intake bounds every
+        # record it derives from an input, whatever its size (streams/stage_outputs.py)
+        "max.message.bytes": str(INPUT_MAX_MESSAGE_BYTES),
         # a replica out of sync elected leader loses records the broker had acknowledged
         "unclean.leader.election.enable": "false",
     },

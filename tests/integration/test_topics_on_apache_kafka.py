@@ -146,13 +146,13 @@ def test_topics_check_and_create_for_operators(kafka, capsys):
 
     code, out = topics_command(capsys, "create", *broker)
     assert code == 0, out
-    assert f"created {changelog}" in out and out.rstrip().endswith("all 9 topics as the pipeline wants them")
+    assert f"created {changelog}" in out and out.rstrip().endswith("all 10 topics as the pipeline wants them")
     row = next(line.split() for line in out.splitlines() if line.startswith(changelog))
     assert row == [changelog, "state", "4", "1", "1", "delete", "-1", "-1", "1048588", "false", "ok"]
 
     code, out = topics_command(capsys, "check", "--json", *broker)
     topics = json.loads(out)
-    assert code == 0 and len(topics) == 9 and all(t["exists"] and not t["problems"] for t in topics)
+    assert code == 0 and len(topics) == 10 and all(t["exists"] and not t["problems"] for t in topics)
 
     alter(kafka.bootstrap, changelog, cleanup_policy="compact", retention_ms="86400000")
     code, out = topics_command(capsys, "check", *broker)
@@ -180,16 +180,15 @@ def test_topics_on_a_broker_nobody_answers_at(monkeypatch, capsys):
 # -- (d) a worker's records stay bounded, however large an input ---------------------------------
 
 
-def test_inputs_of_900_kb_make_bounded_claims_and_rejections_that_name_the_whole_input(kafka, tmp_path):
+def test_inputs_of_1_mib_less_one_byte_make_bounded_claims_and_rejections_that_name_the_whole_input(kafka, tmp_path):
     from kafka import KafkaConsumer, KafkaProducer
 
     config = config_of(kafka, tmp_path, "big-inputs", datadir=str(tmp_path / "data"), web_port=free_port())
     purchase = load_example("compute-purchases")
     key = purchase["beneficiary"]["uscc"].encode()
-    pad = b" " * 900_000  # JSON allows it: the input is as valid as without it
-
     def big(**fields) -> bytes:
-        return json.dumps({**purchase, **fields}).encode() + pad
+        body = json.dumps({**purchase, **fields}).encode()
+        return body + b" " * ((1 << 20) - 1 - len(body))  # JSON allows it: the input is as valid as without it
 
     inputs = {
         "big-float": big(event_id="big-float", amount=12.5),                                     # intake rejects it
@@ -201,6 +200,7 @@ def test_inputs_of_900_kb_make_bounded_claims_and_rejections_that_name_the_whole
         producer.send("compute-purchases", key=key, value=raw)
     producer.flush()
     producer.close()
+    assert {len(raw) for raw in inputs.values()} == {(1 << 20) - 1}
 
     with open(tmp_path / "worker.log", "wb") as log:
         worker = subprocess.Popen([sys.executable, "-m", "streams.worker"], env={**os.environ, **config.to_env()},
