@@ -11,8 +11,6 @@ from streams.stage_outputs import MAX_RECORD_BYTES
 from streams.topics import (
     CHECKED_SETTINGS,
     CLAIMS_TOPIC,
-    INPUT,
-    OUTPUT,
     STATE,
     TopicsReport,
     TopicState,
