@@ -107,7 +107,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"workers    {len(pipeline.workers)}: " + ", ".join(f"pid {w.pid} metrics http://127.0.0.1:{w.web_port}/metrics" for w in pipeline.workers))
         print(f"ledger     {pipeline.ledger_url}")
         print("publish to " + ", ".join(f"{t} ({topics[t]} partition{'s' if topics[t] > 1 else ''})" for t in INPUT_TOPICS))
-        print("outputs    disbursement-instructions, subsidy-decisions, subsidy-rejections")
+        print("outputs    disbursement-instructions, subsidy-decisions, subsidy-rejections; "
+              "subsidy-dead-letters (records of our own topics that cannot be read)")
         print(f"send a file: subsidy publish EVENTS.jsonl --broker {pipeline.bootstrap}")
         print("Ctrl-C stops the workers and the broker.", flush=True)
         while True:

@@ -2,7 +2,7 @@
 
 For an operator (or a failing test) asking "why did the ledger refuse clawback X of payment Y?":
 ``subsidy trace X Y --broker HOST:PORT`` reads the internal topics (claims, state changelog)
-and the decisions and instructions topics, and prints each record that names one of
+the decisions, instructions and dead-letter topics, and prints each record that names one of
 the ids (instruction, decision or event ids) with its partition, offset, producer timestamp and
 what it says, then the consumer group's committed offsets of the partitions involved. The claims
 of the events behind the matched decisions are looked up too, so one line per hop shows which
@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable
 
-from streams.topics import CLAIMS_TOPIC, DECISIONS_TOPIC, INSTRUCTIONS_TOPIC, changelog_topic
+from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, DECISIONS_TOPIC, INSTRUCTIONS_TOPIC, changelog_topic
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,17 @@ def _short(identifier: str | None) -> str:
 
 def summarise(topic: str, value: bytes, needles: set[str]) -> tuple[str, set[str]]:
     """What one record says about the ids, and the event ids of the decisions it holds for them."""
-    body = json.loads(value)
+    try:
+        return _summary(topic, json.loads(value), needles)
+    except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        # anyone can write to our topics: a record the workers cannot read either (own_records.py)
+        return f"a record of no shape the pipeline writes ({type(exc).__name__}); the workers dead-letter it ({DEAD_LETTERS_TOPIC})", set()
+
+
+def _summary(topic: str, body, needles: set[str]) -> tuple[str, set[str]]:
     events: set[str] = set()
+    if topic == DEAD_LETTERS_TOPIC:
+        return f"dead letter of {body['topic']}[{body['partition']}]@{body['offset']}: {body['reason']}", events
     if topic == CLAIMS_TOPIC:
         claim = body["claim"]
         origin = body["origin"]
@@ -119,7 +128,7 @@ def trace(bootstrap: str, ids: Iterable[str], app_id: str, progress=lambda text:
     quick = {"bootstrap_timeout_ms": 5000} if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG else {}
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="subsidy-trace", **quick)
     try:
-        hits, events = _scan(consumer, (changelog_topic(app_id), DECISIONS_TOPIC, INSTRUCTIONS_TOPIC), needles, progress)
+        hits, events = _scan(consumer, (changelog_topic(app_id), DECISIONS_TOPIC, INSTRUCTIONS_TOPIC, DEAD_LETTERS_TOPIC), needles, progress)
         claim_hits, _ = _scan(consumer, (CLAIMS_TOPIC,), events | needles, progress)
     finally:
         consumer.close()
