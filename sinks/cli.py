@@ -8,8 +8,10 @@ each handler returns an exit code (``func`` set with ``set_defaults``) and raise
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -22,6 +24,28 @@ def _command_error():
     except ImportError:  # pragma: no cover - the ledger used without the subsidy command
         return RuntimeError
     return CommandError
+
+
+def iso_date(text: str) -> str:
+    """An argument type: a calendar day written YYYY-MM-DD. The ledger compares value dates as
+    text, so a day that does not exist (2026-02-30) would silently select the wrong range."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD, e.g. 2026-03-31")
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day of the calendar ({error})") from None
+
+
+def rfc3339_time(text: str) -> str:
+    """An argument type: a time with its offset from UTC, as a bank file states it."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time with its offset: write e.g. 2026-05-01T08:00:00+08:00")
+    return moment.isoformat()
 
 
 def _url(args) -> str:
@@ -84,6 +108,8 @@ def cmd_init(args) -> int:
 def cmd_export(args) -> int:
     from sinks.export import make_batch, to_csv, to_pain001
 
+    if args.date_from and args.date_to and args.date_from > args.date_to:
+        raise _command_error()(f"--from {args.date_from} is after --to {args.date_to}: no day is in that range; swap them")
     ledger = _open(args)
     try:
         kind = "payment" if args.format == "pain001" else None
@@ -211,11 +237,11 @@ def add_ledger_commands(subparsers) -> None:
 
     export = commands.add_parser("export", parents=[common], help="finance export with control totals (CSV, or ISO 20022 pain.001.001.09)")
     export.add_argument("--format", choices=["csv", "pain001"], required=True)
-    export.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first value date (Asia/Shanghai), inclusive")
-    export.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last value date (Asia/Shanghai), inclusive")
+    export.add_argument("--from", dest="date_from", type=iso_date, metavar="YYYY-MM-DD", help="first value date (Asia/Shanghai), inclusive")
+    export.add_argument("--to", dest="date_to", type=iso_date, metavar="YYYY-MM-DD", help="last value date (Asia/Shanghai), inclusive")
     export.add_argument("--out", metavar="FILE", help="file to write (default stdout)")
-    export.add_argument("--created-at", metavar="RFC3339", help="pain.001 creation time (default now)")
-    export.add_argument("--execution-date", metavar="YYYY-MM-DD", help="pain.001 requested execution date (default --to, else today)")
+    export.add_argument("--created-at", type=rfc3339_time, metavar="RFC3339", help="pain.001 creation time (default now)")
+    export.add_argument("--execution-date", type=iso_date, metavar="YYYY-MM-DD", help="pain.001 requested execution date (default --to, else today)")
     export.add_argument("--debtor-name", default="成都市经济和信息化局 (AI industry policy budget)")
     export.add_argument("--debtor-account", default="CHENGDU-AI-SUBSIDY-BUDGET")
     export.set_defaults(func=cmd_export)

@@ -35,6 +35,14 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors (an unknown option, a value its type refuses) in the one line
+    every other mistake gets, instead of a usage block above the error."""
+
+    def error(self, message: str):
+        self.exit(USAGE_EXIT, f"subsidy: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _ledger_api():
     try:
         from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
@@ -149,7 +157,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="subsidy", description="Chengdu AI policy subsidy pipeline")
+    parser = OneLineParser(prog="subsidy", description="Chengdu AI policy subsidy pipeline")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
 

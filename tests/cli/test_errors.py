@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from subsidy.cli import main
 from subsidy.progress import Progress
 
@@ -13,7 +15,11 @@ SUBSIDY = Path(sys.executable).parent / "subsidy"
 
 
 def _one_line_error(capsys, argv) -> str:
-    assert main(argv) == 2
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse refused an argument
+        status = exit_.code
+    assert status == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("subsidy: error: ") and err.count("\n") == 1, err
@@ -96,3 +102,26 @@ def test_trace_says_which_broker_to_read(monkeypatch, capsys):
 def test_trace_of_an_unreachable_broker_is_one_line(capsys):
     err = _one_line_error(capsys, ["trace", "4b56f0e7cba4581b9da9818c98e86c24", "--broker", "127.0.0.1:9"])
     assert "127.0.0.1:9" in err
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--format", "pain001", "--execution-date", "2026-99-99"], "'2026-99-99'"),
+    (["--format", "pain001", "--created-at", "yesterday"], "'yesterday'"),
+    (["--format", "pain001", "--to", "2026-03-32"], "'2026-03-32'"),
+    (["--format", "csv", "--from", "foo"], "'foo'"),
+    (["--format", "csv", "--from", "2026-13-01"], "'2026-13-01'"),
+    (["--format", "csv", "--from", "2026-02-30"], "'2026-02-30'"),  # not a day: would export from March on
+    (["--format", "csv", "--from", "2026-06-01", "--to", "2026-01-01"], "swap them"),
+])  # fmt: skip
+def test_export_refuses_a_date_that_is_not_one(small_year, tmp_path, capsys, flags, named):
+    path, _ = small_year
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    assert main(["replay", str(path), "--ledger", url, "--json"]) == 0
+    capsys.readouterr()
+    err = _one_line_error(capsys, ["ledger", "export", "--ledger", url, *flags])
+    assert named in err
+
+
+def test_an_argument_argparse_refuses_is_one_line(capsys):
+    err = _one_line_error(capsys, ["ledger", "export", "--format", "xml"])
+    assert "invalid choice: 'xml'" in err and "subsidy ledger export --help" in err
