@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import re
 import sys
 from pathlib import Path
@@ -49,9 +48,9 @@ def rfc3339_time(text: str) -> str:
 
 
 def _url(args) -> str:
-    from sinks.ledger import DEFAULT_LEDGER_URL
+    from sinks.ledger import ledger_url
 
-    return args.ledger or os.environ.get("SUBSIDY_LEDGER_URL") or DEFAULT_LEDGER_URL
+    return ledger_url(args.ledger)
 
 
 def _open(args, *, create: bool = False):

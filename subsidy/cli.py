@@ -51,17 +51,6 @@ def _ledger_api():
     return Ledger, DEFAULT_LEDGER_URL
 
 
-def default_ledger_url() -> str:
-    env = os.environ.get("SUBSIDY_LEDGER_URL")
-    if env:
-        return env
-    try:
-        from sinks.ledger import DEFAULT_LEDGER_URL
-    except ImportError:
-        return "sqlite:///subsidy-ledger.sqlite"
-    return DEFAULT_LEDGER_URL
-
-
 def _policy(path: str | None):
     return load_policy(path) if path else load_policy()
 
@@ -110,8 +99,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.events):
         raise CommandError(f"events file {args.events!r} does not exist" if not os.path.exists(args.events) else f"{args.events!r} is not a file")
     Ledger, _ = _ledger_api()
-    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable, first_line, shown_url
-    url = args.ledger or default_ledger_url()
+    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable, first_line, ledger_url, shown_url
+    url = ledger_url(args.ledger)
     try:
         ledger = Ledger.open(url)
     except Exception as exc:  # any failure to open is the URL's or the database's: say which, no traceback

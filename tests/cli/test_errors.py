@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -99,9 +101,10 @@ def test_trace_says_which_broker_to_read(monkeypatch, capsys):
     assert "--broker" in err
 
 
-def test_trace_of_an_unreachable_broker_is_one_line(capsys):
-    err = _one_line_error(capsys, ["trace", "4b56f0e7cba4581b9da9818c98e86c24", "--broker", "127.0.0.1:9"])
-    assert "127.0.0.1:9" in err
+@pytest.mark.parametrize("broker", ["127.0.0.1:9", "127.0.0.1:1"])
+def test_trace_of_an_unreachable_broker_is_one_line(capsys, broker):
+    err = _one_line_error(capsys, ["trace", "4b56f0e7cba4581b9da9818c98e86c24", "--broker", broker])
+    assert f"no broker answered at {broker}" in err and "--broker" in err
 
 
 @pytest.mark.parametrize("flags, named", [
@@ -125,3 +128,41 @@ def test_export_refuses_a_date_that_is_not_one(small_year, tmp_path, capsys, fla
 def test_an_argument_argparse_refuses_is_one_line(capsys):
     err = _one_line_error(capsys, ["ledger", "export", "--format", "xml"])
     assert "invalid choice: 'xml'" in err and "subsidy ledger export --help" in err
+
+
+@pytest.mark.parametrize("command", [
+    ["replay", "EVENTS"],
+    ["ledger", "balance"],
+    ["ledger", "export", "--format", "csv"],
+    ["console"],
+])  # fmt: skip
+def test_a_ledger_path_instead_of_a_url_says_how_to_write_it(small_year, tmp_path, capsys, command):
+    path, _ = small_year
+    ledger = tmp_path / "ledger.sqlite"
+    argv = [str(path) if word == "EVENTS" else word for word in command]
+    err = _one_line_error(capsys, [*argv, "--ledger", str(ledger)])
+    assert str(ledger) in err and f"sqlite:///{ledger}" in err and "unparsable" not in err
+
+
+def test_up_with_a_bad_ledger_url_starts_nothing_and_leaves_no_folder(tmp_path):
+    # a subprocess: `up` takes over SIGTERM in the process that runs it
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
+    proc = subprocess.run([str(SUBSIDY), "up", "--ledger", "foo"], capture_output=True, text=True, timeout=60, env=env, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"subsidy: error: cannot open ledger foo: a path, not a URL: write sqlite:///{tmp_path.resolve()}/foo for a SQLite file\n"
+    assert list(temp.iterdir()) == []
+
+
+def test_console_on_a_port_in_use_is_one_line(tmp_path):
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    assert main(["ledger", "init", "--ledger", url]) == 0
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([str(SUBSIDY), "console", "--ledger", url, "--port", str(port)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(f"subsidy: error: cannot serve on 127.0.0.1:{port}: ") and proc.stderr.count("\n") == 1
+    assert "--port" in proc.stderr
