@@ -14,7 +14,7 @@ import re
 import sys
 from pathlib import Path
 
-from rules.money import format_fen
+from rules.money import format_fen, parse_amount
 
 
 def _command_error():
@@ -111,19 +111,25 @@ def cmd_export(args) -> int:
         raise _command_error()(f"--from {args.date_from} is after --to {args.date_to}: no day is in that range; swap them")
     ledger = _open(args)
     try:
-        kind = "payment" if args.format == "pain001" else None
-        instructions = ledger.instructions(date_from=args.date_from, date_to=args.date_to, kind=kind)
+        instructions = ledger.instructions(date_from=args.date_from, date_to=args.date_to)
     finally:
         ledger.close()
-    batch = make_batch(args.format, instructions, args.date_from, args.date_to)
     if args.format == "csv":
+        batch = make_batch(args.format, instructions, args.date_from, args.date_to)
         data = to_csv(batch).encode("utf-8")
+        note = "payments net of clawbacks"
     else:
-        if not instructions:
+        # a credit transfer sends money: clawbacks are money to recover, so the two exports' totals differ
+        payments = [i for i in instructions if i["kind"] == "payment"]
+        if not payments:
             raise _command_error()(f"no payments with a value date in [{args.date_from or '-'}, {args.date_to or '-'}]: nothing to export")
+        batch = make_batch(args.format, payments, args.date_from, args.date_to)
         data = to_pain001(batch, created_at=args.created_at, execution_date=args.execution_date or args.date_to, debtor_name=args.debtor_name, debtor_account=args.debtor_account)
+        clawbacks = [parse_amount(i["amount"]) for i in instructions if i["kind"] != "payment"]
+        note = (f"payments only: {len(clawbacks)} clawback(s) in the range, {format_fen(sum(clawbacks))} CNY, are left out; the CSV export has them"
+                if clawbacks else "payments only; no clawbacks in the range")
     _write(args.out, data)
-    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY", file=sys.stderr)
+    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY ({note})", file=sys.stderr)
     return 0
 
 
@@ -166,10 +172,17 @@ def programme_caps(usage: dict[str, dict], fiscal_year: int | None) -> list[dict
     return sorted(rows, key=lambda row: (row["clause_id"], row["period"], row["cap_id"]))
 
 
+def on_normal_side(balances: dict[str, int]) -> dict[str, int]:
+    """Each account's balance on its normal side, as finance reads it: a budget (an expense,
+    debit-normal) shows what it granted; a payable (a liability, credit-normal) shows what is owed
+    to the payee, positive; a negative payable is owed back. The text and the JSON say the same."""
+    return {account: -balance if account.startswith("payable:") else balance for account, balance in balances.items()}
+
+
 def cmd_balance(args) -> int:
     ledger = _open(args)
     try:
-        balances = ledger.account_balances(args.fiscal_year)
+        balances = on_normal_side(ledger.account_balances(args.fiscal_year))
         totals = ledger.granted_totals()
         caps = programme_caps(ledger.cap_usage(), args.fiscal_year)
     finally:
@@ -191,7 +204,7 @@ def cmd_balance(args) -> int:
     print("payable accounts (owed to payee):")
     for account, balance in balances.items():
         if account.startswith("payable:"):
-            print(f"  {account:<60} {format_fen(-balance):>18}")
+            print(f"  {account:<60} {format_fen(balance):>18}")
     grand = sum(v for clause in totals.values() for y, v in clause.items() if not args.fiscal_year or y == args.fiscal_year)
     print(f"total granted{year}: {format_fen(grand)} CNY")
     return 0
