@@ -211,11 +211,17 @@ def cmd_balance(args) -> int:
 
 
 def cmd_statement(args) -> int:
+    from sinks.ledger import shown_url
+
     ledger = _open(args)
     try:
-        entries = ledger.journal_entries(payee_id=args.payee, fiscal_year=args.fiscal_year)
+        known = ledger.has_payee(args.payee)
+        entries = ledger.journal_entries(payee_id=args.payee, fiscal_year=args.fiscal_year) if known else []
     finally:
         ledger.close()
+    if not known:  # "0.00 owed" would read as a fact about a payee this ledger never paid
+        raise _command_error()(f"no payee {args.payee!r} in ledger {shown_url(_url(args))}: `subsidy ledger balance` lists its payees "
+                               "(payable:ID); check the id (a USCC, person or team id)", exit_code=1)
     running = 0
     rows = []
     for entry in entries:
@@ -248,14 +254,14 @@ def add_ledger_commands(subparsers) -> None:
     init.set_defaults(func=cmd_init)
 
     export = commands.add_parser("export", parents=[common], help="finance export with control totals (CSV, or ISO 20022 pain.001.001.09)")
-    export.add_argument("--format", choices=["csv", "pain001"], required=True)
+    export.add_argument("--format", choices=["csv", "pain001"], required=True, help="csv: payments and clawbacks, net control sum; pain001: the payments only, for the bank")
     export.add_argument("--from", dest="date_from", type=iso_date, metavar="YYYY-MM-DD", help="first value date (Asia/Shanghai), inclusive")
     export.add_argument("--to", dest="date_to", type=iso_date, metavar="YYYY-MM-DD", help="last value date (Asia/Shanghai), inclusive")
     export.add_argument("--out", metavar="FILE", help="file to write (default stdout)")
     export.add_argument("--created-at", type=rfc3339_time, metavar="RFC3339", help="pain.001 creation time (default now)")
     export.add_argument("--execution-date", type=iso_date, metavar="YYYY-MM-DD", help="pain.001 requested execution date (default --to, else today)")
-    export.add_argument("--debtor-name", default="成都市经济和信息化局 (AI industry policy budget)")
-    export.add_argument("--debtor-account", default="CHENGDU-AI-SUBSIDY-BUDGET")
+    export.add_argument("--debtor-name", default="成都市经济和信息化局 (AI industry policy budget)", help="pain.001 paying party (default %(default)s)")
+    export.add_argument("--debtor-account", default="CHENGDU-AI-SUBSIDY-BUDGET", help="pain.001 account paid from (default %(default)s)")
     export.set_defaults(func=cmd_export)
 
     rec = commands.add_parser("reconcile", parents=[common], help="recompute balances from the journal and list every difference; exit 1 on any")
@@ -267,14 +273,14 @@ def add_ledger_commands(subparsers) -> None:
     rec.set_defaults(func=cmd_reconcile)
 
     bal = commands.add_parser("balance", parents=[common], help="account balances (budget per clause and year, payable per payee)")
-    bal.add_argument("--fiscal-year", type=int)
-    bal.add_argument("--json", action="store_true")
+    bal.add_argument("--fiscal-year", type=int, help="only this fiscal year's entries and caps (default all years)")
+    bal.add_argument("--json", action="store_true", help="print the balances and caps as JSON (money as decimal strings)")
     bal.set_defaults(func=cmd_balance)
 
     st = commands.add_parser("statement", parents=[common], help="a payee's journal entries and balance for a fiscal year")
     st.add_argument("--payee", required=True, metavar="ID", help="the payee's USCC (or person/team id)")
-    st.add_argument("--fiscal-year", type=int, required=True)
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--fiscal-year", type=int, required=True, help="the fiscal year of the entries, e.g. 2026")
+    st.add_argument("--json", action="store_true", help="print the entries and balance as JSON (money as decimal strings)")
     st.set_defaults(func=cmd_statement)
 
 
@@ -287,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except _command_error() as error:
         print(f"subsidy: error: {error}", file=sys.stderr)
-        return 2
+        return getattr(error, "exit_code", 2)
 
 
 if __name__ == "__main__":

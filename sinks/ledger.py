@@ -846,6 +846,12 @@ class Ledger:
         with self.engine.connect() as conn:
             return [json.loads(body) for (body,) in conn.execute(query)]
 
+    def has_payee(self, payee_id: str) -> bool:
+        """Whether any instruction ever named this payee (its payable account exists)."""
+        query = sa.select(accounts.c.account_id).where(accounts.c.account_id == payable_account(payee_id))
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
     def journal_entries(self, *, payee_id: str | None = None, fiscal_year: int | None = None) -> list[dict]:
         query = sa.select(journal).order_by(journal.c.seq)
         if payee_id is not None:

@@ -291,7 +291,7 @@ def add_stream_commands(subparsers) -> None:
     worker.add_argument("--partitions", type=int, help="partitions of the topics (default $SUBSIDY_PARTITIONS or 4)")
     worker.add_argument("--replication", type=int, help="replicas of the topics it creates (default $SUBSIDY_REPLICATION, else 3 on 3 brokers or more, 1 below)")
     worker.add_argument("--web-port", type=int, help="port of /metrics on 127.0.0.1 (default 6066)")
-    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--loglevel", default="info", help="Faust's log level: debug, info, warning, error (default info)")
     worker.add_argument("--no-create-topics", action="store_true", help="do not create missing topics (they must exist; their settings are still checked)")
     worker.set_defaults(func=cmd_worker)
 
@@ -317,10 +317,11 @@ def add_stream_commands(subparsers) -> None:
     demo = subparsers.add_parser("demo", help="up + a generated sample + publish + compare the ledger with the replay")
     local_flags(demo, "a new SQLite file in the folder the demo keeps")
     demo.add_argument("--events", type=int, default=5000, help="approximate number of events (default 5000)")
-    demo.add_argument("--enterprises", type=int, default=200)
-    demo.add_argument("--year", type=int, default=2026)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--timeout", type=float, default=600.0)
+    demo.add_argument("--enterprises", type=int, default=200, help="enterprises in the generated sample (default 200)")
+    demo.add_argument("--year", type=int, default=2026, help="fiscal year the sample's events fall in (default 2026)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the sample: same seed, same events (default 0)")
+    demo.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                      help="how long to wait for the ledger to account for every input before giving up (default 600)")
     demo.set_defaults(func=cmd_demo)
 
     tr = subparsers.add_parser("trace", help="show every record of the pipeline's topics that mentions these ids (instruction, decision or event)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import socket
 import subprocess
@@ -166,3 +168,47 @@ def test_console_on_a_port_in_use_is_one_line(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith(f"subsidy: error: cannot serve on 127.0.0.1:{port}: ") and proc.stderr.count("\n") == 1
     assert "--port" in proc.stderr
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    from subsidy.cli import build_parser
+
+    def unexplained(parser, name):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for command, subparser in action.choices.items():
+                    yield from unexplained(subparser, f"{name} {command}")
+            elif action.option_strings and action.help is None:
+                yield f"{name} {action.option_strings[0]}"
+
+    assert list(unexplained(build_parser(), "subsidy")) == []
+
+
+def test_statement_of_a_payee_the_ledger_never_paid_says_so(small_year, tmp_path, capsys):
+    path, _ = small_year
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    assert main(["replay", str(path), "--ledger", url, "--json"]) == 0
+    capsys.readouterr()
+    assert main(["ledger", "statement", "--ledger", url, "--payee", "NOPE", "--fiscal-year", "2026"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("subsidy: error: no payee 'NOPE' in ledger ") and "subsidy ledger balance" in err
+
+
+def test_replay_of_a_file_with_no_event_envelope_is_refused_and_stores_nothing(tmp_path, capsys):
+    readme = Path(__file__).resolve().parents[2] / "README.md"
+    url = f"sqlite:///{tmp_path}/ledger.sqlite"
+    err = _one_line_error(capsys, ["replay", str(readme), "--ledger", url])
+    assert "not one of its" in err and "event envelope" in err and "nothing was stored" in err
+    from sinks.ledger import Ledger
+
+    with Ledger.open(url) as ledger:
+        assert ledger.counts() == {"decisions": 0, "instructions": 0, "rejections": 0}
+
+
+def test_replay_with_some_bad_lines_among_events_succeeds(small_year, tmp_path, capsys):
+    path, _ = small_year
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("not an envelope\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    assert main(["replay", str(mixed), "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rejected"] >= 1
