@@ -17,13 +17,13 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Collection
 
 import sqlalchemy as sa
 from aiohttp import web
 
 from console import metrics as console_metrics
-from console.openapi import spec
+from console.openapi import OUTCOMES, spec
 from console.readmodel import ConsoleError, LedgerReader, shown_url
 from console.streams import StreamScraper
 from rules.policy import Policy, load_policy
@@ -103,6 +103,17 @@ def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
     return value
 
 
+def _one_of(request: web.Request, name: str, valid: Collection[str]) -> str | None:
+    """A filter's value, or None when not given; a value that could match nothing is a mistake
+    to say (400), not an empty list nor a database error."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    if raw not in valid:
+        raise web.HTTPBadRequest(text=_dumps({"error": f"{name} must be one of: {', '.join(sorted(valid))}"}), content_type="application/json")
+    return raw
+
+
 async def index(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -123,7 +134,9 @@ async def api_caps_nearest(request: web.Request) -> web.Response:
 
 
 async def api_decisions_recent(request: web.Request) -> web.Response:
-    return await _read(request, "recent_decisions", _int(request, "limit", 50, 500), request.query.get("outcome") or None, request.query.get("clause") or None)
+    outcome = _one_of(request, "outcome", OUTCOMES)
+    clause = _one_of(request, "clause", request.app[READER].policy.clauses)
+    return await _read(request, "recent_decisions", _int(request, "limit", 50, 500), outcome, clause)
 
 
 async def api_rejections(request: web.Request) -> web.Response:

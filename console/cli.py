@@ -10,17 +10,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 
 
-def _default_ledger_url() -> str:
-    env = os.environ.get("SUBSIDY_LEDGER_URL")
-    if env:
-        return env
-    try:
-        from sinks.ledger import DEFAULT_LEDGER_URL
-    except ImportError:  # pragma: no cover
-        return "sqlite:///subsidy-ledger.sqlite"
-    return DEFAULT_LEDGER_URL
-
-
 def add_console_commands(subparsers) -> None:
     parser = subparsers.add_parser(
         "console",
@@ -50,28 +39,40 @@ def missing_ledger_note(url: str) -> str | None:
             "creates one there (check --ledger if none will)")
 
 
+def _command_error(message: str) -> Exception:
+    try:
+        from subsidy.cli import CommandError
+    except ImportError:  # pragma: no cover
+        return SystemExit(f"subsidy: error: {message}")
+    return CommandError(message)
+
+
 def run_console(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from console.app import build_console
     from console.readmodel import ConsoleError, shown_url
     from rules.policy import load_policy
+    from sinks.ledger import ledger_url
 
-    url = args.ledger or _default_ledger_url()
+    url = ledger_url(args.ledger)
     policy = load_policy(args.policy) if args.policy else load_policy()
     try:
         app = build_console(url, policy, args.worker_metrics)
     except ConsoleError as error:
-        try:
-            from subsidy.cli import CommandError
-        except ImportError:  # pragma: no cover
-            raise SystemExit(f"subsidy: error: {error}")
-        raise CommandError(str(error)) from None
-    print(f"console: http://{args.host}:{args.port}/  (ledger {shown_url(url)}, read-only; API /openapi.json, metrics /metrics)", flush=True)
+        raise _command_error(str(error)) from None
     note = missing_ledger_note(url)
-    if note:
-        print(note, file=sys.stderr, flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None)
+
+    def serving(_banner: str) -> None:  # aiohttp calls it once the port is bound: no address is announced that is not served
+        print(f"console: http://{args.host}:{args.port}/  (ledger {shown_url(url)}, read-only; API /openapi.json, metrics /metrics)", flush=True)
+        if note:
+            print(note, file=sys.stderr, flush=True)
+
+    try:
+        web.run_app(app, host=args.host, port=args.port, print=serving, access_log=None)
+    except OSError as error:  # the port is taken, or the address is not this machine's
+        raise _command_error(f"cannot serve on {args.host}:{args.port}: {os.strerror(error.errno) if error.errno else error}; "
+                             "stop what uses it or choose another with --port (and --host)") from None
     return 0
 
 

@@ -6,8 +6,11 @@ that every path here is a route.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
+from schemas.outputs import Outcome
+
+OUTCOMES = get_args(Outcome)
 MONEY_NOTE = "Money is an integer number of fen (`*_fen`) with the same amount as a decimal string in CNY next to it; never a float."
 
 
@@ -23,6 +26,7 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
 
 
+BAD_REQUEST = {"description": "A query parameter out of range or not one of its values; the error says which are valid.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 UNAVAILABLE = {"description": "The ledger cannot be read (missing file, no schema yet, database down).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 SCHEMAS: dict[str, Any] = {
@@ -202,6 +206,7 @@ def _get(summary: str, description: str, ok: dict[str, Any], parameters: list | 
     op: dict[str, Any] = {"summary": summary, "description": description, "responses": {"200": ok}}
     if parameters:
         op["parameters"] = parameters
+        op["responses"]["400"] = BAD_REQUEST
     if ledger:
         op["responses"]["503"] = UNAVAILABLE
     return {"get": op}
@@ -241,8 +246,10 @@ def spec() -> dict[str, Any]:
                 _json("RecentDecisions", "decisions"),
                 [
                     _int_param("limit", 50, 500, "how many decisions"),
-                    {"name": "outcome", "in": "query", "required": False, "schema": {"type": "string"}},
-                    {"name": "clause", "in": "query", "required": False, "schema": {"type": "string"}},
+                    {"name": "outcome", "in": "query", "required": False, "description": "only decisions with this outcome; another value is answered 400",
+                     "schema": {"type": "string", "enum": list(OUTCOMES)}},
+                    {"name": "clause", "in": "query", "required": False, "description": "only decisions of this clause, an id of the console's policy (as in /api/budgets); another value is answered 400",
+                     "schema": {"type": "string"}},
                 ],
             ),
             "/api/rejections": _get(

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 
 from rules.money import format_fen, parse_amount
 from rules.policy import Clause, Policy
-from sinks.ledger import cap_charges, cap_usage, decisions_t, instructions_t, rejections_t, shown_url
+from sinks.ledger import LedgerError, cap_charges, cap_usage, decisions_t, instructions_t, parse_ledger_url, rejections_t, shown_url
 
 TREND_DAYS = 30
 MAX_RECENT_SCAN = 5000
@@ -38,7 +38,10 @@ class ConsoleError(Exception):
 
 
 def make_readonly_engine(url: str) -> Engine:
-    parsed = sa.make_url(url)
+    try:
+        parsed = parse_ledger_url(url)
+    except LedgerError as error:
+        raise ConsoleError(f"ledger {shown_url(url)}: {error}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
         database = parsed.database

@@ -8,12 +8,13 @@ each handler returns an exit code (``func`` set with ``set_defaults``) and raise
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
-import os
+import re
 import sys
 from pathlib import Path
 
-from rules.money import format_fen
+from rules.money import format_fen, parse_amount
 
 
 def _command_error():
@@ -24,10 +25,32 @@ def _command_error():
     return CommandError
 
 
-def _url(args) -> str:
-    from sinks.ledger import DEFAULT_LEDGER_URL
+def iso_date(text: str) -> str:
+    """An argument type: a calendar day written YYYY-MM-DD. The ledger compares value dates as
+    text, so a day that does not exist (2026-02-30) would silently select the wrong range."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date: write YYYY-MM-DD, e.g. 2026-03-31")
+    try:
+        return dt.date.fromisoformat(text).isoformat()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day of the calendar ({error})") from None
 
-    return args.ledger or os.environ.get("SUBSIDY_LEDGER_URL") or DEFAULT_LEDGER_URL
+
+def rfc3339_time(text: str) -> str:
+    """An argument type: a time with its offset from UTC, as a bank file states it."""
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        moment = None
+    if moment is None or moment.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time with its offset: write e.g. 2026-05-01T08:00:00+08:00")
+    return moment.isoformat()
+
+
+def _url(args) -> str:
+    from sinks.ledger import ledger_url
+
+    return ledger_url(args.ledger)
 
 
 def _open(args, *, create: bool = False):
@@ -84,21 +107,29 @@ def cmd_init(args) -> int:
 def cmd_export(args) -> int:
     from sinks.export import make_batch, to_csv, to_pain001
 
+    if args.date_from and args.date_to and args.date_from > args.date_to:
+        raise _command_error()(f"--from {args.date_from} is after --to {args.date_to}: no day is in that range; swap them")
     ledger = _open(args)
     try:
-        kind = "payment" if args.format == "pain001" else None
-        instructions = ledger.instructions(date_from=args.date_from, date_to=args.date_to, kind=kind)
+        instructions = ledger.instructions(date_from=args.date_from, date_to=args.date_to)
     finally:
         ledger.close()
-    batch = make_batch(args.format, instructions, args.date_from, args.date_to)
     if args.format == "csv":
+        batch = make_batch(args.format, instructions, args.date_from, args.date_to)
         data = to_csv(batch).encode("utf-8")
+        note = "payments net of clawbacks"
     else:
-        if not instructions:
+        # a credit transfer sends money: clawbacks are money to recover, so the two exports' totals differ
+        payments = [i for i in instructions if i["kind"] == "payment"]
+        if not payments:
             raise _command_error()(f"no payments with a value date in [{args.date_from or '-'}, {args.date_to or '-'}]: nothing to export")
+        batch = make_batch(args.format, payments, args.date_from, args.date_to)
         data = to_pain001(batch, created_at=args.created_at, execution_date=args.execution_date or args.date_to, debtor_name=args.debtor_name, debtor_account=args.debtor_account)
+        clawbacks = [parse_amount(i["amount"]) for i in instructions if i["kind"] != "payment"]
+        note = (f"payments only: {len(clawbacks)} clawback(s) in the range, {format_fen(sum(clawbacks))} CNY, are left out; the CSV export has them"
+                if clawbacks else "payments only; no clawbacks in the range")
     _write(args.out, data)
-    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY", file=sys.stderr)
+    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY ({note})", file=sys.stderr)
     return 0
 
 
@@ -141,10 +172,17 @@ def programme_caps(usage: dict[str, dict], fiscal_year: int | None) -> list[dict
     return sorted(rows, key=lambda row: (row["clause_id"], row["period"], row["cap_id"]))
 
 
+def on_normal_side(balances: dict[str, int]) -> dict[str, int]:
+    """Each account's balance on its normal side, as finance reads it: a budget (an expense,
+    debit-normal) shows what it granted; a payable (a liability, credit-normal) shows what is owed
+    to the payee, positive; a negative payable is owed back. The text and the JSON say the same."""
+    return {account: -balance if account.startswith("payable:") else balance for account, balance in balances.items()}
+
+
 def cmd_balance(args) -> int:
     ledger = _open(args)
     try:
-        balances = ledger.account_balances(args.fiscal_year)
+        balances = on_normal_side(ledger.account_balances(args.fiscal_year))
         totals = ledger.granted_totals()
         caps = programme_caps(ledger.cap_usage(), args.fiscal_year)
     finally:
@@ -166,18 +204,24 @@ def cmd_balance(args) -> int:
     print("payable accounts (owed to payee):")
     for account, balance in balances.items():
         if account.startswith("payable:"):
-            print(f"  {account:<60} {format_fen(-balance):>18}")
+            print(f"  {account:<60} {format_fen(balance):>18}")
     grand = sum(v for clause in totals.values() for y, v in clause.items() if not args.fiscal_year or y == args.fiscal_year)
     print(f"total granted{year}: {format_fen(grand)} CNY")
     return 0
 
 
 def cmd_statement(args) -> int:
+    from sinks.ledger import shown_url
+
     ledger = _open(args)
     try:
-        entries = ledger.journal_entries(payee_id=args.payee, fiscal_year=args.fiscal_year)
+        known = ledger.has_payee(args.payee)
+        entries = ledger.journal_entries(payee_id=args.payee, fiscal_year=args.fiscal_year) if known else []
     finally:
         ledger.close()
+    if not known:  # "0.00 owed" would read as a fact about a payee this ledger never paid
+        raise _command_error()(f"no payee {args.payee!r} in ledger {shown_url(_url(args))}: `subsidy ledger balance` lists its payees "
+                               "(payable:ID); check the id (a USCC, person or team id)", exit_code=1)
     running = 0
     rows = []
     for entry in entries:
@@ -210,14 +254,14 @@ def add_ledger_commands(subparsers) -> None:
     init.set_defaults(func=cmd_init)
 
     export = commands.add_parser("export", parents=[common], help="finance export with control totals (CSV, or ISO 20022 pain.001.001.09)")
-    export.add_argument("--format", choices=["csv", "pain001"], required=True)
-    export.add_argument("--from", dest="date_from", metavar="YYYY-MM-DD", help="first value date (Asia/Shanghai), inclusive")
-    export.add_argument("--to", dest="date_to", metavar="YYYY-MM-DD", help="last value date (Asia/Shanghai), inclusive")
+    export.add_argument("--format", choices=["csv", "pain001"], required=True, help="csv: payments and clawbacks, net control sum; pain001: the payments only, for the bank")
+    export.add_argument("--from", dest="date_from", type=iso_date, metavar="YYYY-MM-DD", help="first value date (Asia/Shanghai), inclusive")
+    export.add_argument("--to", dest="date_to", type=iso_date, metavar="YYYY-MM-DD", help="last value date (Asia/Shanghai), inclusive")
     export.add_argument("--out", metavar="FILE", help="file to write (default stdout)")
-    export.add_argument("--created-at", metavar="RFC3339", help="pain.001 creation time (default now)")
-    export.add_argument("--execution-date", metavar="YYYY-MM-DD", help="pain.001 requested execution date (default --to, else today)")
-    export.add_argument("--debtor-name", default="成都市经济和信息化局 (AI industry policy budget)")
-    export.add_argument("--debtor-account", default="CHENGDU-AI-SUBSIDY-BUDGET")
+    export.add_argument("--created-at", type=rfc3339_time, metavar="RFC3339", help="pain.001 creation time (default now)")
+    export.add_argument("--execution-date", type=iso_date, metavar="YYYY-MM-DD", help="pain.001 requested execution date (default --to, else today)")
+    export.add_argument("--debtor-name", default="成都市经济和信息化局 (AI industry policy budget)", help="pain.001 paying party (default %(default)s)")
+    export.add_argument("--debtor-account", default="CHENGDU-AI-SUBSIDY-BUDGET", help="pain.001 account paid from (default %(default)s)")
     export.set_defaults(func=cmd_export)
 
     rec = commands.add_parser("reconcile", parents=[common], help="recompute balances from the journal and list every difference; exit 1 on any")
@@ -229,14 +273,14 @@ def add_ledger_commands(subparsers) -> None:
     rec.set_defaults(func=cmd_reconcile)
 
     bal = commands.add_parser("balance", parents=[common], help="account balances (budget per clause and year, payable per payee)")
-    bal.add_argument("--fiscal-year", type=int)
-    bal.add_argument("--json", action="store_true")
+    bal.add_argument("--fiscal-year", type=int, help="only this fiscal year's entries and caps (default all years)")
+    bal.add_argument("--json", action="store_true", help="print the balances and caps as JSON (money as decimal strings)")
     bal.set_defaults(func=cmd_balance)
 
     st = commands.add_parser("statement", parents=[common], help="a payee's journal entries and balance for a fiscal year")
     st.add_argument("--payee", required=True, metavar="ID", help="the payee's USCC (or person/team id)")
-    st.add_argument("--fiscal-year", type=int, required=True)
-    st.add_argument("--json", action="store_true")
+    st.add_argument("--fiscal-year", type=int, required=True, help="the fiscal year of the entries, e.g. 2026")
+    st.add_argument("--json", action="store_true", help="print the entries and balance as JSON (money as decimal strings)")
     st.set_defaults(func=cmd_statement)
 
 
@@ -249,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except _command_error() as error:
         print(f"subsidy: error: {error}", file=sys.stderr)
-        return 2
+        return getattr(error, "exit_code", 2)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import operator
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from rules.money import AmountError, format_fen, parse_amount
 log = logging.getLogger(__name__)
 
 DEFAULT_LEDGER_URL = "sqlite:///subsidy-ledger.sqlite"
+LEDGER_URL_ENV = "SUBSIDY_LEDGER_URL"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 GENESIS_HASH = "0" * 64
 POLICY_TZ = ZoneInfo("Asia/Shanghai")
@@ -335,13 +337,30 @@ _ADD_TO_CAP = cap_usage.update().where(cap_usage.c.scope == sa.bindparam("s")).v
 # -- engine setup ----------------------------------------------------------------------------
 
 
+def ledger_url(given: str | None = None) -> str:
+    """The ledger every command uses: ``--ledger``, else $SUBSIDY_LEDGER_URL, else the default."""
+    return given or os.environ.get(LEDGER_URL_ENV) or DEFAULT_LEDGER_URL
+
+
+def parse_ledger_url(url: str) -> sa.URL:
+    """``url`` parsed, or a LedgerError saying how to write it: a plain path is the usual slip."""
+    try:
+        return sa.make_url(url)
+    except exc.ArgumentError:
+        pass
+    if "://" in url:  # may hold a password: not repeated
+        raise LedgerError("not a database URL: write sqlite:////ABSOLUTE/PATH.sqlite or postgresql+psycopg://USER@HOST/DATABASE")
+    raise LedgerError(f"a path, not a URL: write sqlite:///{Path(url).expanduser().resolve()} for a SQLite file")
+
+
 def shown_url(url: str) -> str:
-    """A ledger URL for messages and pages, its password hidden; a placeholder if it does not
-    parse, since nothing then tells its password apart from the rest."""
+    """A ledger URL for messages and pages, its password hidden. Unparsable, it is shown as typed
+    when it is a plain path (no password there), else as a placeholder, since nothing then
+    tells its password apart from the rest."""
     try:
         return sa.make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - only for display
-        return "<unparsable ledger URL>"
+        return url if "://" not in url else "<unparsable ledger URL>"
 
 
 def first_line(error: BaseException) -> str:
@@ -353,7 +372,7 @@ def first_line(error: BaseException) -> str:
 
 def make_engine(url: str, *, application_name: str = "subsidy-ledger") -> Engine:
     """An engine whose transactions take the write lock up front on SQLite (``BEGIN IMMEDIATE``)."""
-    parsed = sa.make_url(url)
+    parsed = parse_ledger_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if database and database != ":memory:":
@@ -394,7 +413,7 @@ def _alembic_config(connection: Connection | None = None):
 def holds_ledger(url: str) -> bool:
     """Whether ``url`` names a database that already holds a ledger (its journal), creating
     nothing: a connection to a SQLite file that is not there would create it."""
-    parsed = sa.make_url(url)
+    parsed = parse_ledger_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         if not database or database == ":memory:" or not Path(database).expanduser().is_file():
@@ -826,6 +845,12 @@ class Ledger:
             query = query.where(instructions_t.c.kind == kind)
         with self.engine.connect() as conn:
             return [json.loads(body) for (body,) in conn.execute(query)]
+
+    def has_payee(self, payee_id: str) -> bool:
+        """Whether any instruction ever named this payee (its payable account exists)."""
+        query = sa.select(accounts.c.account_id).where(accounts.c.account_id == payable_account(payee_id))
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
 
     def journal_entries(self, *, payee_id: str | None = None, fiscal_year: int | None = None) -> list[dict]:
         query = sa.select(journal).order_by(journal.c.seq)

@@ -59,13 +59,30 @@ def cmd_worker(args: argparse.Namespace) -> int:
 # -- up ---------------------------------------------------------------------------------------
 
 
+def _opened_ledger_url(given: str | None) -> str:
+    """The ledger of a local run, opened (its schema made) before anything is started, so that a
+    mistyped --ledger costs no broker, no workers and no temporary folder. The workers run in
+    their own folder: a relative SQLite path is made absolute, or it would name a file there."""
+    from sinks.ledger import Ledger, first_line, ledger_url, parse_ledger_url, shown_url
+
+    url = ledger_url(given)
+    try:
+        parsed = parse_ledger_url(url)
+        if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:" and not parsed.database.startswith("file:"):
+            url = parsed.set(database=str(Path(parsed.database).expanduser().resolve())).render_as_string(hide_password=False)
+        Ledger.open(url).close()
+    except Exception as exc:  # noqa: BLE001 - the URL's or the database's fault: one line
+        raise _command_error(f"cannot open ledger {shown_url(url)}: {first_line(exc)}") from None
+    return url
+
+
 def _start_local(args: argparse.Namespace, workers: int):
     from streams.apache_kafka import KAFKA_VERSION, ApacheKafkaError
     from streams.local import LocalPipeline
     from streams.local_broker import LocalBrokerError
 
+    ledger = _opened_ledger_url(args.ledger)
     workdir = Path(args.workdir) if getattr(args, "workdir", None) else Path(tempfile.mkdtemp(prefix="subsidy-up-"))
-    ledger = args.ledger or f"sqlite:///{Path(os.getcwd()) / 'subsidy-ledger.sqlite'}"
     pipeline = LocalPipeline(workers=workers, partitions=args.partitions, ledger_url=ledger, workdir=workdir, kafka=args.kafka,
                              policy_path=getattr(args, "policy", None), app_id=getattr(args, "app_id", None) or "subsidy-pipeline")
     if args.kafka == "apache":
@@ -183,6 +200,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from subsidy.progress import Progress
 
     policy = load_policy(args.policy) if args.policy else load_policy()
+    if args.ledger:
+        args.ledger = _opened_ledger_url(args.ledger)
     workdir = Path(tempfile.mkdtemp(prefix="subsidy-demo-"))
     args.workdir = str(workdir)
     kept = "events, worker logs" + ("" if args.ledger else ", ledger")
@@ -246,6 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from streams.config import DEFAULT_APP_ID
+    from streams.publish import BrokerUnreachable
     from streams.trace import trace
 
     broker = args.broker or os.environ.get("SUBSIDY_BROKER")
@@ -253,7 +273,9 @@ def cmd_trace(args: argparse.Namespace) -> int:
         raise _command_error("say which broker to read: --broker HOST:PORT (subsidy up prints it) or SUBSIDY_BROKER")
     try:
         lines = trace(_bootstrap(broker), args.ids, args.app_id or os.environ.get("SUBSIDY_APP_ID", DEFAULT_APP_ID))
-    except Exception as exc:  # kafka errors: no broker there, etc.
+    except BrokerUnreachable as exc:
+        raise _command_error(f"{exc}: is it running? (`subsidy up` prints its address; check --broker or $SUBSIDY_BROKER)") from None
+    except Exception as exc:  # kafka errors after the broker answered
         raise _command_error(f"reading {broker} failed: {type(exc).__name__}: {exc}") from None
     print("\n".join(lines))
     return 0
@@ -270,13 +292,13 @@ def add_stream_commands(subparsers) -> None:
     worker.add_argument("--partitions", type=int, help="partitions of the topics (default $SUBSIDY_PARTITIONS or 4)")
     worker.add_argument("--replication", type=int, help="replicas of the topics it creates (default $SUBSIDY_REPLICATION, else 3 on 3 brokers or more, 1 below)")
     worker.add_argument("--web-port", type=int, help="port of /metrics on 127.0.0.1 (default 6066)")
-    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--loglevel", default="info", help="Faust's log level: debug, info, warning, error (default info)")
     worker.add_argument("--no-create-topics", action="store_true", help="do not create missing topics (they must exist; their settings are still checked)")
     worker.set_defaults(func=cmd_worker)
 
-    def local_flags(p):
+    def local_flags(p, ledger_default: str):
         p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-        p.add_argument("--ledger", metavar="URL", help="ledger database URL (default: SQLite)")
+        p.add_argument("--ledger", metavar="URL", help=f"ledger database URL (default {ledger_default})")
         p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
         p.add_argument("--policy", metavar="FILE", help="policy file (default: the shipped one)")
         p.add_argument("--kafka", choices=("tansu", "apache"), default="tansu",
@@ -284,7 +306,7 @@ def add_stream_commands(subparsers) -> None:
                             "broker, fetched from Maven Central once; needs Java 17 and Maven)")
 
     up = subparsers.add_parser("up", help="start a local broker, the workers and the ledger on this machine")
-    local_flags(up)
+    local_flags(up, "$SUBSIDY_LEDGER_URL or sqlite:///subsidy-ledger.sqlite in the current folder")
     up.add_argument("--workdir", metavar="DIR", help="where logs go (default: a new temp dir)")
     up.set_defaults(func=cmd_up)
 
@@ -294,12 +316,13 @@ def add_stream_commands(subparsers) -> None:
     pub.set_defaults(func=cmd_publish)
 
     demo = subparsers.add_parser("demo", help="up + a generated sample + publish + compare the ledger with the replay")
-    local_flags(demo)
+    local_flags(demo, "a new SQLite file in the folder the demo keeps")
     demo.add_argument("--events", type=int, default=5000, help="approximate number of events (default 5000)")
-    demo.add_argument("--enterprises", type=int, default=200)
-    demo.add_argument("--year", type=int, default=2026)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--timeout", type=float, default=600.0)
+    demo.add_argument("--enterprises", type=int, default=200, help="enterprises in the generated sample (default 200)")
+    demo.add_argument("--year", type=int, default=2026, help="fiscal year the sample's events fall in (default 2026)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the sample: same seed, same events (default 0)")
+    demo.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                      help="how long to wait for the ledger to account for every input before giving up (default 600)")
     demo.set_defaults(func=cmd_demo)
 
     tr = subparsers.add_parser("trace", help="show every record of the pipeline's topics that mentions these ids (instruction, decision or event)")

@@ -122,11 +122,17 @@ def _scan(consumer, topics: Iterable[str], needles: set[str], progress, idle_sec
 def trace(bootstrap: str, ids: Iterable[str], app_id: str, progress=lambda text: print(text, file=sys.stderr)) -> list[str]:
     """Lines describing every record that mentions ``ids`` (and the claims of their events)."""
     from kafka import KafkaConsumer
+    from kafka.errors import KafkaTimeoutError
+
+    from streams.publish import BrokerUnreachable
 
     needles = {i for i in ids if i}
     # an unreachable broker is said in 5 s, not 30 (where this kafka-python has the setting)
     quick = {"bootstrap_timeout_ms": 5000} if "bootstrap_timeout_ms" in KafkaConsumer.DEFAULT_CONFIG else {}
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="subsidy-trace", **quick)
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, client_id="subsidy-trace", **quick)
+    except KafkaTimeoutError:  # kafka-python 3: "Unable to bootstrap from ..."
+        raise BrokerUnreachable(f"no broker answered at {bootstrap}") from None
     try:
         hits, events = _scan(consumer, (changelog_topic(app_id), DECISIONS_TOPIC, INSTRUCTIONS_TOPIC, DEAD_LETTERS_TOPIC), needles, progress)
         claim_hits, _ = _scan(consumer, (CLAIMS_TOPIC,), events | needles, progress)

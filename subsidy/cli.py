@@ -35,23 +35,20 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with its errors (an unknown option, a value its type refuses) in the one line
+    every other mistake gets, instead of a usage block above the error."""
+
+    def error(self, message: str):
+        self.exit(USAGE_EXIT, f"subsidy: error: {message} (see `{self.prog} --help`)\n")
+
+
 def _ledger_api():
     try:
         from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
     except ImportError as exc:
         raise CommandError(f"the ledger is not available in this installation ({exc})") from None
     return Ledger, DEFAULT_LEDGER_URL
-
-
-def default_ledger_url() -> str:
-    env = os.environ.get("SUBSIDY_LEDGER_URL")
-    if env:
-        return env
-    try:
-        from sinks.ledger import DEFAULT_LEDGER_URL
-    except ImportError:
-        return "sqlite:///subsidy-ledger.sqlite"
-    return DEFAULT_LEDGER_URL
 
 
 def _policy(path: str | None):
@@ -102,8 +99,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if not os.path.isfile(args.events):
         raise CommandError(f"events file {args.events!r} does not exist" if not os.path.exists(args.events) else f"{args.events!r} is not a file")
     Ledger, _ = _ledger_api()
-    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable, first_line, shown_url
-    url = args.ledger or default_ledger_url()
+    from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable, first_line, ledger_url, shown_url
+    url = ledger_url(args.ledger)
     try:
         ledger = Ledger.open(url)
     except Exception as exc:  # any failure to open is the URL's or the database's: say which, no traceback
@@ -149,7 +146,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="subsidy", description="Chengdu AI policy subsidy pipeline")
+    parser = OneLineParser(prog="subsidy", description="Chengdu AI policy subsidy pipeline")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
 

@@ -105,9 +105,12 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
     granted = summary.granted
     pending_lines = 0
     batch_start = 1  # line number of the first event not yet in the ledger
+    envelopes = 0  # lines that are an event envelope: until one is, nothing is stored
 
     def flush() -> None:
         nonlocal decisions, instructions, rejections, pending_lines
+        if not envelopes:  # maybe not an events file at all: its lines are not to be recorded as rejected events
+            return
         if ledger is not None and (decisions or instructions or rejections):
             try:
                 ledger.record(decisions, instructions, rejections)
@@ -133,6 +136,7 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             topic, raw, value = "", line, None
             try:
                 topic, raw, value = _envelope(line)
+                envelopes += 1
                 claims = intake(topic, raw, policy)
             except Rejected as exc:
                 summary.rejected += 1
@@ -173,6 +177,9 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
                 flush()
             if progress is not None:
                 progress.update(1)
+    if summary.events and not envelopes:
+        raise ReplayError(f"{path}: not one of its {summary.events:,} lines is an event envelope {{\"topic\": ..., \"value\"|\"raw\": ...}}; "
+                          "nothing was stored: is it the events file? (`subsidy generate` writes one)")
     flush()
     summary.seconds = time.monotonic() - started
     return summary

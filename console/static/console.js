@@ -82,9 +82,21 @@ function pct(r) {
   return r >= 0.999 && r < 1 ? "99.9%+" : `${tenths.toFixed(1)}%`;
 }
 
+// A time keeps the offset it came with: the ledger records in UTC, events carry their own
+// (+08:00 in Chengdu), and a time shown without its zone reads as the other one.
 function when(ts) {
   if (!ts) return "—";
-  return String(ts).replace("T", " ").replace(/(\d{2}:\d{2})(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)?$/, "$1");
+  const parts = String(ts).match(/^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2})(?::\d{2}(?:\.\d+)?)?(Z|[+-]\d{2}:\d{2})?$/);
+  if (!parts) return String(ts);
+  const [, day, minute, offset] = parts;
+  return offset ? `${day} ${minute} ${offset === "Z" ? "+00:00" : offset}` : `${day} ${minute}`;
+}
+
+// the browser's own offset, written as the ledger's times are (+08:00)
+function localOffset(date) {
+  const minutes = -date.getTimezoneOffset();
+  const abs = Math.abs(minutes);
+  return `${minutes < 0 ? "-" : "+"}${String(Math.floor(abs / 60)).padStart(2, "0")}:${String(abs % 60).padStart(2, "0")}`;
 }
 
 function dayIndex(iso, year) {
@@ -362,7 +374,7 @@ async function refresh() {
   banner.hidden = errors.length === 0;
   banner.textContent = errors.length ? `Cannot refresh: ${[...new Set(errors)].join(" · ")}` : "";
   live.className = `dot ${errors.length ? "bad" : "ok"}`;
-  document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })} · every ${REFRESH_MS / 1000} s`;
+  document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString("zh-CN", { hour12: false })} ${localOffset(new Date())} · every ${REFRESH_MS / 1000} s`;
   document.body.dataset.loaded = String((Number(document.body.dataset.loaded) || 0) + 1);
   busy = false;
 }

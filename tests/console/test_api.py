@@ -173,6 +173,22 @@ def test_recent_decisions_carry_their_computation(app, pipeline_ledger):
     assert len(model) == 3 and all(d["clause_id"] == "model-usage" for d in model)
 
 
+def test_a_decisions_filter_that_matches_nothing_is_a_bad_request_naming_the_valid_values(app, policy):
+    """Bad input is not an outage (503) nor an empty answer: 400, saying what is valid."""
+    bad = ["/api/decisions/recent?clause=%00", "/api/decisions/recent?clause=no-such-clause", "/api/decisions/recent?outcome=maybe"]
+    answers = get_all(app, bad)
+    for path in bad:
+        status, headers, text = answers[path]
+        assert status == 400 and headers["Content-Type"].startswith("application/json"), (path, status, text)
+    clause_error = json.loads(answers[bad[0]][2])["error"]
+    assert clause_error.startswith("clause must be one of: ") and all(c in clause_error for c in policy.clauses)
+    outcome_error = json.loads(answers[bad[2]][2])["error"]
+    parameters = spec()["paths"]["/api/decisions/recent"]["get"]["parameters"]
+    outcomes = next(p for p in parameters if p["name"] == "outcome")["schema"]["enum"]
+    assert outcome_error == "outcome must be one of: " + ", ".join(sorted(outcomes))
+    assert "400" in spec()["paths"]["/api/decisions/recent"]["get"]["responses"]
+
+
 def test_rejections_grouped_by_code_with_the_original_message(app, pipeline_ledger):
     (status, _, text), = get_all(app, ["/api/rejections?examples=2"]).values()
     data = json.loads(text)

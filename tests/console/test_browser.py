@@ -94,3 +94,18 @@ def test_console_page_in_headless_chromium(browser, busy_ledger, policy, console
     assert problems == [], "\n".join(problems)
     assert screenshot.stat().st_size > 50_000
 
+
+
+def test_times_are_shown_with_their_offset(browser):
+    """The ledger records in UTC and events carry +08:00: a time without its offset reads as the other."""
+    source = (Path(__file__).resolve().parents[2] / "console" / "static" / "console.js").read_text(encoding="utf-8")
+    helpers = [re.search(rf"^function {name}\(.*?^}}$", source, re.S | re.M).group(0) for name in ("when", "localOffset")]
+    page = browser.new_page()
+    try:
+        page.add_script_tag(content="\n".join(helpers))
+        shown = page.evaluate("""() => [when("2026-03-01T09:00:00+08:00"), when("2026-03-01T01:02:03.123456+00:00"),
+                                        when("2026-03-01T01:02:03Z"), when(null), localOffset(new Date(2026, 0, 1))]""")
+    finally:
+        page.close()
+    assert shown[:4] == ["2026-03-01 09:00 +08:00", "2026-03-01 01:02 +00:00", "2026-03-01 01:02 +00:00", "—"]
+    assert re.fullmatch(r"[+-]\d{2}:\d{2}", shown[4])

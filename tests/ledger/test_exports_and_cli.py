@@ -68,6 +68,28 @@ def test_pain001_validates_against_the_xsd(filled, tmp_path):
     assert second.read_bytes() == data  # deterministic batch id and content
 
 
+def test_each_export_says_whether_its_total_nets_the_clawbacks(filled, tmp_path, capsys):
+    url, _, _ = filled
+    march = ["--ledger", url, "--from", "2026-03-01", "--to", "2026-03-31"]
+    assert main(["ledger", "export", "--format", "csv", *march, "--out", str(tmp_path / "march.csv")]) == 0
+    assert "control sum 1800.30 CNY (payments net of clawbacks)" in capsys.readouterr().err
+    assert main(["ledger", "export", "--format", "pain001", *march, "--out", str(tmp_path / "march.xml")]) == 0
+    err = capsys.readouterr().err
+    assert "control sum 2100.30 CNY (payments only: 1 clawback(s) in the range, -300.00 CNY, are left out; the CSV export has them)" in err
+    assert main(["ledger", "export", "--format", "pain001", "--ledger", url, "--from", "2026-04-01", "--out", str(tmp_path / "april.xml")]) == 0
+    assert "(payments only; no clawbacks in the range)" in capsys.readouterr().err
+
+
+def test_balance_text_and_json_show_payables_with_the_same_sign(filled, capsys):
+    """A payable is a liability: what is owed to the payee, positive, in both outputs."""
+    url, out, _ = filled
+    provider = out.instructions[0]["payee"]["id"]
+    assert main(["ledger", "balance", "--ledger", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["accounts"][f"payable:{provider}"] == "1860.30"
+    assert main(["ledger", "balance", "--ledger", url]) == 0
+    assert re.search(rf"payable:{provider} +1860\.30\n", capsys.readouterr().out)
+
+
 def test_reconcile_against_replay_and_instructions(filled, tmp_path, capsys):
     url, out, events = filled
     assert main(["ledger", "reconcile", "--ledger", url, "--against", str(events)]) == 0
@@ -123,4 +145,5 @@ def test_a_reading_command_on_no_ledger_says_so_and_creates_none(ledger_url, com
     assert "no ledger at" in err and "subsidy ledger init" in err
     assert not holds_ledger(ledger_url)
     assert main(["ledger", "init", "--ledger", ledger_url]) == 0
-    assert main(["ledger", command[0], "--ledger", ledger_url, *command[1:]]) == 0
+    # an empty ledger holds no payee to state: said as such, not as 0.00 owed
+    assert main(["ledger", command[0], "--ledger", ledger_url, *command[1:]]) == (1 if command[0] == "statement" else 0)
