@@ -20,6 +20,10 @@ demo: install
 	$(BIN)/subsidy demo
 
 test: install
+	@# Lint and type checks first, in seconds (configured in pyproject.toml: ruff's rules and import
+	@# order everywhere; mypy strict on rules/ and the ledger): an error there fails the run
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	@# The tests start their own PostgreSQL cluster and Apache Kafka brokers on free loopback ports;
 	@# what they run on is installed here where absent: PostgreSQL from Debian's packages, the broker
 	@# from Maven Central (streams/apache_kafka), Debian's kcat (an upstream publisher that is not

@@ -82,7 +82,13 @@ def soak(args: argparse.Namespace, log, workdir: Path) -> int:
     from streams.local import LocalPipeline
     from streams.publish import iter_messages
     from streams.verify import (
-        accounted, compare_totals, expected_from_file, ledger_totals, state_differs_from_changelog, totals_table, wait_until_accounted,
+        accounted,
+        compare_totals,
+        expected_from_file,
+        ledger_totals,
+        state_differs_from_changelog,
+        totals_table,
+        wait_until_accounted,
     )
     from subsidy.generate import generate_file
 

@@ -23,7 +23,7 @@ import datetime as dt
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring  # type: ignore[attr-defined]
+from json.encoder import encode_basestring
 from typing import Any, MutableMapping
 
 from rules.intake import Claim
@@ -71,7 +71,7 @@ def claim_key(clause_id: str, source: str, event_id: str) -> str:
     return state_key("claim", clause_id, source, event_id)
 
 
-def _who(cap_fields: tuple[str, ...], claim: Claim) -> list[str]:
+def _who(cap_fields: tuple[str | None, ...], claim: Claim) -> list[str]:
     return [claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "") for name in cap_fields]
 
 
@@ -265,6 +265,7 @@ class Engine:
         elif raw == 0:
             declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
         else:
+            assert raw_text is not None  # as raw is not None
             granted, granted_text = raw, raw_text
             for cap_plan, (limit, limit_text) in zip(plan.caps, terms.limits):
                 cap = cap_plan.cap
@@ -341,6 +342,7 @@ class Engine:
 
     def _correct(self, plan: _ClausePlan, claim: Claim, key: str) -> Outcome:
         clause = plan.clause
+        assert claim.corrects is not None  # decide() brings only corrections here
         original_key = plan.claim_key(claim.source, claim.corrects)
         original = self.state.get(original_key)
         refund = claim.base or 0
@@ -351,7 +353,7 @@ class Engine:
             # Remember the refunded sum on the original's key; its decision will net it out.
             refunded = (original or {}).get("refunded", 0) + refund
             self.state[original_key] = {"refunded": refunded}
-            computation = {"refund": format_fen(refund), "refunded_total": format_fen(refunded), "granted": "0.00"}
+            computation: dict[str, Any] = {"refund": format_fen(refund), "refunded_total": format_fen(refunded), "granted": "0.00"}
             reason = f"original event {claim.corrects!r} not decided yet; its entitlement will be computed net of this refund"
             decision = self._decision(plan, claim, claim.fiscal_year, REFUND_RECORDED, "0.00", "0.00", None, reason, computation, None, claim.payee)
             self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": [], "corrects": claim.corrects}
@@ -420,7 +422,10 @@ class Engine:
 
     # -- records -------------------------------------------------------------------------
 
-    def _decision(self, plan, claim, fiscal_year, outcome, granted_text, declined_text, declined_by, reason, computation, instruction_id, payee) -> dict[str, Any]:
+    def _decision(
+        self, plan: _ClausePlan, claim: Claim, fiscal_year: int, outcome: str, granted_text: str, declined_text: str, declined_by: str | None,
+        reason: str, computation: dict[str, Any], instruction_id: str | None, payee: dict[str, str],
+    ) -> dict[str, Any]:
         return {
             "decision_id": plan.decision_ids.of(claim.source, claim.event_id),
             "event_id": claim.event_id,
@@ -443,7 +448,10 @@ class Engine:
             "instruction_id": instruction_id,
         }
 
-    def _instruction(self, instruction_id, kind, clause, claim, fiscal_year, payee, amount_text, computation, corrects, event_ids) -> dict[str, Any]:
+    def _instruction(
+        self, instruction_id: str | None, kind: str, clause: Clause, claim: Claim, fiscal_year: int, payee: dict[str, str], amount_text: str,
+        computation: dict[str, Any], corrects: str | None, event_ids: list[str],
+    ) -> dict[str, Any]:
         return {
             "instruction_id": instruction_id,
             "kind": kind,

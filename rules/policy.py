@@ -10,7 +10,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar, cast
 
 import yaml
 
@@ -112,13 +112,13 @@ class Policy:
 # --- YAML with line numbers ------------------------------------------------------------
 
 
-class _Node(dict):
+class _Node(dict[Any, Any]):  # keys as YAML reads them (str, but also int, date...)
     line = 0
     key_lines: dict[str, int]
 
 
 class _LineLoader(yaml.SafeLoader):
-    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> _Node:
         mapping = _Node(super().construct_mapping(node, deep=True))
         mapping.line = node.start_mark.line + 1
         mapping.key_lines = {k.value: k.start_mark.line + 1 for k, _ in node.value if hasattr(k, "value")}
@@ -126,12 +126,14 @@ class _LineLoader(yaml.SafeLoader):
 
 
 # SafeLoader builds maps in two steps through a plain dict; build ours directly instead.
-_LineLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, lambda loader, node: loader.construct_mapping(node)
-)
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> _Node:
+    return loader.construct_mapping(node)
 
 
-def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
     # A date-shaped value that is not a real date (2025-13-01, 2025-02-30) makes PyYAML raise
     # a bare ValueError; turn it into a marked error so the file:line: message is kept.
     try:
@@ -213,7 +215,7 @@ def _one_of(choices: tuple[str, ...]) -> Callable[[Any], str]:
     def convert(value: Any) -> str:
         if value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
-        return value
+        return cast(str, value)
     return convert
 
 

@@ -161,7 +161,7 @@ def all_schemas(policy: Policy | None = None) -> dict[str, str]:
 # --- output examples, produced by the real core ----------------------------------------
 
 #: where the example rejection was read from (a Kafka partition and offset) and when
-EXAMPLE_REJECTION_PLACE = {"partition": 3, "offset": 1042}
+EXAMPLE_REJECTION_PLACE: dict[str, Any] = {"partition": 3, "offset": 1042}
 EXAMPLE_REJECTED_AT = dt.datetime(2026, 3, 2, 10, 15, 4, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 
 

@@ -154,8 +154,8 @@ def to_pain001(
         return (i["policy_id"], i["clause_id"], int(i["fiscal_year"]))
 
     groups = []
-    for (policy_id, clause_id, year), items in groupby(sorted(payments, key=lambda i: (budget_key(i), i["instruction_id"])), key=budget_key):
-        items = list(items)
+    for (policy_id, clause_id, year), group in groupby(sorted(payments, key=lambda i: (budget_key(i), i["instruction_id"])), key=budget_key):
+        items = list(group)
         total = sum(parse_amount(i["amount"]) for i in items)
         groups.append(
             {

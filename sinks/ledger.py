@@ -31,7 +31,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -40,7 +40,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from rules.money import AmountError, format_fen, parse_amount
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 DEFAULT_LEDGER_URL = "sqlite:///subsidy-ledger.sqlite"
 LEDGER_URL_ENV = "SUBSIDY_LEDGER_URL"
@@ -200,7 +204,7 @@ def entry_hash(prev_hash: str, entry: dict[str, Any]) -> str:
     return _chain_hash(prev_hash, fields)
 
 
-def _chain_hash(prev_hash: str, fields: tuple) -> str:
+def _chain_hash(prev_hash: str, fields: tuple[Any, ...]) -> str:
     """``fields``: seq, instruction_id, entry_kind, debit and credit account, amount_fen (int),
     clause_id, fiscal_year (int), payee_id, instruction_hash."""
     return sha256_hex(prev_hash + "\n" + canonical_json(fields))
@@ -380,7 +384,7 @@ def make_engine(url: str, *, application_name: str = "subsidy-ledger") -> Engine
         engine = sa.create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_connection, _record):  # pragma: no cover - trivial
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:  # pragma: no cover - trivial
             dbapi_connection.isolation_level = None  # let BEGIN below be the only transaction control
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
@@ -390,7 +394,7 @@ def make_engine(url: str, *, application_name: str = "subsidy-ledger") -> Engine
             cursor.close()
 
         @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn):  # pragma: no cover - trivial
+        def _sqlite_begin(conn: Connection) -> None:  # pragma: no cover - trivial
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
@@ -400,7 +404,7 @@ def make_engine(url: str, *, application_name: str = "subsidy-ledger") -> Engine
     raise LedgerError(f"ledger URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and postgresql+psycopg:// are supported")
 
 
-def _alembic_config(connection: Connection | None = None):
+def _alembic_config(connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     config = Config()
@@ -438,7 +442,7 @@ def upgrade_schema(engine: Engine) -> str:
         command.upgrade(_alembic_config(conn), "head")
         current = MigrationContext.configure(conn, opts={"version_table": "ledger_alembic_version"}).get_current_revision()
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert current == head, (current, head)
+    assert current == head and current is not None, (current, head)
     return current
 
 
@@ -472,12 +476,12 @@ class Ledger:
     def __enter__(self) -> "Ledger":
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- retry -------------------------------------------------------------------------------
 
-    def _with_retry(self, work):
+    def _with_retry(self, work: Callable[[], _T]) -> tuple[_T, int]:
         delays = self.retry.delays()
         attempt = 1
         while True:
@@ -497,14 +501,14 @@ class Ledger:
 
     # -- writing -----------------------------------------------------------------------------
 
-    def record(self, decisions: list[dict], instructions: list[dict], rejections: list[dict]) -> RecordResult:
+    def record(self, decisions: list[dict[str, Any]], instructions: list[dict[str, Any]], rejections: list[dict[str, Any]]) -> RecordResult:
         """Store one batch in one transaction. Idempotent; retried on connection loss."""
         batch = self._prepare(decisions or [], instructions or [], rejections or [])
         (result, attempts) = self._with_retry(lambda: self._write(batch))
         result.attempts = attempts
         return result
 
-    def _prepare(self, decisions, instructions, rejections) -> dict[str, list[_Prepared]]:
+    def _prepare(self, decisions: list[dict[str, Any]], instructions: list[dict[str, Any]], rejections: list[dict[str, Any]]) -> dict[str, list[_Prepared]]:
         out: dict[str, dict[str, _Prepared]] = {"decision": {}, "instruction": {}, "rejection": {}}
         for kind, records in (("decision", decisions), ("instruction", instructions), ("rejection", rejections)):
             for body in records:
@@ -526,7 +530,7 @@ class Ledger:
         return {kind: list(items.values()) for kind, items in out.items()}
 
     @staticmethod
-    def _decision_row(body: dict) -> dict:
+    def _decision_row(body: dict[str, Any]) -> dict[str, Any]:
         try:
             return {
                 "event_id": str(body["event_id"]),
@@ -541,7 +545,7 @@ class Ledger:
             raise InvalidRecord(f"decision {body.get('decision_id')} has no {missing.args[0]}") from None
 
     @staticmethod
-    def _instruction_row(body: dict) -> dict:
+    def _instruction_row(body: dict[str, Any]) -> dict[str, Any]:
         iid = body.get("instruction_id")
         try:
             kind = body["kind"]
@@ -594,14 +598,14 @@ class Ledger:
         return row
 
     @staticmethod
-    def _rejection_row(body: dict) -> dict:
+    def _rejection_row(body: dict[str, Any]) -> dict[str, Any]:
         return {"topic": body.get("topic"), "code": body.get("code")}
 
     def _lock(self, conn: Connection) -> tuple[int, str]:
         row = conn.execute(_READ_HEAD_FOR_UPDATE if self.dialect == "postgresql" else _READ_HEAD).one()
         return int(row.seq), row.head_hash
 
-    def _select_in(self, conn: Connection, table: sa.Table, columns: str, key: str, keys: Iterable[str], *, for_update: bool = False, group_by: bool = False) -> list:
+    def _select_in(self, conn: Connection, table: sa.Table, columns: str, key: str, keys: Iterable[str], *, for_update: bool = False, group_by: bool = False) -> list[Any]:
         """``SELECT columns FROM table WHERE key IN keys``: one ``= ANY(array)`` query on PostgreSQL
         (the array sent in binary: no quoting of thousands of elements), IN chunks on SQLite."""
         keys = list(keys)
@@ -610,13 +614,13 @@ class Ledger:
         tail = (f" GROUP BY {key}" if group_by else "") + (" FOR UPDATE" if for_update and self.dialect == "postgresql" else "")
         if self.dialect == "postgresql":
             return list(conn.exec_driver_sql(f"SELECT {columns} FROM {table.name} WHERE {key} = ANY(%(keys)b){tail}", {"keys": keys}))
-        rows = []
+        rows: list[Any] = []
         for start in range(0, len(keys), 500):
             chunk = tuple(keys[start : start + 500])
             rows.extend(conn.exec_driver_sql(f"SELECT {columns} FROM {table.name} WHERE {key} IN ({', '.join('?' * len(chunk))}){tail}", chunk))
         return rows
 
-    def _insert(self, conn: Connection, table: sa.Table, names: tuple[str, ...], rows: list[tuple]) -> None:
+    def _insert(self, conn: Connection, table: sa.Table, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         """Insert rows (tuples of the ``names`` columns) in one go.
 
         PostgreSQL: ``COPY ... FROM STDIN`` on the transaction's connection (constraints and
@@ -628,7 +632,9 @@ class Ledger:
             conn.execute(table.insert(), [dict(zip(names, row)) for row in rows])
             return
         statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-        cursor = conn.connection.dbapi_connection.cursor()
+        dbapi_connection = conn.connection.dbapi_connection
+        assert dbapi_connection is not None  # the connection is checked out: it is open
+        cursor = dbapi_connection.cursor()
         try:
             with cursor.copy(statement) as copy:
                 write = copy.write_row
@@ -639,7 +645,7 @@ class Ledger:
         finally:
             cursor.close()
 
-    def _raise_dbapi(self, conn: Connection, error: Exception, statement: str, cursor) -> None:
+    def _raise_dbapi(self, conn: Connection, error: Any, statement: str, cursor: Any) -> None:
         """Raise a driver error met outside SQLAlchemy's execute() the way execute() would:
         wrapped in SQLAlchemy's exception classes, the connection invalidated when it is gone
         (so that the retry classifies it as transient and takes a fresh connection)."""
@@ -701,10 +707,10 @@ class Ledger:
         stored_caps = set(caps)
 
         known = self._known_accounts
-        account_rows: dict[str, tuple] = {}
-        instruction_rows: list[tuple] = []
-        charge_rows: list[tuple] = []
-        journal_rows: list[tuple] = []
+        account_rows: dict[str, tuple[Any, ...]] = {}
+        instruction_rows: list[tuple[Any, ...]] = []
+        charge_rows: list[tuple[Any, ...]] = []
+        journal_rows: list[tuple[Any, ...]] = []
         last_charge: dict[str, str] = {}  # scope -> last instruction of the batch that changed it
         instruction_values = operator.itemgetter(*_INSTRUCTION_FIELDS)
         for p in items:
@@ -786,8 +792,8 @@ class Ledger:
         The CHECK constraints (``0 <= used <= cap_limit``) are the guarantee; the checks above only
         name the culprit. Should the database still refuse, the changes are replayed one scope at a
         time to name the cap (and the batch's last instruction that changed it)."""
-        inserts = [{"scope": s, "kind": c.kind, "cap_limit": c.limit, "used": c.used} for s, c in caps.items() if s in last_charge and s not in stored]
-        updates = [{"s": s, "delta": c.used - c.used_before, "lim": c.limit} for s, c in caps.items() if s in last_charge and s in stored]
+        inserts: list[dict[str, Any]] = [{"scope": s, "kind": c.kind, "cap_limit": c.limit, "used": c.used} for s, c in caps.items() if s in last_charge and s not in stored]
+        updates: list[dict[str, Any]] = [{"s": s, "delta": c.used - c.used_before, "lim": c.limit} for s, c in caps.items() if s in last_charge and s in stored]
         savepoint = conn.begin_nested()
         try:
             if inserts:
@@ -826,7 +832,7 @@ class Ledger:
                 out.setdefault(clause_id, {})[int(year)] = int(total)
         return out
 
-    def counts(self) -> dict:
+    def counts(self) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {
                 "decisions": conn.execute(sa.select(sa.func.count()).select_from(decisions_t)).scalar_one(),
@@ -834,7 +840,7 @@ class Ledger:
                 "rejections": conn.execute(sa.select(sa.func.count()).select_from(rejections_t)).scalar_one(),
             }
 
-    def instructions(self, *, date_from: str | None = None, date_to: str | None = None, kind: str | None = None) -> list[dict]:
+    def instructions(self, *, date_from: str | None = None, date_to: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
         """Stored instruction dicts (value date in Asia/Shanghai within [date_from, date_to]), in journal order."""
         query = sa.select(instructions_t.c.body).order_by(instructions_t.c.journal_seq)
         if date_from:
@@ -852,7 +858,7 @@ class Ledger:
         with self.engine.connect() as conn:
             return conn.execute(query).first() is not None
 
-    def journal_entries(self, *, payee_id: str | None = None, fiscal_year: int | None = None) -> list[dict]:
+    def journal_entries(self, *, payee_id: str | None = None, fiscal_year: int | None = None) -> list[dict[str, Any]]:
         query = sa.select(journal).order_by(journal.c.seq)
         if payee_id is not None:
             query = query.where(journal.c.payee_id == payee_id)
@@ -870,7 +876,7 @@ class Ledger:
             balances[entry["credit_account"]] = balances.get(entry["credit_account"], 0) - int(entry["amount_fen"])
         return dict(sorted(balances.items()))
 
-    def cap_usage(self) -> dict[str, dict]:
+    def cap_usage(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
             return {row.scope: {"kind": row.kind, "limit": int(row.cap_limit), "used": int(row.used)} for row in conn.execute(sa.select(cap_usage))}
 
@@ -909,7 +915,7 @@ class Ledger:
         return problems
 
 
-def iter_jsonl(lines: Iterable[str]) -> Iterator[dict]:
+def iter_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
     for number, line in enumerate(lines, 1):
         line = line.strip()
         if line:

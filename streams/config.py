@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 DEFAULT_APP_ID = "subsidy-pipeline"
 DEFAULT_PARTITIONS = 4
@@ -126,7 +126,7 @@ class StreamConfig:
 
 # variable -> (StreamConfig field, conversion). SUBSIDY_WEB_BIND stays 127.0.0.1 unless a
 # scraper elsewhere must reach /metrics.
-_ENVIRONMENT = {
+_ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SUBSIDY_BROKER": ("broker", _broker_url),
     "SUBSIDY_LEDGER_URL": ("ledger_url", str),
     "SUBSIDY_POLICY": ("policy_path", str),

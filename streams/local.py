@@ -20,7 +20,6 @@ from streams.config import StreamConfig
 from streams.local_broker import die_with_parent
 from streams.topics import TopicError, ensure_topics, inspect_topics, topic_specs
 
-
 KAFKA_KINDS = ("tansu", "apache")
 #: on Apache Kafka local workers are production workers (`subsidy worker`) with a short session,
 #: so that a killed worker's partitions move on within seconds, not Faust's 60

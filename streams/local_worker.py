@@ -11,8 +11,8 @@ import logging
 import os
 import sys
 
-from streams.config import StreamConfig
 from streams import tansu_fetch_wait, tansu_offsets
+from streams.config import StreamConfig
 from streams.local_broker import local_broker_faust_settings
 from streams.worker import run_worker
 

@@ -19,11 +19,11 @@ for records that are not there; it reads at least every record present when it a
 
 from __future__ import annotations
 
-from streams.faust_patching import require_proven_versions
-
 import asyncio
 import logging
 from typing import Any, Mapping
+
+from streams.faust_patching import require_proven_versions
 
 log = logging.getLogger("streams.tansu")
 

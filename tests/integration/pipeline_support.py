@@ -26,7 +26,7 @@ def docker_answers() -> bool:
 def mutate(path: Path, out: Path, seed: int = 7) -> dict:
     """Duplicates, local reordering and bad messages mixed into a generated file."""
     rng = random.Random(seed)
-    lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+    lines = [text for text in path.read_text(encoding="utf-8").splitlines() if text.strip()]
     # reorder: shuffle inside windows of 40 lines (refunds may now arrive before their purchase)
     shuffled: list[str] = []
     for start in range(0, len(lines), 40):

@@ -20,8 +20,8 @@ import sqlalchemy as sa
 from pipeline_support import alive_check, assert_ledger_equals_replay, wait_for_progress
 from private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
 from sinks.ledger import Ledger, make_engine
-from streams.app import LEDGER_REFUSED_EXIT
 from streams.apache_kafka import ApacheKafka
+from streams.app import LEDGER_REFUSED_EXIT
 from streams.local import LocalPipeline
 from streams.local_broker import LocalBroker
 from streams.publish import publish_file

@@ -11,7 +11,7 @@ import pytest
 from sinks.cli import main
 from sinks.export import PAIN001_NS, pain001_schema
 from sinks.ledger import Ledger
-from tests.ledger.factory import purchase, run, uscc
+from tests.ledger.factory import purchase, run
 
 EVENTS = [
     purchase("e1", 1, "1000.00", when="2026-03-01T09:00:00+08:00"),

@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from sinks.ledger import LedgerConflict, Ledger
+from sinks.ledger import Ledger, LedgerConflict
 from tests.ledger.factory import purchase, run
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gc
 
-from sinks.ledger import Ledger
 from sqlalchemy.sql.elements import ClauseElement
+
+from sinks.ledger import Ledger
 from tests.ledger.factory import purchase, run
 
 

@@ -11,9 +11,9 @@ import json
 from types import SimpleNamespace
 
 import pytest
+from faust.types import TP
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from faust.types import TP
 
 from streams.app import build_app
 from streams.config import DEFAULT_APP_ID, StreamConfig
