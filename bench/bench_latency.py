@@ -88,9 +88,9 @@ def bench_latency(args: argparse.Namespace, workdir: Path) -> int:
 
     from sinks.ledger import Ledger
     from streams.local import LocalPipeline
-    from streams.local_broker import LocalBroker
-    from streams.publish import iter_messages
-    from streams.verify import accounted, compare_totals, expected_from_file, ledger_totals, wait_until_accounted
+    from streams.tansu.broker import LocalBroker
+    from streams.tools.publish import iter_messages
+    from streams.tools.verify import accounted, compare_totals, expected_from_file, ledger_totals, wait_until_accounted
 
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     n = int(args.rate * args.seconds)

@@ -5,7 +5,7 @@ before anything is timed. Then, over the same messages on the same broker:
 
 * (a) raw aiokafka: a consumer group reads the input topics and a producer sends every message
   to another topic (batched producer defaults); also the same with ``max_batch_size=1``, the
-  producer setting our local workers are forced to (streams/LOCAL_BROKER.md, restore fix);
+  producer setting our local workers are forced to (streams/tansu/README.md, restore fix);
 * (b) a Faust worker whose agent does nothing (bench/faust_noop_worker.py), local settings;
 * (b2) a Faust worker with our topology and none of our work (the same file, ``topology`` mode):
   inputs forwarded to a claims topic, each claim a table write and two sends, stage batches as
@@ -134,8 +134,8 @@ def core_cpu_per_input(events_path: Path) -> dict:
     from rules.engine import Engine
     from rules.intake import Claim
     from rules.policy import load_policy
-    from streams.publish import iter_messages
     from streams.state import compact_json
+    from streams.tools.publish import iter_messages
 
     policy = load_policy()
     with open(events_path, "rb") as f:
@@ -167,7 +167,7 @@ def core_cpu_per_input(events_path: Path) -> dict:
 def run_pipeline(bootstrap: str, ledger_url: str, expected, workers: int, workdir: Path, timeout: float = 900) -> dict:
     from sinks.ledger import Ledger
     from streams.local import LocalPipeline
-    from streams.verify import accounted, compare_totals, ledger_totals
+    from streams.tools.verify import accounted, compare_totals, ledger_totals
 
     n = expected.inputs
     pipeline = LocalPipeline(workers=workers, partitions=4, ledger_url=ledger_url, bootstrap=bootstrap,
@@ -258,10 +258,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def bench_pipeline(args: argparse.Namespace, workdir: Path) -> int:
-    from streams.local_broker import LocalBroker, create_topics
-    from streams.publish import publish_file
+    from streams.tansu.broker import LocalBroker, create_topics
+    from streams.tools.publish import publish_file
+    from streams.tools.verify import expected_from_file
     from streams.topics import expected_topics
-    from streams.verify import expected_from_file
 
     events = workdir / "events.jsonl"
     generated_events(events, args.events, args.seed, args.enterprises)

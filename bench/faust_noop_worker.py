@@ -1,8 +1,8 @@
 """Baselines (b), (b2) and (b3) of bench/bench_pipeline.py: Faust workers that do none of our work.
 
 Same broker, same input topics and the same local Faust settings as our workers
-(streams/local_worker.py: ``local_broker_faust_settings`` with true end offsets instead of
-one-record producer batches, the short fetch wait of streams/tansu_fetch_wait.py, our 5 ms
+(streams/tansu/worker.py: ``local_broker_faust_settings`` with true end offsets instead of
+one-record producer batches, the short fetch wait of streams/tansu/fetch_wait.py, our 5 ms
 producer linger and 256 KiB record batches, earliest reset; a memory store).
 The agent only counts; when it has seen ``BENCH_TARGET`` events it writes
 ``{"first": t, "last": t, "count": n, "cpu": s}`` to ``BENCH_OUT`` (wall clock; the CPU seconds
@@ -37,10 +37,10 @@ import faust  # noqa: E402
 from faust.worker import Worker  # noqa: E402
 
 from schemas.inputs import INPUT_TOPICS  # noqa: E402
-from streams import tansu_fetch_wait, tansu_offsets  # noqa: E402
 from streams.app import PRODUCER_MAX_BATCH_BYTES  # noqa: E402
-from streams.local_broker import local_broker_faust_settings  # noqa: E402
 from streams.stage_outputs import StageOutputs  # noqa: E402
+from streams.tansu import fetch_wait, offsets  # noqa: E402
+from streams.tansu.broker import local_broker_faust_settings  # noqa: E402
 
 
 async def send_each(app: faust.App, outputs: list) -> None:
@@ -59,11 +59,11 @@ async def send_batched(app: faust.App, outputs: list) -> None:
 
 
 def build() -> faust.App:
-    tansu_fetch_wait.install()
+    fetch_wait.install()
     settings = local_broker_faust_settings()
-    # as streams/local_worker.py: true end offsets fetched, so producer batches are not cut to one
+    # as streams/tansu/worker.py: true end offsets fetched, so producer batches are not cut to one
     # record; and our app's linger and record-batch size (streams/app.py)
-    tansu_offsets.install()
+    offsets.install()
     settings["producer_linger"] = 0.005
     settings["producer_max_batch_size"] = PRODUCER_MAX_BATCH_BYTES
     settings.update({"store": "memory://", "topic_disable_leader": True, "consumer_auto_offset_reset": "earliest",

@@ -45,7 +45,7 @@ from aiokafka.consumer import fetcher as aiokafka_fetcher  # noqa: E402
 from aiokafka.structs import TopicPartition  # noqa: E402
 
 from streams.input_gap_check import records_between  # noqa: E402
-from streams.local_broker import LocalBroker, create_topics  # noqa: E402
+from streams.tansu.broker import LocalBroker, create_topics  # noqa: E402
 
 TOPIC = "probe"
 PARTITIONS = 4

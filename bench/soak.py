@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> int:
 def soak(args: argparse.Namespace, log, workdir: Path) -> int:
     from sinks.ledger import Ledger
     from streams.local import LocalPipeline
-    from streams.publish import iter_messages
-    from streams.verify import (
+    from streams.tools.publish import iter_messages
+    from streams.tools.verify import (
         accounted,
         compare_totals,
         expected_from_file,
@@ -117,7 +117,7 @@ def soak(args: argparse.Namespace, log, workdir: Path) -> int:
 
     broker = None
     if not args.broker:
-        from streams.local_broker import LocalBroker
+        from streams.tansu.broker import LocalBroker
 
         broker = LocalBroker(log_path=workdir / "broker.log").start()
     bootstrap = args.broker or broker.bootstrap

@@ -55,7 +55,7 @@ from rules.money import parse_amount
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import kept_key, kept_original, rejection_record
-from streams import faust_seek_fix, faust_skip_fix
+from streams import faust_runtime
 from streams.config import StreamConfig, bootstrap_of
 from streams.input_gap_check import records_between
 from streams.metrics import METRICS, render_gauge
@@ -159,7 +159,7 @@ class StageBatch:
 
 
 def records_skipped(tp, first: int, after: int, detail: str = "") -> None:
-    """Faust fetched past records of a stage's topic it never delivered (streams/faust_skip_fix.py,
+    """Faust fetched past records of a stage's topic it never delivered (streams/faust_runtime/skip_fix.py,
     and for the state changelog streams/state.py)."""
     log.critical("%s[%s]: the consumer skipped offsets @%s..@%s on their way to the agent; exiting before "
                  "a commit can pass them, so that a restarted worker reads them again (if this repeats, the "
@@ -170,7 +170,7 @@ def records_skipped(tp, first: int, after: int, detail: str = "") -> None:
 
 def record_dropped(tp, offset: int) -> None:
     """Faust dropped a record of a stage's topic unread (a rebalance or a shutdown) and acknowledged
-    it; the acknowledgement was refused, so the record is read again (streams/faust_skip_fix.py)."""
+    it; the acknowledgement was refused, so the record is read again (streams/faust_runtime/skip_fix.py)."""
     METRICS.dropped.inc(tp.topic)
     log.info("%s[%s]@%s was dropped unread during a rebalance or a shutdown; not acknowledged, it will be read again",
              tp.topic, tp.partition, offset)
@@ -178,18 +178,17 @@ def record_dropped(tp, offset: int) -> None:
 
 def input_gap_taken(tp, first: int, after: int) -> None:
     """Offsets of an input that hold no record (transaction markers, compacted records), read back
-    from the broker: Faust commits past them (streams/faust_skip_fix.py)."""
+    from the broker: Faust commits past them (streams/faust_runtime/skip_fix.py)."""
     METRICS.input_gaps.inc(tp.topic, by=after - first)
     log.debug("%s[%s]: offsets @%s..@%s hold no record (transaction markers or compacted away)",
               tp.topic, tp.partition, first, after - 1)
 
 
 def build_app(config: StreamConfig) -> faust.App:
-    faust_seek_fix.install()
     bootstrap = bootstrap_of(config.broker)
-    faust_skip_fix.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS,
-                           records_in=lambda tp, first, after: records_between(bootstrap, tp.topic, tp.partition, first, after),
-                           on_input_gap=input_gap_taken)
+    faust_runtime.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS,
+                          records_in=lambda tp, first, after: records_between(bootstrap, tp.topic, tp.partition, first, after),
+                          on_input_gap=input_gap_taken)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
     settings: dict[str, Any] = {
         "broker": config.broker,
@@ -395,7 +394,7 @@ def build_app(config: StreamConfig) -> faust.App:
         committed = app.consumer._committed_offset  # Faust's own view (next record to read); not public
         for event in events:
             message = event.message
-            faust_skip_fix.handed(message)
+            faust_runtime.skip_fix.handed(message)
             if message.topic == CLAIMS_TOPIC:
                 committed_offset = committed.get(message.tp)
                 if offset_guard.starts(message.tp, generation):

@@ -9,7 +9,7 @@
 * ``demo``: up + a generated sample + publish + wait until the ledger accounts for every
   input; prints the per-clause-year totals next to the replay's, then stops everything.
 * ``trace``: every record of the pipeline's topics that mentions the given ids
-  (streams/trace.py), for an incident such as a refused clawback.
+  (streams/tools/trace.py), for an incident such as a refused clawback.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _opened_ledger_url(given: str | None) -> str:
 def _start_local(args: argparse.Namespace, workers: int):
     from streams.apache_kafka import KAFKA_VERSION, ApacheKafkaError
     from streams.local import LocalPipeline
-    from streams.local_broker import LocalBrokerError
+    from streams.tansu.broker import LocalBrokerError
 
     ledger = _opened_ledger_url(args.ledger)
     workdir = Path(args.workdir) if getattr(args, "workdir", None) else Path(tempfile.mkdtemp(prefix="subsidy-up-"))
@@ -157,7 +157,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from streams.publish import BrokerUnreachable, PublishError, publish_file
+    from streams.tools.publish import BrokerUnreachable, PublishError, publish_file
     from subsidy.progress import Progress
 
     if not os.path.isfile(args.events):
@@ -194,8 +194,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from rules.policy import load_policy
     from sinks.ledger import Ledger, shown_url
-    from streams.publish import publish_file
-    from streams.verify import cap_problems, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
+    from streams.tools.publish import publish_file
+    from streams.tools.verify import cap_problems, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
     from subsidy.generate import generate_file
     from subsidy.progress import Progress
 
@@ -265,8 +265,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_trace(args: argparse.Namespace) -> int:
     from streams.config import DEFAULT_APP_ID
-    from streams.publish import BrokerUnreachable
-    from streams.trace import trace
+    from streams.tools.publish import BrokerUnreachable
+    from streams.tools.trace import trace
 
     broker = args.broker or os.environ.get("SUBSIDY_BROKER")
     if not broker:

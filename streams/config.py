@@ -1,7 +1,7 @@
 """Configuration of the streaming pipeline, from the environment (and flags that override it).
 
 Nothing here knows about the local broker: `extra_faust_settings` is how local-run entry
-points and tests pass the tansu workarounds (streams/local_broker.py); the production
+points and tests pass the tansu workarounds (streams/tansu/broker.py); the production
 `subsidy worker` path never sets it.
 """
 

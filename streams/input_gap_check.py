@@ -4,7 +4,7 @@ WHY: Faust takes offsets of a topic that its consumer was never handed for a "ga
 past them (``Consumer._add_gap``). For an input that is right only where the offsets hold
 no record a consumer would be handed: a transaction marker (an upstream system that writes in
 transactions leaves one per partition and transaction) or a record compacted away. The same
-path has lost records of our own topics (streams/faust_skip_fix.py), and there a gap stops the
+path has lost records of our own topics (streams/faust_runtime/skip_fix.py), and there a gap stops the
 worker; on an input it would be an event never decided. So every gap in an input is read back
 from the broker with the workers' own isolation level before Faust may count it, and a record
 found there stops the worker before any commit passes it.

@@ -1,7 +1,7 @@
 """A whole pipeline on one machine: local broker, topics, N worker processes, a ledger.
 
 Used by `subsidy up`/`subsidy demo` and the integration tests. Workers are subprocesses
-(``python -m streams.local_worker``) so they can be killed with SIGKILL and restarted. Only
+(``python -m streams.tansu.worker``) so they can be killed with SIGKILL and restarted. Only
 processes started here are ever signalled, each by its own pid.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from streams.config import StreamConfig
-from streams.local_broker import die_with_parent
+from streams.loopback import die_with_parent
 from streams.topics import TopicError, ensure_topics, inspect_topics, topic_specs
 
 KAFKA_KINDS = ("tansu", "apache")
@@ -101,7 +101,7 @@ class LocalPipeline:
                 shutil.rmtree(self.workdir / "kafka", ignore_errors=True)
                 self.broker = ApacheKafka(workdir=self.workdir / "kafka").start()
             else:
-                from streams.local_broker import LocalBroker
+                from streams.tansu.broker import LocalBroker
 
                 self.broker = LocalBroker(log_path=self.workdir / "broker.log").start()
             # The workers' RocksDB state belongs to changelogs this new broker does not have:
@@ -128,7 +128,7 @@ class LocalPipeline:
     def start_worker(self, state_of: WorkerProcess | None = None) -> WorkerProcess:
         """A new worker process; with ``state_of`` (a stopped or killed worker) on that worker's
         data directory, as a supervisor restarts a worker on its state volume."""
-        from streams.local_broker import free_port
+        from streams.loopback import free_port
 
         if state_of is not None:
             assert not state_of.alive(), "two workers on one RocksDB directory"
@@ -148,7 +148,7 @@ class LocalPipeline:
         log = open(log_path, "ab")
         try:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.worker" if self.kafka == "apache" else "streams.local_worker"],
+                [sys.executable, "-m", "streams.worker" if self.kafka == "apache" else "streams.tansu.worker"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
                 cwd=str(self.workdir), start_new_session=True, preexec_fn=die_with_parent,
             )

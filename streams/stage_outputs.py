@@ -22,7 +22,7 @@ acknowledging its batch.
 A first attempt at this (November, ``streams/outbox.py``: aiokafka ``send`` per message, the
 flush left to the commit) was reverted after two CI runs halted on a clawback whose payment
 never reached the ledger. That design still had the ledger-feed topic, and the same symptom was
-later traced to Faust's seek of partitions nobody had committed (streams/faust_seek_fix.py).
+later traced to Faust's seek of partitions nobody had committed (streams/faust_runtime/seek_fix.py).
 """
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ class TxnTable(faust.Table):
         """The changelog is never compacted and never written in transactions, so a restore or
         a standby that receives record N must have applied N-1: a jump means the consumer lost
         records on their way here (as it does for the claims, and did for the former ledger feed:
-        see streams/faust_skip_fix.py), and the database would then hold its offset past claims it
+        see streams/faust_runtime/skip_fix.py), and the database would then hold its offset past claims it
         never stored. RocksDB only (its persisted offset says what was applied); the memory
         store is rebuilt from the whole changelog at each start."""
         if self.on_skipped is None or not isinstance(self.data, RocksDBStore):

@@ -33,7 +33,7 @@ def prepare(config: StreamConfig, *, create_topics: bool = True, check_topics: b
     from kafka.errors import KafkaError
 
     from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, first_line, shown_url
-    from streams.faust_patching import UnprovenVersions, require_proven_versions
+    from streams.faust_runtime.versions import UnprovenVersions, require_proven_versions
     from streams.topics import TopicError, inspect_topics
 
     try:

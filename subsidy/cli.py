@@ -2,7 +2,7 @@
 
 Subcommands set ``func`` (``args -> exit code``) with ``set_defaults``. The adapters add
 their own: ``sinks.cli`` (ledger), ``streams.cli`` (worker, up, publish, demo, trace),
-``streams.topics_cli`` (topics) and ``console.cli`` (console).
+``streams.tools.topics`` (topics) and ``console.cli`` (console).
 
 A mistake the user can fix (a missing file, a bad policy file, a ledger URL that cannot be
 opened) prints one line ``subsidy: error: ...`` on stderr and exits 2, without a traceback.
@@ -21,7 +21,7 @@ from console.cli import add_console_commands
 from rules.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
 from sinks.cli import add_ledger_commands
 from streams.cli import add_stream_commands
-from streams.topics_cli import add_topics_commands
+from streams.tools.topics import add_topics_commands
 from subsidy.runtime import tune_gc
 
 USAGE_EXIT = 2

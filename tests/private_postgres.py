@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from streams.local_broker import free_port
+from streams.loopback import free_port
 
 NOT_INSTALLED = ("PostgreSQL is not installed (no initdb in $PG_BIN, on PATH or in /usr/lib/postgresql/*/bin): "
                  "run `make test`, which installs it, or apt-get install postgresql")

@@ -27,7 +27,7 @@ import uuid
 from pathlib import Path
 from typing import Callable, Mapping
 
-from streams.local_broker import _answers_kafka, die_with_parent, free_port
+from streams.loopback import answers_kafka, die_with_parent, free_port
 
 HERE = Path(__file__).resolve().parent
 POM = HERE / "pom.xml"
@@ -197,7 +197,7 @@ class ApacheKafka:
                 if not self.running(node):
                     raise ApacheKafkaError(f"Apache Kafka node {node} exited with {self._procs[node].returncode}; "
                                            f"log {self.log_path(node)}:\n{self.log_tail(node)}")
-            silent = [node for node in running if not _answers_kafka("127.0.0.1", self.ports[node])]
+            silent = [node for node in running if not answers_kafka("127.0.0.1", self.ports[node])]
             if silent:
                 last = f"nodes {silent} do not answer yet"
                 time.sleep(0.3)

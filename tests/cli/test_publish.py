@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-import streams.publish
+import streams.tools.publish
 from schemas.inputs import INPUT_TOPICS
 from streams.apache_kafka import ApacheKafka
-from streams.local_broker import create_topics, free_port
+from streams.loopback import free_port
+from streams.tansu.broker import create_topics
 from subsidy.cli import main
 
 
@@ -45,14 +46,14 @@ def test_a_topic_no_worker_reads_is_refused(tmp_path, capsys):
 
 
 def test_a_broker_nobody_answers_at(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(streams.publish, "BOOTSTRAP_TIMEOUT_S", 2)
+    monkeypatch.setattr(streams.tools.publish, "BOOTSTRAP_TIMEOUT_S", 2)
     broker = f"127.0.0.1:{free_port()}"
     err = _one_line_error(capsys, ["publish", str(_file(tmp_path, GOOD)), "--broker", broker])
     assert f"no broker answered at {broker} within 2 s" in err and "--broker" in err and "nothing was sent" in err
 
 
 def _messages_in(bootstrap: str, topic: str) -> int:
-    """Counted by reading them all: tansu's end offsets fall short (streams/LOCAL_BROKER.md)."""
+    """Counted by reading them all: tansu's end offsets fall short (streams/tansu/README.md)."""
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=1500)

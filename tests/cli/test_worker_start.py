@@ -4,7 +4,7 @@ Topics that do not fit it (78): tests/integration/test_topics_on_apache_kafka.py
 from __future__ import annotations
 
 import streams.topics
-from streams.local_broker import free_port
+from streams.loopback import free_port
 from streams.worker import CONFIG_EXIT, UNAVAILABLE_EXIT
 from subsidy.cli import main
 
@@ -35,7 +35,7 @@ def test_a_ledger_that_cannot_be_opened(tmp_path, capsys):
 
 
 def test_a_faust_or_aiokafka_the_fixes_were_not_proven_on(monkeypatch, tmp_path, capsys):
-    from streams import faust_patching
+    from streams.faust_runtime import versions as faust_patching
 
     monkeypatch.setattr(faust_patching, "version", dict(faust_patching.PROVEN_ON, **{"faust-streaming": "0.16.0"}).__getitem__)
     assert main(["worker", "--broker", f"127.0.0.1:{free_port()}", "--ledger", f"sqlite:///{tmp_path}/ledger.sqlite"]) == CONFIG_EXIT

@@ -15,8 +15,8 @@ import pytest
 from console.app import build_console
 from sinks.ledger import Ledger
 from streams.local import LocalPipeline
-from streams.publish import publish_file
-from streams.verify import expected_from_file, wait_until_accounted
+from streams.tools.publish import publish_file
+from streams.tools.verify import expected_from_file, wait_until_accounted
 
 pytestmark = pytest.mark.integration
 

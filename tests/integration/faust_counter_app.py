@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 
 import faust  # noqa: E402
 
-from streams.local_broker import local_broker_faust_settings  # noqa: E402
+from streams.tansu.broker import local_broker_faust_settings  # noqa: E402
 
 TOPIC = "counter-events"
 PARTITIONS = 4

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from sinks.ledger import Ledger
-from streams.verify import cap_problems, compare_totals, ledger_totals, totals_table
+from streams.tools.verify import cap_problems, compare_totals, ledger_totals, totals_table
 
 
 def docker_answers() -> bool:
@@ -67,7 +67,7 @@ def mutate(path: Path, out: Path, seed: int = 7) -> dict:
 
 
 def wait_for_progress(ledger, expected, at_least: int, timeout: float = 120.0, check=None) -> int:
-    from streams.verify import accounted
+    from streams.tools.verify import accounted
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -83,7 +83,7 @@ def wait_for_progress(ledger, expected, at_least: int, timeout: float = 120.0, c
 def alive_check(p):
     """A wait's check: restart a worker that stopped itself (streams/local.py::restart_halted);
     fail with the log tail of a worker that died otherwise and, when the ledger refused a
-    record, every record of the topics that names the refused ids (streams/trace.py), so that a
+    record, every record of the topics that names the refused ids (streams/tools/trace.py), so that a
     rare failure leaves what is needed to explain it."""
     def check() -> None:
         for line in p.restart_halted():  # as the production restart policy does
@@ -97,7 +97,7 @@ def alive_check(p):
 
 
 def refusal_trace(p, log_tail: str) -> str:
-    from streams.trace import trace
+    from streams.tools.trace import trace
 
     refusal = next((line for line in reversed(log_tail.splitlines()) if "LEDGER REFUSED" in line), "")
     ids = set(re.findall(r"\b[0-9a-f]{32}\b", refusal))

@@ -15,9 +15,9 @@ from pipeline_support import alive_check, assert_ledger_equals_replay, wait_for_
 from sinks.ledger import Ledger
 from streams.apache_kafka import ApacheKafka
 from streams.local import LocalPipeline
-from streams.publish import publish_file
+from streams.tools.publish import publish_file
+from streams.tools.verify import accounted, expected_from_file, wait_until_accounted
 from streams.topics import CLAIMS_TOPIC, changelog_topic
-from streams.verify import accounted, expected_from_file, wait_until_accounted
 from subsidy.generate import generate_file
 
 pytestmark = pytest.mark.integration

@@ -22,9 +22,9 @@ from rules.policy import load_policy
 from sinks.ledger import Ledger
 from streams.local import LocalPipeline
 from streams.own_records import DEAD_LETTER_BYTES, claim_record
-from streams.publish import publish_file
+from streams.tools.publish import publish_file
+from streams.tools.verify import accounted, expected_from_file, state_differs_from_changelog, wait_until_accounted
 from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, changelog_topic
-from streams.verify import accounted, expected_from_file, state_differs_from_changelog, wait_until_accounted
 from subsidy.generate import generate_file
 
 pytestmark = pytest.mark.integration

@@ -23,9 +23,9 @@ from sinks.ledger import Ledger, make_engine
 from streams.apache_kafka import ApacheKafka
 from streams.app import LEDGER_REFUSED_EXIT
 from streams.local import LocalPipeline
-from streams.local_broker import LocalBroker
-from streams.publish import publish_file
-from streams.verify import accounted, expected_from_file, wait_until_accounted
+from streams.tansu.broker import LocalBroker
+from streams.tools.publish import publish_file
+from streams.tools.verify import accounted, expected_from_file, wait_until_accounted
 from subsidy.generate import generate_file
 
 pytestmark = pytest.mark.integration
@@ -164,12 +164,12 @@ def test_broker_killed_and_restarted_mid_run(ledger_url, tmp_path):
 
 def test_true_end_offsets_on_the_local_broker(tmp_path):
     """tansu reports (base of the newest batch + 1) as the end; the local worker's correction
-    (streams/tansu_offsets.py) must give the real end of batched partitions."""
+    (streams/tansu/offsets.py) must give the real end of batched partitions."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
     from aiokafka.structs import TopicPartition
 
-    from streams.local_broker import create_topics
-    from streams.tansu_offsets import true_end_offsets
+    from streams.tansu.broker import create_topics
+    from streams.tansu.offsets import true_end_offsets
 
     async def run(bootstrap: str) -> tuple[dict, dict]:
         producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from streams.input_gap_check import GapCheckFailed, records_between
-from streams.local_broker import create_topics
+from streams.tansu.broker import create_topics
 
 TOPIC = "model-invoices"
 

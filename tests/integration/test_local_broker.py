@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.local_broker import (
+from streams.tansu.broker import (
     LocalBroker,
     LocalBrokerError,
     create_topics,

@@ -22,8 +22,8 @@ from pipeline_support import alive_check, assert_ledger_equals_replay, assert_so
 from rules.policy import DEFAULT_POLICY_PATH, load_policy
 from sinks.ledger import Ledger
 from streams.local import LocalPipeline
-from streams.publish import iter_messages, publish_file
-from streams.verify import (
+from streams.tools.publish import iter_messages, publish_file
+from streams.tools.verify import (
     accounted,
     cap_problems,
     compare_totals,

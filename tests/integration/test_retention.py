@@ -14,9 +14,9 @@ from rules.policy import DEFAULT_POLICY_PATH, load_policy
 from sinks.ledger import Ledger
 from streams.apache_kafka import ApacheKafka
 from streams.local import LocalPipeline
-from streams.local_broker import create_topics
-from streams.publish import publish_file
-from streams.verify import accounted, cap_problems, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
+from streams.tansu.broker import create_topics
+from streams.tools.publish import publish_file
+from streams.tools.verify import accounted, cap_problems, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
 from subsidy.generate import generate_file
 
 pytestmark = pytest.mark.integration

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from streams.local_broker import create_topics
 from streams.stage_outputs import StageOutputs
+from streams.tansu.broker import create_topics
 
 TOPIC = "stage-outputs"
 

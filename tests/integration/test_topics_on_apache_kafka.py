@@ -21,7 +21,7 @@ import pytest
 
 from schemas.export import load_example
 from streams.config import StreamConfig
-from streams.local_broker import free_port
+from streams.loopback import free_port
 from streams.stage_outputs import MAX_RECORD_BYTES
 from streams.topics import (
     CHECKED_SETTINGS,

@@ -1,4 +1,4 @@
-"""streams/faust_seek_fix.py on a stand-in consumer (Faust's own methods, a fake broker side):
+"""streams/faust_runtime/seek_fix.py on a stand-in consumer (Faust's own methods, a fake broker side):
 a stream partition resumed before the seek is fetched only after the seek set its offsets, and
 the seek sends a stream partition nobody committed back to its beginning."""
 
@@ -14,7 +14,7 @@ from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
-from streams import faust_seek_fix
+from streams.faust_runtime import seek_fix as faust_seek_fix
 
 CLAIMS = TP("subsidy-claims", 1)
 CHANGELOG = TP("app-subsidy-state-changelog", 1)
@@ -98,17 +98,17 @@ def test_a_stream_partition_nobody_committed_is_sought_to_its_beginning():
 
 
 def test_a_faust_without_the_patched_method_is_refused_not_silently_unfixed():
-    from streams.faust_patching import require_faust
+    from streams.faust_runtime.versions import require_faust
 
-    with pytest.raises(RuntimeError, match="Consumer has no no_such_method: streams/faust_seek_fix.py was written for faust-streaming 0.15"):
-        require_faust("streams/faust_seek_fix.py", (Consumer, "commit"), (Consumer, "no_such_method"))
+    with pytest.raises(RuntimeError, match="Consumer has no no_such_method: streams/faust_runtime/seek_fix.py was written for faust-streaming 0.15"):
+        require_faust("streams/faust_runtime/seek_fix.py", (Consumer, "commit"), (Consumer, "no_such_method"))
 
 
 def test_the_pins_are_the_versions_the_fixes_were_proven_on_and_others_are_refused(monkeypatch):
     import re
     from pathlib import Path
 
-    from streams import faust_patching
+    from streams.faust_runtime import versions as faust_patching
 
     pyproject = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8")
     pinned = dict(re.findall(r'"([a-z-]+)==([0-9.]+)"', pyproject))

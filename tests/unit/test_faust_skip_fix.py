@@ -1,4 +1,4 @@
-"""streams/faust_skip_fix.py on Faust's own consumer bookkeeping: a record that no stage handled
+"""streams/faust_runtime/skip_fix.py on Faust's own consumer bookkeeping: a record that no stage handled
 is never committed; the inputs keep Faust's head holes, and its gaps where the broker holds no
 record there (transaction markers)."""
 
@@ -10,7 +10,7 @@ from faust.transport.drivers.aiokafka import Consumer  # Faust's consumer; the p
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from streams import faust_skip_fix
+from streams.faust_runtime import skip_fix as faust_skip_fix
 
 CLAIMS, INPUT = TP("subsidy-claims", 2), TP("model-invoices", 1)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
+from streams.tools.trace import summarise
 from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC
-from streams.trace import summarise
 
 
 def test_a_record_of_no_shape_we_write_is_described_not_a_crash():

@@ -1,7 +1,7 @@
-"""A worker for the local broker (tansu): ``python -m streams.local_worker``.
+"""A worker for the local broker (tansu): ``python -m streams.tansu.worker``.
 
 Local runs (`subsidy up`, `subsidy demo`) and tests only. Same app as production plus the
-Faust settings proven for tansu (streams/local_broker.py, streams/LOCAL_BROKER.md); topics
+Faust settings proven for tansu (streams/tansu/broker.py, streams/tansu/README.md); topics
 are created by whoever started the broker.
 """
 
@@ -11,9 +11,9 @@ import logging
 import os
 import sys
 
-from streams import tansu_fetch_wait, tansu_offsets
 from streams.config import StreamConfig
-from streams.local_broker import local_broker_faust_settings
+from streams.tansu import fetch_wait, offsets
+from streams.tansu.broker import local_broker_faust_settings
 from streams.worker import run_worker
 
 
@@ -23,10 +23,10 @@ def main() -> None:
     settings = local_broker_faust_settings(web_port=base.web_port)
     settings["topic_partitions"] = base.partitions
     # The restore fix for tansu's short end offsets is done by fetching the true ends
-    # (streams/tansu_offsets.py) instead of one-record producer batches, which cost most of
+    # (streams/tansu/offsets.py) instead of one-record producer batches, which cost most of
     # the throughput (five produced messages per input; see bench/README.md).
-    tansu_offsets.install()
-    tansu_fetch_wait.install()
+    offsets.install()
+    fetch_wait.install()
     settings.pop("producer_max_batch_size", None)
     config = base.with_(extra_faust_settings=settings)
     # tansu keeps no topic settings to check; streams/local.py made the topics with theirs

@@ -9,12 +9,12 @@ the broker alone added up to 4.5 s to an event's way to the ledger (bench/README
 
 :func:`install` makes Faust's consumer wait at most :data:`LOCAL_FETCH_MAX_WAIT_MS`: an idle
 worker then sends a few fetches a second, nothing to a broker on loopback. Installed by the
-local worker (streams/local_worker.py) only; production Kafka keeps Faust's 1,500 ms.
+local worker (streams/tansu/worker.py) only; production Kafka keeps Faust's 1,500 ms.
 """
 
 from __future__ import annotations
 
-from streams.faust_patching import require_proven_versions
+from streams.faust_runtime.versions import require_proven_versions
 
 LOCAL_FETCH_MAX_WAIT_MS = 50
 

@@ -1,7 +1,7 @@
 """Local broker only: true end offsets for Faust's table recovery, so workers may batch.
 
 tansu answers ListOffsets LATEST with (base offset of the newest record batch + 1), not the end
-(streams/LOCAL_BROKER.md). Faust reads a changelog up to that "high-water" when it restores a
+(streams/tansu/README.md). Faust reads a changelog up to that "high-water" when it restores a
 table, so it would drop the last records of the newest batch. The first fix,
 ``producer_max_batch_size=1`` (every batch one record), costs most of the throughput: the
 producer then sends one record per partition per request (raw aiokafka: ~25,000 → ~5,000
@@ -11,7 +11,7 @@ This module corrects the number instead: after Faust's own ``end_offsets`` call,
 from (reported end - 1), which is the base of the newest batch, and takes the offset after the
 last record it gets. On a correct broker (reported end - 1 = the last record) the result is the
 same number, so the correction is harmless there; it is still installed only by the local
-worker (streams/local_worker.py), never on the production path.
+worker (streams/tansu/worker.py), never on the production path.
 
 The correction can only move a high-water up to records that exist, so a restore never waits
 for records that are not there; it reads at least every record present when it asked.
@@ -23,7 +23,7 @@ import asyncio
 import logging
 from typing import Any, Mapping
 
-from streams.faust_patching import require_proven_versions
+from streams.faust_runtime.versions import require_proven_versions
 
 log = logging.getLogger("streams.tansu")
 

@@ -1,7 +1,7 @@
 """What a file of events must become (the pure replay) and whether the ledger holds it.
 
 Completion is read from the ledger, never from broker offsets (the local broker's end
-offsets are wrong for batching producers, see streams/LOCAL_BROKER.md): a run is complete
+offsets are wrong for batching producers, see streams/tansu/README.md): a run is complete
 when the ledger holds every decision the replay makes and one rejection per rejected
 message.
 """

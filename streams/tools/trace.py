@@ -124,7 +124,7 @@ def trace(bootstrap: str, ids: Iterable[str], app_id: str, progress=lambda text:
     from kafka import KafkaConsumer
     from kafka.errors import KafkaTimeoutError
 
-    from streams.publish import BrokerUnreachable
+    from streams.tools.publish import BrokerUnreachable
 
     needles = {i for i in ids if i}
     # an unreachable broker is said in 5 s, not 30 (where this kafka-python has the setting)

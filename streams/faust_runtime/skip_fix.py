@@ -24,7 +24,7 @@ payment).
 * a gap: a record fetched more than one offset past the last one delivered makes Faust file
   the records in between as unreadable (``Consumer._add_gap``, meant for compacted topics and
   transaction markers) and its next commit counts them; the rebalance seek defect
-  (streams/faust_seek_fix.py) lost records this way. On our own topics such a gap stops the
+  (streams/faust_runtime/seek_fix.py) lost records this way. On our own topics such a gap stops the
   worker before any commit can count it, and a restarted worker reads the records again.
 
 Our own topics (claims) are never compacted and never written in transactions, so every offset
@@ -41,7 +41,7 @@ from typing import Awaitable, Callable, Collection
 
 from faust.transport.consumer import Consumer
 
-from streams.faust_patching import require_faust
+from streams.faust_runtime.versions import require_faust
 
 #: (tp, offset) -> how many deliveries of that record stages were handed and have not acknowledged
 _HANDED: dict[tuple, int] = {}
@@ -97,7 +97,7 @@ def install(own_topics: Collection[str], on_gap: Callable[[object, int, int, str
     _FIX["on_input_gap"] = on_input_gap
     if _FIX["installed"]:
         return
-    require_faust("streams/faust_skip_fix.py", (Consumer, "_add_gap"), (Consumer, "ack"), (Consumer, "_new_offset"))
+    require_faust("streams/faust_runtime/skip_fix.py", (Consumer, "_add_gap"), (Consumer, "ack"), (Consumer, "_new_offset"))
     original_add_gap, original_ack, original_new_offset = Consumer._add_gap, Consumer.ack, Consumer._new_offset
 
     async def _add_gap(self, tp, offset_from: int, offset_to: int) -> None:

@@ -1,5 +1,5 @@
-"""What the fixes of Faust's and aiokafka's internals (streams/faust_seek_fix.py,
-streams/faust_skip_fix.py, and the tansu shims streams/tansu_offsets.py, streams/tansu_fetch_wait.py)
+"""What the fixes of Faust's and aiokafka's internals (streams/faust_runtime/seek_fix.py,
+streams/faust_runtime/skip_fix.py, and the tansu shims streams/tansu/offsets.py, streams/tansu/fetch_wait.py)
 share: the versions they were proven on, and the check that refuses others."""
 
 from __future__ import annotations
