@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
-from bench.pipeline_support import KAFKA_HELP, Broker, generated_events, kafka_argument, rss_kib  # noqa: E402
+from bench.pipeline_support import KAFKA_HELP, Broker, generated_events, kafka_argument, rss_kib, wait_group_settled  # noqa: E402
 
 GOAL_P99_S = 1.0
 
@@ -107,10 +107,13 @@ def latency_on(kind: str, args: argparse.Namespace, workdir: Path, messages: lis
                                  app_id="bench-latency", loglevel="warning")
         pipeline.start()
         try:
-            # ready = every worker's web server answers and the group has settled (JoinGroup on tansu
-            # takes session/2 = 3 s); publish only then, so start-up is not counted as latency
+            # ready = every worker's web server answers and the group has settled; publish only
+            # then, so start-up is not counted as latency. Apache Kafka says when the group is
+            # Stable with every worker holding partitions (which took longer than a fixed wait
+            # under load); tansu cannot describe a group, and its JoinGroup takes session/2 = 3 s
             pipeline.wait_ready(timeout=90)
-            time.sleep(8)
+            settled = wait_group_settled(broker.bootstrap, "bench-latency", args.workers)
+            time.sleep(8 if settled is None else 3)
             log(f"[{kind}] publishing {len(messages):,} inputs at {args.rate:,.0f}/s to {broker.name}; load average {load_before} ...")
             sent, publish_s = asyncio.run(publish_steady(broker.bootstrap, messages, args.rate))
             log(f"[{kind}] published in {publish_s:.1f} s ({len(messages) / publish_s:,.0f}/s)")
@@ -136,6 +139,7 @@ def latency_on(kind: str, args: argparse.Namespace, workdir: Path, messages: lis
         "broker": broker.name,
         "load_average_before": load_before,
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "group_settled_s": round(settled, 1) if settled is not None else None,
         "rate_published_per_s": round(len(messages) / publish_s, 1),
         "timed_inputs": len(latencies),
         "p50_s": round(percentile(latencies, 50), 3),

@@ -173,3 +173,37 @@ class Broker:
         ensure_topics(self.bootstrap, topic_specs(app_id, partitions))
         if extra:
             create_topics(self.bootstrap, extra)
+
+
+def group_settled(description: dict, members: int) -> bool:
+    """Whether a consumer group's description (kafka-python's ``describe_groups`` entry) shows it
+    Stable with ``members`` members, each assigned partitions."""
+    if description.get("error") or description.get("group_state") != "Stable":
+        return False
+    found = description.get("members") or []
+    assigned = [m for m in found if any(t.get("partitions") for t in ((m.get("member_assignment") or {}).get("assigned_partitions") or []))]
+    return len(found) == members and len(assigned) == members
+
+
+def wait_group_settled(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> float | None:
+    """Seconds until the consumer group ``group`` is Stable with ``members`` members holding
+    partitions; None at once if the broker cannot describe groups (tansu), or at the timeout."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    started = time.monotonic()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-group-watch")
+    try:
+        while time.monotonic() - started < timeout:
+            try:
+                description = admin.describe_groups([group]).get(group) or {}
+            except KafkaError:  # e.g. no coordinator for the group yet
+                description = {}
+            except Exception:  # noqa: BLE001 - an answer the client cannot read (tansu's): no answer
+                return None
+            if group_settled(description, members):
+                return time.monotonic() - started
+            time.sleep(0.2)
+        return None
+    finally:
+        admin.close()

@@ -51,3 +51,22 @@ def test_no_postgres_url_and_no_postgres_installed_says_how_to_get_one(monkeypat
     with pytest.raises(SystemExit, match="--pg-url"):
         with common.postgres_server(None):
             pass
+
+
+def _member(*partitions: int) -> dict:
+    return {"member_id": "faust-1", "member_assignment": {"assigned_partitions": [{"topic": "subsidy-claims", "partitions": list(partitions)}]}}
+
+
+@pytest.mark.parametrize("description, members, settled", [
+    ({"group_state": "Stable", "members": [_member(0, 1)], "error": None}, 1, True),
+    ({"group_state": "Stable", "members": [_member(0, 1), _member(2, 3)]}, 2, True),
+    ({"group_state": "Stable", "members": [_member(0, 1)]}, 2, False),  # the second worker not in yet
+    ({"group_state": "Stable", "members": [_member(0, 1), _member()]}, 2, False),  # one holds nothing
+    ({"group_state": "PreparingRebalance", "members": [_member(0, 1)]}, 1, False),
+    ({"group_state": "Stable", "members": [_member(0)], "error": "COORDINATOR_LOAD_IN_PROGRESS"}, 1, False),
+    ({}, 1, False),
+])
+def test_a_group_is_settled_when_stable_with_every_worker_holding_partitions(description, members, settled):
+    from bench.pipeline_support import group_settled
+
+    assert group_settled(description, members) is settled
