@@ -36,8 +36,10 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # Long fault test: 2 x the expected peak for 5 minutes through local workers, random kill -9,
-# memory flat and ledger = replay (bench/soak.py; SOAK_ARGS="--minutes 10 --rate 300" etc.)
+# memory flat and ledger = replay (bench/soak.py; SOAK_ARGS="--minutes 10 --rate 300" etc.).
+# Its ledger is on a private PostgreSQL cluster it starts and removes (or $SUBSIDY_BENCH_PG_URL).
 .PHONY: soak
 soak: install
-	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || [ -n "$$SUBSIDY_BENCH_PG_URL" ] || \
+		{ echo "make soak: PostgreSQL is not installed; installing it (apt-get install postgresql)"; $(APT_INSTALL) postgresql; }
 	$(BIN)/python bench/soak.py $(SOAK_ARGS)

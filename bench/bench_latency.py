@@ -1,14 +1,16 @@
 """Latency: an input published → its ledger rows, p50/p99 at a steady rate (goal: p99 under 1 s).
 
-One local tansu broker, one pipeline worker (streams.local.LocalPipeline), a fresh PostgreSQL
-ledger. A generated year is published with aiokafka at a steady rate (default 1,000 events/s
+On each broker of ``--kafka`` (default both: the embedded tansu, then Apache Kafka 4, production's
+broker, one node), back to back in one run: one pipeline worker (streams.local.LocalPipeline; on
+Apache Kafka production's worker, ``python -m streams.worker``), a fresh PostgreSQL ledger
+(``--pg-url``, else ``$SUBSIDY_BENCH_PG_URL``, else a private cluster). A generated year is published with aiokafka at a steady rate (default 1,000 events/s
 for 60 s, in ticks of 10 ms); the publish time of each input is remembered by its event id.
 The ledger's ``recorded_at`` column (set by the ledger in the transaction that writes the row,
 same machine clock) gives when its decisions were booked; an input's latency is its latest
 decision's ``recorded_at`` minus its publish time. Rejected (malformed) inputs carry no event
 id and are not timed. After the run the ledger is compared with the replay to the fen.
 
-Run: ``python bench/bench_latency.py [--rate 1000] [--seconds 60] [--json]``.
+Run: ``python bench/bench_latency.py [--rate 1000] [--seconds 60] [--kafka tansu|apache|both] [--json]``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database, in_run_directory  # noqa: E402
-from bench.pipeline_support import generated_events, rss_kib  # noqa: E402
+from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
+from bench.pipeline_support import KAFKA_HELP, Broker, generated_events, kafka_argument, rss_kib, wait_group_settled  # noqa: E402
 
 GOAL_P99_S = 1.0
 
@@ -77,49 +80,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to publish (default 60)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=6)
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--kafka", type=kafka_argument, default=kafka_argument("both"), metavar="tansu|apache|both", help=KAFKA_HELP)
+    parser.add_argument("--pg-url", default=None, help=PG_URL_HELP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    return in_run_directory("bench-latency-", lambda workdir: bench_latency(args, workdir))
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    with postgres_server(args.pg_url, log) as server:
+        args.pg_url = server
+        return in_run_directory("bench-latency-", lambda workdir: bench_latency(args, workdir, log))
 
 
-def bench_latency(args: argparse.Namespace, workdir: Path) -> int:
+def latency_on(kind: str, args: argparse.Namespace, workdir: Path, messages: list, expected, log) -> dict:
+    """Publish ``messages`` at ``args.rate`` to a pipeline on a fresh broker of ``kind``; the
+    latencies of the inputs from the ledger's rows."""
     import sqlalchemy as sa
 
     from sinks.ledger import Ledger
     from streams.local import LocalPipeline
-    from streams.tansu.broker import LocalBroker
-    from streams.tools.publish import iter_messages
-    from streams.tools.verify import accounted, compare_totals, expected_from_file, ledger_totals, wait_until_accounted
+    from streams.tools.verify import accounted, compare_totals, ledger_totals, wait_until_accounted
 
-    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    n = int(args.rate * args.seconds)
-    events = workdir / "events.jsonl"
-    generated_events(events, n, args.seed, max(200, n // 60))
-    lines = events.read_bytes().splitlines(keepends=True)[:n]
-    events.write_bytes(b"".join(lines))
-    expected = expected_from_file(str(events))
-    messages = []
-    with open(events, "rb") as f:
-        for topic, key, raw in iter_messages(f):
-            try:
-                event_id = json.loads(raw).get("event_id")
-            except Exception:
-                event_id = None
-            messages.append((topic, key, raw, event_id if isinstance(event_id, str) else None))
-
-    with LocalBroker(log_path=workdir / "broker.log") as broker, fresh_database(args.pg_url, prefix="bench_latency") as url:
-        pipeline = LocalPipeline(workers=args.workers, ledger_url=url, bootstrap=broker.bootstrap, workdir=workdir / "run",
+    workdir = workdir / kind
+    workdir.mkdir(parents=True, exist_ok=True)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with Broker(kind, workdir) as broker, fresh_database(args.pg_url, prefix="bench_latency") as url:
+        pipeline = LocalPipeline(workers=args.workers, ledger_url=url, bootstrap=broker.bootstrap, kafka=kind, workdir=workdir / "run",
                                  app_id="bench-latency", loglevel="warning")
         pipeline.start()
         try:
-            # ready = every worker's web server answers and the group has settled (JoinGroup on tansu
-            # takes session/2 = 3 s); publish only then, so start-up is not counted as latency
+            # ready = every worker's web server answers and the group has settled; publish only
+            # then, so start-up is not counted as latency. Apache Kafka says when the group is
+            # Stable with every worker holding partitions (which took longer than a fixed wait
+            # under load); tansu cannot describe a group, and its JoinGroup takes session/2 = 3 s
             pipeline.wait_ready(timeout=90)
-            time.sleep(8)
-            log(f"publishing {len(messages):,} inputs at {args.rate:,.0f}/s ...")
+            settled = wait_group_settled(broker.bootstrap, "bench-latency", args.workers)
+            time.sleep(8 if settled is None else 3)
+            log(f"[{kind}] publishing {len(messages):,} inputs at {args.rate:,.0f}/s to {broker.name}; load average {load_before} ...")
             sent, publish_s = asyncio.run(publish_steady(broker.bootstrap, messages, args.rate))
-            log(f"published in {publish_s:.1f} s ({len(messages) / publish_s:,.0f}/s)")
+            log(f"[{kind}] published in {publish_s:.1f} s ({len(messages) / publish_s:,.0f}/s)")
             with Ledger.open(url) as ledger:
                 ok = wait_until_accounted(ledger, expected, timeout=600, settle=0.5)
                 problems = compare_totals(expected.totals, ledger_totals(ledger))
@@ -137,34 +134,65 @@ def bench_latency(args: argparse.Namespace, workdir: Path) -> int:
     for event_id, recorded in rows:
         if event_id in sent and recorded:
             latencies.append(dt.datetime.fromisoformat(recorded).timestamp() - sent[event_id])
-    p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
-    result = {
-        "benchmark": "latency",
-        "rate_target_per_s": args.rate,
+    p99 = percentile(latencies, 99)
+    return {
+        "broker": broker.name,
+        "load_average_before": load_before,
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "group_settled_s": round(settled, 1) if settled is not None else None,
         "rate_published_per_s": round(len(messages) / publish_s, 1),
-        "inputs": len(messages),
         "timed_inputs": len(latencies),
-        "workers": args.workers,
-        "p50_s": round(p50, 3),
+        "p50_s": round(percentile(latencies, 50), 3),
         "p90_s": round(percentile(latencies, 90), 3),
         "p99_s": round(p99, 3),
         "max_s": round(max(latencies), 3) if latencies else None,
-        "goal_p99_s": GOAL_P99_S,
         "goal_met": p99 < GOAL_P99_S,
         "ledger_complete": ok,
         "ledger_equals_replay": equal,
         "differences": problems[:20],
         "accounted": list(progress),
         "peak_rss_mib_per_worker": peak,
-        "environment": environment(DEFAULT_PG_URL),
     }
-    emit(result, args.json, [
-        f"{len(messages):,} inputs published at {result['rate_published_per_s']:,.0f}/s (target {args.rate:,.0f}) to {args.workers} worker(s); {len(latencies):,} timed",
-        f"publish → ledger row: p50 {p50:.3f} s, p90 {result['p90_s']:.3f} s, p99 {p99:.3f} s, max {result['max_s']} s",
-        f"goal p99 < {GOAL_P99_S} s: {'met' if result['goal_met'] else 'NOT met'}; ledger = replay: {equal}",
-        *(f"  differs: {d} (if this budget ran out: arrival order decides who takes room given back; "
-          "bench/README.md, \"Explained finding\")" for d in problems[:20]),
-    ])
+
+
+def bench_latency(args: argparse.Namespace, workdir: Path, log) -> int:
+    from streams.tools.publish import iter_messages
+    from streams.tools.verify import expected_from_file
+
+    n = int(args.rate * args.seconds)
+    events = workdir / "events.jsonl"
+    generated_events(events, n, args.seed, max(200, n // 60))
+    lines = events.read_bytes().splitlines(keepends=True)[:n]
+    events.write_bytes(b"".join(lines))
+    expected = expected_from_file(str(events))
+    messages = []
+    with open(events, "rb") as f:
+        for topic, key, raw in iter_messages(f):
+            try:
+                event_id = json.loads(raw).get("event_id")
+            except Exception:
+                event_id = None
+            messages.append((topic, key, raw, event_id if isinstance(event_id, str) else None))
+
+    brokers = {kind: latency_on(kind, args, workdir, messages, expected, log) for kind in args.kafka}
+    result = {
+        "benchmark": "latency",
+        "rate_target_per_s": args.rate,
+        "inputs": len(messages),
+        "workers": args.workers,
+        "goal_p99_s": GOAL_P99_S,
+        "kafka": list(args.kafka),
+        "brokers": brokers,
+        "environment": environment(args.pg_url),
+    }
+    out = [f"{len(messages):,} inputs published at a target {args.rate:,.0f}/s to {args.workers} worker(s), on each broker in turn"]
+    for kind, r in brokers.items():
+        out.append(f"{kind:>6}: publish → ledger row p50 {r['p50_s']:.3f} s, p90 {r['p90_s']:.3f} s, p99 {r['p99_s']:.3f} s, max {r['max_s']} s "
+                   f"({r['timed_inputs']:,} timed, published at {r['rate_published_per_s']:,.0f}/s); goal p99 < {GOAL_P99_S} s: "
+                   f"{'met' if r['goal_met'] else 'NOT met'}; ledger = replay: {r['ledger_equals_replay']}; load {r['load_average_before'][0]}")
+        out += [f"  differs: {d} (if this budget ran out: arrival order decides who takes room given back; "
+                "bench/README.md, \"Explained finding\")" for d in r["differences"]]
+    emit(result, args.json, out)
     return 0
 
 

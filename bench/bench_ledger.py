@@ -42,7 +42,7 @@ if __package__ in (None, ""):  # run as a script: python bench/bench_ledger.py
 
 import sqlalchemy as sa
 
-from bench.common import DEFAULT_PG_URL, Timer, batches, emit, environment, fresh_database, rate
+from bench.common import PG_URL_HELP, Timer, batches, emit, environment, fresh_database, postgres_server, rate
 from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
@@ -240,13 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=20000, help="instructions (default 20000)")
     parser.add_argument("--batch", type=int, default=1000, help="instructions per batch (default 1000)")
-    parser.add_argument("--url", default=DEFAULT_PG_URL, help="PostgreSQL server URL; fresh databases are created on it (default %(default)s)")
+    parser.add_argument("--url", "--pg-url", default=None, help=PG_URL_HELP)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeat", type=int, default=3, help="interleaved runs of each measurement; the best counts (default 3)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--default-gc", action="store_true", help="keep CPython's default GC thresholds (for comparison)")
     args = parser.parse_args(argv)
+    with postgres_server(args.url) as server:
+        args.url = server
+        return bench(args)
 
+
+def bench(args: argparse.Namespace) -> int:
     with Timer() as gen:
         decisions, instructions = core_output(args.n, args.seed)
     rows = instruction_rows(instructions)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database, in_run_directory  # noqa: E402
+from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
 
 SUBSIDY = [sys.executable, "-m", "subsidy.cli"] if not (Path(sys.executable).parent / "subsidy").exists() else [str(Path(sys.executable).parent / "subsidy")]
 
@@ -81,12 +81,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=900.0, help="seconds a full run may take (default 15 min)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--workdir", default=None, help="keep the generated events here for reruns (default: a temporary directory, removed after a run that passed)")
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--pg-url", default=None, help=PG_URL_HELP)
     parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    return in_run_directory("bench-replay-", lambda workdir: bench_replay(args, log, workdir), given=args.workdir)
+    if args.only == "sqlite":
+        return in_run_directory("bench-replay-", lambda workdir: bench_replay(args, log, workdir), given=args.workdir)
+    with postgres_server(args.pg_url, log) as server:
+        args.pg_url = server
+        return in_run_directory("bench-replay-", lambda workdir: bench_replay(args, log, workdir), given=args.workdir)
 
 
 def bench_replay(args: argparse.Namespace, log, workdir: Path) -> int:
@@ -127,7 +131,7 @@ def bench_replay(args: argparse.Namespace, log, workdir: Path) -> int:
         results[backend] = entry
 
     result = {"benchmark": "replay-million", "events": n, "generate": {k: v for k, v in (generate or {}).items() if k != "stdout"} or None,
-              "replay": results, "environment": environment(args.pg_url)}
+              "replay": results, "environment": environment(args.pg_url if args.only != "sqlite" else None)}
     lines = [f"{n:,} generated events ({events})"]
     for backend, entry in results.items():
         full = entry.get("full")

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmarks: timing, throwaway databases on the local PostgreSQL, results.
+"""Helpers shared by the benchmarks: timing, a PostgreSQL server (given, or a private cluster) and
+throwaway databases on it, run directories, results.
 
 Run a benchmark from the repository root, e.g. ``python bench/bench_ledger.py --n 20000``
 or ``python -m bench.bench_ledger``.
@@ -21,7 +22,10 @@ from typing import Any, Callable, Iterator
 
 import sqlalchemy as sa
 
-DEFAULT_PG_URL = os.environ.get("SUBSIDY_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+#: a PostgreSQL server the benchmarks may use (fresh databases are created on it, then dropped);
+#: unset, each benchmark starts a private cluster of its own (``postgres_server``)
+PG_URL_ENV = "SUBSIDY_BENCH_PG_URL"
+PG_URL_HELP = f"PostgreSQL server (a fresh database is created per run); default ${PG_URL_ENV}, else a private cluster started and removed by the run"
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -55,7 +59,31 @@ def batches(items: list, size: int) -> Iterator[list]:
 
 
 @contextlib.contextmanager
-def fresh_database(server_url: str = DEFAULT_PG_URL, prefix: str = "bench") -> Iterator[str]:
+def postgres_server(url: str | None = None, log: Callable[[str], None] = lambda line: None) -> Iterator[str]:
+    """A PostgreSQL server URL: ``url``, else ``$SUBSIDY_BENCH_PG_URL``, else a private cluster of
+    the installed PostgreSQL (bench/private_postgres.py: a temporary directory, a free loopback
+    port, fsync on as a stock server) started here and removed when the block ends."""
+    url = url or os.environ.get(PG_URL_ENV)
+    if url:
+        yield url
+        return
+    from bench.private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise SystemExit(NOT_INSTALLED)
+    server = PrivatePostgres(bin_dir, fsync=True)
+    try:
+        server.init()
+        server.start()
+        log(f"PostgreSQL: a private cluster on port {server.port} ({bin_dir}), removed after the run")
+        yield server.url
+    finally:
+        server.remove()
+
+
+@contextlib.contextmanager
+def fresh_database(server_url: str, prefix: str = "bench") -> Iterator[str]:
     """Create an empty database on the server of ``server_url``; yield its URL; drop it afterwards."""
     base = sa.make_url(server_url)
     if base.get_backend_name() != "postgresql":

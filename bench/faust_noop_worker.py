@@ -1,14 +1,19 @@
 """Baselines (b), (b2) and (b3) of bench/bench_pipeline.py: Faust workers that do none of our work.
 
-Same broker, same input topics and the same local Faust settings as our workers
-(streams/tansu/worker.py: ``local_broker_faust_settings`` with true end offsets instead of
-one-record producer batches, the short fetch wait of streams/tansu/fetch_wait.py, our 5 ms
-producer linger and 256 KiB record batches, earliest reset; a memory store).
+Same broker, same input topics and the same Faust settings as our workers on that broker
+(``BENCH_KAFKA``). On tansu (default), as streams/tansu/worker.py: ``local_broker_faust_settings``
+with true end offsets instead of one-record producer batches and the short fetch wait of
+streams/tansu/fetch_wait.py. On Apache Kafka (``BENCH_KAFKA=apache``), as a production worker
+(streams/app.py) that streams/local.py starts there: no tansu shim, Faust's own fetch settings,
+the local pipeline's 8 s session. Both: our 5 ms producer linger and 256 KiB record batches,
+earliest reset, a web server on a free loopback port; a memory store. On Apache Kafka, which
+creates no topic it is asked about, the topology modes' topics must exist (bench_pipeline.py
+creates them); Faust creates the table's changelog itself.
 The agent only counts; when it has seen ``BENCH_TARGET`` events it writes
 ``{"first": t, "last": t, "count": n, "cpu": s}`` to ``BENCH_OUT`` (wall clock; the CPU seconds
 the whole process spent in between, every thread) and keeps idling.
 
-Run: ``BENCH_BROKER=127.0.0.1:PORT BENCH_TARGET=N BENCH_OUT=f.json python -m bench.faust_noop_worker``
+Run: ``BENCH_BROKER=127.0.0.1:PORT BENCH_TARGET=N BENCH_OUT=f.json [BENCH_KAFKA=apache] python -m bench.faust_noop_worker``
 (``BENCH_MODE=take`` iterates ``stream.take_events(1000, 0.5)`` instead of ``stream.events()``).
 
 ``BENCH_MODE=topology`` is baseline 2b: our pipeline's Faust traffic with none of its work. Two
@@ -38,6 +43,8 @@ from faust.worker import Worker  # noqa: E402
 
 from schemas.inputs import INPUT_TOPICS  # noqa: E402
 from streams.app import PRODUCER_MAX_BATCH_BYTES  # noqa: E402
+from streams.local import APACHE_SESSION_TIMEOUT  # noqa: E402
+from streams.loopback import free_port  # noqa: E402
 from streams.stage_outputs import StageOutputs  # noqa: E402
 from streams.tansu import fetch_wait, offsets  # noqa: E402
 from streams.tansu.broker import local_broker_faust_settings  # noqa: E402
@@ -58,16 +65,31 @@ async def send_batched(app: faust.App, outputs: list) -> None:
     await batch.deliver(app.producer._ensure_producer())
 
 
-def build() -> faust.App:
-    fetch_wait.install()
-    settings = local_broker_faust_settings()
-    # as streams/tansu/worker.py: true end offsets fetched, so producer batches are not cut to one
-    # record; and our app's linger and record-batch size (streams/app.py)
-    offsets.install()
+def faust_settings(kafka: str) -> dict:
+    """The Faust settings our workers run with on ``kafka`` ("tansu" or "apache"), less our app's
+    own (store, topics); installs the tansu shims on tansu only."""
+    if kafka == "tansu":
+        fetch_wait.install()
+        settings = local_broker_faust_settings()
+        # as streams/tansu/worker.py: true end offsets fetched, so producer batches are not cut to
+        # one record
+        offsets.install()
+    elif kafka == "apache":
+        # as streams/app.py's build_app with streams/local.py's config for Apache Kafka
+        settings = {"broker_session_timeout": APACHE_SESSION_TIMEOUT, "broker_heartbeat_interval": min(3.0, APACHE_SESSION_TIMEOUT / 4),
+                    "topic_partitions": 4, "web_bind": "127.0.0.1", "web_host": "127.0.0.1", "web_port": free_port()}
+    else:
+        raise ValueError(f"BENCH_KAFKA is tansu or apache, not {kafka!r}")
+    # our app's linger and record-batch size (streams/app.py)
     settings["producer_linger"] = 0.005
     settings["producer_max_batch_size"] = PRODUCER_MAX_BATCH_BYTES
-    settings.update({"store": "memory://", "topic_disable_leader": True, "consumer_auto_offset_reset": "earliest",
-                     "datadir": os.environ.get("BENCH_DATADIR", "/tmp/bench-noop-data")})
+    settings.update({"store": "memory://", "topic_disable_leader": True, "consumer_auto_offset_reset": "earliest"})
+    return settings
+
+
+def build() -> faust.App:
+    settings = faust_settings(os.environ.get("BENCH_KAFKA", "tansu"))
+    settings["datadir"] = os.environ.get("BENCH_DATADIR", "/tmp/bench-noop-data")
     app = faust.App(os.environ.get("BENCH_APP_ID", "bench-noop"), broker=f"kafka://{os.environ['BENCH_BROKER']}", **settings)
     inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
     target = int(os.environ["BENCH_TARGET"])

@@ -85,3 +85,125 @@ def wait_file(path: str, timeout: float, proc=None) -> bool:
             return False
         time.sleep(0.05)
     return False
+
+
+# -- brokers ---------------------------------------------------------------------------------
+
+#: what ``--kafka`` takes: one broker, ``both`` (tansu, then Apache Kafka), or a comma list in the
+#: order to run them (``apache,tansu``, to see whether going second moves a figure)
+KAFKA_CHOICES = ("tansu", "apache", "both")
+KAFKA_HELP = ("broker(s) to measure on, back to back in one run, each with its own baselines: tansu (the embedded "
+              "local broker, in memory), apache (Apache Kafka 4, production's broker, one node on a local disk), "
+              "both (= tansu,apache; default), or a comma list giving the order")
+
+
+def kafka_kinds(choice: str) -> tuple[str, ...]:
+    """``--kafka`` → the brokers to run on, in order: ``both`` is ``("tansu", "apache")``; a
+    comma list keeps its order; a broker named twice, or one not known, is an error."""
+    from streams.local import KAFKA_KINDS
+
+    names = [part.strip().lower() for part in choice.split(",")]
+    kinds: list[str] = []
+    for name in names:
+        for kind in (KAFKA_KINDS if name == "both" else (name,)):
+            if kind not in KAFKA_KINDS:
+                raise ValueError(f"--kafka takes {', '.join(KAFKA_CHOICES)} or a comma list of {', '.join(KAFKA_KINDS)}, not {choice!r}")
+            if kind in kinds:
+                raise ValueError(f"--kafka names {kind} twice: {choice!r}")
+            kinds.append(kind)
+    return tuple(kinds)
+
+
+def kafka_argument(choice: str) -> tuple[str, ...]:
+    """``kafka_kinds`` as an argparse ``type`` (a bad value is a usage error, not a traceback)."""
+    import argparse
+
+    try:
+        return kafka_kinds(choice)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+BROKER_NAMES = {"tansu": "tansu (local, in memory)", "apache": "Apache Kafka 4.1 (1 node, local disk)"}
+
+
+class Broker:
+    """A broker of one kind for one benchmark run: ``with Broker("apache", workdir) as b: b.bootstrap``.
+
+    tansu: streams.tansu.broker.LocalBroker (it creates a topic it is asked about). Apache Kafka:
+    streams.apache_kafka.ApacheKafka, one node, whose topics must be created before use
+    (``create_topics``)."""
+
+    def __init__(self, kind: str, workdir: Path):
+        self.kind = kind
+        self.workdir = workdir
+        self._broker = None
+
+    def __enter__(self) -> "Broker":
+        if self.kind == "apache":
+            from streams.apache_kafka import ApacheKafka
+
+            self._broker = ApacheKafka(nodes=1, workdir=self.workdir / "kafka-apache").start()
+        else:
+            from streams.tansu.broker import LocalBroker
+
+            self._broker = LocalBroker(log_path=self.workdir / "broker-tansu.log").start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._broker is not None:
+            self._broker.stop()
+            self._broker = None
+
+    @property
+    def bootstrap(self) -> str:
+        assert self._broker is not None, "not started"
+        return self._broker.bootstrap
+
+    @property
+    def name(self) -> str:
+        return BROKER_NAMES[self.kind]
+
+    def create_topics(self, app_id: str, partitions: int, extra: dict[str, int] | None = None) -> None:
+        """The app's topics with their settings (streams/topics.py, as a production worker creates
+        them; the inputs are among them), and ``extra`` {name: partitions} with the broker's defaults."""
+        from streams.tansu.broker import create_topics
+        from streams.topics import ensure_topics, topic_specs
+
+        ensure_topics(self.bootstrap, topic_specs(app_id, partitions))
+        if extra:
+            create_topics(self.bootstrap, extra)
+
+
+def group_settled(description: dict, members: int) -> bool:
+    """Whether a consumer group's description (kafka-python's ``describe_groups`` entry) shows it
+    Stable with ``members`` members, each assigned partitions."""
+    if description.get("error") or description.get("group_state") != "Stable":
+        return False
+    found = description.get("members") or []
+    assigned = [m for m in found if any(t.get("partitions") for t in ((m.get("member_assignment") or {}).get("assigned_partitions") or []))]
+    return len(found) == members and len(assigned) == members
+
+
+def wait_group_settled(bootstrap: str, group: str, members: int, timeout: float = 90.0) -> float | None:
+    """Seconds until the consumer group ``group`` is Stable with ``members`` members holding
+    partitions; None at once if the broker cannot describe groups (tansu), or at the timeout."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    started = time.monotonic()
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-group-watch")
+    try:
+        while time.monotonic() - started < timeout:
+            try:
+                description = admin.describe_groups([group]).get(group) or {}
+            except KafkaError:  # e.g. no coordinator for the group yet
+                description = {}
+            except Exception:  # noqa: BLE001 - an answer the client cannot read (tansu's): no answer
+                return None
+            if group_settled(description, members):
+                return time.monotonic() - started
+            time.sleep(0.2)
+        return None
+    finally:
+        admin.close()

@@ -6,7 +6,8 @@
   ``2 × peak`` unless ``--rate`` says otherwise; the computation is printed;
 * a local tansu broker (or ``--broker HOST:PORT``, a real Kafka, e.g. to restart it during the
   run yourself: tansu keeps everything in memory and loses it on restart), a fresh PostgreSQL
-  ledger, ``--workers`` worker processes (streams.local.LocalPipeline, as ``subsidy up``);
+  ledger (on ``--pg-url``, else a private cluster: bench/common.py ``postgres_server``),
+  ``--workers`` worker processes (streams.local.LocalPipeline, as ``subsidy up``);
 * inputs published at a steady rate with aiokafka for ``--minutes`` (default 5); worker RSS
   sampled every 10 s; ``--kills`` (default 2) random workers killed with SIGKILL at random
   moments and restarted;
@@ -33,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_latency import publish_steady  # noqa: E402
-from bench.common import DEFAULT_PG_URL, emit, environment, fresh_database, in_run_directory  # noqa: E402
+from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
 from bench.pipeline_support import rss_kib  # noqa: E402
 
 
@@ -70,11 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tolerance", type=float, default=0.10)
     parser.add_argument("--broker", default=None, help="an existing Kafka (HOST:PORT); default: start a local tansu")
     parser.add_argument("--seed", type=int, default=9)
-    parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
+    parser.add_argument("--pg-url", default=None, help=PG_URL_HELP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    return in_run_directory("soak-", lambda workdir: soak(args, log, workdir))
+    with postgres_server(args.pg_url, log) as server:
+        args.pg_url = server
+        return in_run_directory("soak-", lambda workdir: soak(args, log, workdir))
 
 
 def soak(args: argparse.Namespace, log, workdir: Path) -> int:

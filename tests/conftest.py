@@ -9,7 +9,7 @@ import os
 import pytest
 
 from bench.common import fresh_database
-from private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
+from bench.private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
 
 
 def _docker_answers() -> bool:

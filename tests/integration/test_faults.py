@@ -17,8 +17,8 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from bench.private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
 from pipeline_support import alive_check, assert_ledger_equals_replay, wait_for_progress
-from private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
 from sinks.ledger import Ledger, make_engine
 from streams.apache_kafka import ApacheKafka
 from streams.app import LEDGER_REFUSED_EXIT

@@ -1,8 +1,9 @@
-"""A PostgreSQL server of the tests' own: a throwaway cluster (``initdb`` in a temporary
-directory, trust auth, a free loopback port and a private socket directory) of the installed
-PostgreSQL, removed afterwards. The test session runs one (tests/conftest.py); a fault test runs
-another that it can crash and restart. As root, the cluster belongs to the ``postgres`` user
-(PostgreSQL refuses to run as root). Nothing here touches a server it did not start.
+"""A PostgreSQL server of one's own: a throwaway cluster (``initdb`` in a temporary directory,
+trust auth, a free loopback port and a private socket directory) of the installed PostgreSQL,
+removed afterwards. The test session runs one (tests/conftest.py); a fault test runs another that
+it can crash and restart; a benchmark given no server URL runs one (bench/common.py,
+``postgres_server``). As root, the cluster belongs to the ``postgres`` user (PostgreSQL refuses to
+run as root). Nothing here touches a server it did not start.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from streams.loopback import free_port
 
 NOT_INSTALLED = ("PostgreSQL is not installed (no initdb in $PG_BIN, on PATH or in /usr/lib/postgresql/*/bin): "
-                 "run `make test`, which installs it, or apt-get install postgresql")
+                 "run `make test`, which installs it, or apt-get install postgresql (a benchmark also takes "
+                 "--pg-url or $SUBSIDY_BENCH_PG_URL, a server of yours)")
 
 
 def find_bin_dir() -> Path | None:
@@ -34,8 +36,12 @@ def find_bin_dir() -> Path | None:
 
 
 class PrivatePostgres:
-    def __init__(self, bin_dir: Path):
+    """``fsync=False`` (the tests): commits are not flushed to disk, a crash of the machine loses
+    them; ``True`` (the benchmarks): as a stock server, so that a commit costs what it costs there."""
+
+    def __init__(self, bin_dir: Path, *, fsync: bool = False):
         self.bin_dir = bin_dir
+        self.fsync = fsync
         self.root = Path(tempfile.mkdtemp(prefix="subsidy-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -66,7 +72,7 @@ class PrivatePostgres:
         return self
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync={'on' if self.fsync else 'off'}"
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
 
     def stop(self, mode: str = "fast") -> None:
