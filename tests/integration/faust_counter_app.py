@@ -13,9 +13,6 @@ Env:
     COUNTER_STATUS     path of the status file (required)
     COUNTER_DATADIR    Faust's data directory (required; the test's own, so it is removed with it)
     COUNTER_APP_ID     Faust app id / consumer group (default counter-app)
-    COUNTER_SHIM       "1" (default): local_broker_faust_settings() as is;
-                       "0": the same minus the batches-of-one producer fix,
-                       to show tansu's short restore.
 """
 
 from __future__ import annotations
@@ -37,8 +34,6 @@ TOPIC = "counter-events"
 PARTITIONS = 4
 
 settings = local_broker_faust_settings()
-if os.environ.get("COUNTER_SHIM", "1") == "0":
-    settings.pop("producer_max_batch_size", None)
 
 app = faust.App(
     os.environ.get("COUNTER_APP_ID", "counter-app"),
