@@ -6,15 +6,10 @@ import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from parties import enterprise
 from rules.engine import Engine
-from rules.identifiers import uscc_check_character
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
-
-
-def uscc(n: int) -> str:
-    first17 = f"91510100MA{n:07d}"
-    return first17 + uscc_check_character(first17)
 
 
 @lru_cache(maxsize=1)
@@ -27,8 +22,8 @@ def purchase(event_id: str, buyer: int, amount: str, *, provider: int = 9_000_00
         "event_id": event_id,
         "source": "scc-billing",
         "occurred_at": when,
-        "beneficiary": {"uscc": uscc(buyer), "name": f"买方{buyer}"},
-        "provider": {"uscc": uscc(provider), "name": "超算中心"},
+        "beneficiary": enterprise(buyer, name=f"买方{buyer}"),
+        "provider": enterprise(provider, name="超算中心"),
         "invoice_no": f"INV-{event_id}",
         "amount": amount,
     }

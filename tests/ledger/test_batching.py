@@ -9,8 +9,9 @@ from collections import namedtuple
 import pytest
 import sqlalchemy as sa
 
+from parties import uscc
 from sinks.ledger import CapOverrun, InvalidRecord, Ledger, RetryPolicy
-from tests.ledger.factory import purchase, run, uscc
+from tests.ledger.factory import purchase, run
 
 CapRow = namedtuple("CapRow", "scope kind cap_limit used")
 BUYER_CAP = json.dumps(["cap", "compute-voucher", "buyer-year", "2026", uscc(1)], ensure_ascii=False)

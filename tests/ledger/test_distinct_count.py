@@ -6,8 +6,9 @@ ledger must let the 20th distinct scenario through although it is the 21st payme
 
 from __future__ import annotations
 
+from parties import enterprise
 from sinks.ledger import Ledger
-from tests.ledger.factory import run, uscc
+from tests.ledger.factory import run
 
 
 def scenario(event_id: str, n: int, subject: str) -> tuple[str, dict]:
@@ -15,7 +16,7 @@ def scenario(event_id: str, n: int, subject: str) -> tuple[str, dict]:
         "event_id": event_id,
         "source": "gov-review-system",
         "occurred_at": "2026-06-01T10:00:00+08:00",
-        "beneficiary": {"uscc": uscc(n), "name": f"企业{n}"},
+        "beneficiary": enterprise(n),
         "award": "benchmark-scenario",
         "approval_ref": f"成经信〔2026〕{n}号",
         "subject": subject,

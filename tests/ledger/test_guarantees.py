@@ -8,8 +8,9 @@ import threading
 import pytest
 import sqlalchemy as sa
 
+from parties import uscc
 from sinks.ledger import CapOverrun, Ledger, LedgerUnavailable, RetryPolicy, make_engine
-from tests.ledger.factory import purchase, run, uscc
+from tests.ledger.factory import purchase, run
 
 BUYER_CAP = json.dumps(["cap", "compute-voucher", "buyer-year", "2026", uscc(1)], ensure_ascii=False)
 

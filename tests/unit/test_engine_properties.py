@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from parties import enterprise, uscc
 from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
@@ -59,18 +60,7 @@ assert LIMITS[SMALL.digest][("compute-voucher", "programme-year")] == ("amount",
 assert LIMITS[SMALL.digest][("benchmark-scenario", "per-scenario")] == ("amount", SCENARIO_CAP)
 assert LIMITS[SMALL.digest][("benchmark-scenario", "scenarios-year")] == ("count", SCENARIOS_PER_YEAR)
 
-_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_W = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
-
-
-def uscc(n: int, kind: int = 0) -> str:
-    first17 = f"91510100{kind}{n:08d}"
-    check = 31 - sum(_ALPHABET.index(c) * w for c, w in zip(first17, _W)) % 31
-    return first17 + _ALPHABET[0 if check == 31 else check]
-
-
 BUYERS = [uscc(n) for n in range(6)]
-PROVIDERS = [uscc(n, 1) for n in range(2)]
 SOURCES = ["scc-billing", "cloud-hub-billing"]
 YEARS = {2026: "2026-06-01T10:00:00+08:00", 2027: "2026-12-31T16:30:00Z"}  # the second is 2027 in Chengdu
 
@@ -98,8 +88,8 @@ def purchases(draw, max_size=25):
                 "event_id": f"p{i}",
                 "source": SOURCES[source],
                 "occurred_at": YEARS[year],
-                "beneficiary": {"uscc": BUYERS[buyer], "name": f"buyer {buyer}"},
-                "provider": {"uscc": PROVIDERS[provider], "name": f"provider {provider}"},
+                "beneficiary": enterprise(buyer, name=f"buyer {buyer}"),
+                "provider": enterprise(provider, kind=1, name=f"provider {provider}"),
                 "invoice_no": f"INV-{i}",
                 "amount": format_fen(amount),
             }
@@ -122,7 +112,7 @@ def announcements(draw, max_size=10):
             "event_id": f"a{i}",
             "source": "gov-review-system",
             "occurred_at": YEARS[year],
-            "beneficiary": {"uscc": BUYERS[who], "name": f"enterprise {who}"},
+            "beneficiary": enterprise(who, name=f"enterprise {who}"),
             "award": "benchmark-scenario",
             "approval_ref": f"REF-{i}",
             "subject": f"scenario-{subject}",

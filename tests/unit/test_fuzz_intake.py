@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from parties import complete_uscc
 from rules.engine import Engine
-from rules.identifiers import USCC_ALPHABET, uscc_check_character
+from rules.identifiers import USCC_ALPHABET
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
 from schemas.inputs import INPUT_TOPICS, MODEL_BY_TOPIC
@@ -31,12 +32,8 @@ json_scalars = st.one_of(
 json_values = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4), max_leaves=12)
 
 
-def _uscc(body: str) -> str:
-    return body + uscc_check_character(body)
-
-
 usccs = st.one_of(
-    st.text(alphabet=USCC_ALPHABET, min_size=17, max_size=17).map(_uscc),  # valid
+    st.text(alphabet=USCC_ALPHABET, min_size=17, max_size=17).map(complete_uscc),  # valid
     st.text(alphabet=USCC_ALPHABET, min_size=18, max_size=18),  # mostly a wrong check character
     st.text(max_size=20),
 )

@@ -33,6 +33,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from parties import enterprise, person, team
 from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
@@ -41,10 +42,7 @@ from rules.policy import load_policy
 POLICY = load_policy()
 SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
-_ALPHABET = "0123456789ABCDEFGHJKLMNPQRTUWXY"
-_USCC_WEIGHTS = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28]
-_ID_WEIGHTS = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-_PREFIX = {"E": "0", "PRV": "1", "VND": "2"}
+_KIND = {"E": 0, "PRV": 1, "VND": 2}
 DEFAULT_SOURCE = {
     "compute-purchases": "scc-billing",
     "model-invoices": "model-vendor-billing",
@@ -53,27 +51,18 @@ DEFAULT_SOURCE = {
 }
 
 
-def uscc(first17: str) -> str:
-    check = 31 - sum(_ALPHABET.index(c) * w for c, w in zip(first17, _USCC_WEIGHTS)) % 31
-    return first17 + _ALPHABET[0 if check == 31 else check]
-
-
-def resident_id(first17: str) -> str:
-    return first17 + "10X98765432"[sum(int(c) * w for c, w in zip(first17, _ID_WEIGHTS)) % 11]
-
-
 def party(alias):
     """Alias -> (contract object, identifier)."""
     if isinstance(alias, dict):
         return alias, alias.get("uscc") or alias.get("person_id") or alias.get("team_ref")
     match = re.fullmatch(r"(E|PRV|VND|P)(\d+)", alias)
-    if match and match.group(1) in _PREFIX:
-        code = uscc(f"91510100{_PREFIX[match.group(1)]}{int(match.group(2)):08d}")
-        return {"uscc": code, "name": f"企业{alias}"}, code
+    if match and match.group(1) in _KIND:
+        company = enterprise(int(match.group(2)), _KIND[match.group(1)], name=f"企业{alias}")
+        return company, company["uscc"]
     if match:
-        code = resident_id(f"510104199001{int(match.group(2)):05d}")
-        return {"person_id": code, "name": f"个人{alias}"}, code
-    return {"team_ref": alias, "name": f"团队{alias}"}, alias
+        someone = person(int(match.group(2)), name=f"个人{alias}")
+        return someone, someone["person_id"]
+    return team(alias), alias
 
 
 def expand(topic: str, fields: dict) -> dict:
