@@ -1,26 +1,11 @@
-"""Table-driven scenarios (OpenFisca style) from tests/scenarios/*.yaml.
+"""Collects the scenario files of this folder as tests, in the manner of openfisca-core's YAML
+tests: each case of a ``*.yaml`` file here is one pytest item, ``<file>.yaml::<case name>``, so
+``pytest tests/scenarios -k "compute-voucher and cap"`` selects cases and a failure names its file
+and case. The format is in README.md beside this file; a key it does not know fails the file's
+collection with one line naming the file, the case, where the key is and the keys allowed.
 
 Every expected figure in those files is computed by hand from the policy text
 (/work/shared/policy/chengdu-ai-2025.md), not copied from the code's output.
-
-File format::
-
-    scenarios:
-      - name: ...
-        topic: compute-purchases          # default topic of the events
-        defaults: {occurred_at: "..."}     # default message fields
-        events:
-          - {event_id: p1, beneficiary: E1, amount: "0.02", expect: {outcome: granted, granted: "0.01"}}
-        totals: {compute-voucher: {2026: "0.01"}}   # Σ instruction amounts per clause and fiscal year
-
-An event is the message itself, compact: a party given as an alias is expanded to a valid
-identifier (``E<n>``/``PRV<n>``/``VND<n>``: enterprise USCC; ``P<n>``: resident ID; anything
-else: a team_ref); fields the scenario does not care about get defaults. ``topic`` and
-``expect`` are not message fields. ``expect`` keys: outcome, granted, declined, declined_by,
-fiscal_year, payee, beneficiary, clause, duplicate, corrects (the event_id whose payment
-instruction this clawback corrects), instructions (amounts of the NEW instructions; by
-default [granted] when granted is not 0.00 and the event is not a duplicate, else []),
-reject (a rejection code, from intake or engine).
 """
 
 from __future__ import annotations
@@ -29,6 +14,7 @@ import json
 import re
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -38,21 +24,118 @@ from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import load_policy
+from schemas.inputs import MODEL_BY_TOPIC
 
+HERE = Path(__file__).resolve().parent
 POLICY = load_policy()
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
 
-_KIND = {"E": 0, "PRV": 1, "VND": 2}
+FILE_KEYS = ("scenarios",)
+CASE_KEYS = ("name", "topic", "defaults", "events", "totals")
+EVENT_KEYS = ("topic", "expect")  # besides the message fields of the event's topic
+EXPECT_KEYS = ("outcome", "granted", "declined", "declined_by", "fiscal_year", "payee", "beneficiary", "clause", "duplicate", "corrects", "instructions", "reject")
 DEFAULT_SOURCE = {
     "compute-purchases": "scc-billing",
     "model-invoices": "model-vendor-billing",
     "investment-closings": "investment-registry",
     "award-announcements": "gov-review-system",
 }
+_KIND = {"E": 0, "PRV": 1, "VND": 2}
 
 
-def party(alias):
-    """Alias -> (contract object, identifier)."""
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    if file_path.suffix == ".yaml" and file_path.parent == HERE:
+        return ScenarioFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ScenarioFile(pytest.File):
+    def collect(self):
+        doc = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+        problem = _unknown(doc, FILE_KEYS, "")
+        if problem is None and not (isinstance(doc.get("scenarios"), list) and doc["scenarios"]):
+            problem = "'scenarios' must be a list of at least one case"
+        if problem:
+            raise self.CollectError(f"{self.nodeid}: {problem}")
+        names: set[str] = set()
+        for n, case in enumerate(doc["scenarios"], 1):
+            label = f"case {case['name']!r}" if isinstance(case, dict) and isinstance(case.get("name"), str) else f"case {n}"
+            problem = _case_problem(case)
+            if problem is None and case["name"] in names:
+                problem = "another case of this file has the same name"
+            if problem:
+                raise self.CollectError(f"{self.nodeid}: {label}: {problem}")
+            names.add(case["name"])
+            yield ScenarioItem.from_parent(self, name=case["name"], case=case)
+
+
+class ScenarioItem(pytest.Item):
+    def __init__(self, *, case: dict, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+
+    def runtest(self) -> None:
+        run_case(self.case)
+
+    def repr_failure(self, excinfo, style=None):
+        # the assertion's message says which event and what differs; the traceback would only
+        # point into run_case (--fulltrace shows it)
+        if isinstance(excinfo.value, AssertionError) and not self.config.getoption("fulltrace"):
+            return f"{self.path.name}: case {self.name!r}: {excinfo.value}"
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self):
+        return self.path, None, f"{self.path.name}: {self.name}"
+
+
+# --- the format -----------------------------------------------------------------------------
+
+
+def _unknown(value: Any, allowed: tuple[str, ...] | list[str], where: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"{where}must be a mapping of keys ({', '.join(allowed)}), not {type(value).__name__}"
+    for key in value:
+        if key not in allowed:
+            return f"{where}unknown key {key!r}; allowed: {', '.join(allowed)}"
+    return None
+
+
+def _case_problem(case: Any) -> str | None:
+    problem = _unknown(case, CASE_KEYS, "")
+    if problem:
+        return problem
+    if not isinstance(case.get("name"), str) or not case["name"] or "::" in case["name"]:
+        return "'name' must be a text (without '::')"
+    if not isinstance(case.get("events"), list) or not case["events"]:
+        return "'events' must be a list of at least one event"
+    defaults = case.get("defaults", {})
+    if not isinstance(defaults, dict):
+        return "'defaults' must be a mapping of message fields"
+    for n, raw in enumerate(case["events"], 1):
+        where = f"event {n}" + (f" ({raw['event_id']})" if isinstance(raw, dict) and "event_id" in raw else "") + ": "
+        if not isinstance(raw, dict):
+            return f"{where}must be a mapping, not {type(raw).__name__}"
+        event = {**defaults, **raw}
+        topic = event.get("topic", case.get("topic"))
+        if topic not in MODEL_BY_TOPIC:
+            return f"{where}topic {topic!r} is not an input topic; one of: {', '.join(MODEL_BY_TOPIC)} (as 'topic' of the case or the event)"
+        allowed = sorted(MODEL_BY_TOPIC[topic].model_fields) + list(EVENT_KEYS)
+        problem = _unknown(event, allowed, where if set(event) - set(allowed) <= set(raw) else f"{where}defaults: ")
+        if problem:
+            return problem
+        problem = _unknown(event.get("expect") or {}, EXPECT_KEYS, f"{where}expect: ")
+        if problem:
+            return problem
+    totals = case.get("totals", {})
+    if not isinstance(totals, dict) or not all(isinstance(years, dict) for years in totals.values()):
+        return "'totals' must map clause ids to {fiscal year: amount}"
+    return None
+
+
+# --- running a case ---------------------------------------------------------------------------
+
+
+def party(alias: str | dict) -> tuple[dict, str]:
+    """Alias -> (contract object, identifier): E<n>, PRV<n>, VND<n> an enterprise, P<n> a person, anything else a team."""
     if isinstance(alias, dict):
         return alias, alias.get("uscc") or alias.get("person_id") or alias.get("team_ref")
     match = re.fullmatch(r"(E|PRV|VND|P)(\d+)", alias)
@@ -66,6 +149,7 @@ def party(alias):
 
 
 def expand(topic: str, fields: dict) -> dict:
+    """The message of a compact event: aliases expanded, the fields the case does not care about defaulted."""
     msg = dict(fields)
     event_id = msg["event_id"]
     msg.setdefault("source", DEFAULT_SOURCE[topic])
@@ -87,23 +171,11 @@ def expand(topic: str, fields: dict) -> dict:
     return msg
 
 
-def load_scenarios():
-    files = sorted(SCENARIO_DIR.glob("*.yaml"))
-    assert files, f"no scenario files in {SCENARIO_DIR}"
-    cases = []
-    for path in files:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        for scenario in doc["scenarios"]:
-            cases.append(pytest.param(scenario, id=f"{path.stem}: {scenario['name']}"))
-    return cases
-
-
 def _money(value) -> str:
     return format_fen(parse_amount(value if isinstance(value, (str, int)) else str(value)))
 
 
-@pytest.mark.parametrize("scenario", load_scenarios())
-def test_scenario(scenario):
+def run_case(scenario: dict) -> None:
     state: dict = {}
     engine = Engine(POLICY, state)
     emitted: dict[str, dict] = {}
@@ -189,7 +261,7 @@ def test_scenario(scenario):
             totals[instruction["clause_id"]][instruction["fiscal_year"]] += parse_amount(instruction["amount"])
         got_totals = {c: {y: format_fen(v) for y, v in years.items()} for c, years in totals.items()}
         want_totals = {c: {int(y): _money(v) for y, v in years.items()} for c, years in scenario["totals"].items()}
-        assert got_totals == want_totals
+        assert got_totals == want_totals, "totals"
 
     # whatever the scenario, no running cap in state is above its limit
     for key, used in state.items():
