@@ -36,6 +36,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 if __package__ in (None, ""):  # run as a script: python bench/bench_ledger.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -93,8 +94,9 @@ def instruction_rows(instructions: list[dict]) -> list[tuple]:
     """The rows the ledger stores for these instructions (same columns, same values)."""
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
     rows = []
+    zone = ZoneInfo(load_policy().timezone)
     for seq, body in enumerate(instructions, 1):
-        row = Ledger._instruction_row(body)
+        row = Ledger._instruction_row(body, zone)
         text = canonical_json(body)
         values = {**row, "instruction_id": body["instruction_id"], "journal_seq": seq, "content_hash": sha256_hex(text), "body": text, "recorded_at": now}
         rows.append(tuple(values[c] for c in INSTRUCTION_COLUMNS))
@@ -223,7 +225,7 @@ def bench_ledger(url: str, decisions: list[dict], instructions: list[dict], batc
     work = []
     for chunk in batches(instructions, batch):
         work.append(([d for i in chunk for d in by_instruction.get(i["instruction_id"], ())], chunk))
-    with Ledger.open(url) as ledger:
+    with Ledger.open(url, timezone=load_policy().timezone) as ledger:
         with ledger.engine.connect() as conn:  # warm the pool before the clock starts
             conn.exec_driver_sql("SELECT 1")
         with Timer() as timer:

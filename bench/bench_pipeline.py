@@ -234,6 +234,7 @@ def run_storage_alone(ledger_url: str, n: int, pg_url: str) -> tuple[dict, dict]
     Both in as many transactions as (c) had stage batches of inputs, in booking order (see
     ``bench_ledger.stored_rows``): (e) the rows, bare; (f) the decision, instruction and rejection
     bodies through ``Ledger.record``, the sink itself."""
+    from rules.policy import load_policy
     from sinks.ledger import Ledger
     from streams.config import StreamConfig
 
@@ -251,7 +252,7 @@ def run_storage_alone(ledger_url: str, n: int, pg_url: str) -> tuple[dict, dict]
         return [json.loads(row[body]) for row in tables[table]]
 
     work = [(bodies(t, "ledger_decisions"), bodies(t, "ledger_instructions"), bodies(t, "ledger_rejections")) for t in per_batch]
-    with fresh_database(pg_url, prefix="bench_pipe_sink") as url, Ledger.open(url) as ledger:
+    with fresh_database(pg_url, prefix="bench_pipe_sink") as url, Ledger.open(url, timezone=load_policy().timezone) as ledger:
         with ledger.engine.connect() as conn:  # warm the pool before the clock starts
             conn.exec_driver_sql("SELECT 1")
         started, cpu_started = time.perf_counter(), time.process_time()

@@ -65,7 +65,7 @@ SCHEMAS: dict[str, Any] = {
     "SeriesPoint": {
         "type": "object",
         "required": ["date", "granted_fen", "granted"],
-        "properties": {"date": {"type": "string", "format": "date", "description": "value date (Asia/Shanghai)"}, "granted_fen": _fen("cumulative net granted at the end of that day"), "granted": _money("cumulative net granted")},
+        "properties": {"date": {"type": "string", "format": "date", "description": "value date (the policy's time zone)"}, "granted_fen": _fen("cumulative net granted at the end of that day"), "granted": _money("cumulative net granted")},
     },
     "Projection": {
         "type": "object",

@@ -109,7 +109,7 @@ class LedgerReader:
         self.url = url
         self.policy = policy
         self.engine = make_readonly_engine(url)
-        self.tz = ZoneInfo(policy.timezone or "Asia/Shanghai")
+        self.tz = ZoneInfo(policy.timezone)
         self._today = today
         # The delay histogram is kept incrementally (new decisions since the last look).
         self._delay_cursor = ""

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from rules.inputs import MODEL_BY_TOPIC, AwardAnnouncement, Enterprise, InputMessage, party_id
 from rules.policy import Policy
-from schemas.inputs import MODEL_BY_TOPIC, AwardAnnouncement, Enterprise, InputMessage, party_id
 
 
 class Rejected(Exception):

@@ -1,249 +1,49 @@
-"""The four input messages of the wire contract (v1), as strict pydantic models.
-
-Money fields hold integer fen once validated (see ``rules.money``); on the wire they are
-decimal strings. Unknown fields are refused rather than ignored: a misspelt ``refund_of``
-silently ignored would turn a refund into a purchase and pay it.
-"""
+"""The four input messages of the wire contract (v1): the models intake validates with, defined
+in the core (``rules.inputs``) and published here with the rest of the contract. The wire layer
+depends on the core, never the reverse (tests/unit/test_layers.py)."""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
-from typing import Annotated, Any, ClassVar, Literal, Union
-
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Discriminator,
-    Field,
-    PlainSerializer,
-    StringConstraints,
-    Tag,
-    WithJsonSchema,
-    model_validator,
+from rules.inputs import (
+    INPUT_TOPICS,
+    MODEL_BY_TOPIC,
+    Amount,
+    AwardAnnouncement,
+    Beneficiary,
+    ComputePurchase,
+    Enterprise,
+    EventId,
+    InputMessage,
+    InvestmentClosing,
+    ModelInvoice,
+    Person,
+    ResidentId,
+    Team,
+    TeamRef,
+    Text,
+    Timestamp,
+    Uscc,
+    party_id,
 )
 
-from rules.identifiers import resident_id_problem, uscc_problem
-from rules.money import format_fen, parse_amount
-
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
-
-_BEYOND_MICROSECONDS = re.compile(r"\.(\d{6})\d+")
-
-_EARLIEST_YEAR, _LATEST_YEAR = 1970, 9998
-
-
-def _timestamp(value: object) -> datetime:
-    if not isinstance(value, str) or not _RFC3339.match(value):
-        raise ValueError(
-            f"{value!r} is not an RFC 3339 timestamp with an offset, e.g. \"2026-03-01T09:30:00+08:00\""
-        )
-    text = value.replace("z", "Z").replace("Z", "+00:00")
-    if "." in text:
-        text = _BEYOND_MICROSECONDS.sub(r".\1", text)  # Python keeps microseconds; finer digits are noise
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError as exc:
-        raise ValueError(f"{value!r} is not a real date and time: {exc}") from None
-    # Why a range: year 0001 at +08:00 is a valid RFC 3339 string, but converting it to the
-    # policy's time zone overflows Python's datetime and would crash intake instead of rejecting.
-    if not _EARLIEST_YEAR <= moment.year <= _LATEST_YEAR:
-        raise ValueError(f"{value!r} is outside the years {_EARLIEST_YEAR}-{_LATEST_YEAR} an event may carry")
-    return moment
-
-
-def _amount(value: object) -> int:
-    return parse_amount(value)
-
-
-def _uscc(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError("uscc must be a string of 18 characters")
-    problem = uscc_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-def _resident_id(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError("person_id must be a string of 18 characters")
-    problem = resident_id_problem(value)
-    if problem:
-        raise ValueError(problem)
-    return value
-
-
-Timestamp = Annotated[
-    datetime,
-    BeforeValidator(_timestamp),
-    PlainSerializer(lambda d: d.isoformat(), return_type=str),
-    WithJsonSchema({"type": "string", "format": "date-time", "description": "RFC 3339 with an offset"}),
+__all__ = [
+    "INPUT_TOPICS",
+    "MODEL_BY_TOPIC",
+    "Amount",
+    "AwardAnnouncement",
+    "Beneficiary",
+    "ComputePurchase",
+    "Enterprise",
+    "EventId",
+    "InputMessage",
+    "InvestmentClosing",
+    "ModelInvoice",
+    "Person",
+    "ResidentId",
+    "Team",
+    "TeamRef",
+    "Text",
+    "Timestamp",
+    "Uscc",
+    "party_id",
 ]
-Amount = Annotated[
-    int,
-    BeforeValidator(_amount),
-    PlainSerializer(format_fen, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^-?(0|[1-9][0-9]*)(\.[0-9]{1,2})?$"},
-                {"type": "integer"},
-            ],
-            "description": "CNY as a decimal string with at most 2 fractional digits; an integer is whole yuan; a fractional JSON number is refused",
-        }
-    ),
-]
-Uscc = Annotated[
-    str,
-    BeforeValidator(_uscc),
-    WithJsonSchema({"type": "string", "pattern": "^[0-9A-HJ-NP-RTUWXY]{18}$", "description": "USCC, GB 32100-2015, with a valid check character"}),
-]
-ResidentId = Annotated[
-    str,
-    BeforeValidator(_resident_id),
-    WithJsonSchema({"type": "string", "pattern": "^[0-9]{17}[0-9X]$", "description": "resident ID number, GB 11643, with a valid check digit"}),
-]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=256, strip_whitespace=True)]
-EventId = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-TeamRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]{2,63}$")]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Enterprise(_Strict):
-    kind: ClassVar[str] = "enterprise"
-    uscc: Uscc
-    name: Text
-
-
-class Person(_Strict):
-    kind: ClassVar[str] = "person"
-    person_id: ResidentId
-    name: Text
-
-
-class Team(_Strict):
-    kind: ClassVar[str] = "team"
-    team_ref: TeamRef
-    name: Text
-
-
-def _party_kind(value: Any) -> str | None:
-    if isinstance(value, dict):
-        for field, kind in (("uscc", "enterprise"), ("person_id", "person"), ("team_ref", "team")):
-            if field in value:
-                return kind
-        return None
-    return getattr(value, "kind", None)
-
-
-Beneficiary = Annotated[
-    Union[
-        Annotated[Enterprise, Tag("enterprise")],
-        Annotated[Person, Tag("person")],
-        Annotated[Team, Tag("team")],
-    ],
-    Discriminator(
-        _party_kind,
-        custom_error_type="beneficiary_kind",
-        custom_error_message="beneficiary needs one of uscc (enterprise), person_id (person) or team_ref (team)",
-    ),
-]
-
-
-def party_id(party: Enterprise | Person | Team) -> str:
-    """The identifier used as Kafka key, ledger account and cap key."""
-    if isinstance(party, Enterprise):
-        return party.uscc
-    if isinstance(party, Person):
-        return party.person_id
-    return party.team_ref
-
-
-class InputMessage(_Strict):
-    event_id: EventId
-    source: Text
-    occurred_at: Timestamp
-    beneficiary: Beneficiary
-
-    #: the field naming the event this one corrects (refund or credit note), if the topic has one
-    correction_field: ClassVar[str | None] = None
-
-    @property
-    def corrects(self) -> str | None:
-        return getattr(self, self.correction_field) if self.correction_field else None
-
-    def _refuse_negative(self, *fields: str) -> None:
-        for name in fields:
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ValueError(f"{name} must not be negative")
-
-
-class ComputePurchase(InputMessage):
-    correction_field: ClassVar[str | None] = "refund_of"
-    provider: Enterprise
-    invoice_no: Text
-    amount: Amount
-    refund_of: EventId | None = None
-
-    @model_validator(mode="after")
-    def _sign(self) -> "ComputePurchase":
-        if self.refund_of is None:
-            self._refuse_negative("amount")
-        return self
-
-
-class ModelInvoice(InputMessage):
-    correction_field: ClassVar[str | None] = "credit_of"
-    vendor: Enterprise
-    invoice_no: Text
-    amount: Amount
-    billing_period: Annotated[str, StringConstraints(pattern=r"^\d{4}-(0[1-9]|1[0-2])$")]
-    credit_of: EventId | None = None
-
-    @model_validator(mode="after")
-    def _sign(self) -> "ModelInvoice":
-        if self.credit_of is None:
-            self._refuse_negative("amount")
-        return self
-
-
-class InvestmentClosing(InputMessage):
-    round: Literal["angel", "vc", "pe"]
-    amount: Amount
-    investors: Annotated[list[Text], Field(min_length=1)]
-    agreement_no: Text
-
-    @model_validator(mode="after")
-    def _sign(self) -> "InvestmentClosing":
-        self._refuse_negative("amount")
-        return self
-
-
-class AwardAnnouncement(InputMessage):
-    award: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,63}$")]
-    approval_ref: Text
-    subject: Text
-    grade: Text | None = None
-    base_amount: Amount | None = None
-
-    @model_validator(mode="after")
-    def _sign(self) -> "AwardAnnouncement":
-        self._refuse_negative("base_amount")
-        return self
-
-
-MODEL_BY_TOPIC: dict[str, type[InputMessage]] = {
-    "compute-purchases": ComputePurchase,
-    "model-invoices": ModelInvoice,
-    "investment-closings": InvestmentClosing,
-    "award-announcements": AwardAnnouncement,
-}
-INPUT_TOPICS = tuple(MODEL_BY_TOPIC)

@@ -111,11 +111,12 @@ def cmd_export(args) -> int:
         raise _command_error()(f"--from {args.date_from} is after --to {args.date_to}: no day is in that range; swap them")
     ledger = _open(args)
     try:
-        instructions = ledger.instructions(date_from=args.date_from, date_to=args.date_to)
+        dated = ledger.dated_instructions(date_from=args.date_from, date_to=args.date_to)
     finally:
         ledger.close()
+    instructions = [body for (_, body) in dated]
     if args.format == "csv":
-        batch = make_batch(args.format, instructions, args.date_from, args.date_to)
+        batch = make_batch(args.format, instructions, args.date_from, args.date_to, {body["instruction_id"]: day for (day, body) in dated})
         data = to_csv(batch).encode("utf-8")
         note = "payments net of clawbacks"
     else:
@@ -255,8 +256,8 @@ def add_ledger_commands(subparsers) -> None:
 
     export = commands.add_parser("export", parents=[common], help="finance export with control totals (CSV, or ISO 20022 pain.001.001.09)")
     export.add_argument("--format", choices=["csv", "pain001"], required=True, help="csv: payments and clawbacks, net control sum; pain001: the payments only, for the bank")
-    export.add_argument("--from", dest="date_from", type=iso_date, metavar="YYYY-MM-DD", help="first value date (Asia/Shanghai), inclusive")
-    export.add_argument("--to", dest="date_to", type=iso_date, metavar="YYYY-MM-DD", help="last value date (Asia/Shanghai), inclusive")
+    export.add_argument("--from", dest="date_from", type=iso_date, metavar="YYYY-MM-DD", help="first value date (the policy's time zone), inclusive")
+    export.add_argument("--to", dest="date_to", type=iso_date, metavar="YYYY-MM-DD", help="last value date (the policy's time zone), inclusive")
     export.add_argument("--out", metavar="FILE", help="file to write (default stdout)")
     export.add_argument("--created-at", type=rfc3339_time, metavar="RFC3339", help="pain.001 creation time (default now)")
     export.add_argument("--execution-date", type=iso_date, metavar="YYYY-MM-DD", help="pain.001 requested execution date (default --to, else today)")

@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import io
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
@@ -56,6 +56,7 @@ class Batch:
     instructions: list[dict]
     number_of_transactions: int
     control_sum_fen: int
+    value_dates: dict[str, str] = field(default_factory=dict)  # instruction id -> value date the ledger booked
 
     @property
     def control_sum(self) -> str:
@@ -68,19 +69,16 @@ def batch_id(kind: str, instruction_ids: list[str], date_from: str | None, date_
     return f"SUBS-{digest[:30]}"
 
 
-def make_batch(kind: str, instructions: list[dict], date_from: str | None, date_to: str | None) -> Batch:
+def make_batch(kind: str, instructions: list[dict], date_from: str | None, date_to: str | None, value_dates: dict[str, str] | None = None) -> Batch:
+    """``value_dates``: instruction id -> the value date the ledger booked (``Ledger.dated_instructions``,
+    in the policy's time zone); the CSV export needs it."""
     return Batch(
         batch_id=batch_id(kind, [i["instruction_id"] for i in instructions], date_from, date_to),
         instructions=instructions,
         number_of_transactions=len(instructions),
         control_sum_fen=sum(parse_amount(i["amount"]) for i in instructions),
+        value_dates=dict(value_dates or {}),
     )
-
-
-def _value_date(instruction: dict) -> str:
-    from sinks.ledger import _value_date as value_date
-
-    return value_date(instruction["occurred_at"])
 
 
 def to_csv(batch: Batch) -> str:
@@ -96,7 +94,7 @@ def to_csv(batch: Batch) -> str:
                 batch.batch_id,
                 i["instruction_id"],
                 i["kind"],
-                _value_date(i),
+                batch.value_dates[i["instruction_id"]],
                 payee["id"],
                 payee.get("kind", ""),
                 payee.get("name", ""),

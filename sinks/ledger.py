@@ -50,7 +50,6 @@ DEFAULT_LEDGER_URL = "sqlite:///subsidy-ledger.sqlite"
 LEDGER_URL_ENV = "SUBSIDY_LEDGER_URL"
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 GENESIS_HASH = "0" * 64
-POLICY_TZ = ZoneInfo("Asia/Shanghai")
 
 # Fields of a rejection left out of its content hash: rejected_at is not deterministic (set by
 # whichever adapter saw the bytes when); the v1.1 size fields follow from the bytes that the
@@ -217,9 +216,10 @@ def _fen(value: Any, what: str) -> int:
         raise InvalidRecord(f"{what}: {error}") from None
 
 
-def _value_date(occurred_at: str) -> str:
+def _value_date(occurred_at: str, zone: ZoneInfo) -> str:
+    """The day ``occurred_at`` falls on in ``zone`` (the policy's time zone)."""
     try:
-        return dt.datetime.fromisoformat(occurred_at).astimezone(POLICY_TZ).date().isoformat()
+        return dt.datetime.fromisoformat(occurred_at).astimezone(zone).date().isoformat()
     except (TypeError, ValueError):
         raise InvalidRecord(f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp") from None
 
@@ -456,16 +456,19 @@ def _is_transient(error: BaseException) -> bool:
 
 
 class Ledger:
-    def __init__(self, engine: Engine, retry: RetryPolicy | None = None):
+    def __init__(self, engine: Engine, retry: RetryPolicy | None = None, *, timezone: str | None = None):
+        """``timezone``: the time zone of the policy the records were decided under (its
+        ``timezone``), for an instruction's value date; a ledger opened without one books no instruction."""
         self.engine = engine
         self.retry = retry or RetryPolicy()
+        self.zone = ZoneInfo(timezone) if timezone else None
         self.dialect = engine.dialect.name
         self._known_accounts: set[str] = set()  # accounts seen committed (never deleted)
 
     @classmethod
-    def open(cls, url: str = DEFAULT_LEDGER_URL, *, retry: RetryPolicy | None = None, upgrade: bool = True) -> "Ledger":
+    def open(cls, url: str = DEFAULT_LEDGER_URL, *, retry: RetryPolicy | None = None, upgrade: bool = True, timezone: str | None = None) -> "Ledger":
         """Open a ledger; creates or upgrades its schema (retrying while the database is down)."""
-        ledger = cls(make_engine(url), retry)
+        ledger = cls(make_engine(url), retry, timezone=timezone)
         if upgrade:
             ledger._with_retry(lambda: upgrade_schema(ledger.engine))
         return ledger
@@ -520,7 +523,7 @@ class Ledger:
                 text = canonical_json(body)
                 hashed = canonical_json({k: v for k, v in body.items() if k not in _UNHASHED_REJECTION_FIELDS}) if kind == "rejection" else text
                 prepared = _Prepared(kind, record_id, body, text, sha256_hex(hashed))
-                prepared.row = getattr(self, f"_{kind}_row")(body)
+                prepared.row = self._instruction_row(body, self.zone) if kind == "instruction" else getattr(self, f"_{kind}_row")(body)
                 seen = out[kind].get(record_id)
                 if seen is not None:
                     if seen.content_hash != prepared.content_hash:
@@ -545,8 +548,10 @@ class Ledger:
             raise InvalidRecord(f"decision {body.get('decision_id')} has no {missing.args[0]}") from None
 
     @staticmethod
-    def _instruction_row(body: dict[str, Any]) -> dict[str, Any]:
+    def _instruction_row(body: dict[str, Any], zone: ZoneInfo | None) -> dict[str, Any]:
         iid = body.get("instruction_id")
+        if zone is None:
+            raise LedgerError(f"instruction {iid}: this ledger was opened without the policy's time zone (Ledger.open(url, timezone=policy.timezone)), so it has no value date")
         try:
             kind = body["kind"]
             amount = _fen(body["amount"], f"instruction {iid} amount")
@@ -562,7 +567,7 @@ class Ledger:
                 "currency": body["currency"],
                 "corrects": body.get("corrects"),
                 "occurred_at": str(body["occurred_at"]),
-                "value_date": _value_date(body["occurred_at"]),
+                "value_date": _value_date(body["occurred_at"], zone),
             }
         except (KeyError, TypeError) as missing:
             raise InvalidRecord(f"instruction {iid} lacks a required field ({missing})") from None
@@ -841,8 +846,12 @@ class Ledger:
             }
 
     def instructions(self, *, date_from: str | None = None, date_to: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        """Stored instruction dicts (value date in Asia/Shanghai within [date_from, date_to]), in journal order."""
-        query = sa.select(instructions_t.c.body).order_by(instructions_t.c.journal_seq)
+        """Stored instruction dicts (value date, in the policy's time zone, within [date_from, date_to]), in journal order."""
+        return [body for (_, body) in self.dated_instructions(date_from=date_from, date_to=date_to, kind=kind)]
+
+    def dated_instructions(self, *, date_from: str | None = None, date_to: str | None = None, kind: str | None = None) -> list[tuple[str, dict[str, Any]]]:
+        """(value date as booked, instruction dict) of :meth:`instructions`."""
+        query = sa.select(instructions_t.c.value_date, instructions_t.c.body).order_by(instructions_t.c.journal_seq)
         if date_from:
             query = query.where(instructions_t.c.value_date >= date_from)
         if date_to:
@@ -850,7 +859,7 @@ class Ledger:
         if kind:
             query = query.where(instructions_t.c.kind == kind)
         with self.engine.connect() as conn:
-            return [json.loads(body) for (body,) in conn.execute(query)]
+            return [(value_date, json.loads(body)) for (value_date, body) in conn.execute(query)]
 
     def has_payee(self, payee_id: str) -> bool:
         """Whether any instruction ever named this payee (its payable account exists)."""

@@ -276,7 +276,7 @@ def build_app(config: StreamConfig) -> faust.App:
         from sinks.ledger import DEFAULT_LEDGER_URL, Ledger
 
         if "ledger" not in ledger_holder:
-            ledger_holder["ledger"] = Ledger.open(config.ledger_url or DEFAULT_LEDGER_URL)
+            ledger_holder["ledger"] = Ledger.open(config.ledger_url or DEFAULT_LEDGER_URL, timezone=policy.timezone)
         return ledger_holder["ledger"]
 
     def record_batch(batch: StageBatch):

@@ -102,7 +102,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from sinks.ledger import LedgerConflict, LedgerError, LedgerUnavailable, first_line, ledger_url, shown_url
     url = ledger_url(args.ledger)
     try:
-        ledger = Ledger.open(url)
+        ledger = Ledger.open(url, timezone=policy.timezone)
     except Exception as exc:  # any failure to open is the URL's or the database's: say which, no traceback
         raise CommandError(f"cannot open ledger {shown_url(url)}: {first_line(exc)}") from None
     note = None

@@ -28,7 +28,7 @@ def fill_ledger(url: str, events_file: Path, policy, batch_lines: int = 1000):
     """Run every line through ``rules.intake.intake`` + ``rules.engine.Engine`` into ``Ledger.record``."""
     from subsidy.replay import replay
 
-    with Ledger.open(url) as ledger:
+    with Ledger.open(url, timezone=policy.timezone) as ledger:
         return replay(events_file, policy, ledger, batch_lines=batch_lines)
 
 

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from parties import uscc
 from sinks.ledger import CapOverrun, InvalidRecord, Ledger, RetryPolicy
-from tests.ledger.factory import purchase, run
+from tests.ledger.factory import TIMEZONE, purchase, run
 
 CapRow = namedtuple("CapRow", "scope kind cap_limit used")
 BUYER_CAP = json.dumps(["cap", "compute-voucher", "buyer-year", "2026", uscc(1)], ensure_ascii=False)
@@ -63,7 +63,7 @@ def test_one_batch_stores_what_one_at_a_time_stores(two_ledger_urls):
     assert sum(i["kind"] == "clawback" for i in out.instructions) == 4
     by_instruction = {d["instruction_id"]: d for d in out.decisions if d.get("instruction_id")}
     single_url, batch_url = two_ledger_urls
-    with Ledger.open(single_url) as single, Ledger.open(batch_url) as batch:
+    with Ledger.open(single_url, timezone=TIMEZONE) as single, Ledger.open(batch_url, timezone=TIMEZONE) as batch:
         for instruction in out.instructions:
             single.record([by_instruction[instruction["instruction_id"]]], [instruction], [])
         result = batch.record(out.decisions, out.instructions, [])
@@ -81,7 +81,7 @@ def test_cap_overrun_inside_one_batch_names_the_same_instruction(two_ledger_urls
     b = run([purchase(f"b{n}", 1, "3000000.00") for n in range(3)])
     instructions = a.instructions + b.instructions
     single_url, batch_url = two_ledger_urls
-    with Ledger.open(single_url) as single, Ledger.open(batch_url) as batch:
+    with Ledger.open(single_url, timezone=TIMEZONE) as single, Ledger.open(batch_url, timezone=TIMEZONE) as batch:
         with pytest.raises(CapOverrun) as one_at_a_time:
             for instruction in instructions:
                 single.record([], [instruction], [])
@@ -96,7 +96,7 @@ def test_cap_overrun_inside_one_batch_names_the_same_instruction(two_ledger_urls
 def test_clawback_before_its_payment_in_the_batch_is_refused(ledger_url):
     out = run([purchase("e1", 1, "1000.00"), purchase("r1", 1, "400.00", refund_of="e1")])
     payment, clawback = out.instructions
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         with pytest.raises(InvalidRecord, match="not a payment in the ledger"):
             ledger.record([], [clawback, payment], [])
         assert ledger.counts()["instructions"] == 0
@@ -109,7 +109,7 @@ def test_check_constraint_is_the_last_line(ledger_url, monkeypatch):
     names the instruction and the cap."""
     first = run([purchase("e1", 1, "3000000.00")])
     second = run([purchase("e2", 1, "6000000.00")])  # its own state: 5,000,000 of room
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(first.decisions, first.instructions, [])
         real = Ledger._select_in
 
@@ -134,7 +134,7 @@ def test_connection_lost_while_streaming_rows_is_retried(ledger_url, monkeypatch
     """PostgreSQL: the backend is terminated just before the journal rows are sent (COPY outside
     SQLAlchemy's execute); SQLite: the journal insert fails. The batch is retried, stored once."""
     out = run([purchase(f"e{n}", n, "1000.00") for n in range(1, 21)])
-    ledger = Ledger.open(ledger_url, retry=RetryPolicy(attempts=5, initial_delay=0.05))
+    ledger = Ledger.open(ledger_url, timezone=TIMEZONE, retry=RetryPolicy(attempts=5, initial_delay=0.05))
     admin = sa.create_engine(ledger_url, isolation_level="AUTOCOMMIT") if ledger.dialect == "postgresql" else None
     real = Ledger._insert
     killed = []

@@ -33,7 +33,7 @@ def replayed_ledger(postgres_url, tmp_path):
     events = tmp_path / "year.jsonl"
     inputs = generate_file(events, 2026, seed=3, enterprises=60, events=1500)
     with fresh_database(postgres_url, prefix="bench_rows") as url:
-        with Ledger.open(url) as ledger:
+        with Ledger.open(url, timezone=load_policy().timezone) as ledger:
             replay(events, load_policy(), ledger)
             counts = ledger.counts()
         assert counts["rejections"] > 0 and counts["decisions"] > counts["instructions"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from parties import enterprise
 from sinks.ledger import Ledger
-from tests.ledger.factory import run
+from tests.ledger.factory import TIMEZONE, run
 
 
 def scenario(event_id: str, n: int, subject: str) -> tuple[str, dict]:
@@ -29,7 +29,7 @@ def test_a_scenario_paid_twice_takes_one_place_of_the_twenty(ledger_url):
     messages += [scenario(f"s{n:02d}", n, f"场景{n:02d}") for n in range(2, 22)]
     out = run(messages)
     assert len(out.instructions) == 21  # 20 distinct scenarios, one of them paid twice; the 21st scenario declined
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, out.rejections)
         usage = ledger.cap_usage()
     count_scope = next(scope for scope in usage if "scenarios-year" in scope)

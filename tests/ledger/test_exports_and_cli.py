@@ -11,7 +11,7 @@ import pytest
 from sinks.cli import main
 from sinks.export import PAIN001_NS, pain001_schema
 from sinks.ledger import Ledger
-from tests.ledger.factory import purchase, run
+from tests.ledger.factory import TIMEZONE, purchase, run
 
 EVENTS = [
     purchase("e1", 1, "1000.00", when="2026-03-01T09:00:00+08:00"),
@@ -24,7 +24,7 @@ EVENTS = [
 @pytest.fixture
 def filled(ledger_url, tmp_path):
     out = run(EVENTS)
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, out.rejections)
     events = tmp_path / "events.jsonl"
     events.write_text("".join(json.dumps({"topic": t, "value": v}) + "\n" for t, v in EVENTS))

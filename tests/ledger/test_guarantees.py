@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from parties import uscc
 from sinks.ledger import CapOverrun, Ledger, LedgerUnavailable, RetryPolicy, make_engine
-from tests.ledger.factory import purchase, run
+from tests.ledger.factory import TIMEZONE, purchase, run
 
 BUYER_CAP = json.dumps(["cap", "compute-voucher", "buyer-year", "2026", uscc(1)], ensure_ascii=False)
 
@@ -21,7 +21,7 @@ def test_duplicate_never_pays_twice(ledger_url):
 
     def writer():
         try:
-            with Ledger.open(ledger_url) as ledger:
+            with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
                 for _ in range(3):
                     ledger.record(out.decisions, out.instructions, [])
         except Exception as error:  # noqa: BLE001
@@ -33,7 +33,7 @@ def test_duplicate_never_pays_twice(ledger_url):
     for t in threads:
         t.join()
     assert errors == []
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         assert ledger.counts()["instructions"] == 2
         assert ledger.granted_totals() == {"compute-voucher": {2026: 180000}}
         # The unique key refuses a second row with the same id even when the code is bypassed.
@@ -47,7 +47,7 @@ def test_duplicate_never_pays_twice(ledger_url):
 
 def test_database_refuses_cap_overrun_directly(ledger_url):
     out = run([purchase("e1", 1, "1000.00")])
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, [])
         with pytest.raises(sa.exc.IntegrityError):
             with ledger.engine.begin() as conn:
@@ -57,14 +57,14 @@ def test_database_refuses_cap_overrun_directly(ledger_url):
 
 def test_concurrent_writers_cannot_overrun_a_cap(ledger_url):
     """Four stream instances with split state each believe the buyer's 5,000,000 cap has room."""
-    Ledger.open(ledger_url).close()
+    Ledger.open(ledger_url, timezone=TIMEZONE).close()
     writers = 4
     streams = [run([purchase(f"w{w}-{n}", 1, "3000000.00") for n in range(3)]) for w in range(writers)]
     refused = []
     barrier = threading.Barrier(writers)
 
     def writer(out):
-        with Ledger.open(ledger_url) as ledger:
+        with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
             barrier.wait()
             for instruction in out.instructions:
                 try:
@@ -77,7 +77,7 @@ def test_concurrent_writers_cannot_overrun_a_cap(ledger_url):
         t.start()
     for t in threads:
         t.join()
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         usage = ledger.cap_usage()[BUYER_CAP]
         assert usage["used"] <= usage["limit"] == 500_000_000
         assert ledger.granted_totals()["compute-voucher"][2026] == usage["used"]
@@ -87,7 +87,7 @@ def test_concurrent_writers_cannot_overrun_a_cap(ledger_url):
 
 def test_clawback_releases_cap_room(ledger_url):
     out = run([purchase("e1", 1, "1000.00"), purchase("r1", 1, "1000.00", refund_of="e1")])
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, [])
         assert ledger.cap_usage()[BUYER_CAP]["used"] == 0
         assert ledger.granted_totals() == {"compute-voucher": {2026: 0}}
@@ -97,7 +97,7 @@ def test_clawback_releases_cap_room(ledger_url):
 
 def test_hash_chain_detects_an_edited_row(ledger_url):
     out = run([purchase(f"e{n}", n, "1000.00") for n in range(1, 5)])
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, [])
         assert ledger.verify_chain() == []
         # First line: the triggers refuse updates and deletes.
@@ -126,7 +126,7 @@ def test_restart_mid_batch_loses_nothing(ledger_url):
     everything exactly once. The batch is written a table at a time, so the connection dies when
     the chain head is about to move: every row of the batch is already sent, none committed."""
     out = run([purchase(f"e{n}", n, "1000.00") for n in range(1, 21)])
-    ledger = Ledger.open(ledger_url, retry=RetryPolicy(attempts=5, initial_delay=0.05))
+    ledger = Ledger.open(ledger_url, timezone=TIMEZONE, retry=RetryPolicy(attempts=5, initial_delay=0.05))
     journal_inserts = {"n": 0, "killed": False}
     admin = sa.create_engine(ledger_url, isolation_level="AUTOCOMMIT") if ledger.dialect == "postgresql" else None
 

@@ -5,7 +5,7 @@ import copy
 import pytest
 
 from sinks.ledger import Ledger, LedgerConflict
-from tests.ledger.factory import purchase, run
+from tests.ledger.factory import TIMEZONE, purchase, run
 
 
 def sample():
@@ -22,7 +22,7 @@ def sample():
 
 def test_record_counts_totals_and_idempotency(ledger_url):
     out = sample()
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         first = ledger.record(out.decisions, out.instructions, out.rejections)
         assert (first.new_decisions, first.new_instructions, first.new_rejections) == (4, 4, 1)
         again = ledger.record(out.decisions, out.instructions, out.rejections)
@@ -35,16 +35,16 @@ def test_record_counts_totals_and_idempotency(ledger_url):
 
 def test_reopen_is_an_upgrade_noop(ledger_url):
     out = sample()
-    Ledger.open(ledger_url).close()
-    with Ledger.open(ledger_url) as ledger:
+    Ledger.open(ledger_url, timezone=TIMEZONE).close()
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, out.rejections)
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         assert ledger.counts()["instructions"] == 4
 
 
 def test_same_id_different_content_is_a_conflict_naming_fields(ledger_url):
     out = sample()
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, out.rejections)
         forged = copy.deepcopy(out.instructions[1])
         forged["amount"] = "999.00"
@@ -60,7 +60,7 @@ def test_same_id_different_content_is_a_conflict_naming_fields(ledger_url):
 
 def test_rejection_repeat_with_other_timestamp_is_a_noop(ledger_url):
     out = sample()
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record([], [], out.rejections)
         again = copy.deepcopy(out.rejections)
         again[0]["rejected_at"] = "2026-05-05T00:00:00+00:00"
@@ -74,7 +74,7 @@ def test_conflict_inside_one_batch(ledger_url):
     out = sample()
     forged = copy.deepcopy(out.instructions[0])
     forged["amount"] = "1.00"
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         with pytest.raises(LedgerConflict):
             ledger.record([], [out.instructions[0], forged], [])
         assert ledger.counts()["instructions"] == 0
@@ -83,7 +83,7 @@ def test_conflict_inside_one_batch(ledger_url):
 def test_a_rejection_booked_before_v1_1_is_the_same_rejection_with_the_size_fields(ledger_url):
     """A batch booked by a v1 worker and redelivered to a v1.1 one after the upgrade is a repeat."""
     out = sample()
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record([], [], out.rejections)
         again = copy.deepcopy(out.rejections)
         again[0].update(original_length=10, original_sha256="0" * 64, original_truncated=False)

@@ -8,7 +8,7 @@ import gc
 from sqlalchemy.sql.elements import ClauseElement
 
 from sinks.ledger import Ledger
-from tests.ledger.factory import purchase, run
+from tests.ledger.factory import TIMEZONE, purchase, run
 
 
 def expressions_left_in_cycles(book) -> list[str]:
@@ -30,7 +30,7 @@ def test_booking_a_batch_leaves_no_expression_in_cycles(ledger_url):
     first = run([purchase(f"a{n}", n % 3 + 1, "1000.00") for n in range(6)], state)
     # the same buyers again, so the caps are updated, not inserted; a refund books a clawback
     second = run([purchase(f"b{n}", n % 3 + 1, "1000.00") for n in range(6)] + [purchase("r0", 1, "400.00", refund_of="a0")], state)
-    with Ledger.open(ledger_url) as ledger:
+    with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(first.decisions, first.instructions, [])  # caches warmed, caps created
         assert expressions_left_in_cycles(lambda: ledger.record(second.decisions, second.instructions, [])) == []
         assert ledger.verify_chain() == []
