@@ -78,7 +78,7 @@ def make_batch(kind: str, instructions: list[dict], date_from: str | None, date_
 
 
 def _value_date(instruction: dict) -> str:
-    from sinks.ledger import _value_date as value_date
+    from sinks.ledger.booking import _value_date as value_date
 
     return value_date(instruction["occurred_at"])
 
