@@ -25,7 +25,8 @@ from sqlalchemy.engine import Engine
 
 from rules.money import format_fen, parse_amount
 from rules.policy import Clause, Policy
-from sinks.ledger import LedgerError, cap_charges, cap_usage, decisions_t, instructions_t, parse_ledger_url, rejections_t, shown_url
+from sinks.ledger import LedgerError, parse_ledger_url, shown_url
+from sinks.ledger.schema import cap_charges, cap_usage, decisions_t, instructions_t, rejections_t
 
 TREND_DAYS = 30
 MAX_RECENT_SCAN = 5000

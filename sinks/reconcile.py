@@ -14,12 +14,23 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import Any, Iterable, Iterator
 
 import sqlalchemy as sa
 
 from rules.money import format_fen, parse_amount
-from sinks.ledger import Ledger, LedgerError, cap_charges, cap_usage, instructions_t, iter_jsonl, payable_account
+from sinks.ledger import Ledger, LedgerError, payable_account
+from sinks.ledger.schema import cap_charges, cap_usage, instructions_t
+
+
+def iter_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if line:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as error:
+                raise LedgerError(f"line {number}: not JSON ({error.msg})") from None
 
 
 def expected_from_instructions(lines: Iterable[str]) -> list[dict]:

@@ -64,7 +64,7 @@ def reclaim_memory() -> int:
     the net allocations that start a young collection barely grow, and objects left in
     reference cycles are never freed. Found by a 30-minute soak (bench/README.md): 4,400-5,000
     objects a minute were left in cycles, SQLAlchemy statements built for each ledger batch
-    (now built once: sinks/ledger.py, and none found since); the collection stays for whatever
+    (now built once: sinks/ledger/booking.py, and none found since); the collection stays for whatever
     else makes cycles (asyncio, Faust, a future statement).
 
     After the first collection, what is alive (modules, the app, its tables and clients: ~137,000

@@ -1,23 +1,12 @@
-"""The ledger: where decisions, payment instructions and rejections become durable facts.
+"""Booking: one batch of decisions, instructions and rejections into the ledger, in one
+transaction.
 
-A second line of defence behind the stream. Whatever the stream sends, the database refuses
-what must never happen:
-
-* an instruction, decision or rejection id is a primary key: a repeat with the same content is
-  a no-op, with different content :class:`LedgerConflict`;
-* every payment is charged to the caps it names (``computation.caps``) in ``ledger_cap_usage``,
-  whose ``CHECK (used <= cap_limit)`` refuses an overrun; clawbacks give the room back;
-* every instruction is one balanced transfer in a double-entry journal (budget account of the
-  clause and fiscal year <-> payable account of the payee); rows are append-only (triggers
-  refuse UPDATE and DELETE) and hash-chained, so an edited row is detected by
-  :meth:`Ledger.verify_chain`.
-
-Writes of one ``record()`` call are one transaction, serialised on the chain head row
-(``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). Because a batch is
-idempotent, ``record()`` retries it when the database is unreachable or the connection drops.
-A batch is written a table at a time (ids checked with one query per table, rows streamed with
-``COPY`` on PostgreSQL, net cap changes applied once per scope); the checks that name a culprit
-run in Python in batch order, the constraints above stay the last line.
+Each record is checked and hashed (its content hash: canonical JSON, SHA-256); a repeated id with
+the same content is a no-op, with different content :class:`LedgerConflict`. Each new instruction
+becomes one balanced journal entry chained to the previous one, and a payment is charged to the
+caps it names (``computation.caps``) in ``ledger_cap_usage``, a clawback gives the room back.
+The checks that name a culprit run here in Python in batch order; the database's constraints
+(sinks/ledger/schema.py) stay the last line.
 """
 
 from __future__ import annotations
@@ -25,31 +14,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
 import operator
-import os
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from sqlalchemy import event, exc
+from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 
 from rules.money import AmountError, format_fen, parse_amount
-
-if TYPE_CHECKING:
-    from alembic.config import Config
-
-log = logging.getLogger(__name__)
-_T = TypeVar("_T")
-
-DEFAULT_LEDGER_URL = "sqlite:///subsidy-ledger.sqlite"
-LEDGER_URL_ENV = "SUBSIDY_LEDGER_URL"
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-GENESIS_HASH = "0" * 64
+from sinks.ledger.database import LedgerDatabase, LedgerError, RetryPolicy
+from sinks.ledger.schema import accounts, cap_charges, cap_usage, chain_head, decisions_t, instructions_t, journal, rejections_t
 
 # Fields of a rejection left out of its content hash: rejected_at is not deterministic (set by
 # whichever adapter saw the bytes when); the v1.1 size fields follow from the bytes that the
@@ -59,10 +35,6 @@ _UNHASHED_REJECTION_FIELDS = frozenset({"rejected_at", "original_length", "origi
 
 
 # -- errors ----------------------------------------------------------------------------------
-
-
-class LedgerError(Exception):
-    """Something the ledger refuses to store. Not retried: sending the same batch again fails again."""
 
 
 class LedgerConflict(LedgerError):
@@ -84,25 +56,7 @@ class InvalidRecord(LedgerError):
     """A record that is not shaped like the pure core's output."""
 
 
-class LedgerUnavailable(LedgerError):
-    """The database stayed unreachable through every retry; nothing of the batch was written."""
-
-
-# -- results and settings --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 8  # total tries, including the first
-    initial_delay: float = 0.05
-    max_delay: float = 2.0
-    multiplier: float = 2.0
-
-    def delays(self) -> Iterator[float]:
-        delay = self.initial_delay
-        for _ in range(max(0, self.attempts - 1)):
-            yield delay
-            delay = min(self.max_delay, delay * self.multiplier)
+# -- results ---------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -228,99 +182,7 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-# -- tables (the schema itself is created by the Alembic migrations in sinks/migrations) -----
-
-metadata = sa.MetaData()
-chain_head = sa.Table("ledger_chain_head", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("seq", sa.BigInteger), sa.Column("head_hash", sa.String))
-accounts = sa.Table(
-    "ledger_accounts",
-    metadata,
-    sa.Column("account_id", sa.String, primary_key=True),
-    sa.Column("kind", sa.String),
-    sa.Column("policy_id", sa.String),
-    sa.Column("clause_id", sa.String),
-    sa.Column("fiscal_year", sa.Integer),
-    sa.Column("payee_id", sa.String),
-    sa.Column("payee_kind", sa.String),
-    sa.Column("name", sa.String),
-)
-decisions_t = sa.Table(
-    "ledger_decisions",
-    metadata,
-    sa.Column("decision_id", sa.String, primary_key=True),
-    sa.Column("event_id", sa.String),
-    sa.Column("source", sa.String),
-    sa.Column("clause_id", sa.String),
-    sa.Column("fiscal_year", sa.Integer),
-    sa.Column("outcome", sa.String),
-    sa.Column("granted_fen", sa.BigInteger),
-    sa.Column("instruction_id", sa.String),
-    sa.Column("content_hash", sa.String),
-    sa.Column("body", sa.Text),
-    sa.Column("recorded_at", sa.String),
-)
-instructions_t = sa.Table(
-    "ledger_instructions",
-    metadata,
-    sa.Column("instruction_id", sa.String, primary_key=True),
-    sa.Column("kind", sa.String),
-    sa.Column("policy_id", sa.String),
-    sa.Column("policy_version", sa.String),
-    sa.Column("clause_id", sa.String),
-    sa.Column("fiscal_year", sa.Integer),
-    sa.Column("payee_id", sa.String),
-    sa.Column("amount_fen", sa.BigInteger),
-    sa.Column("currency", sa.String),
-    sa.Column("corrects", sa.String),
-    sa.Column("occurred_at", sa.String),
-    sa.Column("value_date", sa.String),
-    sa.Column("journal_seq", sa.BigInteger),
-    sa.Column("content_hash", sa.String),
-    sa.Column("body", sa.Text),
-    sa.Column("recorded_at", sa.String),
-)
-rejections_t = sa.Table(
-    "ledger_rejections",
-    metadata,
-    sa.Column("rejection_id", sa.String, primary_key=True),
-    sa.Column("topic", sa.String),
-    sa.Column("code", sa.String),
-    sa.Column("content_hash", sa.String),
-    sa.Column("body", sa.Text),
-    sa.Column("recorded_at", sa.String),
-)
-journal = sa.Table(
-    "ledger_journal",
-    metadata,
-    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
-    sa.Column("instruction_id", sa.String),
-    sa.Column("entry_kind", sa.String),
-    sa.Column("debit_account", sa.String),
-    sa.Column("credit_account", sa.String),
-    sa.Column("amount_fen", sa.BigInteger),
-    sa.Column("clause_id", sa.String),
-    sa.Column("fiscal_year", sa.Integer),
-    sa.Column("payee_id", sa.String),
-    sa.Column("instruction_hash", sa.String),
-    sa.Column("prev_hash", sa.String),
-    sa.Column("entry_hash", sa.String),
-    sa.Column("recorded_at", sa.String),
-)
-cap_usage = sa.Table(
-    "ledger_cap_usage",
-    metadata,
-    sa.Column("scope", sa.String, primary_key=True),
-    sa.Column("kind", sa.String),
-    sa.Column("cap_limit", sa.BigInteger),
-    sa.Column("used", sa.BigInteger),
-)
-cap_charges = sa.Table(
-    "ledger_cap_charges",
-    metadata,
-    sa.Column("instruction_id", sa.String, primary_key=True),
-    sa.Column("scope", sa.String, primary_key=True),
-    sa.Column("delta", sa.BigInteger),
-)
+# -- statements ------------------------------------------------------------------------------
 
 _INSTRUCTION_FIELDS = ("kind", "policy_id", "policy_version", "clause_id", "fiscal_year", "payee_id", "amount_fen", "currency", "corrects", "occurred_at", "value_date")
 _INSTRUCTION_COLUMNS = ("instruction_id", *_INSTRUCTION_FIELDS, "journal_seq", "content_hash", "body", "recorded_at")
@@ -338,171 +200,15 @@ _SET_HEAD = chain_head.update().where(chain_head.c.id == 1)  # SET from the para
 _ADD_TO_CAP = cap_usage.update().where(cap_usage.c.scope == sa.bindparam("s")).values(used=cap_usage.c.used + sa.bindparam("delta"), cap_limit=sa.bindparam("lim"))
 
 
-# -- engine setup ----------------------------------------------------------------------------
+# -- booking -------------------------------------------------------------------------------
 
 
-def ledger_url(given: str | None = None) -> str:
-    """The ledger every command uses: ``--ledger``, else $SUBSIDY_LEDGER_URL, else the default."""
-    return given or os.environ.get(LEDGER_URL_ENV) or DEFAULT_LEDGER_URL
+class Booking(LedgerDatabase):
+    """``record()``: a batch checked, hashed and booked in one transaction, retried on connection loss."""
 
-
-def parse_ledger_url(url: str) -> sa.URL:
-    """``url`` parsed, or a LedgerError saying how to write it: a plain path is the usual slip."""
-    try:
-        return sa.make_url(url)
-    except exc.ArgumentError:
-        pass
-    if "://" in url:  # may hold a password: not repeated
-        raise LedgerError("not a database URL: write sqlite:////ABSOLUTE/PATH.sqlite or postgresql+psycopg://USER@HOST/DATABASE")
-    raise LedgerError(f"a path, not a URL: write sqlite:///{Path(url).expanduser().resolve()} for a SQLite file")
-
-
-def shown_url(url: str) -> str:
-    """A ledger URL for messages and pages, its password hidden. Unparsable, it is shown as typed
-    when it is a plain path (no password there), else as a placeholder, since nothing then
-    tells its password apart from the rest."""
-    try:
-        return sa.make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - only for display
-        return url if "://" not in url else "<unparsable ledger URL>"
-
-
-def first_line(error: BaseException) -> str:
-    """An error's first line of text, or its class name if it has none: drivers' messages run on
-    for lines (SQL, hints) that a one-line error for the user leaves out."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def make_engine(url: str, *, application_name: str = "subsidy-ledger") -> Engine:
-    """An engine whose transactions take the write lock up front on SQLite (``BEGIN IMMEDIATE``)."""
-    parsed = parse_ledger_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if database and database != ":memory:":
-            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:  # pragma: no cover - trivial
-            dbapi_connection.isolation_level = None  # let BEGIN below be the only transaction control
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=30000")
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=FULL")
-            cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _sqlite_begin(conn: Connection) -> None:  # pragma: no cover - trivial
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-        return engine
-    if parsed.get_backend_name() == "postgresql":
-        connect_args: dict[str, Any] = {"application_name": application_name, "connect_timeout": 10}
-        return sa.create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-    raise LedgerError(f"ledger URL {parsed.render_as_string(hide_password=True)!r}: only sqlite:/// and postgresql+psycopg:// are supported")
-
-
-def _alembic_config(connection: Connection | None = None) -> Config:
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-def holds_ledger(url: str) -> bool:
-    """Whether ``url`` names a database that already holds a ledger (its journal), creating
-    nothing: a connection to a SQLite file that is not there would create it."""
-    parsed = parse_ledger_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        if not database or database == ":memory:" or not Path(database).expanduser().is_file():
-            return False
-    engine = make_engine(url)
-    try:
-        return sa.inspect(engine).has_table(journal.name)
-    finally:
-        engine.dispose()
-
-
-def upgrade_schema(engine: Engine) -> str:
-    """Create or upgrade the ledger schema to the newest revision; returns that revision."""
-    from alembic import command
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
-
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            # Two processes opening a new ledger at once must not both create the tables.
-            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7233104851)")
-        command.upgrade(_alembic_config(conn), "head")
-        current = MigrationContext.configure(conn, opts={"version_table": "ledger_alembic_version"}).get_current_revision()
-    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
-    assert current == head and current is not None, (current, head)
-    return current
-
-
-def _is_transient(error: BaseException) -> bool:
-    if isinstance(error, exc.DBAPIError) and error.connection_invalidated:
-        return True
-    return isinstance(error, (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError))
-
-
-# -- the ledger ------------------------------------------------------------------------------
-
-
-class Ledger:
     def __init__(self, engine: Engine, retry: RetryPolicy | None = None, *, timezone: str | None = None):
-        """``timezone``: the time zone of the policy the records were decided under (its
-        ``timezone``), for an instruction's value date; a ledger opened without one books no instruction."""
-        self.engine = engine
-        self.retry = retry or RetryPolicy()
-        self.zone = ZoneInfo(timezone) if timezone else None
-        self.dialect = engine.dialect.name
+        super().__init__(engine, retry, timezone=timezone)
         self._known_accounts: set[str] = set()  # accounts seen committed (never deleted)
-
-    @classmethod
-    def open(cls, url: str = DEFAULT_LEDGER_URL, *, retry: RetryPolicy | None = None, upgrade: bool = True, timezone: str | None = None) -> "Ledger":
-        """Open a ledger; creates or upgrades its schema (retrying while the database is down)."""
-        ledger = cls(make_engine(url), retry, timezone=timezone)
-        if upgrade:
-            ledger._with_retry(lambda: upgrade_schema(ledger.engine))
-        return ledger
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def __enter__(self) -> "Ledger":
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- retry -------------------------------------------------------------------------------
-
-    def _with_retry(self, work: Callable[[], _T]) -> tuple[_T, int]:
-        delays = self.retry.delays()
-        attempt = 1
-        while True:
-            try:
-                return work(), attempt
-            except LedgerError:
-                raise
-            except Exception as error:  # noqa: BLE001 - classified just below
-                if not _is_transient(error):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    raise LedgerUnavailable(f"ledger database unavailable after {attempt} attempt(s): {error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}") from error
-                log.warning("ledger: attempt %d failed (%s); retrying in %.2fs", attempt, error.__class__.__name__, delay)
-                time.sleep(delay)
-                attempt += 1
-
-    # -- writing -----------------------------------------------------------------------------
 
     def record(self, decisions: list[dict[str, Any]], instructions: list[dict[str, Any]], rejections: list[dict[str, Any]]) -> RecordResult:
         """Store one batch in one transaction. Idempotent; retried on connection loss."""
@@ -609,56 +315,6 @@ class Ledger:
     def _lock(self, conn: Connection) -> tuple[int, str]:
         row = conn.execute(_READ_HEAD_FOR_UPDATE if self.dialect == "postgresql" else _READ_HEAD).one()
         return int(row.seq), row.head_hash
-
-    def _select_in(self, conn: Connection, table: sa.Table, columns: str, key: str, keys: Iterable[str], *, for_update: bool = False, group_by: bool = False) -> list[Any]:
-        """``SELECT columns FROM table WHERE key IN keys``: one ``= ANY(array)`` query on PostgreSQL
-        (the array sent in binary: no quoting of thousands of elements), IN chunks on SQLite."""
-        keys = list(keys)
-        if not keys:
-            return []
-        tail = (f" GROUP BY {key}" if group_by else "") + (" FOR UPDATE" if for_update and self.dialect == "postgresql" else "")
-        if self.dialect == "postgresql":
-            return list(conn.exec_driver_sql(f"SELECT {columns} FROM {table.name} WHERE {key} = ANY(%(keys)b){tail}", {"keys": keys}))
-        rows: list[Any] = []
-        for start in range(0, len(keys), 500):
-            chunk = tuple(keys[start : start + 500])
-            rows.extend(conn.exec_driver_sql(f"SELECT {columns} FROM {table.name} WHERE {key} IN ({', '.join('?' * len(chunk))}){tail}", chunk))
-        return rows
-
-    def _insert(self, conn: Connection, table: sa.Table, names: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        """Insert rows (tuples of the ``names`` columns) in one go.
-
-        PostgreSQL: ``COPY ... FROM STDIN`` on the transaction's connection (constraints and
-        triggers apply as to any INSERT; rows are streamed, not one statement each). SQLite (in
-        process, no round trips): ``executemany``."""
-        if not rows:
-            return
-        if self.dialect != "postgresql":
-            conn.execute(table.insert(), [dict(zip(names, row)) for row in rows])
-            return
-        statement = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
-        dbapi_connection = conn.connection.dbapi_connection
-        assert dbapi_connection is not None  # the connection is checked out: it is open
-        cursor = dbapi_connection.cursor()
-        try:
-            with cursor.copy(statement) as copy:
-                write = copy.write_row
-                for row in rows:
-                    write(row)
-        except self.engine.dialect.loaded_dbapi.Error as error:
-            self._raise_dbapi(conn, error, statement, cursor)
-        finally:
-            cursor.close()
-
-    def _raise_dbapi(self, conn: Connection, error: Any, statement: str, cursor: Any) -> None:
-        """Raise a driver error met outside SQLAlchemy's execute() the way execute() would:
-        wrapped in SQLAlchemy's exception classes, the connection invalidated when it is gone
-        (so that the retry classifies it as transient and takes a fresh connection)."""
-        dialect = self.engine.dialect
-        disconnect = dialect.is_disconnect(error, conn.connection.dbapi_connection, cursor)
-        if disconnect:
-            conn.invalidate(error)
-        raise exc.DBAPIError.instance(statement, None, error, dialect.loaded_dbapi.Error, connection_invalidated=disconnect, dialect=dialect) from error
 
     def _write(self, batch: dict[str, list[_Prepared]]) -> RecordResult:
         result = RecordResult()
@@ -824,111 +480,3 @@ class Ledger:
             except exc.IntegrityError as error:
                 raise CapOverrun(f"instruction {last_charge[scope]}: the database refused the change of cap {scope}: {str(error.orig).splitlines()[0]}") from error
         raise CapOverrun("the database refused the batch's cap changes: " + ", ".join(sorted(last_charge)))  # pragma: no cover - not reproducible one by one
-
-    # -- reading -----------------------------------------------------------------------------
-
-    def granted_totals(self) -> dict[str, dict[int, int]]:
-        """clause_id -> fiscal_year -> net fen granted (payments minus clawbacks), from the journal."""
-        signed = sa.case((journal.c.entry_kind == "payment", journal.c.amount_fen), else_=-journal.c.amount_fen)
-        query = sa.select(journal.c.clause_id, journal.c.fiscal_year, sa.func.sum(signed)).group_by(journal.c.clause_id, journal.c.fiscal_year)
-        out: dict[str, dict[int, int]] = {}
-        with self.engine.connect() as conn:
-            for clause_id, year, total in conn.execute(query):
-                out.setdefault(clause_id, {})[int(year)] = int(total)
-        return out
-
-    def counts(self) -> dict[str, int]:
-        with self.engine.connect() as conn:
-            return {
-                "decisions": conn.execute(sa.select(sa.func.count()).select_from(decisions_t)).scalar_one(),
-                "instructions": conn.execute(sa.select(sa.func.count()).select_from(instructions_t)).scalar_one(),
-                "rejections": conn.execute(sa.select(sa.func.count()).select_from(rejections_t)).scalar_one(),
-            }
-
-    def instructions(self, *, date_from: str | None = None, date_to: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
-        """Stored instruction dicts (value date, in the policy's time zone, within [date_from, date_to]), in journal order."""
-        return [body for (_, body) in self.dated_instructions(date_from=date_from, date_to=date_to, kind=kind)]
-
-    def dated_instructions(self, *, date_from: str | None = None, date_to: str | None = None, kind: str | None = None) -> list[tuple[str, dict[str, Any]]]:
-        """(value date as booked, instruction dict) of :meth:`instructions`."""
-        query = sa.select(instructions_t.c.value_date, instructions_t.c.body).order_by(instructions_t.c.journal_seq)
-        if date_from:
-            query = query.where(instructions_t.c.value_date >= date_from)
-        if date_to:
-            query = query.where(instructions_t.c.value_date <= date_to)
-        if kind:
-            query = query.where(instructions_t.c.kind == kind)
-        with self.engine.connect() as conn:
-            return [(value_date, json.loads(body)) for (value_date, body) in conn.execute(query)]
-
-    def has_payee(self, payee_id: str) -> bool:
-        """Whether any instruction ever named this payee (its payable account exists)."""
-        query = sa.select(accounts.c.account_id).where(accounts.c.account_id == payable_account(payee_id))
-        with self.engine.connect() as conn:
-            return conn.execute(query).first() is not None
-
-    def journal_entries(self, *, payee_id: str | None = None, fiscal_year: int | None = None) -> list[dict[str, Any]]:
-        query = sa.select(journal).order_by(journal.c.seq)
-        if payee_id is not None:
-            query = query.where(journal.c.payee_id == payee_id)
-        if fiscal_year is not None:
-            query = query.where(journal.c.fiscal_year == fiscal_year)
-        with self.engine.connect() as conn:
-            return [dict(row._mapping) for row in conn.execute(query)]
-
-    def account_balances(self, fiscal_year: int | None = None) -> dict[str, int]:
-        """account_id -> balance in fen (debits minus credits: budget accounts show what was spent,
-        payable accounts show minus what is owed)."""
-        balances: dict[str, int] = {}
-        for entry in self.journal_entries(fiscal_year=fiscal_year):
-            balances[entry["debit_account"]] = balances.get(entry["debit_account"], 0) + int(entry["amount_fen"])
-            balances[entry["credit_account"]] = balances.get(entry["credit_account"], 0) - int(entry["amount_fen"])
-        return dict(sorted(balances.items()))
-
-    def cap_usage(self) -> dict[str, dict[str, Any]]:
-        with self.engine.connect() as conn:
-            return {row.scope: {"kind": row.kind, "limit": int(row.cap_limit), "used": int(row.used)} for row in conn.execute(sa.select(cap_usage))}
-
-    def verify_chain(self) -> list[str]:
-        """Recompute the hash chain and every stored instruction's content hash; list each problem found."""
-        problems: list[str] = []
-        prev = GENESIS_HASH
-        expected_seq = 0
-        with self.engine.connect() as conn:
-            bodies = {row.instruction_id: row for row in conn.execute(sa.select(instructions_t.c.instruction_id, instructions_t.c.body, instructions_t.c.content_hash, instructions_t.c.amount_fen, instructions_t.c.journal_seq))}
-            for row in conn.execute(sa.select(journal).order_by(journal.c.seq)):
-                entry = dict(row._mapping)
-                expected_seq += 1
-                if entry["seq"] != expected_seq:
-                    problems.append(f"journal seq {entry['seq']}: expected {expected_seq} (an entry is missing or was inserted)")
-                    expected_seq = entry["seq"]
-                if entry["prev_hash"] != prev:
-                    problems.append(f"journal seq {entry['seq']}: prev_hash does not match the previous entry's hash")
-                if entry_hash(entry["prev_hash"], entry) != entry["entry_hash"]:
-                    problems.append(f"journal seq {entry['seq']} (instruction {entry['instruction_id']}): entry hash mismatch: the row was edited")
-                prev = entry["entry_hash"]
-                stored = bodies.pop(entry["instruction_id"], None)
-                if stored is None:
-                    problems.append(f"journal seq {entry['seq']}: instruction {entry['instruction_id']} is missing")
-                    continue
-                body = json.loads(stored.body)
-                if sha256_hex(canonical_json(body)) != stored.content_hash or stored.content_hash != entry["instruction_hash"]:
-                    problems.append(f"instruction {entry['instruction_id']}: content does not match the hash in journal seq {entry['seq']}: the row was edited")
-                if abs(int(stored.amount_fen)) != int(entry["amount_fen"]) or _fen(body.get("amount"), "amount") != int(stored.amount_fen):
-                    problems.append(f"instruction {entry['instruction_id']}: amount differs from journal seq {entry['seq']}")
-            for iid in bodies:
-                problems.append(f"instruction {iid} has no journal entry")
-            head = conn.execute(sa.select(chain_head.c.seq, chain_head.c.head_hash)).one()
-            if (int(head.seq), head.head_hash) != (expected_seq, prev):
-                problems.append(f"chain head (seq {head.seq}) does not match the last journal entry (seq {expected_seq}): entries were removed or added")
-        return problems
-
-
-def iter_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    for number, line in enumerate(lines, 1):
-        line = line.strip()
-        if line:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as error:
-                raise LedgerError(f"line {number}: not JSON ({error.msg})") from None

@@ -1,0 +1,60 @@
+"""The ledger: where decisions, payment instructions and rejections become durable facts.
+
+A second line of defence behind the stream. Whatever the stream sends, the database refuses
+what must never happen:
+
+* an instruction, decision or rejection id is a primary key: a repeat with the same content is
+  a no-op, with different content :class:`LedgerConflict`;
+* every payment is charged to the caps it names (``computation.caps``) in ``ledger_cap_usage``,
+  whose ``CHECK (used <= cap_limit)`` refuses an overrun; clawbacks give the room back;
+* every instruction is one balanced transfer in a double-entry journal (budget account of the
+  clause and fiscal year <-> payable account of the payee); rows are append-only (triggers
+  refuse UPDATE and DELETE) and hash-chained, so an edited row is detected by
+  :meth:`Ledger.verify_chain`.
+
+Writes of one ``record()`` call are one transaction, serialised on the chain head row
+(``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). Because a batch is
+idempotent, ``record()`` retries it when the database is unreachable or the connection drops.
+A batch is written a table at a time (ids checked with one query per table, rows streamed with
+``COPY`` on PostgreSQL, net cap changes applied once per scope); the checks that name a culprit
+run in Python in batch order, the constraints above stay the last line.
+
+By job: ``schema.py`` the tables (defined once), ``database.py`` URLs, engines, migrations,
+retries and bulk reads and writes, ``booking.py`` ``record()`` with the content hashes and cap
+charges, ``queries.py`` balances, statements and counts, ``verification.py`` the chain check.
+What other modules use is imported from here.
+"""
+
+from __future__ import annotations
+
+from sinks.ledger.booking import Booking, CapOverrun, InvalidRecord, LedgerConflict, RecordResult, canonical_json, payable_account, sha256_hex
+from sinks.ledger.database import DEFAULT_LEDGER_URL, LedgerError, LedgerUnavailable, RetryPolicy, first_line, holds_ledger, ledger_url, make_engine, parse_ledger_url, shown_url, upgrade_schema
+from sinks.ledger.queries import Queries
+from sinks.ledger.verification import Verification
+
+__all__ = [
+    "DEFAULT_LEDGER_URL",
+    "CapOverrun",
+    "InvalidRecord",
+    "Ledger",
+    "LedgerConflict",
+    "LedgerError",
+    "LedgerUnavailable",
+    "RecordResult",
+    "RetryPolicy",
+    "canonical_json",
+    "first_line",
+    "holds_ledger",
+    "ledger_url",
+    "make_engine",
+    "parse_ledger_url",
+    "payable_account",
+    "sha256_hex",
+    "shown_url",
+    "upgrade_schema",
+]
+
+
+class Ledger(Booking, Queries, Verification):
+    """A ledger database: ``Ledger.open(url)`` (creates or upgrades its schema), then ``record()``
+    batches, query them and ``verify_chain()``; a context manager that closes its engine."""

@@ -1,0 +1,142 @@
+"""The ledger's tables, defined once: what booking writes, queries and verification read, and the
+console reads.
+
+The database schema itself is created by the Alembic migrations in ``sinks/migrations``, which
+are history and do not import these definitions. ``tests/ledger/test_schema.py`` checks that the
+migrations create exactly these tables, columns, keys, constraints and indexes, and the
+append-only triggers on :data:`APPEND_ONLY`, on SQLite and on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+GENESIS_HASH = "0" * 64  # the chain head's hash before the first journal entry
+
+# Rows that are facts: never updated, never deleted (a correction is a new row); triggers refuse
+# UPDATE and DELETE (and TRUNCATE on PostgreSQL).
+APPEND_ONLY = ("ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges")
+
+metadata = sa.MetaData()
+
+
+def _recorded_at() -> sa.Column[str]:
+    return sa.Column("recorded_at", sa.String(40), nullable=False)
+
+
+chain_head = sa.Table(
+    "ledger_chain_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("head_hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("id = 1", name="ck_chain_head_single_row"),
+    sa.CheckConstraint("seq >= 0", name="ck_chain_head_seq"),
+)
+accounts = sa.Table(
+    "ledger_accounts",
+    metadata,
+    sa.Column("account_id", sa.String(300), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("policy_id", sa.String(100)),
+    sa.Column("clause_id", sa.String(100)),
+    sa.Column("fiscal_year", sa.Integer),
+    sa.Column("payee_id", sa.String(128)),
+    sa.Column("payee_kind", sa.String(32)),
+    sa.Column("name", sa.String(400), nullable=False),
+    sa.CheckConstraint("kind IN ('budget', 'payable')", name="ck_accounts_kind"),
+)
+decisions_t = sa.Table(
+    "ledger_decisions",
+    metadata,
+    sa.Column("decision_id", sa.String(64), primary_key=True),
+    sa.Column("event_id", sa.String(200), nullable=False),
+    sa.Column("source", sa.String(200), nullable=False),
+    sa.Column("clause_id", sa.String(100), nullable=False),
+    sa.Column("fiscal_year", sa.Integer, nullable=False),
+    sa.Column("outcome", sa.String(32), nullable=False),
+    sa.Column("granted_fen", sa.BigInteger, nullable=False),
+    sa.Column("instruction_id", sa.String(64)),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    _recorded_at(),
+    sa.Index("ix_ledger_decisions_clause_year", "clause_id", "fiscal_year"),
+)
+instructions_t = sa.Table(
+    "ledger_instructions",
+    metadata,
+    sa.Column("instruction_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("policy_id", sa.String(100), nullable=False),
+    sa.Column("policy_version", sa.String(100), nullable=False),
+    sa.Column("clause_id", sa.String(100), nullable=False),
+    sa.Column("fiscal_year", sa.Integer, nullable=False),
+    sa.Column("payee_id", sa.String(128), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("currency", sa.String(3), nullable=False),
+    sa.Column("corrects", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id")),
+    sa.Column("occurred_at", sa.String(40), nullable=False),
+    sa.Column("value_date", sa.String(10), nullable=False),
+    sa.Column("journal_seq", sa.BigInteger, nullable=False, unique=True),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    _recorded_at(),
+    sa.CheckConstraint(
+        "(kind = 'payment' AND amount_fen > 0 AND corrects IS NULL) OR (kind = 'clawback' AND amount_fen < 0 AND corrects IS NOT NULL)",
+        name="ck_instructions_kind_sign",
+    ),
+    sa.CheckConstraint("currency = 'CNY'", name="ck_instructions_currency"),
+    sa.Index("ix_ledger_instructions_value_date", "value_date"),
+    sa.Index("ix_ledger_instructions_payee_year", "payee_id", "fiscal_year"),
+    sa.Index("ix_ledger_instructions_corrects", "corrects"),
+)
+rejections_t = sa.Table(
+    "ledger_rejections",
+    metadata,
+    sa.Column("rejection_id", sa.String(128), primary_key=True),
+    sa.Column("topic", sa.String(200)),
+    sa.Column("code", sa.String(100)),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    _recorded_at(),
+)
+journal = sa.Table(
+    "ledger_journal",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id", deferrable=True, initially="DEFERRED"), nullable=False, unique=True),
+    sa.Column("entry_kind", sa.String(16), nullable=False),
+    sa.Column("debit_account", sa.String(300), sa.ForeignKey("ledger_accounts.account_id"), nullable=False),
+    sa.Column("credit_account", sa.String(300), sa.ForeignKey("ledger_accounts.account_id"), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("clause_id", sa.String(100), nullable=False),
+    sa.Column("fiscal_year", sa.Integer, nullable=False),
+    sa.Column("payee_id", sa.String(128), nullable=False),
+    sa.Column("instruction_hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
+    _recorded_at(),
+    sa.CheckConstraint("amount_fen > 0", name="ck_journal_amount_positive"),
+    sa.CheckConstraint("debit_account <> credit_account", name="ck_journal_two_accounts"),
+    sa.CheckConstraint("entry_kind IN ('payment', 'clawback')", name="ck_journal_kind"),
+    sa.Index("ix_ledger_journal_debit", "debit_account"),
+    sa.Index("ix_ledger_journal_credit", "credit_account"),
+)
+cap_usage = sa.Table(
+    "ledger_cap_usage",
+    metadata,
+    sa.Column("scope", sa.String(600), primary_key=True),
+    sa.Column("kind", sa.String(8), nullable=False),
+    sa.Column("cap_limit", sa.BigInteger, nullable=False),
+    sa.Column("used", sa.BigInteger, nullable=False),
+    sa.CheckConstraint("kind IN ('amount', 'count')", name="ck_cap_usage_kind"),
+    sa.CheckConstraint("used >= 0", name="ck_cap_usage_not_negative"),
+    sa.CheckConstraint("used <= cap_limit", name="ck_cap_usage_within_limit"),
+)
+cap_charges = sa.Table(
+    "ledger_cap_charges",
+    metadata,
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id", deferrable=True, initially="DEFERRED"), primary_key=True),
+    sa.Column("scope", sa.String(600), sa.ForeignKey("ledger_cap_usage.scope"), primary_key=True),
+    sa.Column("delta", sa.BigInteger, nullable=False),
+)
