@@ -162,7 +162,7 @@ def test_restart_mid_batch_loses_nothing(ledger_url):
 @pytest.mark.integration
 def test_database_down_raises_unavailable_after_bounded_retries():
     """Nothing listens on port 1: record() retries a bounded number of times, then says so."""
-    ledger = Ledger(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"), RetryPolicy(attempts=3, initial_delay=0.01))
+    ledger = Ledger(make_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"), RetryPolicy(attempts=3, initial_delay=0.01), timezone=TIMEZONE)
     out = run([purchase("e1", 1, "1000.00")])
     with pytest.raises(LedgerUnavailable, match="after 3 attempt"):
         ledger.record(out.decisions, out.instructions, [])
