@@ -396,7 +396,14 @@ def inspect_topics(bootstrap: str, app_id: str, partitions: int, replication: in
             raise TopicError(f"{replication} replicas asked (SUBSIDY_REPLICATION) but the cluster at {bootstrap} has {brokers} broker(s)")
         specs = topic_specs(app_id, partitions, replication)
         created = admin.create_missing(specs) if create_missing else []
-        found = admin.states([spec.name for spec in specs])
+        names = [spec.name for spec in specs]
+        found = admin.states(names)
+        # a topic just created shows on the broker that created it before the others, and the
+        # next request may go to another: ask again until every one created is seen
+        deadline = time.monotonic() + admin.timeout
+        while set(created) - set(found) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            found = admin.states(names)
     create = create_command(bootstrap, app_id, partitions)
     problems = [p for spec in specs for p in problems_of(spec, found.get(spec.name), bootstrap, create)]
     return TopicsReport(bootstrap, brokers, specs, found, problems, created)
