@@ -9,6 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from schemas.inputs import INPUT_TOPICS
+from streams.apache_kafka import KAFKA_VERSION
 
 
 def worker_metric(port: int, name: str) -> float | None:
@@ -89,6 +90,7 @@ def wait_file(path: str, timeout: float, proc=None) -> bool:
 
 # -- brokers ---------------------------------------------------------------------------------
 
+
 #: what ``--kafka`` takes: one broker, ``both`` (tansu, then Apache Kafka), or a comma list in the
 #: order to run them (``apache,tansu``, to see whether going second moves a figure)
 KAFKA_CHOICES = ("tansu", "apache", "both")
@@ -124,15 +126,14 @@ def kafka_argument(choice: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-BROKER_NAMES = {"tansu": "tansu (local, in memory)", "apache": "Apache Kafka 4.1 (1 node, local disk)"}
+BROKER_NAMES = {"tansu": "tansu (local, in memory)", "apache": f"Apache Kafka {KAFKA_VERSION} (1 node, local disk)"}
 
 
 class Broker:
     """A broker of one kind for one benchmark run: ``with Broker("apache", workdir) as b: b.bootstrap``.
 
-    tansu: streams.tansu.broker.LocalBroker (it creates a topic it is asked about). Apache Kafka:
-    streams.apache_kafka.ApacheKafka, one node, whose topics must be created before use
-    (``create_topics``)."""
+    Started as the local pipeline starts it (streams/local.py ``start_broker``); Apache Kafka's
+    topics must be created before use (``create_topics``)."""
 
     def __init__(self, kind: str, workdir: Path):
         self.kind = kind
@@ -140,14 +141,9 @@ class Broker:
         self._broker = None
 
     def __enter__(self) -> "Broker":
-        if self.kind == "apache":
-            from streams.apache_kafka import ApacheKafka
+        from streams.local import start_broker
 
-            self._broker = ApacheKafka(nodes=1, workdir=self.workdir / "kafka-apache").start()
-        else:
-            from streams.tansu.broker import LocalBroker
-
-            self._broker = LocalBroker(log_path=self.workdir / "broker-tansu.log").start()
+        self._broker = start_broker(self.kind, self.workdir)
         return self
 
     def __exit__(self, *exc) -> None:

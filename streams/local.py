@@ -26,6 +26,19 @@ KAFKA_KINDS = ("tansu", "apache")
 APACHE_SESSION_TIMEOUT = 8.0
 
 
+def start_broker(kind: str, workdir: Path):
+    """A new local broker of ``kind`` ("tansu" or "apache"), its data and log under ``workdir``;
+    the caller stops it (``.stop()``). Apache Kafka starts on an empty log directory."""
+    if kind == "apache":
+        from streams.apache_kafka import ApacheKafka
+
+        shutil.rmtree(workdir / "kafka", ignore_errors=True)
+        return ApacheKafka(workdir=workdir / "kafka").start()
+    from streams.tansu.broker import LocalBroker
+
+    return LocalBroker(log_path=workdir / "broker.log").start()
+
+
 class WorkerDied(RuntimeError):
     """A local worker exited while it was expected to run."""
 
@@ -95,15 +108,7 @@ class LocalPipeline:
 
     def start(self) -> "LocalPipeline":
         if not self._external_bootstrap and self.broker is None:
-            if self.kafka == "apache":
-                from streams.apache_kafka import ApacheKafka
-
-                shutil.rmtree(self.workdir / "kafka", ignore_errors=True)
-                self.broker = ApacheKafka(workdir=self.workdir / "kafka").start()
-            else:
-                from streams.tansu.broker import LocalBroker
-
-                self.broker = LocalBroker(log_path=self.workdir / "broker.log").start()
+            self.broker = start_broker(self.kafka, self.workdir)
             # The workers' RocksDB state belongs to changelogs this new broker does not have:
             # kept, a reused workdir would restore last run's caps and decisions as if this run
             # had made them (and Faust would seek to offsets that no longer exist).

@@ -128,6 +128,13 @@ _WHY: dict[tuple[str, str], str] = {
 }
 
 
+def unreachable(bootstrap: str, error: BaseException) -> str:
+    """What a worker or ``subsidy topics`` says of a broker that did not answer."""
+    from sinks.ledger import first_line
+
+    return f"cannot reach the broker at {bootstrap} ({first_line(error)}): check --broker or $SUBSIDY_BROKER, and that the broker is up"
+
+
 class TopicError(RuntimeError):
     pass
 

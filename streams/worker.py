@@ -34,7 +34,7 @@ def prepare(config: StreamConfig, *, create_topics: bool = True, check_topics: b
 
     from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, first_line, shown_url
     from streams.faust_runtime.versions import UnprovenVersions, require_proven_versions
-    from streams.topics import TopicError, inspect_topics
+    from streams.topics import TopicError, inspect_topics, unreachable
 
     try:
         require_proven_versions()
@@ -56,8 +56,7 @@ def prepare(config: StreamConfig, *, create_topics: bool = True, check_topics: b
     except TopicError as exc:
         raise WorkerCannotStart(f"{unfit}: {exc}", CONFIG_EXIT) from None
     except KafkaError as exc:
-        raise WorkerCannotStart(f"cannot reach the broker at {config.bootstrap} ({exc}): check --broker or $SUBSIDY_BROKER, "
-                                "and that the broker is up", UNAVAILABLE_EXIT) from None
+        raise WorkerCannotStart(unreachable(config.bootstrap, exc), UNAVAILABLE_EXIT) from None
     if report.created:
         print(f"worker: created topics {', '.join(report.created)}", file=sys.stderr, flush=True)
     for problem in report.problems:

@@ -56,9 +56,8 @@ def render(report: Any) -> str:
 def cmd_topics(args: argparse.Namespace) -> int:
     from kafka.errors import KafkaError
 
-    from sinks.ledger import first_line
     from streams.config import StreamConfig
-    from streams.topics import TopicError, inspect_topics
+    from streams.topics import TopicError, inspect_topics, unreachable
 
     broker = args.broker or os.environ.get("SUBSIDY_BROKER")
     if not broker:
@@ -73,8 +72,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
     except TopicError as exc:
         raise _command_error(str(exc)) from None
     except KafkaError as exc:
-        raise _command_error(f"cannot reach the broker at {config.bootstrap} ({first_line(exc)}): check --broker or $SUBSIDY_BROKER, "
-                             "and that the broker is up") from None
+        raise _command_error(unreachable(config.bootstrap, exc)) from None
     print(json.dumps(report.to_json(), ensure_ascii=False) if args.json else render(report))
     return 1 if report.problems else 0
 
