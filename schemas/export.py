@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rules.policy import Policy, load_policy
-from schemas.inputs import INPUT_TOPICS, MODEL_BY_TOPIC
+from schemas.inputs import INPUT_TOPICS, MODEL_BY_TOPIC, PAYEE_ACCOUNTS_TOPIC, PayeeAccount
 from schemas.outputs import OUTPUT_MODELS, RFC3339_PATTERN, rejection_record
 
 HERE = Path(__file__).resolve().parent
@@ -45,8 +45,10 @@ EXAMPLES_DIR = HERE / "examples"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 
-TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_MODELS)
-MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OUTPUT_MODELS}
+#: v1.1 inputs that are not claims: intake does not read them, the ledger's payments do
+OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {PAYEE_ACCOUNTS_TOPIC: PayeeAccount}
+TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OUTPUT_MODELS)
+MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OUTPUT_MODELS}
 
 #: the lines of /work/shared/contract.md (v1, and v1.1's "Sizes") each schema quotes, verbatim
 CONTRACT_LINES: dict[str, tuple[str, ...]] = {
@@ -74,6 +76,13 @@ CONTRACT_LINES: dict[str, tuple[str, ...]] = {
         "exhibition…), optional `grade` (for graded awards), optional `base_amount` (verified "
         "investment or cost, for awards paid as a share of one).",
     ),
+    PAYEE_ACCOUNTS_TOPIC: (
+        "**`payee-accounts`** (input, published by the enterprise registry / bank-account verification "
+        "service; key = payee id): `event_id`, `source`, `occurred_at`, `beneficiary` (as above), "
+        "`account_name`, `account_number` (digits, 8–32), `bank_code` (the bank's 12-digit CNAPS "
+        "participant code), `verified_at`, optional `revoked` (true: the account may no longer be paid).",
+        "The newest verified, unrevoked account of a payee is the one paid.",
+    ),
     "disbursement-instructions": (
         "| `disbursement-instructions` | finance systems | one payment to make |",
         "A clawback (after a refund or credit note) is an instruction with a negative amount that "
@@ -98,6 +107,7 @@ _TITLES = {
     "model-invoices": "A paid invoice for large-model use, or a credit note",
     "investment-closings": "Money received in an angel / VC / PE round",
     "award-announcements": "One approved item of a published award list",
+    PAYEE_ACCOUNTS_TOPIC: "A payee's verified bank account, or its revocation",
     "disbursement-instructions": "A payment (or clawback) for finance to make",
     "subsidy-decisions": "The outcome of one claim under one clause",
     "subsidy-rejections": "An input that could not be accepted",
@@ -124,7 +134,7 @@ def topic_schema(topic: str, policy: Policy | None = None) -> dict[str, Any]:
     model_doc = generated.pop("description", None)
     _add_timestamp_patterns(generated)
     quote = "\n".join(f"> {line}" for line in CONTRACT_LINES[topic])
-    description = f"Topic `{topic}`, wire contract v1:\n\n{quote}"
+    description = f"Topic `{topic}`, wire contract {'v1.1' if topic in OTHER_INPUT_MODELS else 'v1'}:\n\n{quote}"
     if topic in MODEL_BY_TOPIC:
         description += f"\n\n> {_COMMON_INPUT}"
         props = generated["properties"]
@@ -133,6 +143,8 @@ def topic_schema(topic: str, policy: Policy | None = None) -> dict[str, Any]:
         if topic == "award-announcements":
             props["award"]["enum"] = list(policy.awards)
             props["award"]["description"] = f"an award clause id of policy {policy.policy_id} {policy.version}"
+    elif topic in OTHER_INPUT_MODELS:
+        description += f"\n\n> {_COMMON_INPUT}"
     elif model_doc:
         description += "\n\n" + " ".join(model_doc.split())
     rules = getattr(model, "json_schema_rules", None)
