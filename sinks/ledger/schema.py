@@ -15,9 +15,11 @@ GENESIS_HASH = "0" * 64  # the chain head's hash before the first journal entry
 
 # Rows that are facts: never updated, never deleted (a correction is a new row); triggers refuse
 # UPDATE and DELETE (and TRUNCATE on PostgreSQL).
-APPEND_ONLY = ("ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges")
-PAYMENTS_APPEND_ONLY = ("ledger_payee_accounts", "ledger_batches", "ledger_batch_items", "ledger_approvals", "ledger_payment_events", "ledger_chain_events")
-APPEND_ONLY += PAYMENTS_APPEND_ONLY
+APPEND_ONLY: tuple[str, ...] = (
+    "ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges",
+    # payments (0003_payments): a revocation, an approval, a status is a new row
+    "ledger_payee_accounts", "ledger_batches", "ledger_batch_items", "ledger_approvals", "ledger_payment_events", "ledger_chain_events",
+)  # fmt: skip
 
 #: a payment's states after ``decided`` (a payment instruction with no event); the last four
 #: come with the bank's answers (pain.002, camt.054)
