@@ -245,7 +245,7 @@ def _agent(bank_code: str | None) -> str:
 
 def batch_pain001(state, items: list, *, created_at: str, execution_date: str, debtor_name: str = DEFAULT_DEBTOR_NAME,
                   debtor_account: str = DEFAULT_DEBTOR_ACCOUNT, debtor_bank: str | None = None) -> bytes:
-    """A pain.001.001.09 document a bank can execute for a batch (``Ledger.batch_items``): one PmtInf
+    """A pain.001.001.09 document a bank can execute for a batch (``Ledger.batch_contents``): one PmtInf
     per budget (policy, clause, fiscal year), each creditor with its account (``Othr/Id``: IBAN is
     not used in China) and its bank's CNAPS participant code, NbOfTxs and CtrlSum per message and
     per PmtInf; validated against the XSD. Raises ValueError on what a payment file cannot hold."""

@@ -310,7 +310,7 @@ class Payments(LedgerDatabase):
         ids = conn.execute(sa.select(batch_items.c.instruction_id).where(batch_items.c.batch_id == batch_id)).scalars().all()
         self._insert(conn, payment_events, _EVENT_COLUMNS, [(iid, batch_id, status, now, None) for iid in ids])
 
-    def batch_items(self, batch_id: str) -> tuple[BatchState, list[BatchItem]]:
+    def batch_contents(self, batch_id: str) -> tuple[BatchState, list[BatchItem]]:
         """A batch and its payments, in instruction order."""
         i, b = instructions_t.c, batch_items.c
         query = (sa.select(b.instruction_id, b.payee_id, accounts.c.payee_kind, b.amount_fen, b.account_name, b.account_number, b.bank_code,
