@@ -293,10 +293,10 @@ class Payments(LedgerDatabase):
                 state = self._state(conn, batch_id)
                 if approver == state.maker:
                     raise PaymentRefused(f"{approver} proposed batch {batch_id} and may not approve it: another person must (maker-checker)")
+                if state.status != "proposed":
+                    raise PaymentRefused(f"batch {batch_id} is already {state.status} (approved by {', '.join(state.approvers)})")
                 if approver in state.approvers:
                     raise PaymentRefused(f"{approver} has already approved batch {batch_id}: it needs {state.approvals_required} different approvers")
-                if state.status != "proposed":
-                    raise PaymentRefused(f"batch {batch_id} is already {state.status} (by {', '.join(state.approvers)})")
                 conn.execute(approvals.insert(), {"batch_id": batch_id, "approver": approver, "approved_at": now})
                 items_hash = conn.execute(sa.select(batches.c.items_hash).where(batches.c.batch_id == batch_id)).scalar_one()
                 self._chain(conn, head, "batch-approved", batch_id, approver, {"batch_id": batch_id, "approver": approver, "approved_at": now, "items_hash": items_hash}, now)
