@@ -21,6 +21,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import re
 import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -222,25 +223,32 @@ def pain001_lxml_schema():
     return etree.XMLSchema(etree.parse(str(PAIN001_XSD)))
 
 
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
 def end_to_end_id(instruction_id: str) -> str:
     """The instruction's uuid without hyphens (32 characters): a bank's answer names the instruction."""
-    return uuid.UUID(instruction_id).hex
+    return instruction_id if _HEX32.fullmatch(instruction_id) else uuid.UUID(instruction_id).hex
 
 
 def _text(value: str, limit: int) -> str:
     return xml_escape(value[:limit])
 
 
-def _creditor_id(payee_id: str, kind: str | None) -> str:
-    scheme = "USCC" if kind == "enterprise" else (kind or "ID").upper()[:35]
-    holder = "OrgId" if kind == "enterprise" else "PrvtId"
-    return f"<Id><{holder}><Othr><Id>{_text(payee_id, 35)}</Id><SchmeNm><Prtry>{_text(scheme, 35)}</Prtry></SchmeNm></Othr></{holder}></Id>"
-
-
 def _agent(bank_code: str | None) -> str:
     if not bank_code:
         return "<FinInstnId><Othr><Id>NOTPROVIDED</Id></Othr></FinInstnId>"
     return f"<FinInstnId><ClrSysMmbId><ClrSysId><Cd>{_CLEARING_SYSTEM}</Cd></ClrSysId><MmbId>{_text(bank_code, 35)}</MmbId></ClrSysMmbId></FinInstnId>"
+
+
+def _creditor(item) -> str:
+    """CdtrAgt, Cdtr and CdtrAcct of a payee's account: the same for all its payments, built once."""
+    scheme = "USCC" if item.payee_kind == "enterprise" else (item.payee_kind or "ID").upper()
+    holder = "OrgId" if item.payee_kind == "enterprise" else "PrvtId"
+    return (f"<CdtrAgt>{_agent(item.bank_code)}</CdtrAgt>"
+            f"<Cdtr><Nm>{_text(item.account_name, 140)}</Nm><Id><{holder}><Othr><Id>{_text(item.payee_id, 35)}</Id>"
+            f"<SchmeNm><Prtry>{_text(scheme, 35)}</Prtry></SchmeNm></Othr></{holder}></Id></Cdtr>"
+            f"<CdtrAcct><Id><Othr><Id>{_text(item.account_number, 34)}</Id></Othr></Id><Nm>{_text(item.account_name, 70)}</Nm></CdtrAcct>")
 
 
 def batch_pain001(state, items: list, *, created_at: str, execution_date: str, debtor_name: str = DEFAULT_DEBTOR_NAME,
@@ -261,6 +269,7 @@ def batch_pain001(state, items: list, *, created_at: str, execution_date: str, d
     parts = ['<?xml version="1.0" encoding="UTF-8"?>\n', f'<Document xmlns="{PAIN001_NS}">\n<CstmrCdtTrfInitn>\n',
              f"<GrpHdr><MsgId>{_text(state.batch_id, 35)}</MsgId><CreDtTm>{xml_escape(created_at)}</CreDtTm>"
              f"<NbOfTxs>{len(items)}</NbOfTxs><CtrlSum>{format_fen(total)}</CtrlSum><InitgPty><Nm>{debtor}</Nm></InitgPty></GrpHdr>\n"]
+    creditors: dict[tuple[str, str, str, str], str] = {}
     budget = lambda item: (item.policy_id, item.clause_id, item.fiscal_year)  # noqa: E731
     for number, ((policy_id, clause_id, year), group) in enumerate(groupby(sorted(items, key=lambda i: (budget(i), i.instruction_id)), key=budget), 1):
         payments = list(group)
@@ -270,15 +279,13 @@ def batch_pain001(state, items: list, *, created_at: str, execution_date: str, d
                      f"<ReqdExctnDt><Dt>{xml_escape(execution_date)}</Dt></ReqdExctnDt><Dbtr><Nm>{debtor}</Nm></Dbtr>"
                      f"<DbtrAcct><Id><Othr><Id>{_text(debtor_account, 34)}</Id></Othr></Id><Nm>{_text(f'{clause_id} {year}', 70)}</Nm></DbtrAcct>"
                      f"<DbtrAgt>{_agent(debtor_bank)}</DbtrAgt>\n")
-        parts.extend(
-            f"<CdtTrfTxInf><PmtId><InstrId>{p.instruction_id[:35]}</InstrId><EndToEndId>{end_to_end_id(p.instruction_id)}</EndToEndId></PmtId>"
-            f'<Amt><InstdAmt Ccy="CNY">{format_fen(p.amount_fen)}</InstdAmt></Amt>'
-            f"<CdtrAgt>{_agent(p.bank_code)}</CdtrAgt>"
-            f"<Cdtr><Nm>{_text(p.account_name, 140)}</Nm>{_creditor_id(p.payee_id, p.payee_kind)}</Cdtr>"
-            f"<CdtrAcct><Id><Othr><Id>{_text(p.account_number, 34)}</Id></Othr></Id><Nm>{_text(p.account_name, 70)}</Nm></CdtrAcct>"
-            f"<RmtInf><Ustrd>{remittance} {p.instruction_id}</Ustrd></RmtInf></CdtTrfTxInf>\n"
-            for p in payments
-        )
+        for p in payments:
+            key = (p.payee_id, p.account_name, p.account_number, p.bank_code)
+            creditor = creditors.get(key) or creditors.setdefault(key, _creditor(p))
+            iid = xml_escape(p.instruction_id[:35])
+            parts.append(f"<CdtTrfTxInf><PmtId><InstrId>{iid}</InstrId><EndToEndId>{end_to_end_id(p.instruction_id)}</EndToEndId></PmtId>"
+                         f'<Amt><InstdAmt Ccy="CNY">{format_fen(p.amount_fen)}</InstdAmt></Amt>{creditor}'
+                         f"<RmtInf><Ustrd>{remittance} {iid}</Ustrd></RmtInf></CdtTrfTxInf>\n")
         parts.append("</PmtInf>\n")
     parts.append("</CstmrCdtTrfInitn>\n</Document>\n")
     xml = "".join(parts).encode("utf-8")

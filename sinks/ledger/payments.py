@@ -144,7 +144,6 @@ def _now() -> str:
 
 _ACCOUNT_COLUMNS = ("source", "event_id", "payee_id", "account_name", "account_number", "bank_code", "verified_at", "revoked", "content_hash", "recorded_at")
 _ITEM_COLUMNS = ("batch_id", "instruction_id", "payee_id", "amount_fen", "account_name", "account_number", "bank_code")
-_EVENT_COLUMNS = ("instruction_id", "batch_id", "status", "at", "reason_code")
 
 
 class Payments(LedgerDatabase):
@@ -260,7 +259,7 @@ class Payments(LedgerDatabase):
                           "items_hash": items_digest(items)}
                 conn.execute(batches.insert(), header)
                 self._insert(conn, batch_items, _ITEM_COLUMNS, [(batch_id, *item) for item in items])
-                self._insert(conn, payment_events, _EVENT_COLUMNS, [(item[0], batch_id, "batched", now, None) for item in items])
+                self._events(conn, batch_id, "batched", now)
                 self._chain(conn, head, "batch-proposed", batch_id, maker, header, now)
             return Proposal(batch_id, len(items), total, required, awaiting, len(clawbacks), sum(clawbacks))
 
@@ -306,9 +305,11 @@ class Payments(LedgerDatabase):
 
         return self._with_retry(write)[0]
 
-    def _events(self, conn: Connection, batch_id: str, status: str, now: str) -> None:
-        ids = conn.execute(sa.select(batch_items.c.instruction_id).where(batch_items.c.batch_id == batch_id)).scalars().all()
-        self._insert(conn, payment_events, _EVENT_COLUMNS, [(iid, batch_id, status, now, None) for iid in ids])
+    @staticmethod
+    def _events(conn: Connection, batch_id: str, status: str, now: str) -> None:
+        """Every payment of the batch takes ``status``: one INSERT ... SELECT, no row through Python."""
+        rows = sa.select(batch_items.c.instruction_id, batch_items.c.batch_id, sa.literal(status), sa.literal(now)).where(batch_items.c.batch_id == batch_id)
+        conn.execute(payment_events.insert().from_select(["instruction_id", "batch_id", "status", "at"], rows))
 
     def batch_contents(self, batch_id: str) -> tuple[BatchState, list[BatchItem]]:
         """A batch and its payments, in instruction order."""
