@@ -1,6 +1,7 @@
-"""The four input messages of the wire contract (v1): the models intake validates with, defined
-in the core (``rules.inputs``) and published here with the rest of the contract. The wire layer
-depends on the core, never the reverse (tests/unit/test_layers.py)."""
+"""The input messages of the wire contract (v1, and v1.1's payee accounts): the models intake
+validates with (payee accounts: the ledger's payments read them), defined in the core
+(``rules.inputs``) and published here with the rest of the contract. The wire layer depends on
+the core, never the reverse (tests/unit/test_layers.py)."""
 
 from __future__ import annotations
 

@@ -181,3 +181,13 @@ def test_the_payment_file_refuses_what_it_cannot_hold(sqlite_ledger):
     long_name = [dataclasses.replace(items[0], account_name="<&>" * 100), *items[1:]]
     data = batch_pain001(state, long_name, created_at="2026-05-01T08:00:00+08:00", execution_date="2026-05-02")
     assert b"&lt;&amp;&gt;" in data  # escaped, cut to the XSD's lengths, and still valid
+
+
+def test_a_payment_file_the_xsd_refuses_is_not_written(sqlite_ledger, monkeypatch):
+    import sinks.export
+
+    proposal = sqlite_ledger.propose_batch("alice")
+    state, items = sqlite_ledger.batch_contents(proposal.batch_id)
+    monkeypatch.setattr(sinks.export, "_CLEARING_SYSTEM", "CNAPS-CN")  # the XSD allows 5 characters
+    with pytest.raises(ValueError, match="does not validate against pain.001.001.09.xsd"):
+        batch_pain001(state, items, created_at="2026-05-01T08:00:00+08:00", execution_date="2026-05-02")
