@@ -17,7 +17,7 @@ import os
 import sys
 
 from rules.money import AmountError, format_fen, parse_amount
-from sinks.cli import _command_error, _open, _write, iso_date, rfc3339_time
+from sinks.cli import _command_error, _open, iso_date, rfc3339_time
 
 CSV_HEADER = ["payee_id", "account_name", "account_number", "bank_code", "verified_at"]
 CSV_SOURCE = "payee-accounts-csv"
@@ -30,6 +30,15 @@ def _cnaps(text: str) -> str:
     if not (len(text) == 12 and text.isascii() and text.isdigit()):
         raise argparse.ArgumentTypeError(f"{text!r} is not a CNAPS participant code (12 digits)")
     return text
+
+
+def _write(path: str | None, data: bytes) -> None:
+    from sinks.cli import _write as write
+
+    try:
+        write(path, data)
+    except OSError as error:
+        raise _command_error()(f"cannot write {path}: {error.strerror}; the batch is not marked sent") from None
 
 
 def _user(text: str) -> str:

@@ -169,9 +169,8 @@ class Payments(LedgerDatabase):
 
         def write() -> tuple[int, int]:
             with self.engine.begin() as conn:
-                stored = {(r.source, r.event_id): r.content_hash for r in conn.execute(
-                    sa.select(payee_accounts.c.source, payee_accounts.c.event_id, payee_accounts.c.content_hash)
-                    .where(payee_accounts.c.payee_id.in_({row[2] for row in prepared.values()})))}
+                found = self._select_in(conn, payee_accounts, "source, event_id, content_hash", "event_id", {key[1] for key in prepared})
+                stored = {(r.source, r.event_id): r.content_hash for r in found}
                 fresh = []
                 for key, row in prepared.items():
                     if key not in stored:

@@ -110,3 +110,16 @@ def test_an_unknown_batch_and_nothing_to_batch(ledger, capsys):
     assert "no batch 'PB999999'" in refused(capsys, ["payments", "approve", "PB999999", "--as", "bob", *ledger])
     assert "no batch 'PB999999'" in refused(capsys, ["payments", "export", "PB999999", "--format", "pain001", *ledger])
     assert "3 payment(s) awaiting an account" in refused(capsys, ["payments", "batch", "--as", "alice", *ledger])
+
+
+def test_a_file_that_cannot_be_written_leaves_the_batch_unsent(ledger, tmp_path, capsys):
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text(HEADER + f"{PAID},甲,6222021001012345678,102651020012,2026-02-01T10:00:00+08:00\n", encoding="utf-8")
+    main(["payees", "import", str(accounts), *ledger])
+    main(["payments", "batch", "--as", "alice", *ledger])
+    main(["payments", "approve", "PB000001", "--as", "bob", *ledger])
+    capsys.readouterr()
+    err = refused(capsys, ["payments", "export", "PB000001", "--format", "pain001", "--out", str(tmp_path / "no" / "such" / "folder.xml"), *ledger])
+    assert "cannot write" in err and "not marked sent" in err
+    assert main(["payments", "list", "--json", *ledger]) == 0
+    assert json.loads(capsys.readouterr().out)["batches"][0]["status"] == "approved"
