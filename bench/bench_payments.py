@@ -31,7 +31,7 @@ if __package__ in (None, ""):  # run as a script: python bench/bench_payments.py
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_ledger import core_output
-from bench.common import Timer, emit, environment
+from bench.common import PG_URL_HELP, Timer, emit, environment, fresh_database, postgres_server
 from rules.policy import load_policy
 from sinks.export import PAIN001_NS, pain001_lxml_schema
 from sinks.ledger import Ledger, ledger_url
@@ -83,11 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=50_000, help="payments in the batch (default 50000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of (b) (default 3; the first marks the batch sent)")
     parser.add_argument("--ledger", metavar="URL", help="an empty ledger database to fill (default SQLite in a temporary folder)")
+    parser.add_argument("--postgresql", action="store_true", help=f"the ledger in a fresh PostgreSQL database: {PG_URL_HELP}")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     tune_gc()
-    with tempfile.TemporaryDirectory(prefix="bench-payments-") as folder:
-        url = ledger_url(args.ledger or f"sqlite:///{folder}/ledger.sqlite")
+    with contextlib.ExitStack() as stack:
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-payments-"))
+        if args.postgresql:
+            url = stack.enter_context(fresh_database(stack.enter_context(postgres_server()), prefix="payments"))
+        else:
+            url = ledger_url(args.ledger or f"sqlite:///{folder}/ledger.sqlite")
         decisions, instructions = payments_and_their_clawbacks(args.n)
         with Ledger.open(url, timezone=load_policy().timezone) as ledger:
             for start in range(0, len(instructions), 5000):
