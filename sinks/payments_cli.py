@@ -313,7 +313,7 @@ def add_payment_commands(subparsers) -> None:
     listing.set_defaults(func=cmd_list)
     export = commands.add_parser("export", parents=[common], help="the payment file of an approved batch (pain001 marks it sent; csv for review)")
     export.add_argument("batch", metavar="BATCH")
-    export.add_argument("--format", choices=["pain001", "csv"], required=True)
+    export.add_argument("--format", choices=["pain001", "csv"], required=True, help="pain001: the file for the bank, which marks the batch sent; csv: the same payments for review")
     export.add_argument("--out", metavar="FILE", help="file to write (default stdout)")
     export.add_argument("--as", dest="user", type=_user, default=_default_user(), metavar="USER", help="who sends it (default the login name)")
     export.add_argument("--created-at", type=rfc3339_time, metavar="RFC3339", help="pain.001 creation time (default now)")
