@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from importlib import resources
@@ -171,3 +172,64 @@ def test_a_failure_outside_the_stages_handling_names_its_record(stages):
     with pytest.raises(StageFailed) as failed:
         DecideStage(POLICY, state, no_partitioner).take(claims)
     assert failed.value.record == claims[0] and isinstance(failed.value.cause, RuntimeError)
+
+
+class Commit:
+    """What a Checkpoint did with a batch, in order: the broker's acknowledgement of each record
+    (StageOutputs.deliver, replaced), and the ledger's answer."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.steps: list[str] = []
+        self.exits: list[int] = []
+        steps = self.steps
+
+        async def deliver(outputs: StageOutputs, producer: Any) -> None:
+            records, outputs.queued = outputs.queued, []
+            steps.append(f"delivered {len(records)}")
+            for offset, (topic, _, _, partition, on_delivered) in enumerate(records):
+                if on_delivered is not None:
+                    on_delivered((topic, partition), offset)
+
+        monkeypatch.setattr(StageOutputs, "deliver", deliver)
+        monkeypatch.setattr("streams.checkpoint.exit_now", self.exits.append)
+
+
+def test_the_checkpoint_books_a_batch_once_and_delivers_it_before_returning(stages, tmp_path, monkeypatch):
+    from sinks.ledger import Ledger
+    from streams.checkpoint import Checkpoint
+
+    intake, decide, _ = stages
+    commit = Commit(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    checkpoint = Checkpoint(lambda: None, url, POLICY.timezone)
+    claims = claims_of(intake.take([intake_record(PURCHASE)]))
+    batch = decide.take(claims)
+
+    async def commit_twice() -> None:
+        await checkpoint.open()
+        await checkpoint.commit("decide", batch)
+        await checkpoint.commit("decide", decide.take(claims))  # a redelivery: the same ids
+
+    asyncio.run(commit_twice())
+    assert commit.steps == ["delivered 3", "delivered 2"] and commit.exits == []
+    with Ledger.open(url, timezone=POLICY.timezone) as ledger:
+        assert {kind: n for kind, n in ledger.counts().items() if n} == {"decisions": 1, "instructions": 1}
+
+
+def test_the_checkpoint_exits_unacknowledged_when_the_ledger_refuses_a_record(stages, tmp_path, monkeypatch):
+    from streams.checkpoint import LEDGER_REFUSED_EXIT, Checkpoint
+
+    intake, decide, _ = stages
+    commit = Commit(monkeypatch)
+    checkpoint = Checkpoint(lambda: None, f"sqlite:///{tmp_path / 'ledger.sqlite'}", POLICY.timezone)
+    batch = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))
+    batch.decisions[0] = {**batch.decisions[0], "granted": "1.00"}  # the same id with other content
+
+    async def commit_conflicting() -> None:
+        await checkpoint.open()
+        await checkpoint.commit("decide", decide.take(claims_of(intake.take([intake_record(PURCHASE)]))))
+        with pytest.raises(Exception):
+            await checkpoint.commit("decide", batch)
+
+    asyncio.run(commit_conflicting())
+    assert commit.exits == [LEDGER_REFUSED_EXIT]
