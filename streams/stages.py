@@ -74,6 +74,7 @@ class StageBatch:
         self.stamps: list[float] = []  # input timestamps, for the latency metric
 
     def to_book(self) -> bool:
+        """Whether the batch has anything for the ledger (claims and dead letters alone do not)."""
         return bool(self.decisions or self.rejections)
 
     def emit(self, decisions: list[dict[str, Any]], instructions: list[dict[str, Any]], rejections: list[dict[str, Any]],
