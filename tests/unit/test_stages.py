@@ -233,3 +233,17 @@ def test_the_checkpoint_exits_unacknowledged_when_the_ledger_refuses_a_record(st
 
     asyncio.run(commit_conflicting())
     assert commit.exits == [LEDGER_REFUSED_EXIT]
+
+
+def test_an_intake_failure_is_an_internal_error_rejection_of_the_input(stages, monkeypatch):
+    intake, _, _ = stages
+
+    def broken(topic: str, raw: bytes, policy: Any) -> list:
+        raise KeyError("vendor")
+
+    monkeypatch.setattr("streams.stages.intake", broken)
+    batch = intake.take([intake_record(PURCHASE, offset=9)])
+    (rejection,) = batch.rejections
+    assert rejection["code"] == "internal-error" and rejection["offset"] == 9
+    assert rejection["reason"].startswith("the pipeline failed on this message (KeyError: 'vendor' at test_stages.py:")
+    assert not sent(batch, CLAIMS_TOPIC)
