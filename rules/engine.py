@@ -428,7 +428,7 @@ class Engine:
         self, plan: _ClausePlan, claim: Claim, fiscal_year: int, outcome: str, granted_text: str, declined_text: str, declined_by: str | None,
         reason: str, computation: dict[str, Any], instruction_id: str | None, payee: dict[str, str], late_by: str | None,
     ) -> dict[str, Any]:
-        decision = {
+        return {
             "decision_id": plan.decision_ids.of(claim.source, claim.event_id),
             "event_id": claim.event_id,
             "source": claim.source,
@@ -448,10 +448,8 @@ class Engine:
             "corrects": claim.corrects,
             "computation": computation,
             "instruction_id": instruction_id,
+            "late_by": late_by,
         }
-        if late_by is not None:  # only then: a decision in order is unchanged
-            decision["late_by"] = late_by
-        return decision
 
     def _instruction(
         self, instruction_id: str | None, kind: str, clause: Clause, claim: Claim, fiscal_year: int, payee: dict[str, str], amount_text: str,

@@ -277,9 +277,10 @@ class Decision(_Out):
     instruction_id: HexId | None = Field(description="the disbursement instruction this decision produced, if any")
     late_by: Annotated[str, StringConstraints(pattern=DURATION_PATTERN)] | None = Field(
         default=None,
-        description="only on a claim that arrived after its clause's allowed lateness, so it took budget in arrival "
+        description="null, but for a claim that arrived after its clause's allowed lateness, so it took budget in arrival "
         "order, not in its place by occurred_at: how far its occurred_at is behind the last claim already decided "
-        "in order, as an ISO 8601 duration (P1DT2H30M, PT0S when it lost only on the tie-break of source and event_id)",
+        "in order, as an ISO 8601 duration (P1DT2H30M, PT0S when it lost only on the tie-break of source and event_id); "
+        "absent from decisions made before v1.1",
     )
 
     @model_validator(mode="after")
