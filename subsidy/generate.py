@@ -1,7 +1,8 @@
 """A realistic, seeded year of input messages for Chengdu, as JSONL.
 
 One line per message: ``{"topic": "...", "value": {...}}``, or ``{"topic": "...", "raw": "..."}``
-for a message whose bytes are not JSON. Lines are in order of ``occurred_at``.
+for a message whose bytes are not JSON. Lines are in order of ``occurred_at``, so a pipeline
+fed the file in order never sees a claim later than its clause's allowed lateness.
 
 The same seed and parameters always give a byte-identical file: everything comes from one
 ``random.Random(seed)``, no set or hash order is ever iterated, and timestamps are built

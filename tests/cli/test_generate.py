@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import re
 
+from rules.event_time import EventTimeOrder
 from rules.identifiers import resident_id_problem, uscc_problem
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
@@ -111,3 +113,32 @@ def test_identifiers_sources_and_times(small_year):
         if "amount" in v:
             assert isinstance(v["amount"], str) and re.fullmatch(r"-?\d+\.\d\d", v["amount"])
     assert stamps == sorted(stamps), "lines are in time order"
+
+
+def test_a_pipeline_fed_the_file_in_order_sees_no_late_claim(small_year):
+    """Each claim of the file is at most its clause's allowed lateness behind the latest
+    occurred_at before it, so an event-time order whose input has read the file up to the
+    latest time so far (the most any watermark can say) never finds one late."""
+    path, _ = small_year
+    policy = load_policy()
+    source = ("compute-purchases", 0)
+    order = EventTimeOrder(policy, [source], {})
+    latest = None
+    offered = 0
+    for line in _lines(path):
+        if "value" not in line:
+            continue
+        try:
+            claims = intake(line["topic"], json.dumps(line["value"], ensure_ascii=False).encode(), policy)
+        except Rejected:
+            continue
+        for claim in claims:
+            at = dt.datetime.fromisoformat(claim.occurred_at)
+            if latest is not None:
+                assert latest - at <= policy.clauses[claim.clause_id].allowed_lateness.at(dt.date.fromisoformat(claim.day)), claim
+            assert order.offer(claim) is None, f"{claim.event_id} would be late"
+            offered += 1
+            latest = max(latest or at, at)
+            order.progress(source, latest)
+            order.release()
+    assert offered > 1000
