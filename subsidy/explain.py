@@ -87,7 +87,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(explanation.to_json(), ensure_ascii=False, indent=2))
     else:
-        print("\n".join(render(explanation, args.policy or str(DEFAULT_POLICY_PATH))))
+        print("\n".join(render(explanation, args.policy or "the shipped policy file")))
     return 0 if explanation.reproduced else 1
 
 
