@@ -373,6 +373,9 @@ def _clawback(clause: Clause, day: dt.date, record: dict[str, Any], computation:
     granted_before = _field_money(computation, "granted_before")
     original_computation = original.get("computation") or {}
     checks.money("the original's base", _optional_money(original_computation.get("base")), base)
+    original_granted = _optional_money(original_computation.get("granted")) or 0
+    if granted_before > original_granted:  # earlier clawbacks only lower it
+        checks.same("granted before", f"at most {format_grouped(original_granted)}, the original's grant", format_grouped(granted_before))
     values = [_value("paid party", clause.paid_party, day, str)]
     rate = None
     if clause.entitlement.kind == "share":

@@ -237,6 +237,17 @@ def test_the_amount_is_recomputed_not_read_back():
             assert e.differences[0].what == "amount paid (the instruction)", e.differences
 
 
+def test_a_clawback_of_more_than_was_granted_is_named():
+    run = Ledgerless()
+    run.buy("p1", "1000.00")  # 600.00
+    refund = run.buy("r1", "500.00", refund_of="p1")  # 300.00 back
+    record = copy.deepcopy(refund)
+    record["computation"]["granted_before"] = "700.00"
+    e = explain(SHIPPED, decision=record, original=run.decisions["p1"])
+    assert e.recomputed == -400_00 and [(d.what, d.recomputed, d.recorded) for d in e.differences][:2] == [
+        ("amount paid (the decision)", "-400.00", "-300.00"), ("granted before", "at most 600.00, the original's grant", "700.00")]
+
+
 def test_another_policy_version_or_figure_is_a_difference():
     run = Ledgerless()
     decision, instruction = _paid_record(run)
