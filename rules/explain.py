@@ -151,6 +151,13 @@ class Explanation:
         return record
 
     @property
+    def event_ids(self) -> list[str]:
+        """The events the record stands for: a clawback's original and its refund, else the one event."""
+        if self.instruction is not None:
+            return [str(event_id) for event_id in self.instruction.get("event_ids") or []]
+        return [str(self.record.get("event_id"))]
+
+    @property
     def reproduced(self) -> bool:
         return not self.differences
 
@@ -200,7 +207,7 @@ class Explanation:
             "outcome": self.decision["outcome"] if self.decision else None,
             "policy": {"policy_id": record.get("policy_id"), "version": record.get("policy_version"), "file_version": self.policy.version},
             "clause": {"id": self.clause.id, "article": self.clause.article, "title": self.clause.title, "text": self.clause.text},
-            "event": {"source": record.get("source"), "event_ids": _event_ids(self.decision, self.instruction), "occurred_at": record.get("occurred_at"),
+            "event": {"source": record.get("source"), "event_ids": self.event_ids, "occurred_at": record.get("occurred_at"),
                       "fiscal_year": record.get("fiscal_year")},
             "payee": record.get("payee"),
             "beneficiary": record.get("beneficiary"),
@@ -485,12 +492,6 @@ def _corrects_event(record: dict[str, Any]) -> str:
     if "event_ids" in record:
         return str(record["event_ids"][0])
     return _text(record, "corrects")
-
-
-def _event_ids(decision: dict[str, Any] | None, instruction: dict[str, Any] | None) -> list[str]:
-    if instruction is not None:
-        return list(instruction.get("event_ids") or [])
-    return [str(decision.get("event_id"))] if decision else []
 
 
 def _field(record: dict[str, Any], name: str) -> Any:

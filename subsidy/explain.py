@@ -108,7 +108,7 @@ def render(e: Explanation, policy_file: str) -> list[str]:
         _label("") + clause.text,
         _label("policy") + (f"{decided_under}, as in {policy_file}" if decided_under == f"{policy.policy_id} version {policy.version}"
                             else f"decided under {decided_under}; {policy_file} is {policy.policy_id} version {policy.version}"),
-        _label("event") + f"{', '.join(_event_ids(e))} from {record.get('source')}, {record.get('occurred_at')}, fiscal year {record.get('fiscal_year')}",
+        _label("event") + f"{', '.join(e.event_ids)} from {record.get('source')}, {record.get('occurred_at')}, fiscal year {record.get('fiscal_year')}",
         _label("payee") + _party(record.get("payee")),
         _label("beneficiary") + _party(record.get("beneficiary")),
     ]
@@ -186,12 +186,6 @@ def _clawback(w: ClawbackWorking, caps: dict[str, Cap], paid: list[str]) -> list
         lines += ["  room given back:"] + ["  " + line for line in _table(["cap", "applies to", "released"], [[r.cap_id, _scope(r.scope, caps.get(r.cap_id)), _figure(caps.get(r.cap_id), r.amount)]
                                                                                                         for r in w.releases], right=[2])]
     return lines
-
-
-def _event_ids(e: Explanation) -> list[str]:
-    if e.instruction is not None:
-        return [str(i) for i in e.instruction.get("event_ids") or []]
-    return [str(e.record.get("event_id"))]
 
 
 def _party(party: Any) -> str:
