@@ -53,7 +53,7 @@ def _url(args) -> str:
     return ledger_url(args.ledger)
 
 
-def _open(args, *, create: bool = False):
+def open_ledger(args, *, create: bool = False):
     """The ledger the command names. Only ``ledger init`` creates one: a reading command pointed
     at a mistyped path would otherwise create an empty ledger there and report 0.00 CNY granted,
     which a finance officer would take for a fact."""
@@ -92,7 +92,7 @@ def _write(path: str | None, data: bytes) -> None:
 
 
 def cmd_init(args) -> int:
-    ledger = _open(args, create=True)
+    ledger = open_ledger(args, create=True)
     try:
         from sinks.ledger import shown_url, upgrade_schema
 
@@ -109,7 +109,7 @@ def cmd_export(args) -> int:
 
     if args.date_from and args.date_to and args.date_from > args.date_to:
         raise _command_error()(f"--from {args.date_from} is after --to {args.date_to}: no day is in that range; swap them")
-    ledger = _open(args)
+    ledger = open_ledger(args)
     try:
         dated = ledger.dated_instructions(date_from=args.date_from, date_to=args.date_to)
     finally:
@@ -142,7 +142,7 @@ def cmd_reconcile(args) -> int:
         expected = expected_from_events(_read_lines(args.against), args.policy)
     elif args.against_instructions:
         expected = expected_from_instructions(_read_lines(args.against_instructions))
-    ledger = _open(args)
+    ledger = open_ledger(args)
     try:
         problems = differences(ledger, expected)
         counts = ledger.counts()
@@ -181,7 +181,7 @@ def on_normal_side(balances: dict[str, int]) -> dict[str, int]:
 
 
 def cmd_balance(args) -> int:
-    ledger = _open(args)
+    ledger = open_ledger(args)
     try:
         balances = on_normal_side(ledger.account_balances(args.fiscal_year))
         totals = ledger.granted_totals()
@@ -214,7 +214,7 @@ def cmd_balance(args) -> int:
 def cmd_statement(args) -> int:
     from sinks.ledger import shown_url
 
-    ledger = _open(args)
+    ledger = open_ledger(args)
     try:
         known = ledger.has_payee(args.payee)
         entries = ledger.journal_entries(payee_id=args.payee, fiscal_year=args.fiscal_year) if known else []
