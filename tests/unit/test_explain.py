@@ -197,7 +197,9 @@ def test_a_value_not_in_force_declines_and_is_reproduced():
 def test_event_time_order_is_shown_where_the_decision_carries_it():
     run = Ledgerless()
     decision = run.buy("p1", "1000.00")
-    assert explain(SHIPPED, decision=decision).order == {}, "decisions made before event-time ordering say nothing of it"
+    assert explain(SHIPPED, decision=decision).order == {"order_key": [DAY, "scc-billing", "p1"], "late_by": None}
+    without = {key: value for key, value in decision.items() if key != "late_by"}
+    assert explain(SHIPPED, decision=without).order == {}, "decisions made before event-time ordering say nothing of it"
     late = explain(SHIPPED, decision={**decision, "late_by": "PT2H"})
     assert late.order == {"order_key": [DAY, "scc-billing", "p1"], "late_by": "PT2H"} and late.reproduced
 
