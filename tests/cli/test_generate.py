@@ -111,3 +111,11 @@ def test_identifiers_sources_and_times(small_year):
         if "amount" in v:
             assert isinstance(v["amount"], str) and re.fullmatch(r"-?\d+\.\d\d", v["amount"])
     assert stamps == sorted(stamps), "lines are in time order"
+
+
+def test_a_year_outside_the_programme_window_is_refused_in_one_line(tmp_path, capsys):
+    # 2025 starts before the policy took effect (2025-08-28), 2028 goes past its assumed end (2028-08-27)
+    for year in ("2025", "2028"):
+        assert main(["generate", "--year", year, "--out", str(tmp_path / "y.jsonl"), "--events", "300"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"--year {year} has days outside the programme window of" in error

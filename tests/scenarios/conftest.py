@@ -10,6 +10,7 @@ Every expected figure in those files is computed by hand from the policy text
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections import defaultdict
@@ -31,7 +32,7 @@ POLICY = load_policy()
 
 FILE_KEYS = ("scenarios",)
 CASE_KEYS = ("name", "topic", "defaults", "events", "totals")
-EVENT_KEYS = ("topic", "expect")  # besides the message fields of the event's topic
+EVENT_KEYS = ("topic", "expect", "received_at")  # besides the message fields of the event's topic
 EXPECT_KEYS = ("outcome", "granted", "declined", "declined_by", "fiscal_year", "payee", "beneficiary", "clause", "duplicate", "corrects", "instructions", "reject")
 DEFAULT_SOURCE = {
     "compute-purchases": "scc-billing",
@@ -186,11 +187,12 @@ def run_case(scenario: dict) -> None:
         event = {**scenario.get("defaults", {}), **raw_event}
         topic = event.pop("topic", default_topic)
         expect = event.pop("expect", {}) or {}
+        received_at = event.pop("received_at", None)  # the broker's time of the message; none in a replay
         msg = expand(topic, event)
         where = f"event {n} ({msg['event_id']})"
         data = json.dumps(msg, ensure_ascii=False).encode("utf-8")
         try:
-            claims = intake(topic, data, POLICY)
+            claims = intake(topic, data, POLICY, None if received_at is None else dt.datetime.fromisoformat(received_at))
         except Rejected as rejection:
             assert expect.get("reject") == rejection.code, f"{where}: rejected by intake: {rejection.code}: {rejection.reason}"
             continue

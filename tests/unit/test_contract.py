@@ -207,7 +207,7 @@ RUN = [
     purchase("p2-r1", "100.00", refund_of="p2"),                # refund-recorded (original not here yet)
     purchase("p2", "1000.00"),                                  # granted net of the refund
     purchase("p2-r2", "-900.00", refund_of="p2"),               # clawed back to zero (negative refund form)
-    purchase("p0", 2000, at="2025-06-01T12:00:00+08:00"),       # declined: not in force yet
+    purchase("p0", 2000, at="2025-06-01T12:00:00+08:00"),       # intake rejection: before the programme
     invoice("m1", "4000000.00"),                                # partly-granted by enterprise-year
     invoice("m1-c1", "100000.00", credit_of="m1"),              # adjusted: still above the cap
     invoice("m2", "10.00"),                                     # declined: the cap is used up
@@ -252,7 +252,7 @@ def test_the_run_covers_every_outcome_and_instruction_kind():
     assert {d["outcome"] for d in decisions} == {"granted", "partly-granted", "declined", "clawed-back", "adjusted", "refund-recorded"}
     assert {i["kind"] for i in instructions} == {"payment", "clawback"}
     assert {d["payee"]["kind"] for d in decisions} == {"enterprise", "person", "team"}
-    assert [r["code"] for r in rejections] == ["refund-exceeds-original"]
+    assert [r["code"] for r in rejections] == ["outside-programme", "refund-exceeds-original"]
 
 
 @pytest.mark.parametrize("topic,model,index", [("subsidy-decisions", Decision, 0), ("disbursement-instructions", DisbursementInstruction, 1), ("subsidy-rejections", Rejection, 2)])
