@@ -136,15 +136,17 @@ def _case_problem(case: Any) -> str | None:
 
 
 def party(alias: str | dict) -> tuple[dict, str]:
-    """Alias -> (contract object, identifier): E<n>, PRV<n>, VND<n> an enterprise, P<n> a person, anything else a team."""
+    """Alias -> (contract object, identifier): E<n>, PRV<n>, VND<n> an enterprise (registered in
+    Chengdu, 510100, or in the division after an @: E3@110000), P<n> a person, anything else a team."""
     if isinstance(alias, dict):
         return alias, alias.get("uscc") or alias.get("person_id") or alias.get("team_ref")
-    match = re.fullmatch(r"(E|PRV|VND|P)(\d+)", alias)
-    if match and match.group(1) in _KIND:
-        company = enterprise(int(match.group(2)), _KIND[match.group(1)], name=f"企业{alias}")
-        return company, company["uscc"]
+    match = re.fullmatch(r"(E|PRV|VND)(\d+)(?:@(\d{6}))?", alias)
     if match:
-        someone = person(int(match.group(2)), name=f"个人{alias}")
+        company = enterprise(int(match.group(2)), _KIND[match.group(1)], name=f"企业{alias}", division=match.group(3) or "510100")
+        return company, company["uscc"]
+    match = re.fullmatch(r"P(\d+)", alias)
+    if match:
+        someone = person(int(match.group(1)), name=f"个人{alias}")
         return someone, someone["person_id"]
     return team(alias), alias
 
