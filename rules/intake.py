@@ -11,13 +11,15 @@ import hashlib
 import json
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
 from rules.inputs import MODEL_BY_TOPIC, AwardAnnouncement, Enterprise, InputMessage, party_id
 from rules.policy import Clause, Policy
+
+M = TypeVar("M", bound=InputMessage)
 
 
 class Rejected(Exception):
@@ -94,6 +96,11 @@ def parse_message(topic: str, raw: bytes) -> InputMessage:
     model = MODEL_BY_TOPIC.get(topic)
     if model is None:
         raise Rejected("unknown-topic", f"topic {topic!r} is not an input topic ({', '.join(MODEL_BY_TOPIC)})")
+    return parse_as(model, raw)
+
+
+def parse_as(model: type[M], raw: bytes) -> M:
+    """Bytes -> validated ``model``, or ``Rejected``: the same checks for every input topic."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
