@@ -22,10 +22,11 @@ import yaml
 
 from parties import enterprise, person, team
 from rules.engine import Engine
+from rules.exclusions import Exclusions, listing_from
 from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import load_policy
-from schemas.inputs import MODEL_BY_TOPIC
+from schemas.inputs import EXCLUSIONS_TOPIC, MODEL_BY_TOPIC, PayeeExclusion
 
 HERE = Path(__file__).resolve().parent
 POLICY = load_policy()
@@ -33,12 +34,16 @@ POLICY = load_policy()
 FILE_KEYS = ("scenarios",)
 CASE_KEYS = ("name", "topic", "defaults", "events", "totals")
 EVENT_KEYS = ("topic", "expect", "received_at")  # besides the message fields of the event's topic
-EXPECT_KEYS = ("outcome", "granted", "declined", "declined_by", "fiscal_year", "payee", "beneficiary", "clause", "duplicate", "corrects", "instructions", "reject")
+EXPECT_KEYS = ("outcome", "granted", "declined", "declined_by", "fiscal_year", "payee", "beneficiary", "clause", "duplicate", "corrects", "instructions", "reject",
+               "held_by", "payable_from")
+# the claims topics, and the listings that hold payments (contract v1.1)
+SCENARIO_MODELS = {**MODEL_BY_TOPIC, EXCLUSIONS_TOPIC: PayeeExclusion}
 DEFAULT_SOURCE = {
     "compute-purchases": "scc-billing",
     "model-invoices": "model-vendor-billing",
     "investment-closings": "investment-registry",
     "award-announcements": "gov-review-system",
+    EXCLUSIONS_TOPIC: "chengdu-credit-platform",
 }
 _KIND = {"E": 0, "PRV": 1, "VND": 2}
 
@@ -117,9 +122,9 @@ def _case_problem(case: Any) -> str | None:
             return f"{where}must be a mapping, not {type(raw).__name__}"
         event = {**defaults, **raw}
         topic = event.get("topic", case.get("topic"))
-        if topic not in MODEL_BY_TOPIC:
-            return f"{where}topic {topic!r} is not an input topic; one of: {', '.join(MODEL_BY_TOPIC)} (as 'topic' of the case or the event)"
-        allowed = sorted(MODEL_BY_TOPIC[topic].model_fields) + list(EVENT_KEYS)
+        if topic not in SCENARIO_MODELS:
+            return f"{where}topic {topic!r} is not an input topic; one of: {', '.join(SCENARIO_MODELS)} (as 'topic' of the case or the event)"
+        allowed = sorted(f.alias or name for name, f in SCENARIO_MODELS[topic].model_fields.items()) + list(EVENT_KEYS)
         problem = _unknown(event, allowed, where if set(event) - set(allowed) <= set(raw) else f"{where}defaults: ")
         if problem:
             return problem
@@ -169,6 +174,9 @@ def expand(topic: str, fields: dict) -> dict:
         msg.setdefault("round", "vc")
         msg.setdefault("investors", ["某创投基金"])
         msg.setdefault("agreement_no", f"AG-{event_id}")
+    elif topic == EXCLUSIONS_TOPIC:
+        msg.setdefault("list", "dishonest-judgment-debtor")
+        msg.setdefault("reference", f"（2026）川01执{event_id}号")
     else:
         msg.setdefault("approval_ref", f"成经信〔2026〕{event_id}号")
     return msg
@@ -178,9 +186,37 @@ def _money(value) -> str:
     return format_fen(parse_amount(value if isinstance(value, (str, int)) else str(value)))
 
 
+def _learn_listing(exclusions: Exclusions, data: bytes, expect: dict, where: str) -> None:
+    try:
+        exclusions.add(listing_from(data, POLICY))
+    except Rejected as rejection:
+        assert expect.get("reject") == rejection.code, f"{where}: rejected: {rejection.code}: {rejection.reason}"
+        return
+    assert not set(expect) - {"reject"}, f"{where}: a listing expects only 'reject'"
+    assert "reject" not in expect, f"{where}: expected rejection {expect['reject']}, got a listing"
+
+
+def _check_hold(exclusions: Exclusions, claim, payments: list[dict], expect: dict, where: str) -> None:
+    """A new payment is held by the listing ``held_by`` names (its reference) or by none, and payable
+    from ``payable_from`` (a date, null while a listing has no end), by the listings known so far."""
+    day = dt.date.fromisoformat(claim.day)
+    if "held_by" in expect or "payable_from" in expect:
+        assert payments, f"{where}: a hold is expected, but no payment was made"
+    for payment in payments:
+        parties = [payment["payee"]["id"], payment["beneficiary"]["id"]]
+        listing = exclusions.hold(parties, day)
+        held_by = None if listing is None else listing.reference
+        assert held_by == expect.get("held_by"), f"{where}: held by {held_by!r}, expected {expect.get('held_by')!r}"
+        if "payable_from" in expect:
+            payable = exclusions.payable_from(parties, day)
+            wanted = expect["payable_from"]
+            assert payable == (None if wanted is None else dt.date.fromisoformat(str(wanted))), f"{where}: payable from {payable}, expected {wanted}"
+
+
 def run_case(scenario: dict) -> None:
     state: dict = {}
     engine = Engine(POLICY, state)
+    exclusions = Exclusions()
     emitted: dict[str, dict] = {}
     first_decision: dict[tuple[str, str], dict] = {}
     payment_of: dict[tuple[str, str], str] = {}  # (source, event_id) -> payment instruction id
@@ -193,6 +229,9 @@ def run_case(scenario: dict) -> None:
         msg = expand(topic, event)
         where = f"event {n} ({msg['event_id']})"
         data = json.dumps(msg, ensure_ascii=False).encode("utf-8")
+        if topic == EXCLUSIONS_TOPIC:
+            _learn_listing(exclusions, data, expect, where)
+            continue
         try:
             claims = intake(topic, data, POLICY, None if received_at is None else dt.datetime.fromisoformat(received_at))
         except Rejected as rejection:
@@ -254,6 +293,7 @@ def run_case(scenario: dict) -> None:
                 assert msg["event_id"] in instruction["event_ids"]
         if not new and not out.duplicate:
             assert decision["instruction_id"] is None, where
+        _check_hold(exclusions, claims[0], [i for i in new if i["kind"] == "payment"], expect, where)
         if "corrects" in expect:
             assert decision["corrects"] == expect["corrects"], where
             if new:
