@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rules.policy import Policy, load_policy
-from schemas.inputs import EXCLUSIONS_TOPIC, MODEL_BY_TOPIC, PayeeExclusion
+from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, MODEL_BY_TOPIC, PayeeExclusion
 from schemas.outputs import OUTPUT_MODELS, RFC3339_PATTERN, rejection_record
 
 HERE = Path(__file__).resolve().parent
@@ -45,10 +45,10 @@ EXAMPLES_DIR = HERE / "examples"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 
-#: every input message of the contract: the claims topics, then v1.1's listings
-INPUT_MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, EXCLUSIONS_TOPIC: PayeeExclusion}
-TOPICS: tuple[str, ...] = tuple(INPUT_MODELS) + tuple(OUTPUT_MODELS)
-MODELS: dict[str, type[BaseModel]] = {**INPUT_MODELS, **OUTPUT_MODELS}
+#: v1.1 inputs that are not claims: intake does not read them (payee-exclusions: rules/exclusions.py)
+OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion}
+TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OUTPUT_MODELS)
+MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OUTPUT_MODELS}
 
 #: the lines of /work/shared/contract.md (v1, and v1.1's "Sizes") each schema quotes, verbatim
 CONTRACT_LINES: dict[str, tuple[str, ...]] = {
@@ -134,8 +134,8 @@ def topic_schema(topic: str, policy: Policy | None = None) -> dict[str, Any]:
     model_doc = generated.pop("description", None)
     _add_timestamp_patterns(generated)
     quote = "\n".join(f"> {line}" for line in CONTRACT_LINES[topic])
-    description = f"Topic `{topic}`, wire contract {'v1.1' if topic == EXCLUSIONS_TOPIC else 'v1'}:\n\n{quote}"
-    if topic in INPUT_MODELS:
+    description = f"Topic `{topic}`, wire contract {'v1.1' if topic in OTHER_INPUT_MODELS else 'v1'}:\n\n{quote}"
+    if topic in MODEL_BY_TOPIC or topic in OTHER_INPUT_MODELS:
         description += f"\n\n> {_COMMON_INPUT}"
         props = generated["properties"]
         props["source"]["examples"] = sorted(policy.sources.get(topic, ()))
