@@ -1,4 +1,4 @@
-"""``subsidy ledger init|export|reconcile|balance|statement``.
+"""``subsidy ledger init|export|reconcile|balance|statement|holds``.
 
 ``add_ledger_commands(subparsers)`` registers them on the ``subsidy`` command's subparsers;
 each handler returns an exit code (``func`` set with ``set_defaults``) and raises
@@ -239,13 +239,32 @@ def cmd_statement(args) -> int:
     return 0
 
 
+def cmd_holds(args) -> int:
+    ledger = open_ledger(args)
+    try:
+        holds = ledger.holds(released=args.all)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps({"holds": holds}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'held' if not args.all else 'held and released'} payments (payee listed on payee-exclusions):")
+    for hold in holds:
+        released = f", released {hold['released_on']}" if hold["released_on"] else ""
+        print(f"  {hold['instruction_id']} {hold['payee_id']:<20} {hold['clause_id']:<20} {hold['amount']:>16}  "
+              f"held from {hold['held_from']} by {hold['list']} {hold['reference']} of {hold['listed_party']}{released}")
+    total = sum(parse_amount(hold["amount"]) for hold in holds if not hold["released_on"])
+    print(f"held: {format_fen(total)} CNY in {sum(1 for hold in holds if not hold['released_on'])} payments")
+    return 0
+
+
 # -- registration -----------------------------------------------------------------------------
 
 
 def add_ledger_commands(subparsers) -> None:
     from sinks.ledger import DEFAULT_LEDGER_URL
 
-    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, balance, statement")
+    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, balance, statement, holds")
     commands = ledger_parser.add_subparsers(dest="ledger_command", metavar="LEDGER_COMMAND")
     commands.required = True
     common = argparse.ArgumentParser(add_help=False)
@@ -283,6 +302,11 @@ def add_ledger_commands(subparsers) -> None:
     st.add_argument("--fiscal-year", type=int, required=True, help="the fiscal year of the entries, e.g. 2026")
     st.add_argument("--json", action="store_true", help="print the entries and balance as JSON (money as decimal strings)")
     st.set_defaults(func=cmd_statement)
+
+    holds = commands.add_parser("holds", parents=[common], help="payments held while their payee is listed on payee-exclusions")
+    holds.add_argument("--all", action="store_true", help="also the payments released since")
+    holds.add_argument("--json", action="store_true", help="print the holds as JSON (money as decimal strings)")
+    holds.set_defaults(func=cmd_holds)
 
 
 def main(argv: list[str] | None = None) -> int:
