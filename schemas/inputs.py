@@ -1,11 +1,12 @@
-"""The input messages of the wire contract (v1, and v1.1's payee accounts): the models intake
-validates with (payee accounts: the ledger's payments read them), defined in the core
-(``rules.inputs``) and published here with the rest of the contract. The wire layer depends on
-the core, never the reverse (tests/unit/test_layers.py)."""
+"""The input messages of the wire contract (v1, and v1.1's payee-exclusions and payee-accounts):
+the models intake validates with (payee-accounts: the ledger's payments read them), defined in the
+core (``rules.inputs``) and published here with the rest of the contract. The wire layer depends
+on the core, never the reverse (tests/unit/test_layers.py)."""
 
 from __future__ import annotations
 
 from rules.inputs import (
+    EXCLUSIONS_TOPIC,
     INPUT_TOPICS,
     MODEL_BY_TOPIC,
     PAYEE_ACCOUNTS_TOPIC,
@@ -15,12 +16,14 @@ from rules.inputs import (
     Beneficiary,
     CnapsCode,
     ComputePurchase,
+    Day,
     Enterprise,
     EventId,
     InputMessage,
     InvestmentClosing,
     ModelInvoice,
     PayeeAccount,
+    PayeeExclusion,
     Person,
     ResidentId,
     Team,
@@ -32,6 +35,7 @@ from rules.inputs import (
 )
 
 __all__ = [
+    "EXCLUSIONS_TOPIC",
     "INPUT_TOPICS",
     "MODEL_BY_TOPIC",
     "PAYEE_ACCOUNTS_TOPIC",
@@ -41,11 +45,13 @@ __all__ = [
     "Beneficiary",
     "CnapsCode",
     "ComputePurchase",
+    "Day",
     "Enterprise",
     "EventId",
     "InputMessage",
     "InvestmentClosing",
     "ModelInvoice",
+    "PayeeExclusion",
     "PayeeAccount",
     "Person",
     "ResidentId",

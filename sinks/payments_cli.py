@@ -17,7 +17,8 @@ import os
 import sys
 
 from rules.money import AmountError, format_fen, parse_amount
-from sinks.cli import _command_error, _open, iso_date, rfc3339_time
+from sinks.cli import _command_error, iso_date, rfc3339_time
+from sinks.cli import open_ledger as _open
 
 CSV_HEADER = ["payee_id", "account_name", "account_number", "bank_code", "verified_at"]
 CSV_SOURCE = "payee-accounts-csv"
@@ -188,6 +189,8 @@ def cmd_batch(args) -> int:
     if held:
         print(f"awaiting account: {held} payment(s) of {len(proposal.awaiting)} payee(s), {format_fen(sum(a.amount_fen for a in proposal.awaiting))} CNY, "
               "not batched (`subsidy payments awaiting` lists them)")
+    if proposal.held:
+        print(f"held: {proposal.held} payment(s) of payees listed on payee-exclusions, not batched (`subsidy ledger holds` lists them)")
     if proposal.clawbacks:
         print(f"clawbacks left out: {proposal.clawbacks}, {format_fen(proposal.clawbacks_fen)} CNY: money to recover, never in a payment batch")
     return 0

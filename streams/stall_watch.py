@@ -14,7 +14,7 @@ So each worker looks every ``interval`` seconds: a partition whose fetch positio
 the record after the last one Faust delivered, with no record of its topic waiting in an
 agent's queue, the same for ``checks`` looks in a row, is stalled, and is sought back to its
 committed offset. Whatever comes again after that offset is decided once: every stage is
-idempotent by id (streams/app.py).
+idempotent by id (streams/stages.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 payment file is built from.
 
 A payment instruction with no payment event is *decided*. ``propose_batch`` puts the unbatched
-payments of payees with a current account into a batch (*batched*), with the account each is paid
+payments of payees with a current account, and not held (``holds.py``), into a batch (*batched*), with the account each is paid
 to; ``approve_batch`` records an approval by someone other than the maker, and the last approval
 a batch needs makes its payments *approved*; ``mark_sent`` records the payment file given to the
 bank (*sent*). ``accepted``, ``rejected``, ``settled`` and ``returned`` are the bank's answers
@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from sinks.ledger.booking import _READ_HEAD, _READ_HEAD_FOR_UPDATE, _SET_HEAD, canonical_json, sha256_hex
 from sinks.ledger.database import LedgerDatabase, LedgerError
-from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, instructions_t, payee_accounts, payment_events
+from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, hold_releases, holds_t, instructions_t, payee_accounts, payment_events
 
 DEFAULT_DUAL_APPROVAL_ABOVE_FEN = 10_000_000_00  # 10,000,000.00 CNY
 
@@ -68,6 +68,7 @@ class Proposal:
     awaiting: list[Awaiting]
     clawbacks: int  # clawbacks in the same selection: not paid, money to recover
     clawbacks_fen: int
+    held: int  # payments of listed payees held today (payee-exclusions): not batched
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +195,16 @@ class Payments(LedgerDatabase):
 
     # -- selecting payments ----------------------------------------------------------------
 
-    @staticmethod
-    def _unbatched(kind: str, clause_id: str | None, until: str | None) -> sa.Select[Any]:
+    def _unbatched(self, kind: str, clause_id: str | None, until: str | None, *, held: bool = False) -> sa.Select[Any]:
+        """Instructions of ``kind`` in no batch; payments held today (a listed payee, sinks/ledger/holds.py)
+        left out, or with ``held`` only those."""
         i = instructions_t.c
+        today = dt.datetime.now(self.zone or dt.timezone.utc).date().isoformat()
+        released = sa.exists().where(hold_releases.c.instruction_id == holds_t.c.instruction_id, hold_releases.c.released_on <= today)
+        is_held = sa.exists().where(holds_t.c.instruction_id == i.instruction_id, ~released)
         query = (sa.select(i.instruction_id, i.payee_id, i.amount_fen, accounts.c.name)
                  .join(accounts, accounts.c.account_id == sa.literal("payable:") + i.payee_id)
-                 .where(i.kind == kind, ~sa.exists().where(batch_items.c.instruction_id == i.instruction_id))
+                 .where(i.kind == kind, ~sa.exists().where(batch_items.c.instruction_id == i.instruction_id), is_held if held else ~is_held)
                  .order_by(i.journal_seq))
         if clause_id:
             query = query.where(i.clause_id == clause_id)
@@ -242,6 +247,7 @@ class Payments(LedgerDatabase):
                 current = current_accounts(self._accounts(conn))
                 rows = conn.execute(self._unbatched("payment", clause_id, until)).all()
                 clawbacks = [int(r.amount_fen) for r in conn.execute(self._unbatched("clawback", clause_id, until))]
+                held = len(conn.execute(self._unbatched("payment", clause_id, until, held=True)).all())
                 awaiting = _awaiting(rows, current)
                 items = [(r.instruction_id, r.payee_id, int(r.amount_fen), a.account_name, a.account_number, a.bank_code)
                          for r in rows if (a := current.get(r.payee_id)) is not None]
@@ -260,7 +266,7 @@ class Payments(LedgerDatabase):
                 self._insert(conn, batch_items, _ITEM_COLUMNS, [(batch_id, *item) for item in items])
                 self._events(conn, batch_id, "batched", now)
                 self._chain(conn, head, "batch-proposed", batch_id, maker, header, now)
-            return Proposal(batch_id, len(items), total, required, awaiting, len(clawbacks), sum(clawbacks))
+            return Proposal(batch_id, len(items), total, required, awaiting, len(clawbacks), sum(clawbacks), held)
 
         return self._with_retry(write)[0]
 

@@ -191,3 +191,19 @@ def test_a_payment_file_the_xsd_refuses_is_not_written(sqlite_ledger, monkeypatc
     monkeypatch.setattr(sinks.export, "_CLEARING_SYSTEM", "CNAPS-CN")  # the XSD allows 5 characters
     with pytest.raises(ValueError, match="does not validate against pain.001.001.09.xsd"):
         batch_pain001(state, items, created_at="2026-05-01T08:00:00+08:00", execution_date="2026-05-02")
+
+
+def test_a_held_payment_is_not_batched_until_released(sqlite_ledger):
+    import datetime as dt
+
+    from rules.exclusions import Listing
+
+    payment = next(i for i in run(EVENTS).instructions if i["kind"] == "payment" and i["payee"]["id"] == UNKNOWN)
+    listing = Listing(UNKNOWN, "dishonest-judgment-debtor", "（2026）川01执1234号", dt.date(2026, 3, 1), None, "credit", "x1", "2026-03-01T00:00:00+08:00")
+    sqlite_ledger.hold(payment["instruction_id"], listing, dt.date(2026, 3, 10))
+    proposal = sqlite_ledger.propose_batch("alice")
+    assert (proposal.number_of_transactions, proposal.held) == (2, 1)
+    sqlite_ledger.release(payment["instruction_id"], dt.date(2026, 3, 11))
+    later = sqlite_ledger.propose_batch("alice")  # released on a day past: paid by the next batch
+    assert (later.number_of_transactions, later.held) == (1, 0)
+    assert sqlite_ledger.batch_contents(later.batch_id)[1][0].instruction_id == payment["instruction_id"]

@@ -2,7 +2,7 @@
 events in the journal's hash chain.
 
 Revision ID: 0003_payments
-Revises: 0001_ledger_initial
+Revises: 0002_payment_holds
 Create Date: 2026-12-05
 """
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_payments"
-down_revision = "0001_ledger_initial"
+down_revision = "0002_payment_holds"
 branch_labels = None
 depends_on = None
 
