@@ -6,6 +6,7 @@ chain; a proposal's items are checked against the digest its entry holds."""
 from __future__ import annotations
 
 import json
+from collections import deque
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -61,7 +62,7 @@ class _PaymentEvents:
     """The chain entries of ``ledger_chain_events``, checked in their places among the journal's."""
 
     def __init__(self, conn: Connection, problems: list[str]):
-        self.pending = list(conn.execute(sa.select(chain_events).order_by(chain_events.c.seq)))
+        self.pending = deque(conn.execute(sa.select(chain_events).order_by(chain_events.c.seq)))
         self.problems = problems
         items: dict[str, list[tuple[str, str, int, str, str, str]]] = {}
         for r in conn.execute(sa.select(batch_items)):
@@ -73,7 +74,7 @@ class _PaymentEvents:
     def check_before(self, seq: int | None, expected_seq: int, prev: str) -> tuple[int, str]:
         """Check the events before journal seq ``seq`` (all that are left when None)."""
         while self.pending and (seq is None or self.pending[0].seq < seq):
-            event = self.pending.pop(0)
+            event = self.pending.popleft()
             where = f"chain seq {event.seq} ({event.kind} of batch {event.batch_id})"
             expected_seq += 1
             if event.seq != expected_seq:
@@ -86,11 +87,16 @@ class _PaymentEvents:
             prev = event.entry_hash
             body = json.loads(event.body)
             if event.kind == "batch-proposed":
-                header = self.headers.get(event.batch_id)
+                header = self.headers.pop(event.batch_id, None)
                 if header != body:
                     self.problems.append(f"batch {event.batch_id}: its row differs from what {where} holds: the row was edited")
                 if self.digests.get(event.batch_id) != body["items_hash"]:
                     self.problems.append(f"batch {event.batch_id}: its items differ from the digest {where} holds: an item was edited, added or removed")
-            elif event.kind == "batch-approved" and (event.batch_id, event.actor) not in self.approvals:
-                self.problems.append(f"{where}: the approval by {event.actor} is missing from ledger_approvals")
+            elif event.kind == "batch-approved":
+                if (event.batch_id, event.actor) not in self.approvals:
+                    self.problems.append(f"{where}: the approval by {event.actor} is missing from ledger_approvals")
+                self.approvals.discard((event.batch_id, event.actor))
+        if seq is None:  # rows the chain never recorded: added behind the ledger's back
+            self.problems.extend(f"batch {batch_id} has no proposal in the hash chain: it was added" for batch_id in self.headers)
+            self.problems.extend(f"the approval of batch {batch_id} by {approver} is not in the hash chain: it was added" for batch_id, approver in sorted(self.approvals))
         return expected_seq, prev

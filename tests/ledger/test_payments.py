@@ -207,3 +207,14 @@ def test_a_held_payment_is_not_batched_until_released(sqlite_ledger):
     later = sqlite_ledger.propose_batch("alice")  # released on a day past: paid by the next batch
     assert (later.number_of_transactions, later.held) == (1, 0)
     assert sqlite_ledger.batch_contents(later.batch_id)[1][0].instruction_id == payment["instruction_id"]
+
+
+def test_a_batch_or_an_approval_added_behind_the_ledger_is_found(sqlite_ledger):
+    proposal = sqlite_ledger.propose_batch("alice")
+    with sqlite_ledger.engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO ledger_approvals VALUES (?, 'mallory', '2026-05-01T00:00:00+00:00')", (proposal.batch_id,))
+        conn.exec_driver_sql("INSERT INTO ledger_batches SELECT 'PB000099', maker, proposed_at, clause_id, until_date, number_of_transactions, "
+                             "control_sum_fen, approvals_required, items_hash FROM ledger_batches")
+    problems = sqlite_ledger.verify_chain()
+    assert "batch PB000099 has no proposal in the hash chain: it was added" in problems
+    assert f"the approval of batch {proposal.batch_id} by mallory is not in the hash chain: it was added" in problems
