@@ -204,7 +204,9 @@ class Engine:
 
     # -- entry point ---------------------------------------------------------------------
 
-    def decide(self, claim: Claim) -> Outcome:
+    def decide(self, claim: Claim, late_by: str | None = None) -> Outcome:
+        """``late_by``: for a claim that came after its clause's allowed lateness (rules.event_time),
+        how late, as an ISO 8601 duration; its decision carries it."""
         plan = self._plans.get(claim.clause_id)
         if plan is None:
             return Outcome(rejection=("unknown-clause", f"clause {claim.clause_id!r} is not in policy {self.policy.policy_id} {self.policy.version}"))
@@ -213,8 +215,8 @@ class Engine:
         if record is not None and "decision" in record:
             return self._repeat(claim, record)
         if claim.corrects is not None:
-            return self._correct(plan, claim, key)
-        return self._grant(plan, claim, key, record)
+            return self._correct(plan, claim, key, late_by)
+        return self._grant(plan, claim, key, record, late_by)
 
     # -- a repeat of an event already decided -------------------------------------------
 
@@ -245,7 +247,7 @@ class Engine:
         amount = dated.at(terms.day) if dated else None
         return amount, "" if amount is not None else f"{clause.id} has no amount for grade {claim.grade!r} in force on {terms.day}"
 
-    def _grant(self, plan: _ClausePlan, claim: Claim, key: str, pending: dict[str, Any] | None) -> Outcome:
+    def _grant(self, plan: _ClausePlan, claim: Claim, key: str, pending: dict[str, Any] | None, late_by: str | None) -> Outcome:
         clause = plan.clause
         state = self.state
         terms = plan.terms(claim.day)
@@ -319,7 +321,7 @@ class Engine:
             "granted": granted_text,
         }
         instruction_id = plan.instruction_ids.of(claim.source, claim.event_id) if granted else None
-        decision = self._decision(plan, claim, claim.fiscal_year, outcome, granted_text, format_fen((raw or 0) - granted), declined_by, reason, computation, instruction_id, claim.payee)
+        decision = self._decision(plan, claim, claim.fiscal_year, outcome, granted_text, format_fen((raw or 0) - granted), declined_by, reason, computation, instruction_id, claim.payee, late_by)
         instructions = []
         if granted:
             instructions.append(self._instruction(instruction_id, "payment", clause, claim, claim.fiscal_year, claim.payee, granted_text, computation, None, [claim.event_id]))
@@ -340,7 +342,7 @@ class Engine:
 
     # -- a refund or credit note ---------------------------------------------------------
 
-    def _correct(self, plan: _ClausePlan, claim: Claim, key: str) -> Outcome:
+    def _correct(self, plan: _ClausePlan, claim: Claim, key: str, late_by: str | None) -> Outcome:
         clause = plan.clause
         assert claim.corrects is not None  # decide() brings only corrections here
         original_key = plan.claim_key(claim.source, claim.corrects)
@@ -355,7 +357,7 @@ class Engine:
             self.state[original_key] = {"refunded": refunded}
             computation: dict[str, Any] = {"refund": format_fen(refund), "refunded_total": format_fen(refunded), "granted": "0.00"}
             reason = f"original event {claim.corrects!r} not decided yet; its entitlement will be computed net of this refund"
-            decision = self._decision(plan, claim, claim.fiscal_year, REFUND_RECORDED, "0.00", "0.00", None, reason, computation, None, claim.payee)
+            decision = self._decision(plan, claim, claim.fiscal_year, REFUND_RECORDED, "0.00", "0.00", None, reason, computation, None, claim.payee, late_by)
             self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": [], "corrects": claim.corrects}
             return Outcome(decisions=[decision])
         base = original["base"] or 0
@@ -394,7 +396,7 @@ class Engine:
             reason = f"refund of {format_fen(refund)} leaves the entitlement of {claim.corrects!r} at or above what was granted; nothing to claw back"
         # The clawback belongs to the fiscal year whose budget paid the original.
         fiscal_year = original["fiscal_year"]
-        decision = self._decision(plan, claim, fiscal_year, CLAWED_BACK if clawback else ADJUSTED, format_fen(-clawback), "0.00", None, reason, computation, instruction_id, payee)
+        decision = self._decision(plan, claim, fiscal_year, CLAWED_BACK if clawback else ADJUSTED, format_fen(-clawback), "0.00", None, reason, computation, instruction_id, payee, late_by)
         instructions = []
         if clawback:
             instructions.append(
@@ -424,7 +426,7 @@ class Engine:
 
     def _decision(
         self, plan: _ClausePlan, claim: Claim, fiscal_year: int, outcome: str, granted_text: str, declined_text: str, declined_by: str | None,
-        reason: str, computation: dict[str, Any], instruction_id: str | None, payee: dict[str, str],
+        reason: str, computation: dict[str, Any], instruction_id: str | None, payee: dict[str, str], late_by: str | None,
     ) -> dict[str, Any]:
         return {
             "decision_id": plan.decision_ids.of(claim.source, claim.event_id),
@@ -446,6 +448,7 @@ class Engine:
             "corrects": claim.corrects,
             "computation": computation,
             "instruction_id": instruction_id,
+            "late_by": late_by,
         }
 
     def _instruction(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar, cast
@@ -89,6 +90,7 @@ class Clause:
     payee_kinds: frozenset[str]
     entitlement: Entitlement
     caps: tuple[Cap, ...]
+    allowed_lateness: Dated[dt.timedelta]  # how long after its occurred_at a claim may still arrive in order
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,7 +297,26 @@ def _clause(r: _Reader, clause_id: str, node: _Node, sources: dict[str, frozense
         payee_kinds=frozenset(kinds),
         entitlement=_entitlement(r, r.mapping(r.need(node, "entitlement", what), f"{what}.entitlement", node), f"{what}.entitlement", topic),
         caps=caps,
+        allowed_lateness=_allowed_lateness(r, node, what),
     )
+
+
+# --- event-time order: how late a clause's claims may arrive --------------------------
+
+_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
+
+
+def parse_duration(value: Any) -> dt.timedelta:
+    """An ISO 8601 duration of days, hours, minutes and seconds (``P2D``, ``PT36H``, ``PT0S``), never negative."""
+    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+    if match is None or value == "P":
+        raise ValueError(f"must be a duration that is not negative, in ISO 8601 days/hours/minutes/seconds like P2D, PT36H or PT0S, got {value!r}")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _allowed_lateness(r: _Reader, node: _Node, what: str) -> Dated[dt.timedelta]:
+    return r.dated(node, "allowed_lateness", what, parse_duration)
 
 
 def load_policy(path: str | Path = DEFAULT_POLICY_PATH) -> Policy:

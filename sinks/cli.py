@@ -267,8 +267,8 @@ def add_ledger_commands(subparsers) -> None:
 
     rec = commands.add_parser("reconcile", parents=[common], help="recompute balances from the journal and list every difference; exit 1 on any")
     source = rec.add_mutually_exclusive_group()
-    source.add_argument("--against", metavar="EVENTS.jsonl", help='replay {"topic", "value"} lines through the rules in file order and compare '
-                        '(a stream run after a budget ran out and refunds gave room back may differ: first come, first served)')
+    source.add_argument("--against", metavar="EVENTS.jsonl", help='replay {"topic", "value"} lines through the rules in event-time order, as the pipeline decides them, and compare '
+                        '(they differ only where a claim reached the pipeline after its clause\'s allowed lateness: it took budget in arrival order, and its decision says late_by)')
     source.add_argument("--against-instructions", metavar="FILE.jsonl", help="compare with instruction dicts, one per line, e.g. the disbursement-instructions topic")
     rec.add_argument("--policy", metavar="FILE", help="policy file for --against (default the shipped one)")
     rec.set_defaults(func=cmd_reconcile)

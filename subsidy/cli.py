@@ -117,7 +117,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 raise CommandError(str(exc)) from None
             except LedgerError as exc:
                 first = getattr(exc, "replay_first_line", None)
-                where = f"lines {first}- of {args.events} were not stored" if first else "nothing more was stored"
+                where = f"lines {first}- of {args.events} were not all stored" if first else "nothing more was stored"
                 hint = ""
                 if isinstance(exc, LedgerConflict):
                     hint = "; this ledger holds other input under the same event ids: replay into a fresh ledger (--ledger URL)"

@@ -10,6 +10,7 @@ Every expected figure in those files is computed by hand from the policy text
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from collections import defaultdict
@@ -21,6 +22,7 @@ import yaml
 
 from parties import enterprise, person, team
 from rules.engine import Engine
+from rules.event_time import order_key
 from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import load_policy
@@ -148,12 +150,17 @@ def party(alias: str | dict) -> tuple[dict, str]:
     return team(alias), alias
 
 
-def expand(topic: str, fields: dict) -> dict:
-    """The message of a compact event: aliases expanded, the fields the case does not care about defaulted."""
+FIRST_EVENT_AT = dt.datetime(2026, 3, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+
+def expand(topic: str, fields: dict, n: int) -> dict:
+    """The message of a compact event, the ``n``th of its case (or a repeat of it): aliases expanded, the fields the
+    case does not care about defaulted. Events that give no time happen a second apart, in file
+    order, so that file order is the order they are decided in (by occurred_at)."""
     msg = dict(fields)
     event_id = msg["event_id"]
     msg.setdefault("source", DEFAULT_SOURCE[topic])
-    msg.setdefault("occurred_at", "2026-03-01T10:00:00+08:00")
+    msg.setdefault("occurred_at", (FIRST_EVENT_AT + dt.timedelta(seconds=n - 1)).isoformat())
     msg["beneficiary"] = party(msg.get("beneficiary", "E1"))[0]
     if topic == "compute-purchases":
         msg["provider"] = party(msg.get("provider", "PRV1"))[0]
@@ -182,11 +189,15 @@ def run_case(scenario: dict) -> None:
     first_decision: dict[tuple[str, str], dict] = {}
     payment_of: dict[tuple[str, str], str] = {}  # (source, event_id) -> payment instruction id
     default_topic = scenario.get("topic")
+    accepted = []  # (claim, message, expectations, where) of the events intake accepts
+    first_of: dict[tuple[str, str], int] = {}
     for n, raw_event in enumerate(scenario["events"], 1):
         event = {**scenario.get("defaults", {}), **raw_event}
         topic = event.pop("topic", default_topic)
         expect = event.pop("expect", {}) or {}
-        msg = expand(topic, event)
+        # a repeat of an event (same source and event_id) repeats its time too
+        nth = first_of.setdefault((event.get("source", DEFAULT_SOURCE[topic]), event["event_id"]), n)
+        msg = expand(topic, event, nth)
         where = f"event {n} ({msg['event_id']})"
         data = json.dumps(msg, ensure_ascii=False).encode("utf-8")
         try:
@@ -195,7 +206,11 @@ def run_case(scenario: dict) -> None:
             assert expect.get("reject") == rejection.code, f"{where}: rejected by intake: {rejection.code}: {rejection.reason}"
             continue
         assert len(claims) == 1, where
-        out = engine.decide(claims[0])
+        accepted.append((claims[0], msg, expect, where))
+    # decided as the pipeline and a replay decide them: by occurred_at, source, event_id
+    accepted.sort(key=lambda entry: order_key(entry[0]))
+    for claim, msg, expect, where in accepted:
+        out = engine.decide(claim)
         if out.rejection:
             assert expect.get("reject") == out.rejection[0], f"{where}: rejected by engine: {out.rejection}"
             assert not out.decisions and not out.instructions

@@ -333,3 +333,27 @@ def test_a_cap_changed_from_a_later_date_applies_only_from_that_day():
     b = engine.decide(intake("compute-purchases", purchase("p2", "2027-01-01T00:00:00+08:00", "1000.00"), policy)[0])
     assert a.decisions[0]["granted"] == "600.00"
     assert (b.decisions[0]["granted"], b.decisions[0]["declined_by"]) == ("100.00", "buyer-year")
+
+
+def test_allowed_lateness_per_clause_is_dated_assumed_and_read_as_a_timedelta():
+    clauses = load_policy().clauses
+    for clause in clauses.values():
+        for value in clause.allowed_lateness.values:
+            assert value.value >= dt.timedelta(0) and value.basis == "assumed" and value.reference, clause.id
+    assert clauses["compute-voucher"].allowed_lateness.at(dt.date(2026, 3, 1)) == dt.timedelta(days=2)
+    assert clauses["benchmark-scenario"].allowed_lateness.at(dt.date(2026, 3, 1)) == dt.timedelta(0)
+
+
+@pytest.mark.parametrize("bad", ["-P1D", "P1.5D", "2 days", "P", "PT"])
+def test_a_negative_or_malformed_allowed_lateness_is_refused_at_its_line(bad):
+    text = replace_once(SHIPPED, "value: P7D,", f"value: {bad},")
+    message = refused(text)
+    assert message.startswith(f"policy.yaml:{line_of(text, f'value: {bad},')}:"), message
+    assert "allowed_lateness" in message and "not negative" in message
+
+
+def test_a_clause_without_allowed_lateness_is_refused():
+    block = block_of(SHIPPED, "investment")
+    entry = next(line for line in block.splitlines(keepends=True) if "value: P7D" in line)
+    text = replace_once(SHIPPED, "    allowed_lateness:\n" + entry, "")
+    assert "clause investment is missing `allowed_lateness`" in refused(text)
