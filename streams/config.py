@@ -70,6 +70,10 @@ class StreamConfig:
     # how long the group waits for a worker that stopped answering before giving its partitions to
     # the others (Kafka's session.timeout.ms); None: Faust's 60 s
     session_timeout: float | None = None
+    # an input partition that intake has read to its end and that brought nothing for this long
+    # counts as read up to now (streams/app.py report_input_progress): without it an input that
+    # nobody publishes to would hold every claim back for ever
+    idle_after: float = 5.0
     extra_faust_settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,6 +125,7 @@ class StreamConfig:
         env["SUBSIDY_STATE_STORE"] = self.state_store
         if self.session_timeout:
             env["SUBSIDY_SESSION_TIMEOUT"] = str(self.session_timeout)
+        env["SUBSIDY_IDLE_AFTER"] = str(self.idle_after)
         return env
 
 
@@ -138,4 +143,5 @@ _ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SUBSIDY_WEB_BIND": ("web_bind", str),
     "SUBSIDY_STATE_STORE": ("state_store", str),
     "SUBSIDY_SESSION_TIMEOUT": ("session_timeout", _seconds),
+    "SUBSIDY_IDLE_AFTER": ("idle_after", _seconds),
 }
