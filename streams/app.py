@@ -31,6 +31,7 @@ At-least-once delivery plus these is the effect of exactly once.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import time
@@ -66,6 +67,8 @@ PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 CHANGELOG_DEAD_LETTER_SECONDS = 1.0
 #: how often intake tells decide how far it has read every input partition it holds
 PROGRESS_SECONDS = 1.0
+#: how far a backfill's idle input counts as read: nothing more is coming
+END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 
 #: RocksDB sized for a flat, small footprint. Faust's defaults (per partition database, active
 #: or standby: 64 MiB write buffers x 3 and a 2 GiB block cache) let a worker's memory climb
@@ -259,7 +262,7 @@ def build_app(config: StreamConfig) -> faust.App:
                 in_hand = {(event.message.partition, event.message.offset): event.message for event in events}
                 for record in batch.held:
                     message = held_messages[record.partition, record.offset] = in_hand[record.partition, record.offset]
-                    faust_runtime.skip_fix.hold(message)
+                    faust_runtime.skip_fix.hold(message, app.consumer)
             await checkpoint.commit(name, batch)
             for record in batch.released:
                 faust_runtime.skip_fix.release(held_messages.pop((record.partition, record.offset)), app.consumer)
@@ -278,8 +281,9 @@ def build_app(config: StreamConfig) -> faust.App:
     @app.timer(interval=PROGRESS_SECONDS)
     async def report_input_progress() -> None:
         """Tell decide how far intake has read each input partition it holds, also when nothing new
-        comes: one caught up and handed nothing for ``idle_after`` seconds has read up to now (a
-        record published later and dated before the claims released meanwhile is late)."""
+        comes: one caught up and handed nothing for ``idle_after`` seconds has read up to now, or
+        with ``backfill`` to the end of time (a record published later and dated before the claims
+        released meanwhile is late)."""
         consumer = app.consumer
         if intake_busy[0] or app.in_recovery or not consumer.flow_active:
             return
@@ -292,7 +296,7 @@ def build_app(config: StreamConfig) -> faust.App:
             high, read = consumer.highwater(tp), consumer._read_offset.get(tp)  # Faust's; not public
             handed_next = read + 1 if read is not None else (consumer._committed_offset.get(tp) or await consumer.position(tp))
             if high is not None and handed_next is not None and handed_next >= high and now - last_read >= config.idle_after:
-                progress[source] = utc_now()
+                progress[source] = END_OF_TIME if config.backfill else utc_now()
             elif source in intake_stage.read_up_to:
                 progress[source] = intake_stage.read_up_to[source]
         if progress and not intake_busy[0]:

@@ -64,12 +64,16 @@ def handed(message) -> None:
         _HANDED[key] = _HANDED.get(key, 0) + 1
 
 
-def hold(message) -> None:
+def hold(message, consumer) -> None:
     """A stage keeps ``message`` past its batch: the batch's acknowledgement must not count for it,
     and no commit may pass it until :func:`release`. Faust's own head logic would commit past an
-    unacknowledged first record of a partition never committed before."""
+    unacknowledged first record of a partition never committed before. The message is handled as
+    far as the consumer is concerned: a rebalance or a shutdown must not wait for it
+    (``Consumer.wait_empty`` waits for every unacknowledged message; held ones are read again by
+    whoever takes the partition)."""
     message.incref()
     _HELD.setdefault(message.tp, set()).add(message.offset)
+    consumer._unacked_messages.discard(message)
 
 
 def release(message, consumer) -> None:
