@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Any, MutableMapping
 
+from rules.eligibility import ineligibility
 from rules.intake import Claim
 from rules.money import Rate, format_fen
 from rules.policy import Cap, Clause, Policy
@@ -262,8 +263,11 @@ class Engine:
         declined_by = None
         reason = ""
         granted, granted_text = 0, "0.00"  # granted_text is always format_fen(granted)
+        ineligible = ineligibility(self.policy, claim, terms.day)
         if raw is None:
             declined_by, reason = "not-in-force", not_in_force
+        elif ineligible is not None:
+            declined_by, reason = "not-eligible", ineligible
         elif raw == 0:
             declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
         else:

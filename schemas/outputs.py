@@ -270,7 +270,7 @@ class Decision(_Out):
     beneficiary: Party
     granted: Money = Field(description="negative for a clawback")
     declined: NonNegativeMoney = Field(description="raw entitlement minus granted: what the caps did not allow")
-    declined_by: Name | None = Field(description="the cap id (or not-in-force / nothing-to-pay) that lowered the grant")
+    declined_by: Name | None = Field(description="the cap id (or not-in-force / not-eligible / nothing-to-pay) that lowered the grant")
     reason: str
     corrects: EventId | None = Field(description="for a refund or credit note: the event_id of the purchase or invoice it corrects")
     computation: Union[GrantComputation, RefundPendingComputation, CorrectionComputation]
