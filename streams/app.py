@@ -288,14 +288,16 @@ def build_app(config: StreamConfig) -> faust.App:
         if intake_busy[0] or app.in_recovery or not consumer.flow_active:
             return
         now, progress = time.monotonic(), {}
+        # fetched to the end (past any transaction markers, which no agent is handed), nothing
+        # waiting for the intake agent, and nothing handed to it for idle_after seconds
+        queued = sum(channel.queue.qsize() for channel in app.topics if set(channel.topics) & set(INPUT_TOPICS))
         for tp in consumer.assignment():
             if tp.topic not in INPUT_TOPICS:
                 continue
             source = (tp.topic, tp.partition)
             last_read = input_last_read.setdefault(source, now)  # the quiet starts when it is first held
-            high, read = consumer.highwater(tp), consumer._read_offset.get(tp)  # Faust's; not public
-            handed_next = read + 1 if read is not None else (consumer._committed_offset.get(tp) or await consumer.position(tp))
-            if high is not None and handed_next is not None and handed_next >= high and now - last_read >= config.idle_after:
+            high, position = consumer.highwater(tp), await consumer.position(tp)
+            if not queued and high is not None and position is not None and position >= high and now - last_read >= config.idle_after:
                 progress[source] = END_OF_TIME if config.backfill else utc_now()
             elif source in intake_stage.read_up_to:
                 progress[source] = intake_stage.read_up_to[source]
