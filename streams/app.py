@@ -219,7 +219,7 @@ def build_app(config: StreamConfig) -> faust.App:
                     exit_now(STAGE_FAILED_EXIT)
 
     # decide's held claims (streams/stages.py DecideStage): their messages stay unacknowledged, so no
-    # commit passes them (streams/faust_runtime/skip_fix.py hold), until a later batch decides them
+    # commit passes them (streams/faust_runtime/skip_fix.py hold; docs/decisions/0011), until a later batch decides them
     held_messages: dict[tuple[int, int], Any] = {}
     decide_generation: list[int | None] = [None]
     # when intake was last handed a record of each input partition, and whether a batch is in hand

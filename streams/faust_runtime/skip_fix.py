@@ -28,7 +28,7 @@ payment).
   worker before any commit can count it, and a restarted worker reads the records again.
 
 A stage may also hold a record past its batch (decide keeps a claim until the event-time
-watermark passes it: streams/event_time adapter): ``hold`` keeps Faust's acknowledgement of the
+watermark passes it: docs/decisions/0011): ``hold`` keeps Faust's acknowledgement of the
 batch from counting for it, and nothing of its partition is committed past it until ``release``.
 
 Our own topics (claims) are never compacted and never written in transactions, so every offset
