@@ -168,6 +168,11 @@ class TopicSpec:
     settings: Mapping[str, str]  # topic configs, min.insync.replicas included
 
 
+def input_partitions_of(partitions: int) -> list[tuple[str, int]]:
+    """Every (input topic, partition) intake reads: decide's event-time watermark waits for each."""
+    return [(topic, p) for topic in INPUT_TOPICS for p in range(input_partitions(topic, partitions))]
+
+
 def topic_specs(app_id: str, partitions: int, replication: int = 1) -> list[TopicSpec]:
     """Every topic the app reads or writes, with what it is created with."""
     settings = {kind: {**values, "min.insync.replicas": str(min_insync_replicas(replication))} for kind, values in TOPIC_SETTINGS.items()}
