@@ -190,7 +190,7 @@ def build_app(config: StreamConfig) -> faust.App:
         Faust configures it: murmur2)."""
         return DefaultPartitioner()(key, claims_partitions, claims_partitions)
 
-    intake_stage = IntakeStage(policy, config.partitions)
+    intake_stage = IntakeStage(policy, config.partitions, check_clock_skew=not config.backfill)
     decide_stage = DecideStage(policy, table, claims_partition_of, input_partitions_of(config.partitions))
     # aiokafka's producer under Faust's: record batches are its API, not Faust's
     checkpoint = Checkpoint(lambda: app.producer._ensure_producer(), config.ledger_url, policy.timezone)

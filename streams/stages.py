@@ -179,10 +179,13 @@ class IntakeStage:
     (the latest ``occurred_at`` read there): decide releases a claim only once every input has
     come past it (rules/event_time.py)."""
 
-    def __init__(self, policy: Policy, claims_partitions: int, clock: Clock = utc_now):
+    def __init__(self, policy: Policy, claims_partitions: int, clock: Clock = utc_now, check_clock_skew: bool = True):
         self.policy = policy
         self.claims_partitions = claims_partitions
         self.clock = clock
+        # against the broker's time of receipt; not for history being loaded (a backfill), whose
+        # events may be dated after the day it is loaded
+        self.check_clock_skew = check_clock_skew
         self.read_up_to: dict[Input, dt.datetime] = {}
 
     def take(self, records: Iterable[Record]) -> StageBatch:
@@ -213,7 +216,10 @@ class IntakeStage:
         origin = origin_of(record, key, raw)
         METRICS.events_in.inc(record.topic)
         try:
-            claims = intake(record.topic, raw, self.policy)
+            received_at = None
+            if self.check_clock_skew and record.timestamp is not None:
+                received_at = dt.datetime.fromtimestamp(record.timestamp, dt.timezone.utc)
+            claims = intake(record.topic, raw, self.policy, received_at)
         except Rejected as exc:
             batch.emit([], [], [rejection_of(origin, exc.code, exc.reason, self.clock())], key, record.timestamp)
             return None

@@ -253,7 +253,7 @@ def test_the_checkpoint_exits_unacknowledged_when_the_ledger_refuses_a_record(st
 def test_an_intake_failure_is_an_internal_error_rejection_of_the_input(stages, monkeypatch):
     intake, _, _ = stages
 
-    def broken(topic: str, raw: bytes, policy: Any) -> list:
+    def broken(topic: str, raw: bytes, policy: Any, received_at: Any = None) -> list:
         raise KeyError("vendor")
 
     monkeypatch.setattr("streams.stages.intake", broken)
@@ -317,3 +317,12 @@ def test_an_unreadable_progress_record_is_a_dead_letter(stages):
     batch = decide.take([Record(CLAIMS_TOPIC, 0, 4, PROGRESS_KEY, b'{"progress": {"nope": {}}}', None)])
     ((_, letter),) = sent(batch, DEAD_LETTERS_TOPIC)
     assert "progress names 'nope'" in json.loads(letter)["reason"]
+
+
+def test_an_input_dated_after_the_broker_received_it_beyond_the_clock_skew_is_rejected(stages):
+    intake, _, _ = stages
+    early = Record("compute-purchases", 0, 9, b"k-1", PURCHASE, 1_772_417_700.0 - 3600)  # an hour before its occurred_at
+    (rejection,) = intake.take([early]).rejections
+    assert rejection["code"] == "dated-in-future"
+    backfill = IntakeStage(POLICY, 1, clock=lambda: AT, check_clock_skew=False)  # history being loaded
+    assert not backfill.take([early]).rejections
