@@ -16,7 +16,7 @@ GENESIS_HASH = "0" * 64  # the chain head's hash before the first journal entry
 # Rows that are facts: never updated, never deleted (a correction is a new row); triggers refuse
 # UPDATE and DELETE (and TRUNCATE on PostgreSQL).
 APPEND_ONLY = ("ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges",
-               "ledger_holds", "ledger_hold_releases")
+               "ledger_holds", "ledger_hold_releases", "operator_actions")
 
 metadata = sa.MetaData()
 
@@ -162,4 +162,28 @@ hold_releases = sa.Table(
     sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_holds.instruction_id"), primary_key=True),
     sa.Column("released_on", sa.String(10), nullable=False),
     _recorded_at(),
+)
+
+# The console's operators (console/users.py) and every state-changing action they took.
+OPERATOR_ROLES = ("viewer", "maker", "checker", "admin")  # each may do what the ones before it may
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(300), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.CheckConstraint("role IN ('viewer', 'maker', 'checker', 'admin')", name="ck_console_users_role"),
+)
+operator_actions = sa.Table(
+    "operator_actions",
+    metadata,
+    sa.Column("action_id", sa.String(36), primary_key=True),
+    sa.Column("user_name", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    _recorded_at(),
+    sa.Index("ix_operator_actions_subject", "subject"),
 )
