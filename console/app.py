@@ -49,8 +49,8 @@ WRITER = web.AppKey("writer", dict)  # {"engine": Engine}, made at the first act
 SESSIONS = web.AppKey("sessions", Sessions)
 LIMITER = web.AppKey("limiter", LoginLimiter)
 # open without a login: the page and its login form (they hold no data), what tells the page
-# whether to ask for one, and what monitoring scrapes
-OPEN_PATHS = frozenset({"/", "/login", "/api/login", "/api/session", "/openapi.json", "/metrics", "/healthz"})
+# whether to ask for one, and what monitoring scrapes (/api/streams shows what /metrics does)
+OPEN_PATHS = frozenset({"/", "/login", "/api/login", "/api/session", "/api/streams", "/openapi.json", "/metrics", "/healthz"})
 BREAK_GLASS = "break-glass"
 
 SECURITY_HEADERS = {

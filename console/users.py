@@ -34,7 +34,8 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD_LENGTH = 12
 # scrypt at n=2^15, r=8: 32 MiB and some 0.1 s a guess (RFC 7914's interactive-login figures raised)
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
-OPERATOR_KEY = "operator"  # where the guard puts the request's Operator (or None)
+# where the guard puts the request's Operator (None: nobody logged in)
+OPERATOR_KEY = web.RequestKey("operator", object)
 
 
 class UserError(Exception):
