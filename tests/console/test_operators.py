@@ -5,7 +5,6 @@ hold and release is recorded with the operator's name, released only by another 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,29 +15,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from console.app import build_console
 from console.sessions import MAX_FAILURES, LoginLimiter
-from console.users import add_user, password_matches, role_of
+from console.users import password_matches, role_of
 from sinks.ledger import make_engine
-from sinks.ledger.schema import accounts, console_users, operator_actions
+from sinks.ledger.schema import console_users, operator_actions
 
-PASSWORD = "correct horse battery"
-OPERATORS = {"vera": "viewer", "mark": "maker", "chen": "checker", "chao": "checker"}
-
-
-@pytest.fixture(scope="module")
-def staffed_ledger(pipeline_ledger, tmp_path_factory):
-    """A copy of the console's ledger with one operator of each kind, and a payee of it."""
-    path = tmp_path_factory.mktemp("operators") / "ledger.sqlite"
-    shutil.copyfile(pipeline_ledger["path"], path)
-    url = f"sqlite:///{path}"
-    engine = make_engine(url)
-    try:
-        for name, role in OPERATORS.items():
-            add_user(engine, name, role, PASSWORD)
-        with engine.connect() as conn:
-            payee = conn.execute(sa.select(accounts.c.payee_id).where(accounts.c.payee_id.is_not(None)).limit(1)).scalar_one()
-    finally:
-        engine.dispose()
-    return {"url": url, "payee": payee}
+PASSWORD = "correct horse battery"  # of every operator of the staffed_ledger fixture
 
 
 def session_of(app, work):
