@@ -20,6 +20,7 @@ import hmac
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Collection
 
@@ -27,7 +28,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from console import metrics as console_metrics
-from console.openapi import OUTCOMES, spec
+from console.openapi import OUTCOMES, TEXT_PATTERN, spec
 from console.readmodel import ConsoleError, LedgerReader, shown_url
 from console.sessions import COOKIE, CSRF_HEADER, SESSION_SECONDS, LoginLimiter, Session, Sessions
 from console.streams import StreamScraper
@@ -148,7 +149,7 @@ async def _read(request: web.Request, method: str, *args: Any, **kwargs: Any) ->
 
 def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
         value = int(raw)
@@ -160,10 +161,10 @@ def _int(request: web.Request, name: str, default: int, maximum: int) -> int:
 
 
 def _one_of(request: web.Request, name: str, valid: Collection[str]) -> str | None:
-    """A filter's value, or None when not given; a value that could match nothing is a mistake
-    to say (400), not an empty list nor a database error."""
+    """A filter's value, or None when not given; a value that could match nothing (an empty one
+    too) is a mistake to say (400), not an empty list nor a database error."""
     raw = request.query.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return None
     if raw not in valid:
         raise web.HTTPBadRequest(text=_dumps({"error": f"{name} must be one of: {', '.join(sorted(valid))}"}), content_type="application/json")
@@ -204,7 +205,7 @@ async def api_streams(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return _json(spec())
+    return _json(spec(request.app[READER].policy.clauses))
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -223,9 +224,21 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(STATIC_DIR / "login.html", headers={"Cache-Control": "no-cache"})
 
 
+_TEXT = re.compile(TEXT_PATTERN)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 async def _json_object(request: web.Request, fields: dict[str, int]) -> dict[str, str]:
     """The request's JSON object with ``fields`` (name: longest length), each a non-empty string
-    without control characters; else a 400 naming what is wrong."""
+    without control characters (nor half of a surrogate pair, which no database can store); else
+    a 400 naming what is wrong."""
     try:
         body = await request.json()
     except (ValueError, UnicodeDecodeError):
@@ -235,8 +248,8 @@ async def _json_object(request: web.Request, fields: dict[str, int]) -> dict[str
     out: dict[str, str] = {}
     for name, longest in fields.items():
         value = body.get(name)
-        if not isinstance(value, str) or not 1 <= len(value) <= longest or not value.isprintable():
-            raise web.HTTPBadRequest(text=_dumps({"error": f"{name} must be text of 1 to {longest} printable characters"}), content_type="application/json")
+        if not isinstance(value, str) or not 1 <= len(value) <= longest or not _TEXT.match(value) or not _encodable(value):
+            raise web.HTTPBadRequest(text=_dumps({"error": f"{name} must be text of 1 to {longest} characters, none a control character"}), content_type="application/json")
         out[name] = value
     return out
 

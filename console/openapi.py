@@ -6,7 +6,7 @@ that every path here is a route.
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, Collection, get_args
 
 from schemas.outputs import Outcome
 
@@ -27,6 +27,8 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
 
 
 BAD_REQUEST = {"description": "A query parameter out of range or not one of its values; the error says which are valid.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+# text an operator sends: no control characters (a NUL cannot even be stored by PostgreSQL)
+TEXT_PATTERN = "^[^\u0000-\u001f\u007f-\u009f]*$"
 ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 UNAVAILABLE = {"description": "The ledger cannot be read (missing file, no schema yet, database down).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
@@ -220,12 +222,16 @@ def _get(summary: str, description: str, ok: dict[str, Any], parameters: list | 
     return {"get": op}
 
 
-def _post(summary: str, description: str, body: dict[str, int], ok: dict[str, Any], refusals: dict[str, str]) -> dict[str, Any]:
-    """A state-changing operation: a JSON object of string fields (name: longest length)."""
-    schema = {"type": "object", "required": list(body), "properties": {name: {"type": "string", "minLength": 1, "maxLength": longest} for name, longest in body.items()}}
-    responses: dict[str, Any] = {"200": ok, "400": {"description": "not a JSON object with these fields as text", **ERROR}}
+def _post(summary: str, description: str, body: dict[str, int] | None, ok: dict[str, Any], refusals: dict[str, str]) -> dict[str, Any]:
+    """A state-changing operation: a JSON object of string fields (name: longest length), or no body."""
+    responses: dict[str, Any] = {"200": ok}
+    operation: dict[str, Any] = {"summary": summary, "description": description, "responses": responses}
+    if body is not None:
+        schema = {"type": "object", "required": list(body), "properties": {name: {"type": "string", "minLength": 1, "maxLength": longest, "pattern": TEXT_PATTERN} for name, longest in body.items()}}
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        responses["400"] = {"description": "not a JSON object with these fields as text", **ERROR}
     responses.update({status: {"description": why, **ERROR} for status, why in refusals.items()})
-    return {"post": {"summary": summary, "description": description, "requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}, "responses": responses}}
+    return {"post": operation}
 
 
 _ACTION_REFUSALS = {"401": "not logged in (and no break-glass admin token)", "403": "a role too low, the CSRF header missing or wrong, or (release) the same operator who placed the hold",
@@ -237,7 +243,8 @@ def _int_param(name: str, default: int, maximum: int, description: str) -> dict[
     return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}}
 
 
-def spec() -> dict[str, Any]:
+def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
+    """The document; ``clauses``: the ids of the console's policy, the values ``clause`` takes."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -272,7 +279,7 @@ def spec() -> dict[str, Any]:
                     {"name": "outcome", "in": "query", "required": False, "description": "only decisions with this outcome; another value is answered 400",
                      "schema": {"type": "string", "enum": list(OUTCOMES)}},
                     {"name": "clause", "in": "query", "required": False, "description": "only decisions of this clause, an id of the console's policy (as in /api/budgets); another value is answered 400",
-                     "schema": {"type": "string"}},
+                     "schema": {"type": "string", "enum": sorted(clauses)} if clauses else {"type": "string"}},
                 ],
             ),
             "/api/rejections": _get(
@@ -299,7 +306,7 @@ def spec() -> dict[str, Any]:
             "/api/login": _post("Log in", "Sets the HttpOnly, SameSite=Strict session cookie; answers the CSRF token that state-changing requests repeat in X-CSRF-Token. Only application/json is accepted.",
                                 {"name": 64, "password": 1024}, _json("Session", "the session"),
                                 {"401": "wrong user name or password", "415": "not sent as application/json", "429": "5 failed logins within a minute for the user or from the address", "503": "the ledger cannot be read"}),
-            "/api/logout": _post("Log out", "Ends the session. Needs the session's X-CSRF-Token header.", {}, {"description": "logged out", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "/api/logout": _post("Log out", "Ends the session. Needs the session's X-CSRF-Token header.", None, {"description": "logged out", "content": {"application/json": {"schema": {"type": "object"}}}},
                                  {"401": "not logged in", "403": "the CSRF header missing or wrong"}),
             "/openapi.json": _get("This document", "OpenAPI 3.1.", {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}, ledger=False),
             "/metrics": _get(

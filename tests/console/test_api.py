@@ -300,8 +300,8 @@ def test_metrics_parse_and_agree_with_the_ledger(app, pipeline_ledger):
     assert {f.name for f in text_string_to_metric_families(text)}
 
 
-def test_openapi_describes_exactly_the_routes(app):
-    document = spec()
+def test_openapi_describes_exactly_the_routes(app, policy):
+    document = spec(policy.clauses)
     assert document["openapi"].startswith("3.1")
     routes: dict[str, set[str]] = {}
     for resource in app.router.resources():

@@ -96,7 +96,7 @@ def test_roles_csrf_and_four_eyes_on_holds(staffed_ledger, policy):
     out = session_of(build_console(staffed_ledger["url"], policy), work)
     assert out["viewer"] == (403, "vera is a viewer: this needs the role maker or higher")
     assert out["no csrf"][0] == out["wrong csrf"][0] == 403 and "X-CSRF-Token" in out["no csrf"][1]
-    assert out["bad body"] == (400, "payee_id must be text of 1 to 128 printable characters")
+    assert out["bad body"] == (400, "payee_id must be text of 1 to 128 characters, none a control character")
     assert out["unknown payee"] == (404, "no payee 91510100NOSUCHPAYEE in the ledger")
     assert out["maker holds"] == (200, "hold")
     assert out["again"][0] == 409 and "placed by mark" in out["again"][1]
