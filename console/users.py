@@ -70,8 +70,10 @@ def password_matches(stored: str, password: str) -> bool:
     return hmac.compare_digest(computed, base64.b64decode(digest))
 
 
-# a hash no password matches: an unknown name costs a login the same time as a known one
-_NOBODY = hash_password(secrets.token_urlsafe(32))
+@functools.cache
+def _nobody() -> str:
+    """A hash no password matches: an unknown name costs a login the same time as a known one."""
+    return hash_password(secrets.token_urlsafe(32))
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -109,7 +111,7 @@ def role_of(conn: Connection | Engine, name: str) -> str | None:
 
 def authenticate(conn: Connection, name: str, password: str) -> Operator | None:
     row = conn.execute(sa.select(console_users.c.role, console_users.c.password_hash).where(console_users.c.name == name)).first()
-    if not password_matches(row.password_hash if row else _NOBODY, password) or row is None:
+    if not password_matches(row.password_hash if row else _nobody(), password) or row is None:
         return None
     return Operator(name, row.role)
 

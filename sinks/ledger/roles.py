@@ -96,6 +96,12 @@ def create_roles(conn: Connection, roles: LedgerRoles, passwords: dict[str, str 
     owner of the ledger's existing tables (a ledger made before its roles)."""
     if conn.dialect.name != "postgresql":
         raise LedgerError("roles exist on PostgreSQL only; a SQLite ledger is protected by its file's permissions")
+    names = list(roles.by_job().values())
+    if len(set(names)) < len(names):
+        raise LedgerError(f"the migrator, writer and reader must be three roles, not {', '.join(names)}")
+    myself = conn.exec_driver_sql("SELECT current_user").scalar_one()
+    if myself in names:  # it would lose the powers init runs with
+        raise LedgerError(f"{myself} runs `ledger init`: it cannot also be the migrator, the writer or the reader")
     existing = {name for (name,) in conn.exec_driver_sql("SELECT rolname FROM pg_roles")}
     for job, name in roles.by_job().items():
         verb = "ALTER" if name in existing else "CREATE"

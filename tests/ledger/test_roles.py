@@ -172,3 +172,13 @@ def test_the_console_reads_as_the_reader_and_records_as_the_writer(initialised):
             return held.status, (await client.get("/api/holds")).status, nul.status, (await client.get("/api/summary")).status
 
     assert asyncio.run(work()) == (200, 200, 400, 200)
+
+
+@pytest.mark.parametrize("names", [("m_same", "w_same", "w_same"), ("m_self", "postgres", "r_self")])
+def test_init_refuses_roles_that_are_one_or_the_user_running_it(postgres_url, names, capsys):
+    user = sa.make_url(postgres_url).username
+    migrator, writer, reader = (user if name == "postgres" else name for name in names)
+    code = ledger_main(["ledger", "init", "--ledger", postgres_url, "--migrator-role", migrator, "--writer-role", writer, "--reader-role", reader])
+    error = capsys.readouterr().err
+    assert code == 2 and len(error.strip().splitlines()) == 1
+    assert "must be three roles" in error or "runs `ledger init`" in error
