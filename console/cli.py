@@ -55,7 +55,7 @@ def add_user(args: argparse.Namespace) -> int:
     from console.users import add_user as store_user
     from sinks.ledger import first_line, holds_ledger, ledger_url, make_engine, shown_url
 
-    url = ledger_url(args.users_ledger)
+    url = ledger_url(args.users_ledger or args.ledger)
     try:
         present = holds_ledger(url)
     except Exception as error:  # noqa: BLE001 - the URL's or the database's fault: one line
