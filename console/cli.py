@@ -34,7 +34,7 @@ def add_console_commands(subparsers) -> None:
         "password. Roles: viewer (reads), maker (+ holds a payee), checker (+ releases a hold another placed), admin (all). "
         "Run it with a URL that may write console_users (on PostgreSQL the superuser or the migrator, not the writer).")
     add.add_argument("name", help="user name: 1 to 64 of a-z 0-9 . _ -")
-    add.add_argument("--role", required=True, choices=["viewer", "maker", "checker", "admin"])
+    add.add_argument("--role", required=True, choices=["viewer", "maker", "checker", "admin"], help="what the operator may do (each role may do what the ones before it may)")
     add.add_argument("--ledger", dest="users_ledger", default=None, metavar="URL", help="ledger database URL (default $SUBSIDY_LEDGER_URL or the embedded SQLite file)")
     add.set_defaults(func=add_user)
 
