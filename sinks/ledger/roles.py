@@ -5,7 +5,7 @@ its job needs and nothing else:
 
 * the migrator owns the ledger's tables (the migrations run as it: DDL, triggers);
 * the writer (workers, the console's operator actions) may SELECT every table and INSERT where
-  booking appends (:data:`WRITER_INSERTS`); it UPDATEs only the chain head and the cap usage
+  booking, payment holds and operators' actions append (:data:`WRITER_INSERTS`); it UPDATEs only the chain head and the cap usage
   counters (:data:`WRITER_UPDATES`), which ``sinks/ledger/booking.py`` moves on each batch. Not
   being an owner, it cannot ALTER a table nor disable a trigger; it has no DELETE nor TRUNCATE;
 * the reader (the console's pages, exports, balances) may only SELECT.
@@ -30,6 +30,8 @@ from sinks.ledger.schema import (
     cap_usage,
     chain_head,
     decisions_t,
+    hold_releases,
+    holds_t,
     instructions_t,
     journal,
     metadata,
@@ -38,7 +40,7 @@ from sinks.ledger.schema import (
 )
 
 VERSION_TABLE = "ledger_alembic_version"
-WRITER_INSERTS = (decisions_t, instructions_t, rejections_t, journal, cap_charges, accounts, cap_usage, operator_actions)
+WRITER_INSERTS = (decisions_t, instructions_t, rejections_t, journal, cap_charges, accounts, cap_usage, holds_t, hold_releases, operator_actions)
 WRITER_UPDATES = {chain_head: ("seq", "head_hash"), cap_usage: ("used", "cap_limit")}
 APPEND_ONLY_FUNCTION = "ledger_append_only()"
 

@@ -5,6 +5,7 @@ triggers; the reader cannot write at all. (SQLite has no roles.)"""
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import io
 import json
 import uuid
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from bench.common import fresh_database
+from rules.exclusions import Listing
 from sinks.cli import main as ledger_main
 from sinks.ledger import Ledger
 from sinks.ledger.roles import LedgerRoles
@@ -81,6 +83,10 @@ def test_the_writer_books_through_the_ledger(initialised):
         assert ledger.record(first.decisions, first.instructions, first.rejections).new_instructions == 2
         assert ledger.record(second.decisions, second.instructions, second.rejections).new_instructions == 2  # cap usage moved back and forth
         assert ledger.record(first.decisions, first.instructions, first.rejections).new == 0  # a repeat stays a no-op
+        payment = second.instructions[0]
+        listing = Listing(payment["payee"]["id"], "debarred", "R-1", dt.date(2026, 3, 1), None, "registry", "x1", "2026-03-01T09:00:00+08:00")
+        assert ledger.hold(payment["instruction_id"], listing, dt.date(2026, 3, 10))
+        assert ledger.release(payment["instruction_id"], dt.date(2026, 4, 1))
         assert ledger.verify_chain() == []
     with Ledger.open(initialised["reader"]) as ledger:
         assert ledger.counts()["instructions"] == 4
@@ -92,6 +98,8 @@ def test_the_writer_books_through_the_ledger(initialised):
     "UPDATE ledger_accounts SET name = 'x'",
     "UPDATE ledger_cap_usage SET scope = 'x'",  # it moves the usage counters, not their keys
     "DELETE FROM ledger_rejections",
+    "DELETE FROM ledger_holds",
+    "UPDATE ledger_hold_releases SET released_on = '2026-01-01'",
     "DELETE FROM ledger_cap_usage",
     "DELETE FROM ledger_chain_head",
     "TRUNCATE ledger_journal",
