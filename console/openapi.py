@@ -6,7 +6,7 @@ that every path here is a route.
 
 from __future__ import annotations
 
-from typing import Any, get_args
+from typing import Any, Collection, get_args
 
 from schemas.outputs import Outcome
 
@@ -27,10 +27,20 @@ def _json(schema_ref: str, description: str) -> dict[str, Any]:
 
 
 BAD_REQUEST = {"description": "A query parameter out of range or not one of its values; the error says which are valid.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+# text an operator sends: no control characters (a NUL cannot even be stored by PostgreSQL)
+TEXT_PATTERN = "^[^\u0000-\u001f\u007f-\u009f]*$"
+ERROR = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 UNAVAILABLE = {"description": "The ledger cannot be read (missing file, no schema yet, database down).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+    "Session": {"type": "object", "required": ["name", "role", "csrf"], "properties": {
+        "login_required": {"type": "boolean"}, "name": {"type": ["string", "null"]}, "role": {"type": ["string", "null"], "enum": ["viewer", "maker", "checker", "admin", None]},
+        "csrf": {"type": ["string", "null"]}}},
+    "Holds": {"type": "object", "required": ["holds"], "properties": {"holds": {"type": "array", "items": {"type": "object", "required": ["payee_id", "placed_by", "placed_at", "reason"], "properties": {
+        "payee_id": {"type": "string"}, "placed_by": {"type": "string"}, "placed_at": {"type": "string"}, "reason": {"type": "string"}}}}}},
+    "ActionDone": {"type": "object", "required": ["action", "payee_id", "by", "at", "reason"], "properties": {
+        "action": {"type": "string", "enum": ["hold", "release"]}, "payee_id": {"type": "string"}, "by": {"type": "string"}, "at": {"type": "string"}, "reason": {"type": "string"}}},
     "Clause": {
         "type": "object",
         "properties": {
@@ -212,18 +222,38 @@ def _get(summary: str, description: str, ok: dict[str, Any], parameters: list | 
     return {"get": op}
 
 
+def _post(summary: str, description: str, body: dict[str, int] | None, ok: dict[str, Any], refusals: dict[str, str]) -> dict[str, Any]:
+    """A state-changing operation: a JSON object of string fields (name: longest length), or no body."""
+    responses: dict[str, Any] = {"200": ok}
+    operation: dict[str, Any] = {"summary": summary, "description": description, "responses": responses}
+    if body is not None:
+        schema = {"type": "object", "required": list(body), "properties": {name: {"type": "string", "minLength": 1, "maxLength": longest, "pattern": TEXT_PATTERN} for name, longest in body.items()}}
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": schema}}}
+        responses["400"] = {"description": "not a JSON object with these fields as text", **ERROR}
+    responses.update({status: {"description": why, **ERROR} for status, why in refusals.items()})
+    return {"post": operation}
+
+
+_ACTION_REFUSALS = {"401": "not logged in (and no break-glass admin token)", "403": "a role too low, the CSRF header missing or wrong, or (release) the same operator who placed the hold",
+                    "409": "already on hold, or not on hold", "503": "the ledger cannot be read or written"}
+_DONE = {"description": "recorded in operator_actions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ActionDone"}}}}
+
+
 def _int_param(name: str, default: int, maximum: int, description: str) -> dict[str, Any]:
     return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": "integer", "minimum": 1, "maximum": maximum, "default": default}}
 
 
-def spec() -> dict[str, Any]:
+def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
+    """The document; ``clauses``: the ids of the console's policy, the values ``clause`` takes."""
     return {
         "openapi": "3.1.0",
         "info": {
             "title": "Subsidy console API",
             "version": "1",
-            "description": "Read-only view of the subsidy ledger and the stream workers. " + MONEY_NOTE
-            + " Only GET and HEAD are served; any other method is refused with 401 unless it carries the admin bearer token (SUBSIDY_CONSOLE_ADMIN_TOKEN); there are no admin actions yet.",
+            "description": "View of the subsidy ledger and the stream workers, and operators' holds on payees. " + MONEY_NOTE
+            + " Once the ledger has operators (`subsidy console users add`), the data under /api/ needs a login (POST /api/login). A POST needs a"
+            " logged-in operator of the role it names and the session's X-CSRF-Token header, or the break-glass admin bearer token"
+            " (SUBSIDY_CONSOLE_ADMIN_TOKEN), each use logged.",
         },
         "servers": [{"url": "/"}],
         "paths": {
@@ -249,7 +279,7 @@ def spec() -> dict[str, Any]:
                     {"name": "outcome", "in": "query", "required": False, "description": "only decisions with this outcome; another value is answered 400",
                      "schema": {"type": "string", "enum": list(OUTCOMES)}},
                     {"name": "clause", "in": "query", "required": False, "description": "only decisions of this clause, an id of the console's policy (as in /api/budgets); another value is answered 400",
-                     "schema": {"type": "string"}},
+                     "schema": {"type": "string", "enum": sorted(clauses)} if clauses else {"type": "string"}},
                 ],
             ),
             "/api/rejections": _get(
@@ -264,6 +294,20 @@ def spec() -> dict[str, Any]:
                 _json("Streams", "per-topic figures"),
                 ledger=False,
             ),
+            "/login": _get("The login page", "HTML form posting to /api/login.", {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}, ledger=False),
+            "/api/session": _get("Who is logged in", "Whether the ledger has operators (then the data under /api/ needs a login), and the session's operator and CSRF token.", _json("Session", "the session")),
+            "/api/holds": {
+                **_get("Payees on hold", "Each payee whose latest hold or release is a hold, newest first.", _json("Holds", "holds")),
+                **_post("Hold a payee (maker or higher)", "Recorded in operator_actions with the operator's name. Needs the session's X-CSRF-Token header.",
+                        {"payee_id": 128, "reason": 500}, _DONE, {**_ACTION_REFUSALS, "404": "no such payee in the ledger"}),
+            },
+            "/api/holds/release": _post("Release a payee's hold (checker or higher, not the one who placed it)", "Recorded in operator_actions with the operator's name. Needs the session's X-CSRF-Token header.",
+                                        {"payee_id": 128, "reason": 500}, _DONE, _ACTION_REFUSALS),
+            "/api/login": _post("Log in", "Sets the HttpOnly, SameSite=Strict session cookie; answers the CSRF token that state-changing requests repeat in X-CSRF-Token. Only application/json is accepted.",
+                                {"name": 64, "password": 1024}, _json("Session", "the session"),
+                                {"401": "wrong user name or password", "415": "not sent as application/json", "429": "5 failed logins within a minute for the user or from the address", "503": "the ledger cannot be read"}),
+            "/api/logout": _post("Log out", "Ends the session. Needs the session's X-CSRF-Token header.", None, {"description": "logged out", "content": {"application/json": {"schema": {"type": "object"}}}},
+                                 {"401": "not logged in", "403": "the CSRF header missing or wrong"}),
             "/openapi.json": _get("This document", "OpenAPI 3.1.", {"description": "OpenAPI document", "content": {"application/json": {"schema": {"type": "object"}}}}, ledger=False),
             "/metrics": _get(
                 "Prometheus metrics",
@@ -275,6 +319,9 @@ def spec() -> dict[str, Any]:
         },
         "components": {
             "schemas": SCHEMAS,
-            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer", "description": "SUBSIDY_CONSOLE_ADMIN_TOKEN; required for any method other than GET/HEAD (no such operation exists yet)."}},
+            "securitySchemes": {
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "SUBSIDY_CONSOLE_ADMIN_TOKEN: the break-glass admin, each use logged."},
+                "session": {"type": "apiKey", "in": "cookie", "name": "subsidy_session", "description": "from POST /api/login; a POST also repeats its CSRF token in X-CSRF-Token"},
+            },
         },
     }

@@ -23,10 +23,11 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from console.users import Operator, authenticate, has_users
 from rules.money import format_fen, parse_amount
 from rules.policy import Clause, Policy
 from sinks.ledger import LedgerError, parse_ledger_url, shown_url
-from sinks.ledger.schema import cap_charges, cap_usage, decisions_t, instructions_t, rejections_t
+from sinks.ledger.schema import accounts, cap_charges, cap_usage, decisions_t, instructions_t, operator_actions, rejections_t
 
 TREND_DAYS = 30
 MAX_RECENT_SCAN = 5000
@@ -408,6 +409,34 @@ class LedgerReader:
         with self.engine.connect() as conn:
             conn.execute(sa.select(sa.func.count()).select_from(decisions_t)).scalar_one()
         return {"ok": True, "ledger": shown_url(self.url)}
+
+    # -- operators and their holds -------------------------------------------------------
+
+    def login_required(self) -> bool:
+        with self.engine.connect() as conn:
+            return has_users(conn)
+
+    def authenticate(self, name: str, password: str) -> Operator | None:
+        with self.engine.connect() as conn:
+            return authenticate(conn, name, password)
+
+    def payee_known(self, payee_id: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(accounts.c.account_id).where(accounts.c.payee_id == payee_id).limit(1)).first() is not None
+
+    def holds(self) -> dict[str, Any]:
+        """Payees on hold: those whose latest hold or release is a hold, with who placed it, when and why."""
+        latest: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            if not sa.inspect(conn).has_table(operator_actions.name):
+                return {"holds": []}
+            query = (sa.select(operator_actions).where(operator_actions.c.action.in_(("hold", "release")))
+                     .order_by(operator_actions.c.recorded_at, operator_actions.c.action_id))
+            for row in conn.execute(query).mappings():
+                latest[row["subject"]] = dict(row)
+        held = [{"payee_id": subject, "placed_by": row["user_name"], "placed_at": row["recorded_at"], "reason": row["reason"]}
+                for subject, row in latest.items() if row["action"] == "hold"]
+        return {"holds": sorted(held, key=lambda hold: hold["placed_at"], reverse=True)}
 
     # -- summary and metrics -------------------------------------------------------------
 

@@ -47,10 +47,12 @@ def rfc3339_time(text: str) -> str:
     return moment.isoformat()
 
 
-def _url(args) -> str:
-    from sinks.ledger import ledger_url
+def _url(args, *, reading: bool = True) -> str:
+    """``ledger init`` uses $SUBSIDY_LEDGER_URL (a role that may create roles and tables); the
+    reading commands prefer $SUBSIDY_LEDGER_READER_URL, which may only SELECT."""
+    from sinks.ledger import ledger_url, reader_ledger_url
 
-    return ledger_url(args.ledger)
+    return reader_ledger_url(args.ledger) if reading else ledger_url(args.ledger)
 
 
 def open_ledger(args, *, create: bool = False):
@@ -59,14 +61,14 @@ def open_ledger(args, *, create: bool = False):
     which a finance officer would take for a fact."""
     from sinks.ledger import DEFAULT_LEDGER_URL, Ledger, LedgerError, RetryPolicy, first_line, holds_ledger, shown_url
 
-    url = _url(args)
+    url = _url(args, reading=not create)
     try:
         missing = not create and not holds_ledger(url)
         ledger = None if missing else Ledger.open(url, retry=RetryPolicy(attempts=3))
     except (LedgerError, Exception) as error:  # noqa: BLE001 - one line for the user
         raise _command_error()(f"cannot open ledger {shown_url(url)}: {first_line(error)}") from None
     if missing:
-        raise _command_error()(f"no ledger at {shown_url(url)}: check --ledger or $SUBSIDY_LEDGER_URL (default {DEFAULT_LEDGER_URL}, "
+        raise _command_error()(f"no ledger at {shown_url(url)}: check --ledger, $SUBSIDY_LEDGER_READER_URL or $SUBSIDY_LEDGER_URL (default {DEFAULT_LEDGER_URL}, "
                                "in the current folder); `subsidy ledger init --ledger URL` creates an empty one")
     return ledger
 
@@ -92,16 +94,57 @@ def _write(path: str | None, data: bytes) -> None:
 
 
 def cmd_init(args) -> int:
+    from sinks.ledger import first_line, make_engine, parse_ledger_url, shown_url, upgrade_schema
+
+    url = _url(args, reading=False)
+    try:
+        on_postgresql = parse_ledger_url(url).get_backend_name() == "postgresql"
+    except Exception as error:  # noqa: BLE001 - one line for the user
+        raise _command_error()(f"cannot open ledger {shown_url(url)}: {first_line(error)}") from None
+    notes = []
+    if on_postgresql and not args.no_roles:
+        from sinks.ledger.roles import LedgerRoles
+
+        roles = LedgerRoles(args.migrator_role, args.writer_role, args.reader_role)
+        engine = make_engine(url)
+        try:
+            notes = _init_with_roles(engine, roles)
+        except Exception as error:  # noqa: BLE001 - one line for the user
+            raise _command_error()(f"cannot set up the roles of ledger {shown_url(url)}: {first_line(error)} "
+                                   "(`ledger init` creates roles: run it as a superuser, or pass --no-roles)") from None
+        finally:
+            engine.dispose()
     ledger = open_ledger(args, create=True)
     try:
-        from sinks.ledger import shown_url, upgrade_schema
-
         revision = upgrade_schema(ledger.engine)
         counts = ledger.counts()
     finally:
         ledger.close()
-    print(f"ledger {shown_url(_url(args))} at schema revision {revision}: {counts['decisions']} decisions, {counts['instructions']} instructions, {counts['rejections']} rejections")
+    print(f"ledger {shown_url(url)} at schema revision {revision}: {counts['decisions']} decisions, {counts['instructions']} instructions, {counts['rejections']} rejections")
+    for note in notes:
+        print(note)
     return 0
+
+
+def _init_with_roles(engine, roles) -> list[str]:
+    """Create the roles, migrate as the migrator, grant the writer and the reader their part;
+    returns what the operator should know (never a password)."""
+    from sinks.ledger import upgrade_schema
+    from sinks.ledger.roles import create_roles, grant_privileges, password_from_environment, password_variable
+
+    passwords = {job: password_from_environment(job) for job in roles.by_job()}
+    with engine.begin() as conn:
+        create_roles(conn, roles, passwords)
+    upgrade_schema(engine, as_role=roles.migrator)
+    with engine.begin() as conn:
+        grant_privileges(conn, roles)
+    notes = [f"roles: {roles.migrator} owns the tables (migrations), {roles.writer} appends (workers, console actions), "
+             f"{roles.reader} reads (console pages, exports)"]
+    for job, name in roles.by_job().items():
+        if passwords[job] is None:
+            notes.append(f"no password given for {name}: it keeps the one it had (none if new); "
+                         f"set ${password_variable(job)} or ${password_variable(job)}_FILE and run `ledger init` again")
+    return notes
 
 
 def cmd_export(args) -> int:
@@ -270,7 +313,15 @@ def add_ledger_commands(subparsers) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--ledger", metavar="URL", help=f"ledger database URL (default $SUBSIDY_LEDGER_URL or {DEFAULT_LEDGER_URL})")
 
-    init = commands.add_parser("init", parents=[common], help="create the ledger schema or upgrade it to the newest revision")
+    init = commands.add_parser("init", parents=[common], help="create the ledger schema or upgrade it to the newest revision; on PostgreSQL also its roles",
+                               description="Create the ledger schema or upgrade it. On PostgreSQL, run as a superuser: it also creates "
+                               "(or puts right) three login roles, the migrator (owns the tables), the writer (appends) and the reader "
+                               "(SELECT only), with passwords from $SUBSIDY_MIGRATOR_PASSWORD, $SUBSIDY_WRITER_PASSWORD and "
+                               "$SUBSIDY_READER_PASSWORD (or a file named by the same variable with _FILE). SQLite has no roles.")
+    init.add_argument("--migrator-role", default="subsidy_migrator", metavar="NAME", help="role that owns the tables and runs the migrations (default %(default)s)")
+    init.add_argument("--writer-role", default="subsidy_writer", metavar="NAME", help="role of the workers and the console's actions (default %(default)s)")
+    init.add_argument("--reader-role", default="subsidy_reader", metavar="NAME", help="role of the console's pages and the exports (default %(default)s)")
+    init.add_argument("--no-roles", action="store_true", help="PostgreSQL: only migrate, as the connecting user; create and grant no roles")
     init.set_defaults(func=cmd_init)
 
     export = commands.add_parser("export", parents=[common], help="finance export with control totals (CSV, or ISO 20022 pain.001.001.09)")

@@ -349,6 +349,63 @@ function renderDecisions(data) {
   ), el("div", { class: "muted small", text: "Click a row for its computation." }));
 }
 
+// ---------------------------------------------------------------- operators: session, holds
+
+let csrf = null;
+
+async function startSession() {
+  const session = await getJSON("/api/session");
+  if (session.login_required && !session.name) {
+    window.location.assign("/login");
+    return false;
+  }
+  csrf = session.csrf;
+  document.getElementById("hold-form").hidden = !session.name;
+  const badge = document.getElementById("operator");
+  if (session.name) {
+    badge.textContent = `${session.name} · ${session.role}`;
+    badge.dataset.role = session.role;
+    document.getElementById("logout").hidden = false;
+  }
+  return true;
+}
+
+async function postJSON(path, body) {
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (csrf) headers["X-CSRF-Token"] = csrf;
+  const response = await fetch(path, { method: "POST", headers, body: JSON.stringify(body), cache: "no-store" });
+  let answer = null;
+  try { answer = await response.json(); } catch (_) { answer = null; }
+  return { status: response.status, answer };
+}
+
+async function act(path, verb) {
+  const payee = document.getElementById("hold-payee").value.trim();
+  const reason = document.getElementById("hold-reason").value.trim();
+  const result = document.getElementById("action-result");
+  const { status, answer } = await postJSON(path, { payee_id: payee, reason });
+  if (status === 200) {
+    result.className = "small done";
+    result.textContent = `${verb} ${answer.payee_id}: by ${answer.by} at ${when(answer.at)}`;
+    refresh();
+  } else {
+    result.className = "small refused";
+    result.textContent = `refused (${status}): ${(answer && answer.error) || "no reason given"}`;
+  }
+  result.dataset.status = String(status);
+}
+
+function renderHolds(data) {
+  const box = document.getElementById("holds");
+  if (!data.holds.length) {
+    box.replaceChildren(el("p", { class: "muted small", text: "No payee is on hold." }));
+    return;
+  }
+  const rows = data.holds.map((h) => el("tr", { "data-hold": h.payee_id },
+    el("td", { class: "mono", text: h.payee_id }), el("td", { text: h.placed_by }), el("td", { text: when(h.placed_at) }), el("td", { text: h.reason })));
+  box.replaceChildren(el("table", {}, el("thead", {}, el("tr", {}, ...["payee", "held by", "since", "reason"].map((t) => el("th", { text: t })))), el("tbody", {}, ...rows)));
+}
+
 // ---------------------------------------------------------------- refresh loop
 
 async function refresh() {
@@ -363,6 +420,7 @@ async function refresh() {
     ["/api/streams", renderStreams],
     ["/api/rejections?examples=2", renderRejections],
     ["/api/decisions/recent?limit=25", renderDecisions],
+    ["/api/holds", renderHolds],
   ];
   const results = await Promise.allSettled(tasks.map(([path]) => getJSON(path)));
   const errors = [];
@@ -379,7 +437,17 @@ async function refresh() {
   busy = false;
 }
 
-document.addEventListener("DOMContentLoaded", () => {
+document.addEventListener("DOMContentLoaded", async () => {
+  try {
+    if (!(await startSession())) return;
+  } catch (e) {
+    const banner = document.getElementById("error");
+    banner.hidden = false;
+    banner.textContent = `Cannot start: ${e.message}`;
+  }
+  document.getElementById("hold-form").addEventListener("submit", (event) => { event.preventDefault(); act("/api/holds", "held"); });
+  document.getElementById("hold-release").addEventListener("click", () => act("/api/holds/release", "released"));
+  document.getElementById("logout").addEventListener("click", async () => { await postJSON("/api/logout", {}); window.location.assign("/login"); });
   refresh();
   setInterval(refresh, REFRESH_MS);
 });

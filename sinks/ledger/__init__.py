@@ -30,7 +30,20 @@ What other modules use is imported from here.
 from __future__ import annotations
 
 from sinks.ledger.booking import Booking, CapOverrun, InvalidRecord, LedgerConflict, RecordResult, canonical_json, payable_account, sha256_hex
-from sinks.ledger.database import DEFAULT_LEDGER_URL, LedgerError, LedgerUnavailable, RetryPolicy, first_line, holds_ledger, ledger_url, make_engine, parse_ledger_url, shown_url, upgrade_schema
+from sinks.ledger.database import (
+    DEFAULT_LEDGER_URL,
+    LedgerError,
+    LedgerUnavailable,
+    RetryPolicy,
+    first_line,
+    holds_ledger,
+    ledger_url,
+    make_engine,
+    parse_ledger_url,
+    reader_ledger_url,
+    shown_url,
+    upgrade_schema,
+)
 from sinks.ledger.holds import Holds
 from sinks.ledger.payments import PaymentRefused, Payments
 from sinks.ledger.queries import Queries
@@ -54,6 +67,7 @@ __all__ = [
     "make_engine",
     "parse_ledger_url",
     "payable_account",
+    "reader_ledger_url",
     "sha256_hex",
     "shown_url",
     "upgrade_schema",

@@ -25,6 +25,7 @@ _T = TypeVar("_T")
 
 DEFAULT_LEDGER_URL = "sqlite:///subsidy-ledger.sqlite"
 LEDGER_URL_ENV = "SUBSIDY_LEDGER_URL"
+READER_URL_ENV = "SUBSIDY_LEDGER_READER_URL"
 MIGRATIONS_DIR = Path(__file__).parent.with_name("migrations")
 
 
@@ -45,6 +46,12 @@ class LedgerUnavailable(LedgerError):
 def ledger_url(given: str | None = None) -> str:
     """The ledger every command uses: ``--ledger``, else $SUBSIDY_LEDGER_URL, else the default."""
     return given or os.environ.get(LEDGER_URL_ENV) or DEFAULT_LEDGER_URL
+
+
+def reader_ledger_url(given: str | None = None) -> str:
+    """The ledger a reading command (exports, balances, the console's pages) uses: ``--ledger``,
+    else $SUBSIDY_LEDGER_READER_URL (on PostgreSQL a role that may only SELECT), else :func:`ledger_url`."""
+    return given or os.environ.get(READER_URL_ENV) or ledger_url()
 
 
 def parse_ledger_url(url: str) -> sa.URL:
@@ -133,8 +140,9 @@ def holds_ledger(url: str) -> bool:
         engine.dispose()
 
 
-def upgrade_schema(engine: Engine) -> str:
-    """Create or upgrade the ledger schema to the newest revision; returns that revision."""
+def upgrade_schema(engine: Engine, *, as_role: str | None = None) -> str:
+    """Create or upgrade the ledger schema to the newest revision; returns that revision.
+    ``as_role``: on PostgreSQL, the role the migrations run as, which then owns what they create."""
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -143,6 +151,8 @@ def upgrade_schema(engine: Engine) -> str:
         if conn.dialect.name == "postgresql":
             # Two processes opening a new ledger at once must not both create the tables.
             conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7233104851)")
+            if as_role:
+                conn.exec_driver_sql(f"SET LOCAL ROLE {conn.dialect.identifier_preparer.quote_identifier(as_role)}")
         command.upgrade(_alembic_config(conn), "head")
         current = MigrationContext.configure(conn, opts={"version_table": "ledger_alembic_version"}).get_current_revision()
     head = ScriptDirectory.from_config(_alembic_config()).get_current_head()

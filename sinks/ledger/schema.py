@@ -20,6 +20,7 @@ APPEND_ONLY: tuple[str, ...] = (
     "ledger_holds", "ledger_hold_releases",
     # payments (0003_payments): a revocation, an approval, a status is a new row
     "ledger_payee_accounts", "ledger_batches", "ledger_batch_items", "ledger_approvals", "ledger_payment_events", "ledger_chain_events",
+    "operator_actions",
 )  # fmt: skip
 
 #: a payment's states after ``decided`` (a payment instruction with no event); the last four
@@ -251,4 +252,28 @@ chain_events = sa.Table(
     sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
     _recorded_at(),
     sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in CHAIN_EVENT_KINDS) + ")", name="ck_chain_events_kind"),
+)
+
+# The console's operators (console/users.py) and every state-changing action they took.
+OPERATOR_ROLES = ("viewer", "maker", "checker", "admin")  # each may do what the ones before it may
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.String(300), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.CheckConstraint("role IN ('viewer', 'maker', 'checker', 'admin')", name="ck_console_users_role"),
+)
+operator_actions = sa.Table(
+    "operator_actions",
+    metadata,
+    sa.Column("action_id", sa.String(36), primary_key=True),
+    sa.Column("user_name", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    _recorded_at(),
+    sa.Index("ix_operator_actions_subject", "subject"),
 )

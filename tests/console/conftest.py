@@ -95,6 +95,32 @@ def serve(app, host: str = "127.0.0.1"):
         loop.close()
 
 
+@pytest.fixture(scope="module")
+def staffed_ledger(pipeline_ledger, tmp_path_factory):
+    """A copy of the console's ledger with operators (password "correct horse battery"): vera the
+    viewer, mark the maker, chen and chao the checkers; and a payee of it."""
+    import shutil
+
+    import sqlalchemy as sa
+
+    from console.users import add_user
+    from sinks.ledger import make_engine
+    from sinks.ledger.schema import accounts
+
+    path = tmp_path_factory.mktemp("operators") / "ledger.sqlite"
+    shutil.copyfile(pipeline_ledger["path"], path)
+    url = f"sqlite:///{path}"
+    engine = make_engine(url)
+    try:
+        for name, role in {"vera": "viewer", "mark": "maker", "chen": "checker", "chao": "checker"}.items():
+            add_user(engine, name, role, "correct horse battery")
+        with engine.connect() as conn:
+            payee = conn.execute(sa.select(accounts.c.payee_id).where(accounts.c.payee_id.is_not(None)).limit(1)).scalar_one()
+    finally:
+        engine.dispose()
+    return {"url": url, "payee": payee}
+
+
 @pytest.fixture(scope="session")
 def console_helpers():
     """The helpers above, for test modules (a conftest is not importable by name)."""
