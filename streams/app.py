@@ -51,8 +51,8 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from rules.engine import Engine, Outcome, claim_key
 from rules.intake import Rejected, intake
-from rules.money import parse_amount
 from rules.policy import load_policy
+from rules.records import Decision, Instruction
 from schemas.inputs import INPUT_TOPICS
 from schemas.outputs import kept_key, kept_original, rejection_record
 from streams import faust_runtime
@@ -343,7 +343,7 @@ def build_app(config: StreamConfig) -> faust.App:
                 METRICS.ledger_new.inc(kind, by=getattr(result, f"new_{kind}s"))
                 METRICS.ledger_present.inc(kind, by=getattr(result, f"present_{kind}s"))
             for i in batch.fresh_instructions:
-                METRICS.granted.inc(i["clause_id"], by=parse_amount(i["amount"]))
+                METRICS.granted.inc(i.clause_id, by=i.amount)
             for ts in batch.stamps:
                 METRICS.latency.observe(max(0.0, now - ts))
 
@@ -356,15 +356,15 @@ def build_app(config: StreamConfig) -> faust.App:
         METRICS.rejections.inc(code)
         return record
 
-    def emit(batch: StageBatch, decisions: list, instructions: list, rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
+    def emit(batch: StageBatch, decisions: list[Decision], instructions: list[Instruction], rejections: list, origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
         """Queue one claim's outputs and add them to the batch's ledger records. Synchronous on
         purpose: no await, so no half-sent claim."""
         put = batch.outputs.put
         for d in decisions:
-            put(DECISIONS_TOPIC, d["payee"]["id"].encode(), compact_json(d))
-            METRICS.decisions.inc(d["outcome"])
+            put(DECISIONS_TOPIC, d.payee.id.encode(), compact_json(d.to_wire()))
+            METRICS.decisions.inc(d.outcome)
         for i in instructions:
-            put(INSTRUCTIONS_TOPIC, i["payee"]["id"].encode(), compact_json(i))
+            put(INSTRUCTIONS_TOPIC, i.payee.id.encode(), compact_json(i.to_wire()))
         for r in rejections:
             put(REJECTIONS_TOPIC, origin_key, compact_json(r))
         batch.decisions += decisions

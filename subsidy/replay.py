@@ -24,6 +24,7 @@ from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import Policy
+from rules.records import Decision, Instruction
 from schemas.outputs import rejection_record
 
 
@@ -32,7 +33,7 @@ class ReplayError(Exception):
 
 
 class LedgerLike(Protocol):
-    def record(self, decisions: list[dict], instructions: list[dict], rejections: list[dict]) -> Any: ...
+    def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict]) -> Any: ...
 
 
 @dataclass
@@ -99,8 +100,8 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
     started = time.monotonic()
     summary = ReplaySummary()
     engine = Engine(policy, {})
-    decisions: list[dict] = []
-    instructions: list[dict] = []
+    decisions: list[Decision] = []
+    instructions: list[Instruction] = []
     rejections: list[dict] = []
     granted = summary.granted
     pending_lines = 0
@@ -156,15 +157,15 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
                         continue
                     for decision in outcome.decisions:
                         summary.decisions += 1
-                        summary.outcomes[decision["outcome"]] += 1
-                        granted.setdefault(decision["clause_id"], {}).setdefault(str(decision["fiscal_year"]), 0)
+                        summary.outcomes[decision.outcome] += 1
+                        granted.setdefault(decision.clause_id, {}).setdefault(str(decision.fiscal_year), 0)
                     for instruction in outcome.instructions:
                         summary.instructions += 1
-                        if instruction["kind"] == "clawback":
+                        if instruction.kind == "clawback":
                             summary.clawbacks += 1
-                        years = granted.setdefault(instruction["clause_id"], {})
-                        year = str(instruction["fiscal_year"])
-                        years[year] = years.get(year, 0) + parse_amount(instruction["amount"])
+                        years = granted.setdefault(instruction.clause_id, {})
+                        year = str(instruction.fiscal_year)
+                        years[year] = years.get(year, 0) + instruction.amount
                     decisions.extend(outcome.decisions)
                     instructions.extend(outcome.instructions)
                 if first_rejection is not None:
