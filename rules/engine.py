@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 from typing import Any, Literal, MutableMapping
 
+from rules.eligibility import ineligibility
 from rules.intake import Claim
 from rules.money import Rate, format_fen
 from rules.policy import Cap, Clause, Policy
@@ -222,7 +223,9 @@ class Engine:
 
     # -- entry point ---------------------------------------------------------------------
 
-    def decide(self, claim: Claim) -> Outcome:
+    def decide(self, claim: Claim, late_by: str | None = None) -> Outcome:
+        """``late_by``: for a claim that came after its clause's allowed lateness (rules.event_time),
+        how late, as an ISO 8601 duration; its decision carries it."""
         plan = self._plans.get(claim.clause_id)
         if plan is None:
             return Outcome(rejection=("unknown-clause", f"clause {claim.clause_id!r} is not in policy {self.policy.policy_id} {self.policy.version}"))
@@ -231,8 +234,8 @@ class Engine:
         if record is not None and "decision" in record:
             return self._repeat(claim, record)
         if claim.corrects is not None:
-            return self._correct(plan, claim, key)
-        return self._grant(plan, claim, key, record)
+            return self._correct(plan, claim, key, late_by)
+        return self._grant(plan, claim, key, record, late_by)
 
     # -- a repeat of an event already decided -------------------------------------------
 
@@ -264,7 +267,7 @@ class Engine:
         amount = dated.at(terms.day) if dated else None
         return amount, "" if amount is not None else f"{clause.id} has no amount for grade {claim.grade!r} in force on {terms.day}"
 
-    def _grant(self, plan: _ClausePlan, claim: Claim, key: str, pending: dict[str, Any] | None) -> Outcome:
+    def _grant(self, plan: _ClausePlan, claim: Claim, key: str, pending: dict[str, Any] | None, late_by: str | None) -> Outcome:
         clause = plan.clause
         state = self.state
         terms = plan.terms(claim.day)
@@ -278,8 +281,11 @@ class Engine:
         declined_by = None
         reason = ""
         granted = 0
+        ineligible = ineligibility(self.policy, claim, terms.day)
         if raw is None:
             declined_by, reason = "not-in-force", not_in_force
+        elif ineligible is not None:
+            declined_by, reason = "not-eligible", ineligible
         elif raw == 0:
             declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
         else:
@@ -331,7 +337,7 @@ class Engine:
         instruction_id = plan.instruction_ids.of(claim.source, claim.event_id) if granted else None
         decision = self._decision(
             plan, claim, fiscal_year=claim.fiscal_year, outcome=outcome, payee=Party.from_wire(claim.payee), granted=granted, declined=(raw or 0) - granted,
-            declined_by=declined_by, reason=reason, computation=computation, instruction_id=instruction_id,
+            declined_by=declined_by, reason=reason, computation=computation, instruction_id=instruction_id, late_by=late_by,
         )
         instructions = []
         if instruction_id is not None:
@@ -353,7 +359,7 @@ class Engine:
 
     # -- a refund or credit note ---------------------------------------------------------
 
-    def _correct(self, plan: _ClausePlan, claim: Claim, key: str) -> Outcome:
+    def _correct(self, plan: _ClausePlan, claim: Claim, key: str, late_by: str | None) -> Outcome:
         assert claim.corrects is not None  # decide() brings only corrections here
         original_key = plan.claim_key(claim.source, claim.corrects)
         original = self.state.get(original_key)
@@ -368,7 +374,7 @@ class Engine:
             reason = f"original event {claim.corrects!r} not decided yet; its entitlement will be computed net of this refund"
             decision = self._decision(
                 plan, claim, fiscal_year=claim.fiscal_year, outcome=REFUND_RECORDED, payee=Party.from_wire(claim.payee), granted=0, declined=0,
-                declined_by=None, reason=reason, computation=RefundPendingComputation(refund=refund, refunded_total=refunded), instruction_id=None,
+                declined_by=None, reason=reason, computation=RefundPendingComputation(refund=refund, refunded_total=refunded), instruction_id=None, late_by=late_by,
             )
             self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision.to_wire(), "instructions": [], "corrects": claim.corrects}
             return Outcome(decisions=[decision])
@@ -402,7 +408,7 @@ class Engine:
         fiscal_year = original["fiscal_year"]
         decision = self._decision(
             plan, claim, fiscal_year=fiscal_year, outcome=CLAWED_BACK if clawback else ADJUSTED, payee=Party.from_wire(original["payee"]), granted=-clawback, declined=0,
-            declined_by=None, reason=reason, computation=computation, instruction_id=instruction_id,
+            declined_by=None, reason=reason, computation=computation, instruction_id=instruction_id, late_by=late_by,
         )
         instructions = []
         if instruction_id is not None:
@@ -433,7 +439,7 @@ class Engine:
 
     def _decision(
         self, plan: _ClausePlan, claim: Claim, *, fiscal_year: int, outcome: OutcomeName, payee: Party, granted: int, declined: int,
-        declined_by: str | None, reason: str, computation: Computation, instruction_id: str | None,
+        declined_by: str | None, reason: str, computation: Computation, instruction_id: str | None, late_by: str | None,
     ) -> Decision:
         """The claim's decision: what the claim and the policy say, and what the caller decided."""
         return Decision(
@@ -456,6 +462,7 @@ class Engine:
             corrects=claim.corrects,
             computation=computation,
             instruction_id=instruction_id,
+            late_by=late_by,
         )
 
 

@@ -12,7 +12,7 @@ silently ignored would turn a refund into a purchase and pay it.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import (
@@ -251,3 +251,43 @@ MODEL_BY_TOPIC: dict[str, type[InputMessage]] = {
     "award-announcements": AwardAnnouncement,
 }
 INPUT_TOPICS = tuple(MODEL_BY_TOPIC)
+
+
+# --- v1.1: payee exclusions (the credit system) ---------------------------------------------
+
+EXCLUSIONS_TOPIC = "payee-exclusions"
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _day(value: object) -> date:
+    if not isinstance(value, str) or not _DAY.match(value):
+        raise ValueError(f"{value!r} is not a date like \"2026-03-01\"")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a real date: {exc}") from None
+
+
+Day = Annotated[
+    date,
+    BeforeValidator(_day),
+    PlainSerializer(lambda d: d.isoformat(), return_type=str),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "description": "a calendar date, YYYY-MM-DD"}),
+]
+
+
+class PayeeExclusion(InputMessage):
+    """A payee listed by the credit system (e.g. 失信被执行人) from ``from`` to ``to``, both days
+    included; no ``to``: until a later message about the same listing gives one. It makes no claim:
+    it holds the payee's instructions (rules/exclusions.py)."""
+
+    listing: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,63}$")] = Field(alias="list")
+    starts: Day = Field(alias="from")
+    ends: Day | None = Field(default=None, alias="to")
+    reference: Text
+
+    @model_validator(mode="after")
+    def _order(self) -> "PayeeExclusion":
+        if self.ends is not None and self.ends < self.starts:
+            raise ValueError(f"to ({self.ends}) is before from ({self.starts})")
+        return self

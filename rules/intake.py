@@ -6,17 +6,20 @@ what it is worth. Both are pure: no Kafka, no database.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
 from rules.inputs import MODEL_BY_TOPIC, AwardAnnouncement, Enterprise, InputMessage, party_id
-from rules.policy import Policy
+from rules.policy import Clause, Policy
+
+M = TypeVar("M", bound=InputMessage)
 
 
 class Rejected(Exception):
@@ -93,6 +96,11 @@ def parse_message(topic: str, raw: bytes) -> InputMessage:
     model = MODEL_BY_TOPIC.get(topic)
     if model is None:
         raise Rejected("unknown-topic", f"topic {topic!r} is not an input topic ({', '.join(MODEL_BY_TOPIC)})")
+    return parse_as(model, raw)
+
+
+def parse_as(model: type[M], raw: bytes) -> M:
+    """Bytes -> validated ``model``, or ``Rejected``: the same checks for every input topic."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -131,8 +139,9 @@ def _party(party: Any) -> dict[str, str]:
     return {"id": party_id(party), "kind": party.kind, "name": party.name}
 
 
-def claims_from_message(topic: str, message: InputMessage, policy: Policy) -> list[Claim]:
-    """The claims one valid message makes under ``policy`` (one per clause it triggers)."""
+def claims_from_message(topic: str, message: InputMessage, policy: Policy, received_at: dt.datetime | None = None) -> list[Claim]:
+    """The claims one valid message makes under ``policy`` (one per clause it triggers);
+    ``received_at``, when the broker's time of the message is known, bounds its ``occurred_at``."""
     allowed = policy.sources.get(topic, frozenset())
     if message.source not in allowed:
         raise Rejected(
@@ -147,6 +156,8 @@ def claims_from_message(topic: str, message: InputMessage, policy: Policy) -> li
         raise Rejected("no-clause", f"no clause of {policy.policy_id} is triggered by {topic}")
     local = message.occurred_at.astimezone(_zone(policy.timezone))
     day = local.date()
+    if received_at is not None:
+        _check_clock_skew(policy, message.occurred_at, received_at.astimezone(local.tzinfo))
     beneficiary = _party(message.beneficiary)
     fingerprint = hashlib.sha256(message.model_dump_json().encode()).hexdigest()[:32]
     corrects = message.corrects
@@ -158,6 +169,7 @@ def claims_from_message(topic: str, message: InputMessage, policy: Policy) -> li
                 f"{clause.id} pays {' or '.join(sorted(clause.payee_kinds))}, not a {beneficiary['kind']}: "
                 f"identify the beneficiary by {'uscc' if 'enterprise' in clause.payee_kinds else 'person_id or team_ref'}",
             )
+        _check_window(clause, day)
         entitlement = clause.entitlement
         base = None
         if entitlement.kind == "share" or corrects:
@@ -198,6 +210,39 @@ def claims_from_message(topic: str, message: InputMessage, policy: Policy) -> li
     return claims
 
 
-def intake(topic: str, raw: bytes, policy: Policy) -> list[Claim]:
-    """Bytes of one input message -> its claims, or ``Rejected``."""
-    return claims_from_message(topic, parse_message(topic, raw), policy)
+def intake(topic: str, raw: bytes, policy: Policy, received_at: dt.datetime | None = None) -> list[Claim]:
+    """Bytes of one input message -> its claims, or ``Rejected``. ``received_at``: when the
+    broker received it (None for a file replayed without a broker: no clock-skew check)."""
+    return claims_from_message(topic, parse_message(topic, raw), policy, received_at)
+
+
+# --- programme windows (issue 25) ---------------------------------------------------------
+
+
+def _check_window(clause: Clause, day: dt.date) -> None:
+    """A claim from before the clause's first day or after its end is no claim of it."""
+    if day < clause.starts:
+        raise Rejected(
+            "outside-programme",
+            f"occurred_at is {day} (policy time zone), before {clause.id} took effect on {clause.starts}; "
+            "if the date is wrong, publish the event again with the day it happened, otherwise this clause does not pay it",
+        )
+    last_day = clause.ends.at(day) if clause.ends is not None else None
+    if last_day is not None and day > last_day:
+        raise Rejected(
+            "outside-programme",
+            f"occurred_at is {day} (policy time zone), after {clause.id} ended on {last_day}; "
+            "if the date is wrong, publish the event again with the day it happened, otherwise this clause does not pay it",
+        )
+
+
+def _check_clock_skew(policy: Policy, occurred_at: dt.datetime, received_at: dt.datetime) -> None:
+    """An event cannot have happened after the broker received it, beyond the clocks' allowed skew."""
+    skew = policy.clock_skew.at(received_at.date()) if policy.clock_skew is not None else None
+    if skew is not None and occurred_at - received_at > skew:
+        raise Rejected(
+            "dated-in-future",
+            f"occurred_at {occurred_at.isoformat()} is {occurred_at - received_at} after the broker received the message "
+            f"({received_at.isoformat()}), more than the {skew} clock skew allowed; publish it again with the time it happened, "
+            "and check the publishing system's clock",
+        )

@@ -92,3 +92,9 @@ class Rate:
         places = len(str(self.denominator)) - 1
         whole, part = divmod(self.numerator, self.denominator)
         return f"{whole}.{part:0{places}d}" if places else str(whole)
+
+
+def format_grouped(fen: int) -> str:
+    """int fen -> "1,234,567.50": money for people to read (the wire form is format_fen's)."""
+    whole, cents = divmod(abs(fen), 100)
+    return f"{'-' if fen < 0 else ''}{whole:,}.{cents:02d}"

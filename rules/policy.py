@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar, cast
@@ -89,6 +90,10 @@ class Clause:
     payee_kinds: frozenset[str]
     entitlement: Entitlement
     caps: tuple[Cap, ...]
+    allowed_lateness: Dated[dt.timedelta]  # how long after its occurred_at a claim may still arrive in order
+    # programme window: a claim before ``starts`` or after the end in force is rejected
+    starts: dt.date = dt.date.min  # the first day any of its dated values applies
+    ends: Dated[dt.date] | None = None  # the last day a claim may have happened on
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,10 @@ class Policy:
     sources: dict[str, frozenset[str]]
     clauses: dict[str, Clause]
     digest: str  # sha256 of the file: which exact text decided a claim
+    # issue 25: how far occurred_at may be after the broker received a message (clocks disagree)
+    clock_skew: Dated[dt.timedelta] | None = None
+    # issue 25: USCC registration-division prefixes (GB 32100 characters 3-8) whose enterprises may be paid
+    registration_divisions: Dated[tuple[str, ...]] | None = None
 
     def clauses_for(self, topic: str, award: str | None = None) -> list[Clause]:
         return [c for c in self.clauses.values() if c.topic == topic and (c.award is None or c.award == award)]
@@ -284,6 +293,8 @@ def _clause(r: _Reader, clause_id: str, node: _Node, sources: dict[str, frozense
     caps = tuple(_cap(r, r.mapping(c, f"{what} cap", node), what) for c in caps_node)
     if len({c.id for c in caps}) != len(caps):
         raise r.fail(node, f"{what}: cap ids must be unique", "caps")
+    entitlement = _entitlement(r, r.mapping(r.need(node, "entitlement", what), f"{what}.entitlement", node), f"{what}.entitlement", topic)
+    starts = _first_day(paid_party, entitlement, caps)
     return Clause(
         id=clause_id,
         article=int(r.need(node, "article", what)),
@@ -293,9 +304,72 @@ def _clause(r: _Reader, clause_id: str, node: _Node, sources: dict[str, frozense
         award=award,
         paid_party=paid_party,
         payee_kinds=frozenset(kinds),
-        entitlement=_entitlement(r, r.mapping(r.need(node, "entitlement", what), f"{what}.entitlement", node), f"{what}.entitlement", topic),
+        entitlement=entitlement,
         caps=caps,
+        allowed_lateness=_allowed_lateness(r, node, what),
+        starts=starts,
+        ends=_ends(r, node, what, starts),
     )
+
+
+# --- event-time order: how late a clause's claims may arrive --------------------------
+
+_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
+
+
+def parse_duration(value: Any) -> dt.timedelta:
+    """An ISO 8601 duration of days, hours, minutes and seconds (``P2D``, ``PT36H``, ``PT0S``), never negative."""
+    match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+    if match is None or value == "P":
+        raise ValueError(f"must be a duration that is not negative, in ISO 8601 days/hours/minutes/seconds like P2D, PT36H or PT0S, got {value!r}")
+    days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
+    return dt.timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _allowed_lateness(r: _Reader, node: _Node, what: str) -> Dated[dt.timedelta]:
+    return r.dated(node, "allowed_lateness", what, parse_duration)
+
+
+# --- programme windows and who may be paid (issue 25) -------------------------------------
+
+
+def _first_day(paid_party: Dated[str], entitlement: Entitlement, caps: tuple[Cap, ...]) -> dt.date:
+    """The first day any figure of a clause applies: a claim from before it is not the clause's."""
+    dated: list[Dated[Any] | None] = [paid_party, entitlement.rate, entitlement.amount, entitlement.other_grades, *entitlement.grades.values()]
+    dated += [limit for cap in caps for limit in (cap.amount, cap.count)]
+    return min(d.values[0].start for d in dated if d is not None)
+
+
+def _date(value: Any) -> dt.date:
+    if not isinstance(value, dt.date) or isinstance(value, dt.datetime):
+        raise ValueError(f"must be a date like 2028-08-27, got {value!r}")
+    return value
+
+
+def _ends(r: _Reader, node: _Node, what: str, starts: dt.date) -> Dated[dt.date] | None:
+    if "ends" not in node:
+        return None
+    ends = r.dated(node, "ends", what, _date)
+    for entry in ends.values:
+        if entry.value < starts:
+            raise r.fail(node, f"{what}.ends: {entry.value} is before the clause's first day {starts}", "ends")
+    return ends
+
+
+_DIVISION_PREFIX = re.compile(r"^[0-9]{2,6}$")
+
+
+def _division_prefixes(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(p, str) and _DIVISION_PREFIX.match(p) for p in value):
+        raise ValueError(f"must be a list of quoted division-code prefixes of 2 to 6 digits like [\"5101\"], got {value!r}")
+    return tuple(value)
+
+
+def _registration_divisions(r: _Reader, doc: _Node) -> Dated[tuple[str, ...]] | None:
+    if "eligibility" not in doc:
+        return None
+    eligibility = r.mapping(doc["eligibility"], "eligibility", doc)
+    return r.dated(eligibility, "registration_division_prefix", "eligibility", _division_prefixes)
 
 
 def load_policy(path: str | Path = DEFAULT_POLICY_PATH) -> Policy:
@@ -337,4 +411,6 @@ def parse_policy(raw: bytes, name: str = "<policy>") -> Policy:
         sources=sources,
         clauses=clauses,
         digest=hashlib.sha256(raw).hexdigest(),
+        clock_skew=r.dated(doc, "clock_skew", "the policy file", parse_duration) if "clock_skew" in doc else None,
+        registration_divisions=_registration_divisions(r, doc),
     )

@@ -226,11 +226,15 @@ class Decision(_WireOnce):
     corrects: str | None  # for a refund or credit note: the event it corrects
     computation: Computation
     instruction_id: str | None  # set exactly when money moves
+    late_by: str | None  # ISO 8601: how far behind event-time order a late claim was decided; None in order
 
     _wire: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
+    # A decision made before v1.1 has no late_by on the wire: read back, it is re-emitted without
+    # one, so its bytes and its content hash in the ledger stay those already booked.
+    _late_by_on_wire: bool = field(default=True, init=False, repr=False, compare=False)
 
     def _build_wire(self) -> dict[str, Any]:
-        return {
+        wire = {
             "decision_id": self.decision_id,
             "event_id": self.event_id,
             "source": self.source,
@@ -250,11 +254,15 @@ class Decision(_WireOnce):
             "corrects": self.corrects,
             "computation": self.computation.to_wire(),
             "instruction_id": self.instruction_id,
+            "late_by": self.late_by,
         }
+        if not self._late_by_on_wire:
+            del wire["late_by"]
+        return wire
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Decision:
-        return cls(
+        decision = cls(
             decision_id=wire["decision_id"],
             event_id=wire["event_id"],
             source=wire["source"],
@@ -274,7 +282,11 @@ class Decision(_WireOnce):
             corrects=wire["corrects"],
             computation=_computation_from_wire(wire["computation"]),
             instruction_id=wire["instruction_id"],
+            late_by=wire.get("late_by"),
         )
+        if "late_by" not in wire:
+            object.__setattr__(decision, "_late_by_on_wire", False)
+        return decision
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -1,4 +1,4 @@
-"""Publish the wire contract (v1) as JSON Schema, generated from the pydantic models.
+"""Publish the wire contract (v1, and v1.1's payee-exclusions) as JSON Schema, generated from the pydantic models.
 
     python -m schemas.export [--out DIR] [--examples]
 
@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rules.policy import Policy, load_policy
-from schemas.inputs import INPUT_TOPICS, MODEL_BY_TOPIC
+from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, MODEL_BY_TOPIC, PayeeExclusion
 from schemas.outputs import OUTPUT_MODELS, RFC3339_PATTERN, rejection_record
 
 HERE = Path(__file__).resolve().parent
@@ -45,8 +45,10 @@ EXAMPLES_DIR = HERE / "examples"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 
-TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_MODELS)
-MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OUTPUT_MODELS}
+#: v1.1 inputs that are not claims: intake does not read them (payee-exclusions: rules/exclusions.py)
+OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion}
+TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OUTPUT_MODELS)
+MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OUTPUT_MODELS}
 
 #: the lines of /work/shared/contract.md (v1, and v1.1's "Sizes") each schema quotes, verbatim
 CONTRACT_LINES: dict[str, tuple[str, ...]] = {
@@ -74,6 +76,13 @@ CONTRACT_LINES: dict[str, tuple[str, ...]] = {
         "exhibition…), optional `grade` (for graded awards), optional `base_amount` (verified "
         "investment or cost, for awards paid as a share of one).",
     ),
+    EXCLUSIONS_TOPIC: (
+        "**`payee-exclusions`** (input, published by the credit system; key = payee id): `event_id`, "
+        "`source`, `occurred_at`, `beneficiary`, `list` (e.g. `dishonest-judgment-debtor` 失信被执行人, "
+        "`debarred`), `from` (date), optional `to` (date), `reference` (the listing's document number).",
+        "A payee excluded on a payment's date is not paid: its instructions are held, with the listing "
+        "named, and released when the exclusion ends.",
+    ),
     "disbursement-instructions": (
         "| `disbursement-instructions` | finance systems | one payment to make |",
         "A clawback (after a refund or credit note) is an instruction with a negative amount that "
@@ -98,6 +107,7 @@ _TITLES = {
     "model-invoices": "A paid invoice for large-model use, or a credit note",
     "investment-closings": "Money received in an angel / VC / PE round",
     "award-announcements": "One approved item of a published award list",
+    EXCLUSIONS_TOPIC: "A payee listed by the credit system, whose payments are held",
     "disbursement-instructions": "A payment (or clawback) for finance to make",
     "subsidy-decisions": "The outcome of one claim under one clause",
     "subsidy-rejections": "An input that could not be accepted",
@@ -124,8 +134,8 @@ def topic_schema(topic: str, policy: Policy | None = None) -> dict[str, Any]:
     model_doc = generated.pop("description", None)
     _add_timestamp_patterns(generated)
     quote = "\n".join(f"> {line}" for line in CONTRACT_LINES[topic])
-    description = f"Topic `{topic}`, wire contract v1:\n\n{quote}"
-    if topic in MODEL_BY_TOPIC:
+    description = f"Topic `{topic}`, wire contract {'v1.1' if topic in OTHER_INPUT_MODELS else 'v1'}:\n\n{quote}"
+    if topic in MODEL_BY_TOPIC or topic in OTHER_INPUT_MODELS:
         description += f"\n\n> {_COMMON_INPUT}"
         props = generated["properties"]
         props["source"]["examples"] = sorted(policy.sources.get(topic, ()))

@@ -67,6 +67,9 @@ def _scope(value: str) -> str:
     return value
 
 
+# ISO 8601 days/hours/minutes/seconds, at least one of them (no look-ahead: JSON Schema regexes need not have it)
+_DURATION_TIME = r"T([0-9]+H([0-9]+M)?([0-9]+(\.[0-9]+)?S)?|[0-9]+M([0-9]+(\.[0-9]+)?S)?|[0-9]+(\.[0-9]+)?S)"
+DURATION_PATTERN = rf"^P([0-9]+D({_DURATION_TIME})?|{_DURATION_TIME})$"
 Money = Annotated[str, StringConstraints(pattern=MONEY_PATTERN)]
 NonNegativeMoney = Annotated[str, StringConstraints(pattern=NON_NEGATIVE_MONEY_PATTERN)]
 Timestamp = Annotated[
@@ -267,11 +270,18 @@ class Decision(_Out):
     beneficiary: Party
     granted: Money = Field(description="negative for a clawback")
     declined: NonNegativeMoney = Field(description="raw entitlement minus granted: what the caps did not allow")
-    declined_by: Name | None = Field(description="the cap id (or not-in-force / nothing-to-pay) that lowered the grant")
+    declined_by: Name | None = Field(description="the cap id (or not-in-force / not-eligible / nothing-to-pay) that lowered the grant")
     reason: str
     corrects: EventId | None = Field(description="for a refund or credit note: the event_id of the purchase or invoice it corrects")
     computation: Union[GrantComputation, RefundPendingComputation, CorrectionComputation]
     instruction_id: HexId | None = Field(description="the disbursement instruction this decision produced, if any")
+    late_by: Annotated[str, StringConstraints(pattern=DURATION_PATTERN)] | None = Field(
+        default=None,
+        description="null, but for a claim that arrived after its clause's allowed lateness, so it took budget in arrival "
+        "order, not in its place by occurred_at: how far its occurred_at is behind the last claim already decided "
+        "in order, as an ISO 8601 duration (P1DT2H30M, PT0S when it lost only on the tie-break of source and event_id); "
+        "absent from decisions made before v1.1",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "Decision":

@@ -1,4 +1,4 @@
-"""``subsidy ledger init|export|reconcile|balance|statement``.
+"""``subsidy ledger init|export|reconcile|balance|statement|holds``.
 
 ``add_ledger_commands(subparsers)`` registers them on the ``subsidy`` command's subparsers;
 each handler returns an exit code (``func`` set with ``set_defaults``) and raises
@@ -53,7 +53,7 @@ def _url(args) -> str:
     return ledger_url(args.ledger)
 
 
-def _open(args, *, create: bool = False):
+def open_ledger(args, *, create: bool = False):
     """The ledger the command names. Only ``ledger init`` creates one: a reading command pointed
     at a mistyped path would otherwise create an empty ledger there and report 0.00 CNY granted,
     which a finance officer would take for a fact."""
@@ -92,7 +92,7 @@ def _write(path: str | None, data: bytes) -> None:
 
 
 def cmd_init(args) -> int:
-    ledger = _open(args, create=True)
+    ledger = open_ledger(args, create=True)
     try:
         from sinks.ledger import shown_url, upgrade_schema
 
@@ -109,7 +109,7 @@ def cmd_export(args) -> int:
 
     if args.date_from and args.date_to and args.date_from > args.date_to:
         raise _command_error()(f"--from {args.date_from} is after --to {args.date_to}: no day is in that range; swap them")
-    ledger = _open(args)
+    ledger = open_ledger(args)
     try:
         dated = ledger.dated_instructions(date_from=args.date_from, date_to=args.date_to)
     finally:
@@ -142,7 +142,7 @@ def cmd_reconcile(args) -> int:
         expected = expected_from_events(_read_lines(args.against), args.policy)
     elif args.against_instructions:
         expected = expected_from_instructions(_read_lines(args.against_instructions))
-    ledger = _open(args)
+    ledger = open_ledger(args)
     try:
         problems = differences(ledger, expected)
         counts = ledger.counts()
@@ -181,7 +181,7 @@ def on_normal_side(balances: dict[str, int]) -> dict[str, int]:
 
 
 def cmd_balance(args) -> int:
-    ledger = _open(args)
+    ledger = open_ledger(args)
     try:
         balances = on_normal_side(ledger.account_balances(args.fiscal_year))
         totals = ledger.granted_totals()
@@ -214,7 +214,7 @@ def cmd_balance(args) -> int:
 def cmd_statement(args) -> int:
     from sinks.ledger import shown_url
 
-    ledger = _open(args)
+    ledger = open_ledger(args)
     try:
         known = ledger.has_payee(args.payee)
         entries = ledger.journal_entries(payee_id=args.payee, fiscal_year=args.fiscal_year) if known else []
@@ -239,13 +239,32 @@ def cmd_statement(args) -> int:
     return 0
 
 
+def cmd_holds(args) -> int:
+    ledger = open_ledger(args)
+    try:
+        holds = ledger.holds(released=args.all)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps({"holds": holds}, ensure_ascii=False, indent=2))
+        return 0
+    print(f"{'held' if not args.all else 'held and released'} payments (payee listed on payee-exclusions):")
+    for hold in holds:
+        released = f", released {hold['released_on']}" if hold["released_on"] else ""
+        print(f"  {hold['instruction_id']} {hold['payee_id']:<20} {hold['clause_id']:<20} {hold['amount']:>16}  "
+              f"held from {hold['held_from']} by {hold['list']} {hold['reference']} of {hold['listed_party']}{released}")
+    total = sum(parse_amount(hold["amount"]) for hold in holds if not hold["released_on"])
+    print(f"held: {format_fen(total)} CNY in {sum(1 for hold in holds if not hold['released_on'])} payments")
+    return 0
+
+
 # -- registration -----------------------------------------------------------------------------
 
 
 def add_ledger_commands(subparsers) -> None:
     from sinks.ledger import DEFAULT_LEDGER_URL
 
-    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, balance, statement")
+    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, balance, statement, holds")
     commands = ledger_parser.add_subparsers(dest="ledger_command", metavar="LEDGER_COMMAND")
     commands.required = True
     common = argparse.ArgumentParser(add_help=False)
@@ -267,8 +286,8 @@ def add_ledger_commands(subparsers) -> None:
 
     rec = commands.add_parser("reconcile", parents=[common], help="recompute balances from the journal and list every difference; exit 1 on any")
     source = rec.add_mutually_exclusive_group()
-    source.add_argument("--against", metavar="EVENTS.jsonl", help='replay {"topic", "value"} lines through the rules in file order and compare '
-                        '(a stream run after a budget ran out and refunds gave room back may differ: first come, first served)')
+    source.add_argument("--against", metavar="EVENTS.jsonl", help='replay {"topic", "value"} lines through the rules in event-time order, as the pipeline decides them, and compare '
+                        '(they differ only where a claim reached the pipeline after its clause\'s allowed lateness: it took budget in arrival order, and its decision says late_by)')
     source.add_argument("--against-instructions", metavar="FILE.jsonl", help="compare with instruction dicts, one per line, e.g. the disbursement-instructions topic")
     rec.add_argument("--policy", metavar="FILE", help="policy file for --against (default the shipped one)")
     rec.set_defaults(func=cmd_reconcile)
@@ -283,6 +302,11 @@ def add_ledger_commands(subparsers) -> None:
     st.add_argument("--fiscal-year", type=int, required=True, help="the fiscal year of the entries, e.g. 2026")
     st.add_argument("--json", action="store_true", help="print the entries and balance as JSON (money as decimal strings)")
     st.set_defaults(func=cmd_statement)
+
+    holds = commands.add_parser("holds", parents=[common], help="payments held while their payee is listed on payee-exclusions")
+    holds.add_argument("--all", action="store_true", help="also the payments released since")
+    holds.add_argument("--json", action="store_true", help="print the holds as JSON (money as decimal strings)")
+    holds.set_defaults(func=cmd_holds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,24 +46,27 @@ def expected_from_instructions(lines: Iterable[str]) -> list[dict]:
 
 
 def expected_from_events(lines: Iterable[str], policy_path: str | Path | None = None) -> list[dict]:
-    """Run the pure core over ``{"topic", "value"}`` lines; return the instructions it makes."""
+    """Run the pure core over ``{"topic", "value"}`` lines, deciding claims in event-time order
+    as the pipeline and ``subsidy replay`` do; return the instructions it makes."""
     from rules.engine import Engine
-    from rules.intake import Rejected, intake
+    from rules.event_time import in_event_time_order
+    from rules.intake import Claim, Rejected, intake
     from rules.policy import DEFAULT_POLICY_PATH, load_policy
 
     policy = load_policy(policy_path or DEFAULT_POLICY_PATH)
-    engine = Engine(policy, {})
-    produced: dict[str, dict] = {}
+    claims: list[Claim] = []
     for record in iter_jsonl(lines):
         raw = json.dumps(record.get("value")).encode()
         try:
-            claims = intake(record.get("topic", ""), raw, policy)
+            claims += intake(record.get("topic", ""), raw, policy)
         except Rejected:
             continue
-        for claim in claims:
-            outcome = engine.decide(claim)
-            for instruction in outcome.instructions:
-                produced[instruction.instruction_id] = instruction.to_wire()
+    engine = Engine(policy, {})
+    produced: dict[str, dict] = {}
+    for claim in in_event_time_order(claims):
+        outcome = engine.decide(claim)
+        for instruction in outcome.instructions:
+            produced[instruction.instruction_id] = instruction.to_wire()
     return list(produced.values())
 
 

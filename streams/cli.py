@@ -208,7 +208,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not args.ledger:
         args.ledger = f"sqlite:///{workdir / 'ledger.sqlite'}"
     events_path = workdir / "events.jsonl"
-    lines = generate_file(events_path, args.year, seed=args.seed, enterprises=args.enterprises, events=args.events, policy=policy)
+    try:
+        lines = generate_file(events_path, args.year, seed=args.seed, enterprises=args.enterprises, events=args.events, policy=policy)
+    except ValueError as exc:  # a year outside the programme, too few events: the user's to fix
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise _command_error(str(exc)) from None
     print(f"generated  {lines:,} events for {args.year} -> {events_path}")
     expected = expected_from_file(str(events_path), policy)
     print(f"replay     {len(expected.decision_ids):,} decisions, {expected.rejections:,} rejections expected")

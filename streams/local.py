@@ -212,7 +212,7 @@ class LocalPipeline:
         production restart policy does (docker-compose.yml); the restarted worker reads the
         batch again. A worker the ledger refused (``LEDGER_REFUSED_EXIT``) stays down: that
         needs a person. Returns a line per restart, with the stopped worker's last log line."""
-        from streams.app import STAGE_FAILED_EXIT
+        from streams.checkpoint import STAGE_FAILED_EXIT
 
         restarted = []
         for worker in self.dead_workers():

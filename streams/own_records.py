@@ -7,7 +7,7 @@ pill: a claims record that was not JSON made decide raise at every redelivery (t
 exited 71 at each restart), one whose values the ledger cannot book stopped it with 70, and a
 changelog record that was not JSON held up the restore. The readers here say why a record is
 unreadable (:class:`Unreadable`, one line a person can act on); the worker then writes the
-record's :func:`dead_letter` to ``subsidy-dead-letters`` and goes on (streams/app.py,
+record's :func:`dead_letter` to ``subsidy-dead-letters`` and goes on (streams/stages.py,
 streams/state.py).
 
 Pure: no Kafka, no database.

@@ -3,7 +3,8 @@
 Each worker looks every ``interval`` seconds: a partition whose fetch position is beyond the
 record after the last one Faust delivered, with no record of its topic waiting in an agent's
 queue, the same for ``checks`` looks in a row, is stalled, and is sought back to its committed
-offset. Whatever comes again after that offset is decided once: every stage is idempotent by id.
+offset. Whatever comes again after that offset is decided once: every stage is idempotent by id
+(streams/stages.py).
 
 WHY (Faust's ``Consumer.getmany`` drops fetched records of a partition not active at that
 moment, and a worker idled after a rebalance): docs/decisions/0007-re-read-stalled-partitions.md.

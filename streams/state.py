@@ -115,7 +115,7 @@ class TxnTable(faust.Table):
             return PartitionView(get)
         return PartitionView(store.data.get)
 
-    def apply_writes(self, event: EventT, txn_key: str, writes: dict[str, Any], outputs: StageOutputs) -> None:
+    def apply_writes(self, partition: int, txn_key: str, writes: dict[str, Any], outputs: StageOutputs) -> None:
         """Make one claim's writes visible to the next claims and queue them as one changelog
         record, with the claim's other outputs (streams/stage_outputs.py).
 
@@ -128,7 +128,6 @@ class TxnTable(faust.Table):
         always equals the changelog up to the offset it holds."""
         if not writes:
             return
-        partition = event.message.partition
         # each value encoded once, for the store and for the changelog record: a claim's record
         # holds its decisions and instructions, and encoding them is a large part of a claim's cost
         encoded = [(key, compact_json(value)) for key, value in writes.items()]

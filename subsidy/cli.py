@@ -2,7 +2,7 @@
 
 Subcommands set ``func`` (``args -> exit code``) with ``set_defaults``. The adapters add
 their own: ``sinks.cli`` (ledger), ``streams.cli`` (worker, up, publish, demo, trace),
-``streams.tools.topics`` (topics) and ``console.cli`` (console).
+``streams.tools.topics`` (topics), ``subsidy.explain`` (explain) and ``console.cli`` (console).
 
 A mistake the user can fix (a missing file, a bad policy file, a ledger URL that cannot be
 opened) prints one line ``subsidy: error: ...`` on stderr and exits 2, without a traceback.
@@ -22,6 +22,7 @@ from rules.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
 from sinks.cli import add_ledger_commands
 from streams.cli import add_stream_commands
 from streams.tools.topics import add_topics_commands
+from subsidy.explain import add_explain_command
 from subsidy.runtime import tune_gc
 
 USAGE_EXIT = 2
@@ -117,7 +118,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
                 raise CommandError(str(exc)) from None
             except LedgerError as exc:
                 first = getattr(exc, "replay_first_line", None)
-                where = f"lines {first}- of {args.events} were not stored" if first else "nothing more was stored"
+                where = f"lines {first}- of {args.events} were not all stored" if first else "nothing more was stored"
                 hint = ""
                 if isinstance(exc, LedgerConflict):
                     hint = "; this ledger holds other input under the same event ids: replay into a fresh ledger (--ledger URL)"
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.set_defaults(func=cmd_replay)
 
     add_ledger_commands(subparsers)
+    add_explain_command(subparsers)
     add_stream_commands(subparsers)
     add_topics_commands(subparsers)
     add_console_commands(subparsers)

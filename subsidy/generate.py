@@ -1,7 +1,8 @@
 """A realistic, seeded year of input messages for Chengdu, as JSONL.
 
 One line per message: ``{"topic": "...", "value": {...}}``, or ``{"topic": "...", "raw": "..."}``
-for a message whose bytes are not JSON. Lines are in order of ``occurred_at``.
+for a message whose bytes are not JSON. Lines are in order of ``occurred_at``, so a pipeline
+fed the file in order never sees a claim later than its clause's allowed lateness.
 
 The same seed and parameters always give a byte-identical file: everything comes from one
 ``random.Random(seed)``, no set or hash order is ever iterated, and timestamps are built
@@ -157,6 +158,7 @@ class YearGenerator:
             raise ValueError("--enterprises must be at least 30")
         if events < 200:
             raise ValueError("--events must be at least 200")
+        _refuse_days_outside_the_programme(year, policy)
         self.year, self.events, self.n_enterprises = year, events, enterprises
         self.rng = random.Random(seed)
         self.names = _Names(self.rng)
@@ -188,7 +190,8 @@ class YearGenerator:
         model_sources = self.sources["model-invoices"]
         self.providers = []
         for i in range(32):
-            region = rng.choice(CHENGDU_REGIONS) if i % 3 else rng.choice(OTHER_REGIONS)
+            # compute vouchers pay the provider, and the city pays only enterprises registered in Chengdu
+            region = rng.choice(CHENGDU_REGIONS)
             org = self._company(region, ("云计算", "算力科技", "智算", "超算科技", "数据中心"), cities.get(region, "成都"))
             org.source = compute_sources[i % len(compute_sources)]
             self.providers.append(org)
@@ -457,6 +460,17 @@ class YearGenerator:
             self._emit(original.at, original.topic, original.value)  # a redelivery: same bytes
         self.out.sort(key=lambda e: (e.at, e.seq))
         return self.out
+
+
+def _refuse_days_outside_the_programme(year: int, policy: Policy) -> None:
+    """Generated events are claims to pay or decline: none may be rejected as outside a clause's window."""
+    first, last = dt.date(year, 1, 1), dt.date(year, 12, 31)
+    for clause in policy.clauses.values():
+        ends = clause.ends.at(last) if clause.ends is not None else None
+        if first < clause.starts or (ends is not None and last > ends):
+            window = f"from {clause.starts}" + (f" to {ends}" if ends is not None else "")
+            raise ValueError(f"--year {year} has days outside the programme window of {clause.id} ({window}, policy file); "
+                             "pick a year wholly inside it")
 
 
 def _accumulate(values) -> Iterator[float]:

@@ -4,10 +4,12 @@ Each line is one event: ``{"topic": "...", "value": {...}}`` (the message as a J
 or ``{"topic": "...", "raw": "..."}`` (the message's bytes as text, e.g. malformed JSON).
 The line number is the event's offset (partition ``None``) in rejection records.
 
-The running state is a plain dict, so a replay is exactly the streaming topology run on
-one partition in file order. Totals are summed from the engine's instructions (net of
-clawbacks); a redelivered event (same source, event_id and content) re-emits its decision
-and is neither paid nor counted twice.
+The running state is a plain dict. Claims are decided in event-time order, each clause's by
+(occurred_at, source, event_id) whatever their place in the file, as the pipeline's decide stage
+releases them (``rules.event_time``): a replay pays exactly what the pipeline pays. So the whole
+file is read before the first claim is decided. Totals are summed from the engine's
+instructions (net of clawbacks); a redelivered event (same source, event_id and content)
+re-emits its decision and is neither paid nor counted twice.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rules.engine import Engine
-from rules.intake import Rejected, intake
+from rules.event_time import order_key
+from rules.intake import Claim, Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import Policy
 from rules.records import Decision, Instruction
@@ -95,31 +98,28 @@ def count_lines(path: str | Path) -> int:
     return total
 
 
+@dataclass
+class _Line:
+    """An event line whose claims are being decided: what it needs for a rejection record."""
+
+    topic: str
+    raw: bytes
+    value: Any
+    claims_left: int
+    decided: int = 0
+    first_rejection: tuple[str, str] | None = None
+
+
 def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_lines: int = 1000, progress=None) -> ReplaySummary:
-    """Run every line of ``path`` through intake and the engine; write outcomes to ``ledger`` in batches."""
+    """Run every line of ``path`` through intake, then its claims through the engine in event-time
+    order (``rules.event_time``), as the pipeline decides them; write outcomes to ``ledger`` in batches."""
     started = time.monotonic()
     summary = ReplaySummary()
-    engine = Engine(policy, {})
-    decisions: list[Decision] = []
-    instructions: list[Instruction] = []
-    rejections: list[dict] = []
     granted = summary.granted
-    pending_lines = 0
-    batch_start = 1  # line number of the first event not yet in the ledger
+    open_lines: dict[int, _Line] = {}  # line number -> its claims not all decided yet
+    claims: list[tuple[Claim, int]] = []  # with the line each came from
+    refused_lines: list[tuple[int, dict]] = []  # lines intake rejected, with their rejection record
     envelopes = 0  # lines that are an event envelope: until one is, nothing is stored
-
-    def flush() -> None:
-        nonlocal decisions, instructions, rejections, pending_lines
-        if not envelopes:  # maybe not an events file at all: its lines are not to be recorded as rejected events
-            return
-        if ledger is not None and (decisions or instructions or rejections):
-            try:
-                ledger.record(decisions, instructions, rejections)
-            except Exception as exc:
-                # which lines were not stored: everything from the batch's first line on
-                exc.replay_first_line = batch_start  # type: ignore[attr-defined]
-                raise
-        decisions, instructions, rejections, pending_lines = [], [], [], 0
 
     try:
         source = open(path, "rb")
@@ -131,56 +131,84 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             if not line.strip():
                 continue
             summary.events += 1
-            if pending_lines == 0:
-                batch_start = number
-            pending_lines += 1
             topic, raw, value = "", line, None
             try:
                 topic, raw, value = _envelope(line)
                 envelopes += 1
-                claims = intake(topic, raw, policy)
+                found = intake(topic, raw, policy)
             except Rejected as exc:
                 summary.rejected += 1
                 summary.rejected_by_code[exc.code] += 1
-                rejections.append(rejection_record(topic or "(none)", None, number, _key_of(value), raw, exc.code, exc.reason, dt.datetime.now(dt.timezone.utc)))
+                refused_lines.append((number, rejection_record(topic or "(none)", None, number, _key_of(value), raw, exc.code, exc.reason, dt.datetime.now(dt.timezone.utc))))
             else:
-                decided = 0
-                first_rejection = None
-                for claim in claims:
-                    outcome = engine.decide(claim)
-                    if outcome.rejection is not None:
-                        first_rejection = first_rejection or outcome.rejection
-                        continue
-                    decided += 1
-                    if outcome.duplicate:
-                        summary.duplicates += 1
-                        continue
-                    for decision in outcome.decisions:
-                        summary.decisions += 1
-                        summary.outcomes[decision.outcome] += 1
-                        granted.setdefault(decision.clause_id, {}).setdefault(str(decision.fiscal_year), 0)
-                    for instruction in outcome.instructions:
-                        summary.instructions += 1
-                        if instruction.kind == "clawback":
-                            summary.clawbacks += 1
-                        years = granted.setdefault(instruction.clause_id, {})
-                        year = str(instruction.fiscal_year)
-                        years[year] = years.get(year, 0) + instruction.amount
-                    decisions.extend(outcome.decisions)
-                    instructions.extend(outcome.instructions)
-                if first_rejection is not None:
-                    code, reason = first_rejection
-                    if decided == 0:  # the event as a whole was refused
-                        summary.rejected += 1
-                    summary.rejected_by_code[code] += 1
-                    rejections.append(rejection_record(topic, None, number, _key_of(value), raw, code, reason, dt.datetime.now(dt.timezone.utc)))
-            if pending_lines >= batch_lines:
-                flush()
-            if progress is not None:
-                progress.update(1)
+                open_lines[number] = _Line(topic, raw, value, len(found))
+                claims.extend((claim, number) for claim in found)
     if summary.events and not envelopes:
         raise ReplayError(f"{path}: not one of its {summary.events:,} lines is an event envelope {{\"topic\": ..., \"value\"|\"raw\": ...}}; "
                           "nothing was stored: is it the events file? (`subsidy generate` writes one)")
+
+    decisions: list[Decision] = []
+    instructions: list[Instruction] = []
+    rejections: list[dict] = []
+    batch: list[int] = []  # numbers of the lines whose outcomes are in the batch
+
+    def done(number: int) -> None:
+        batch.append(number)
+        if progress is not None:
+            progress.update(1)
+        if len(batch) >= batch_lines:
+            flush()
+
+    def flush() -> None:
+        nonlocal decisions, instructions, rejections, batch
+        if ledger is not None and (decisions or instructions or rejections):
+            try:
+                ledger.record(decisions, instructions, rejections)
+            except Exception as exc:
+                # which lines were not (all) stored: from the first of this batch or still open on
+                exc.replay_first_line = min(batch + list(open_lines), default=None)  # type: ignore[attr-defined]
+                raise
+        decisions, instructions, rejections, batch = [], [], [], []
+
+    for number, record in refused_lines:
+        rejections.append(record)
+        done(number)
+    engine = Engine(policy, {})
+    claims.sort(key=lambda entry: order_key(entry[0]))
+    for claim, number in claims:
+        line = open_lines[number]
+        outcome = engine.decide(claim)
+        if outcome.rejection is not None:
+            line.first_rejection = line.first_rejection or outcome.rejection
+        else:
+            line.decided += 1
+            if outcome.duplicate:
+                summary.duplicates += 1
+            else:
+                for decision in outcome.decisions:
+                    summary.decisions += 1
+                    summary.outcomes[decision.outcome] += 1
+                    granted.setdefault(decision.clause_id, {}).setdefault(str(decision.fiscal_year), 0)
+                for instruction in outcome.instructions:
+                    summary.instructions += 1
+                    if instruction.kind == "clawback":
+                        summary.clawbacks += 1
+                    years = granted.setdefault(instruction.clause_id, {})
+                    year = str(instruction.fiscal_year)
+                    years[year] = years.get(year, 0) + instruction.amount
+                decisions.extend(outcome.decisions)
+                instructions.extend(outcome.instructions)
+        line.claims_left -= 1
+        if line.claims_left:
+            continue
+        del open_lines[number]
+        if line.first_rejection is not None:
+            code, reason = line.first_rejection
+            if line.decided == 0:  # the event as a whole was refused
+                summary.rejected += 1
+            summary.rejected_by_code[code] += 1
+            rejections.append(rejection_record(line.topic, None, number, _key_of(line.value), line.raw, code, reason, dt.datetime.now(dt.timezone.utc)))
+        done(number)
     flush()
     summary.seconds = time.monotonic() - started
     return summary

@@ -4,6 +4,7 @@ wire contract. Importable as ``parties`` from any test (tests/ is on sys.path th
 
     uscc(7)              '915101000000000007' + its check character (kind 0: enterprises, buyers)
     uscc(1, kind=1)      another range of the same scheme (the scenarios' providers 1, vendors 2)
+    uscc(7, division="110000")  the same, registered in Beijing (the policy pays only Chengdu's 5101xx)
     resident_id(3)       '51010419900100003' + its check digit
     enterprise(7)        {"uscc": uscc(7), "name": "企业7"}; person(3), team("UESTC-AI-LAB") alike
 """
@@ -18,9 +19,10 @@ def complete_uscc(first17: str) -> str:
     return first17 + uscc_check_character(first17)
 
 
-def uscc(n: int, kind: int = 0) -> str:
-    """The valid USCC numbered ``n`` (0 ≤ n < 10⁸) in range ``kind`` (0-9): 91510100, kind, n on 8 digits."""
-    return complete_uscc(f"91510100{kind}{n:08d}")
+def uscc(n: int, kind: int = 0, division: str = "510100") -> str:
+    """The valid USCC numbered ``n`` (0 ≤ n < 10⁸) in range ``kind`` (0-9): 91, the registration
+    ``division`` (GB/T 2260; Chengdu's 510100 unless a test is about another), kind, n on 8 digits."""
+    return complete_uscc(f"91{division}{kind}{n:08d}")
 
 
 def resident_id(n: int) -> str:
@@ -29,8 +31,8 @@ def resident_id(n: int) -> str:
     return first17 + resident_id_check_character(first17)
 
 
-def enterprise(n: int, kind: int = 0, name: str | None = None) -> dict[str, str]:
-    return {"uscc": uscc(n, kind), "name": f"企业{n}" if name is None else name}
+def enterprise(n: int, kind: int = 0, name: str | None = None, division: str = "510100") -> dict[str, str]:
+    return {"uscc": uscc(n, kind, division), "name": f"企业{n}" if name is None else name}
 
 
 def person(n: int, name: str | None = None) -> dict[str, str]:

@@ -1,5 +1,5 @@
 """Queries of the ledger: what was granted, counts, stored instructions, journal entries,
-account balances and cap usage."""
+account balances, cap usage, and single decisions and instructions by id."""
 
 from __future__ import annotations
 
@@ -77,3 +77,35 @@ class Queries(LedgerDatabase):
     def cap_usage(self) -> dict[str, dict[str, Any]]:
         with self.engine.connect() as conn:
             return {row.scope: {"kind": row.kind, "limit": int(row.cap_limit), "used": int(row.used)} for row in conn.execute(sa.select(cap_usage))}
+
+    def ids_starting_with(self, prefix: str, limit: int = 10) -> list[tuple[str, str]]:
+        """("decision" | "instruction", id) of up to ``limit`` records whose id starts with ``prefix``."""
+        found: list[tuple[str, str]] = []
+        with self.engine.connect() as conn:
+            for kind, column in (("decision", decisions_t.c.decision_id), ("instruction", instructions_t.c.instruction_id)):
+                query = sa.select(column).where(column.startswith(prefix, autoescape=True)).order_by(column).limit(limit)
+                found.extend((kind, record_id) for record_id in conn.scalars(query))
+        return found[:limit]
+
+    def instruction_body(self, instruction_id: str) -> dict[str, Any] | None:
+        query = sa.select(instructions_t.c.body).where(instructions_t.c.instruction_id == instruction_id)
+        with self.engine.connect() as conn:
+            body = conn.scalar(query)
+        return None if body is None else dict(json.loads(body))
+
+    def decision_body(self, decision_id: str) -> dict[str, Any] | None:
+        return self._decision_where(decisions_t.c.decision_id == decision_id)
+
+    def decision_paying(self, clause_id: str, fiscal_year: int, instruction_id: str) -> dict[str, Any] | None:
+        """The decision whose instruction this is (a clawback's decision has the year of the payment it corrects)."""
+        return self._decision_where(decisions_t.c.clause_id == clause_id, decisions_t.c.fiscal_year == fiscal_year, decisions_t.c.instruction_id == instruction_id)
+
+    def decision_of_event(self, clause_id: str, fiscal_year: int, source: str, event_id: str) -> dict[str, Any] | None:
+        return self._decision_where(decisions_t.c.clause_id == clause_id, decisions_t.c.fiscal_year == fiscal_year,
+                                    decisions_t.c.source == source, decisions_t.c.event_id == event_id)
+
+    def _decision_where(self, *conditions: sa.ColumnElement[bool]) -> dict[str, Any] | None:
+        # by clause and year where the caller knows them: the index the table has
+        with self.engine.connect() as conn:
+            body = conn.scalar(sa.select(decisions_t.c.body).where(*conditions))
+        return None if body is None else dict(json.loads(body))

@@ -15,7 +15,8 @@ GENESIS_HASH = "0" * 64  # the chain head's hash before the first journal entry
 
 # Rows that are facts: never updated, never deleted (a correction is a new row); triggers refuse
 # UPDATE and DELETE (and TRUNCATE on PostgreSQL).
-APPEND_ONLY = ("ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges")
+APPEND_ONLY = ("ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges",
+               "ledger_holds", "ledger_hold_releases")
 
 metadata = sa.MetaData()
 
@@ -139,4 +140,26 @@ cap_charges = sa.Table(
     sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id", deferrable=True, initially="DEFERRED"), primary_key=True),
     sa.Column("scope", sa.String(600), sa.ForeignKey("ledger_cap_usage.scope"), primary_key=True),
     sa.Column("delta", sa.BigInteger, nullable=False),
+)
+
+# Held payments (migration 0002): a payment of a payee listed on payee-exclusions, with the
+# listing that holds it (``body``: the listing as the rule saw it), and the day it was released.
+holds_t = sa.Table(
+    "ledger_holds",
+    metadata,
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), primary_key=True),
+    sa.Column("listed_party", sa.String(128), nullable=False),
+    sa.Column("list", sa.String(64), nullable=False),
+    sa.Column("reference", sa.String(256), nullable=False),
+    sa.Column("held_from", sa.String(10), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    _recorded_at(),
+)
+hold_releases = sa.Table(
+    "ledger_hold_releases",
+    metadata,
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_holds.instruction_id"), primary_key=True),
+    sa.Column("released_on", sa.String(10), nullable=False),
+    _recorded_at(),
 )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import re
 
+from rules.engine import Engine
+from rules.event_time import EventTimeOrder
 from rules.identifiers import resident_id_problem, uscc_problem
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
@@ -111,3 +114,63 @@ def test_identifiers_sources_and_times(small_year):
         if "amount" in v:
             assert isinstance(v["amount"], str) and re.fullmatch(r"-?\d+\.\d\d", v["amount"])
     assert stamps == sorted(stamps), "lines are in time order"
+
+
+def test_a_pipeline_fed_the_file_in_order_sees_no_late_claim(small_year):
+    """Each claim of the file is at most its clause's allowed lateness behind the latest
+    occurred_at before it, so an event-time order whose input has read the file up to the
+    latest time so far (the most any watermark can say) never finds one late."""
+    path, _ = small_year
+    policy = load_policy()
+    source = ("compute-purchases", 0)
+    order = EventTimeOrder(policy, [source], {})
+    latest = None
+    offered = 0
+    for line in _lines(path):
+        if "value" not in line:
+            continue
+        try:
+            claims = intake(line["topic"], json.dumps(line["value"], ensure_ascii=False).encode(), policy)
+        except Rejected:
+            continue
+        for claim in claims:
+            at = dt.datetime.fromisoformat(claim.occurred_at)
+            if latest is not None:
+                assert latest - at <= policy.clauses[claim.clause_id].allowed_lateness.at(dt.date.fromisoformat(claim.day)), claim
+            assert order.offer(claim) is None, f"{claim.event_id} would be late"
+            offered += 1
+            latest = max(latest or at, at)
+            order.progress(source, latest)
+            order.release()
+    assert offered > 1000
+
+
+def test_a_year_outside_the_programme_window_is_refused_in_one_line(tmp_path, capsys):
+    # 2025 starts before the policy took effect (2025-08-28), 2028 goes past its assumed end (2028-08-27)
+    for year in ("2025", "2028"):
+        assert main(["generate", "--year", year, "--out", str(tmp_path / "y.jsonl"), "--events", "300"]) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and f"--year {year} has days outside the programme window of" in error
+
+
+def test_every_paid_or_supported_enterprise_is_registered_in_chengdu_and_every_event_in_the_window(small_year):
+    # issue 25: unless asked, generate makes claims to pay or to decline by a cap, never ones the
+    # policy refuses for who or when (vendors are neither payee nor beneficiary: they may be elsewhere)
+    path, _ = small_year
+    policy = load_policy()
+    engine = Engine(policy, {})
+    codes, declined_by = collections.Counter(), collections.Counter()
+    for line in _lines(path):
+        raw = line["raw"].encode() if "raw" in line else json.dumps(line["value"], ensure_ascii=False).encode()
+        try:
+            claims = intake(line["topic"], raw, policy)
+        except Rejected as exc:
+            codes[exc.code] += 1
+            continue
+        for claim in claims:
+            for decision in engine.decide(claim).decisions:
+                declined_by[decision.declined_by] += 1
+                for party in (decision.payee, decision.beneficiary):
+                    assert party.kind != "enterprise" or party.id[2:6] == "5101", decision
+    assert not {"outside-programme", "dated-in-future"} & set(codes)
+    assert declined_by["not-eligible"] == 0 and declined_by["not-in-force"] == 0

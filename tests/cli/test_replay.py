@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import sys
@@ -10,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from rules.engine import Engine
+from rules.intake import Rejected, intake
 from rules.money import parse_amount
 from rules.policy import load_policy
 from sinks.ledger import Ledger
+from sinks.reconcile import expected_from_events
 from subsidy.cli import main
 from subsidy.generate import generate_file
 from subsidy.replay import replay
@@ -135,3 +139,40 @@ def test_odd_lines_become_rejections_not_crashes(tmp_path, lines, code):
     assert summary.events == 2 and summary.rejected == 2 and summary.rejected_by_code[code] >= 1
     record, _ = sink.rejections
     assert record["code"] == code and record["offset"] == 1 and record["partition"] is None
+
+
+class _Recorder:
+    def __init__(self):
+        self.decisions, self.instructions = [], []
+
+    def record(self, decisions, instructions, rejections):
+        self.decisions += decisions
+        self.instructions += instructions
+
+
+def test_the_order_of_the_lines_does_not_change_who_is_paid(small_year, tmp_path):
+    """Claims are decided by occurred_at, source, event_id, wherever they are in the file: a
+    shuffled file pays the same instructions, and ledger reconcile --against expects them too."""
+    path, _ = small_year
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    random.Random(25).shuffle(lines)
+    shuffled = tmp_path / "shuffled.jsonl"
+    shuffled.write_text("".join(lines), encoding="utf-8")
+    policy = load_policy()
+    in_order, out_of_order = _Recorder(), _Recorder()
+    assert replay(path, policy, in_order).to_json() == replay(shuffled, policy, out_of_order).to_json()
+    assert in_order.instructions == out_of_order.instructions and in_order.decisions == out_of_order.decisions
+    assert expected_from_events(shuffled.read_text(encoding="utf-8").splitlines()) == [i.to_wire() for i in in_order.instructions]
+    # in file order the shuffled year would have paid others: the order matters here
+    engine = Engine(policy, {})
+    file_order = []
+    for line in lines:
+        envelope = json.loads(line)
+        if "value" in envelope:
+            try:
+                claims = intake(envelope["topic"], json.dumps(envelope["value"], ensure_ascii=False).encode(), policy)
+            except Rejected:
+                continue
+            for claim in claims:
+                file_order += engine.decide(claim).instructions
+    assert sorted(i.instruction_id for i in file_order) != sorted(i.instruction_id for i in in_order.instructions)

@@ -21,7 +21,7 @@ from bench.private_postgres import NOT_INSTALLED, PrivatePostgres, find_bin_dir
 from pipeline_support import alive_check, assert_ledger_equals_replay, wait_for_progress
 from sinks.ledger import Ledger, make_engine
 from streams.apache_kafka import ApacheKafka
-from streams.app import LEDGER_REFUSED_EXIT
+from streams.checkpoint import LEDGER_REFUSED_EXIT
 from streams.local import LocalPipeline
 from streams.tansu.broker import LocalBroker
 from streams.tools.publish import publish_file

@@ -217,7 +217,7 @@ def test_faust_table_restores_exactly_after_kill9(broker, workers, tmp_path):
 
 
 def test_a_worker_that_stopped_itself_is_restarted_on_its_state_and_a_refused_one_is_not(tmp_path, monkeypatch):
-    from streams.app import LEDGER_REFUSED_EXIT, STAGE_FAILED_EXIT
+    from streams.checkpoint import LEDGER_REFUSED_EXIT, STAGE_FAILED_EXIT
     from streams.local import LocalPipeline, WorkerProcess
 
     p = LocalPipeline(workdir=tmp_path)

@@ -122,7 +122,7 @@ def test_balance_and_statement(filled, capsys):
     statement = json.loads(capsys.readouterr().out)
     assert statement["balance"] == "1860.30" and len(statement["entries"]) == 4
     assert main(["ledger", "init", "--ledger", url]) == 0
-    assert "0001_ledger_initial" in capsys.readouterr().out
+    assert "0002_payment_holds" in capsys.readouterr().out
 
 
 def test_unreachable_ledger_is_a_one_line_error(capsys, tmp_path):

@@ -10,6 +10,8 @@ Every expected figure in those files is computed by hand from the policy text
 
 from __future__ import annotations
 
+import copy
+import datetime as dt
 import json
 import re
 from collections import defaultdict
@@ -21,10 +23,12 @@ import yaml
 
 from parties import enterprise, person, team
 from rules.engine import Engine
+from rules.event_time import order_key
+from rules.exclusions import Exclusions, listing_from
 from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import load_policy
-from schemas.inputs import MODEL_BY_TOPIC
+from schemas.inputs import EXCLUSIONS_TOPIC, MODEL_BY_TOPIC, PayeeExclusion
 from schemas.outputs import Decision, DisbursementInstruction
 
 HERE = Path(__file__).resolve().parent
@@ -32,13 +36,17 @@ POLICY = load_policy()
 
 FILE_KEYS = ("scenarios",)
 CASE_KEYS = ("name", "topic", "defaults", "events", "totals")
-EVENT_KEYS = ("topic", "expect")  # besides the message fields of the event's topic
-EXPECT_KEYS = ("outcome", "granted", "declined", "declined_by", "fiscal_year", "payee", "beneficiary", "clause", "duplicate", "corrects", "instructions", "reject")
+EVENT_KEYS = ("topic", "expect", "received_at")  # besides the message fields of the event's topic
+EXPECT_KEYS = ("outcome", "granted", "declined", "declined_by", "fiscal_year", "payee", "beneficiary", "clause", "duplicate", "corrects", "instructions", "reject",
+               "held_by", "payable_from")
+# the claims topics, and the listings that hold payments (contract v1.1)
+SCENARIO_MODELS = {**MODEL_BY_TOPIC, EXCLUSIONS_TOPIC: PayeeExclusion}
 DEFAULT_SOURCE = {
     "compute-purchases": "scc-billing",
     "model-invoices": "model-vendor-billing",
     "investment-closings": "investment-registry",
     "award-announcements": "gov-review-system",
+    EXCLUSIONS_TOPIC: "chengdu-credit-platform",
 }
 _KIND = {"E": 0, "PRV": 1, "VND": 2}
 
@@ -117,9 +125,9 @@ def _case_problem(case: Any) -> str | None:
             return f"{where}must be a mapping, not {type(raw).__name__}"
         event = {**defaults, **raw}
         topic = event.get("topic", case.get("topic"))
-        if topic not in MODEL_BY_TOPIC:
-            return f"{where}topic {topic!r} is not an input topic; one of: {', '.join(MODEL_BY_TOPIC)} (as 'topic' of the case or the event)"
-        allowed = sorted(MODEL_BY_TOPIC[topic].model_fields) + list(EVENT_KEYS)
+        if topic not in SCENARIO_MODELS:
+            return f"{where}topic {topic!r} is not an input topic; one of: {', '.join(SCENARIO_MODELS)} (as 'topic' of the case or the event)"
+        allowed = sorted(f.alias or name for name, f in SCENARIO_MODELS[topic].model_fields.items()) + list(EVENT_KEYS)
         problem = _unknown(event, allowed, where if set(event) - set(allowed) <= set(raw) else f"{where}defaults: ")
         if problem:
             return problem
@@ -136,25 +144,32 @@ def _case_problem(case: Any) -> str | None:
 
 
 def party(alias: str | dict) -> tuple[dict, str]:
-    """Alias -> (contract object, identifier): E<n>, PRV<n>, VND<n> an enterprise, P<n> a person, anything else a team."""
+    """Alias -> (contract object, identifier): E<n>, PRV<n>, VND<n> an enterprise (registered in
+    Chengdu, 510100, or in the division after an @: E3@110000), P<n> a person, anything else a team."""
     if isinstance(alias, dict):
         return alias, alias.get("uscc") or alias.get("person_id") or alias.get("team_ref")
-    match = re.fullmatch(r"(E|PRV|VND|P)(\d+)", alias)
-    if match and match.group(1) in _KIND:
-        company = enterprise(int(match.group(2)), _KIND[match.group(1)], name=f"企业{alias}")
-        return company, company["uscc"]
+    match = re.fullmatch(r"(E|PRV|VND)(\d+)(?:@(\d{6}))?", alias)
     if match:
-        someone = person(int(match.group(2)), name=f"个人{alias}")
+        company = enterprise(int(match.group(2)), _KIND[match.group(1)], name=f"企业{alias}", division=match.group(3) or "510100")
+        return company, company["uscc"]
+    match = re.fullmatch(r"P(\d+)", alias)
+    if match:
+        someone = person(int(match.group(1)), name=f"个人{alias}")
         return someone, someone["person_id"]
     return team(alias), alias
 
 
-def expand(topic: str, fields: dict) -> dict:
-    """The message of a compact event: aliases expanded, the fields the case does not care about defaulted."""
+FIRST_EVENT_AT = dt.datetime(2026, 3, 1, 10, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+
+
+def expand(topic: str, fields: dict, n: int) -> dict:
+    """The message of a compact event, the ``n``th of its case (or a repeat of it): aliases expanded, the fields the
+    case does not care about defaulted. Events that give no time happen a second apart, in file
+    order, so that file order is the order they are decided in (by occurred_at)."""
     msg = dict(fields)
     event_id = msg["event_id"]
     msg.setdefault("source", DEFAULT_SOURCE[topic])
-    msg.setdefault("occurred_at", "2026-03-01T10:00:00+08:00")
+    msg.setdefault("occurred_at", (FIRST_EVENT_AT + dt.timedelta(seconds=n - 1)).isoformat())
     msg["beneficiary"] = party(msg.get("beneficiary", "E1"))[0]
     if topic == "compute-purchases":
         msg["provider"] = party(msg.get("provider", "PRV1"))[0]
@@ -167,6 +182,9 @@ def expand(topic: str, fields: dict) -> dict:
         msg.setdefault("round", "vc")
         msg.setdefault("investors", ["某创投基金"])
         msg.setdefault("agreement_no", f"AG-{event_id}")
+    elif topic == EXCLUSIONS_TOPIC:
+        msg.setdefault("list", "dishonest-judgment-debtor")
+        msg.setdefault("reference", f"（2026）川01执{event_id}号")
     else:
         msg.setdefault("approval_ref", f"成经信〔2026〕{event_id}号")
     return msg
@@ -176,27 +194,68 @@ def _money(value) -> str:
     return format_fen(parse_amount(value if isinstance(value, (str, int)) else str(value)))
 
 
+def _learn_listing(exclusions: Exclusions, data: bytes, expect: dict, where: str) -> None:
+    try:
+        exclusions.add(listing_from(data, POLICY))
+    except Rejected as rejection:
+        assert expect.get("reject") == rejection.code, f"{where}: rejected: {rejection.code}: {rejection.reason}"
+        return
+    assert not set(expect) - {"reject"}, f"{where}: a listing expects only 'reject'"
+    assert "reject" not in expect, f"{where}: expected rejection {expect['reject']}, got a listing"
+
+
+def _check_hold(exclusions: Exclusions, claim, payments: list[dict], expect: dict, where: str) -> None:
+    """A new payment is held by the listing ``held_by`` names (its reference) or by none, and payable
+    from ``payable_from`` (a date, null while a listing has no end), by the listings known so far."""
+    day = dt.date.fromisoformat(claim.day)
+    if "held_by" in expect or "payable_from" in expect:
+        assert payments, f"{where}: a hold is expected, but no payment was made"
+    for payment in payments:
+        parties = [payment["payee"]["id"], payment["beneficiary"]["id"]]
+        listing = exclusions.hold(parties, day)
+        held_by = None if listing is None else listing.reference
+        assert held_by == expect.get("held_by"), f"{where}: held by {held_by!r}, expected {expect.get('held_by')!r}"
+        if "payable_from" in expect:
+            payable = exclusions.payable_from(parties, day)
+            wanted = expect["payable_from"]
+            assert payable == (None if wanted is None else dt.date.fromisoformat(str(wanted))), f"{where}: payable from {payable}, expected {wanted}"
+
+
 def run_case(scenario: dict) -> None:
     state: dict = {}
     engine = Engine(POLICY, state)
+    exclusions = Exclusions()
     emitted: dict[str, dict] = {}
     first_decision: dict[tuple[str, str], dict] = {}
     payment_of: dict[tuple[str, str], str] = {}  # (source, event_id) -> payment instruction id
     default_topic = scenario.get("topic")
+    accepted = []  # (claim, message, expectations, where) of the events intake accepts
+    first_of: dict[tuple[str, str], int] = {}
     for n, raw_event in enumerate(scenario["events"], 1):
         event = {**scenario.get("defaults", {}), **raw_event}
         topic = event.pop("topic", default_topic)
         expect = event.pop("expect", {}) or {}
-        msg = expand(topic, event)
+        received_at = event.pop("received_at", None)  # the broker's time of the message; none in a replay
+        # a repeat of an event (same source and event_id) repeats its time too
+        nth = first_of.setdefault((event.get("source", DEFAULT_SOURCE[topic]), event["event_id"]), n)
+        msg = expand(topic, event, nth)
         where = f"event {n} ({msg['event_id']})"
         data = json.dumps(msg, ensure_ascii=False).encode("utf-8")
+        if topic == EXCLUSIONS_TOPIC:
+            _learn_listing(exclusions, data, expect, where)
+            continue
         try:
-            claims = intake(topic, data, POLICY)
+            claims = intake(topic, data, POLICY, None if received_at is None else dt.datetime.fromisoformat(received_at))
         except Rejected as rejection:
             assert expect.get("reject") == rejection.code, f"{where}: rejected by intake: {rejection.code}: {rejection.reason}"
             continue
         assert len(claims) == 1, where
-        out = engine.decide(claims[0])
+        # the listings as they stood when the claim arrived: a later message may lift one
+        accepted.append((claims[0], msg, expect, where, copy.deepcopy(exclusions)))
+    # decided as the pipeline and a replay decide them: by occurred_at, source, event_id
+    accepted.sort(key=lambda entry: order_key(entry[0]))
+    for claim, msg, expect, where, listings in accepted:
+        out = engine.decide(claim)
         if out.rejection:
             assert expect.get("reject") == out.rejection[0], f"{where}: rejected by engine: {out.rejection}"
             assert not out.decisions and not out.instructions
@@ -258,6 +317,7 @@ def run_case(scenario: dict) -> None:
                 assert msg["event_id"] in instruction["event_ids"]
         if not new and not out.duplicate:
             assert decision["instruction_id"] is None, where
+        _check_hold(listings, claim, [i for i in new if i["kind"] == "payment"], expect, where)
         if "corrects" in expect:
             assert decision["corrects"] == expect["corrects"], where
             if new:

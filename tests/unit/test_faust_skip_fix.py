@@ -182,7 +182,7 @@ def test_the_worker_counts_an_input_gap_of_markers_and_says_what_to_do_when_it_s
     assert METRICS.input_gaps.values[(INPUT.topic,)] == before + 2
     exits = []
     with caplog.at_level("CRITICAL", logger="streams"), pytest.MonkeyPatch.context() as patch:
-        patch.setattr("streams.app._exit_now", exits.append)
+        patch.setattr("streams.app.exit_now", exits.append)
         records_skipped(INPUT, 10, 12, "the broker holds 1 record(s) there: @11")
     assert exits == [71]
     assert ("model-invoices[1]: the consumer skipped offsets @10..@11 on their way to the agent; exiting before a "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 
 import pytest
@@ -376,3 +377,31 @@ def test_share_award_without_base_amount(name):
 def test_fiscal_year_is_counted_in_shanghai_time(stamp, year, day):
     claim = one_claim("compute-purchases", purchase(occurred_at=stamp))
     assert (claim.fiscal_year, claim.day) == (year, day)
+
+
+# --- programme windows (issue 25; every boundary in tests/scenarios/in-force.yaml) ------------
+
+
+def test_a_claim_outside_the_programme_says_the_dates_and_the_fix():
+    before = rejected("compute-purchases", raw(purchase(occurred_at="2025-08-27T23:59:59+08:00")))
+    assert before.code == "outside-programme"
+    assert "2025-08-27" in before.reason and "before compute-voucher took effect on 2025-08-28" in before.reason
+    after = rejected("compute-purchases", raw(purchase(occurred_at="2099-03-01T10:00:00+08:00")))
+    assert after.code == "outside-programme"
+    assert "2099-03-01" in after.reason and "after compute-voucher ended on 2028-08-27" in after.reason
+    for rejection in (before, after):
+        assert "\n" not in rejection.reason and "publish the event again with the day it happened" in rejection.reason
+
+
+def test_a_message_dated_beyond_the_clock_skew_says_both_times_and_the_fix():
+    received = dt.datetime(2026, 3, 1, 2, 0, tzinfo=dt.timezone.utc)  # 10:00 in Chengdu
+    assert intake("compute-purchases", raw(purchase(occurred_at="2026-03-01T10:10:00+08:00")), POLICY, received)
+    with pytest.raises(Rejected) as info:
+        intake("compute-purchases", raw(purchase(occurred_at="2026-03-01T10:10:01+08:00")), POLICY, received)
+    assert info.value.code == "dated-in-future"
+    assert info.value.reason == (
+        "occurred_at 2026-03-01T10:10:01+08:00 is 0:10:01 after the broker received the message (2026-03-01T10:00:00+08:00), "
+        "more than the 0:10:00 clock skew allowed; publish it again with the time it happened, and check the publishing system's clock"
+    )
+    # without a broker time (a replayed file) there is no such check
+    assert intake("compute-purchases", raw(purchase(occurred_at="2026-03-01T10:10:01+08:00")), POLICY)

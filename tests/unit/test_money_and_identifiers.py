@@ -21,7 +21,7 @@ from rules.identifiers import (
     uscc_check_character,
     uscc_problem,
 )
-from rules.money import AmountError, Rate, format_fen, parse_amount
+from rules.money import AmountError, Rate, format_fen, format_grouped, parse_amount
 
 # --- amounts --------------------------------------------------------------------------
 
@@ -91,6 +91,15 @@ def test_absurd_amount_rejected():
 )
 def test_format_fen(fen, wire):
     assert format_fen(fen) == wire
+
+
+@pytest.mark.parametrize(
+    "fen, shown",
+    [(0, "0.00"), (5, "0.05"), (99999, "999.99"), (100000, "1,000.00"), (75000000, "750,000.00"), (10000000000, "100,000,000.00"), (-14618, "-146.18"), (-123456789, "-1,234,567.89")],
+)
+def test_format_grouped_for_people(fen, shown):
+    assert format_grouped(fen) == shown
+    assert parse_amount(shown.replace(",", "")) == fen
 
 
 @settings(max_examples=300, deadline=None)

@@ -9,6 +9,7 @@ from decimal import Decimal
 
 import pytest
 
+from parties import uscc
 from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.money import Rate
@@ -28,8 +29,8 @@ EXPECTED_CLAUSES = {
     "ranking",
     "typical-case",
 }
-E1 = "91110000600037341L"
-E2 = "91110108551385082Q"
+E1 = uscc(1)  # registered in Chengdu: the policy pays no other enterprise
+E2 = uscc(2, kind=1)
 VALUE_130 = 'value: "1.30"'
 VALUE_010 = 'value: "0.10"'
 EMPTY_REF = 'reference: ""'
@@ -334,3 +335,91 @@ def test_a_cap_changed_from_a_later_date_applies_only_from_that_day():
     b = engine.decide(intake("compute-purchases", purchase("p2", "2027-01-01T00:00:00+08:00", "1000.00"), policy)[0])
     assert a.decisions[0].granted == 600_00
     assert (b.decisions[0].granted, b.decisions[0].declined_by) == (100_00, "buyer-year")
+
+
+def test_allowed_lateness_per_clause_is_dated_assumed_and_read_as_a_timedelta():
+    clauses = load_policy().clauses
+    for clause in clauses.values():
+        for value in clause.allowed_lateness.values:
+            assert value.value >= dt.timedelta(0) and value.basis == "assumed" and value.reference, clause.id
+    assert clauses["compute-voucher"].allowed_lateness.at(dt.date(2026, 3, 1)) == dt.timedelta(days=2)
+    assert clauses["benchmark-scenario"].allowed_lateness.at(dt.date(2026, 3, 1)) == dt.timedelta(0)
+
+
+@pytest.mark.parametrize("bad", ["-P1D", "P1.5D", "2 days", "P", "PT"])
+def test_a_negative_or_malformed_allowed_lateness_is_refused_at_its_line(bad):
+    text = replace_once(SHIPPED, "value: P7D,", f"value: {bad},")
+    message = refused(text)
+    assert message.startswith(f"policy.yaml:{line_of(text, f'value: {bad},')}:"), message
+    assert "allowed_lateness" in message and "not negative" in message
+
+
+def test_a_clause_without_allowed_lateness_is_refused():
+    block = block_of(SHIPPED, "investment")
+    entry = next(line for line in block.splitlines(keepends=True) if "value: P7D" in line)
+    text = replace_once(SHIPPED, "    allowed_lateness:\n" + entry, "")
+    assert "clause investment is missing `allowed_lateness`" in refused(text)
+
+
+# --- programme windows and who may be paid (issue 25) ----------------------------------------
+
+
+def test_shipped_windows_skew_and_eligibility_are_assumed_with_references():
+    policy = load_policy()
+    for clause in policy.clauses.values():
+        assert clause.starts == dt.date(2025, 8, 28), clause.id
+        assert clause.ends is not None and clause.ends.at(clause.starts) == dt.date(2028, 8, 27), clause.id
+        assert [(v.basis, bool(v.reference.strip())) for v in clause.ends.values] == [("assumed", True)], clause.id
+    assert policy.clock_skew is not None and policy.clock_skew.at(dt.date(2026, 1, 1)) == dt.timedelta(minutes=10)
+    assert policy.clock_skew.values[0].basis == "assumed"
+    assert policy.registration_divisions is not None and policy.registration_divisions.at(dt.date(2026, 1, 1)) == ("5101",)
+    assert "成都市" in policy.registration_divisions.values[0].reference
+
+
+def test_a_clause_starts_on_its_earliest_dated_value():
+    text = replace_once(SHIPPED, '{from: 2025-08-28, value: "0.60"', '{from: 2025-09-01, value: "0.60"')
+    text = replace_once(text, "- {from: 2025-08-28, value: provider", "- {from: 2025-08-30, value: provider")
+    assert parse_policy(text.encode()).clauses["compute-voucher"].starts == dt.date(2025, 8, 28)  # its caps
+
+
+def test_an_end_before_the_clause_starts_is_refused_at_its_line():
+    text = replace_once(SHIPPED, "value: 2028-08-27", "value: 2025-08-27")
+    message = refused(text)
+    assert message.startswith(f"policy.yaml:{line_of(text, '    ends:')}:"), message
+    assert "2025-08-27 is before the clause's first day 2025-08-28" in message
+
+
+def test_an_end_that_is_not_a_date_is_refused_at_its_line():
+    text = replace_once(SHIPPED, "value: 2028-08-27", 'value: "in three years"')
+    message = refused(text)
+    assert message.startswith(f"policy.yaml:{line_of(text, 'in three years')}:"), message
+    assert "must be a date" in message
+
+
+@pytest.mark.parametrize("bad", ['"10"', '"10 minutes"', '"-PT1M"', "600"])
+def test_a_clock_skew_that_is_not_a_duration_is_refused_at_its_line(bad):
+    text = replace_once(SHIPPED, "value: PT10M", f"value: {bad}")
+    message = refused(text)
+    assert message.startswith(f"policy.yaml:{line_of(text, f'value: {bad}')}:"), message
+    assert "ISO 8601" in message
+
+
+@pytest.mark.parametrize("bad", ['"5101"', "[5101]", '["51A1"]', "[]"])
+def test_a_division_prefix_list_that_is_not_quoted_digits_is_refused_at_its_line(bad):
+    text = replace_once(SHIPPED, 'value: ["5101"]', f"value: {bad}")
+    message = refused(text)
+    assert message.startswith(f"policy.yaml:{line_of(text, f'value: {bad}')}:"), message
+    assert "division-code prefixes" in message
+
+
+def test_windows_skew_and_eligibility_are_optional():
+    text = SHIPPED
+    for block in ("clock_skew:\n", "eligibility:\n  registration_division_prefix:\n"):
+        start = text.index(block)
+        text = text[:start] + text[text.index("\n\n", start):]
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(("    ends:", "      - {from: 2025-08-28, value: 2028")))
+    policy = parse_policy(text.encode())
+    assert policy.clock_skew is None and policy.registration_divisions is None
+    assert all(clause.ends is None for clause in policy.clauses.values())
+    claims = intake("compute-purchases", purchase("p2099", "2099-03-01T10:00:00+08:00", "100.00"), policy)
+    assert Engine(policy, {}).decide(claims[0]).decisions[0].granted == 60_00

@@ -17,8 +17,8 @@ from rules.engine import Engine
 from rules.intake import intake
 from rules.policy import load_policy
 from schemas.outputs import MAX_ORIGINAL_BYTES, Rejection, rejection_record
-from streams.app import origin_of
 from streams.stage_outputs import MAX_RECORD_BYTES, StageOutputs
+from streams.stages import origin_of
 from streams.state import ClaimWrites, compact_json
 
 POLICY = load_policy()

@@ -138,6 +138,17 @@ def test_the_wire_form_is_byte_for_byte_what_it_was_read_from():
         assert json.dumps(record.to_wire(), ensure_ascii=False) == json.dumps(wire, ensure_ascii=False)
 
 
+def test_a_decision_made_before_v1_1_is_re_emitted_without_late_by():
+    """Its bytes and its content hash in the ledger stay those already booked; a null late_by stays."""
+    decisions, _, _ = RESULT
+    assert decisions[0]["late_by"] is None
+    before_v1_1 = {key: value for key, value in decisions[0].items() if key != "late_by"}
+    record = records.Decision.from_wire(before_v1_1)
+    assert record.late_by is None and record == records.Decision.from_wire(decisions[0])
+    assert json.dumps(record.to_wire(), ensure_ascii=False) == json.dumps(before_v1_1, ensure_ascii=False)
+    assert records.Decision.from_wire(decisions[0]).to_wire() == decisions[0]
+
+
 def test_records_are_immutable_and_built_with_named_fields():
     record = _typed_records()[0]
     with pytest.raises(dataclasses.FrozenInstanceError):

@@ -84,7 +84,7 @@ def test_a_claims_writes_are_stored_and_queued_as_one_changelog_record(tmp_path,
     table = state_table(tmp_path, store)
     outputs = StageOutputs()
     writes = {"cap-a": {"amount": 250, "count": 2}, "claim-x": {"granted": "1.50", "who": "成都"}}
-    table.apply_writes(SimpleNamespace(message=SimpleNamespace(partition=2)), "claim-x", writes, outputs)
+    table.apply_writes(2, "claim-x", writes, outputs)
     assert table.reader(2).get("claim-x") == {"granted": "1.50", "who": "成都"}
     [(topic, key, record, partition, _)] = outputs.queued
     assert (topic, partition, key) == (CHANGELOG, 2, b"claim-x")
@@ -107,9 +107,8 @@ def test_rocksdb_holds_only_changelog_records_the_broker_acknowledged(tmp_path):
     changelog offset that holds them; until then they are read from memory."""
     table = state_table(tmp_path, "rocksdb")
     outputs = StageOutputs()
-    event = SimpleNamespace(message=SimpleNamespace(partition=1))
-    table.apply_writes(event, "claim-a", {"claim-a": {"granted": 1}, "cap": {"amount": 1, "count": 1}}, outputs)
-    table.apply_writes(event, "claim-b", {"claim-b": {"granted": 2}, "cap": {"amount": 3, "count": 2}}, outputs)
+    table.apply_writes(1, "claim-a", {"claim-a": {"granted": 1}, "cap": {"amount": 1, "count": 1}}, outputs)
+    table.apply_writes(1, "claim-b", {"claim-b": {"granted": 2}, "cap": {"amount": 3, "count": 2}}, outputs)
     sent = outputs.queued
     assert table.reader(1).get("cap") == {"amount": 3, "count": 2}  # the next claim sees both
     _delivered(sent[0], offset=7)

@@ -1,0 +1,250 @@
+"""The stages (streams/stages.py) driven with plain records and a dict for the state: no Kafka, no Faust."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from rules.engine import Engine
+from rules.policy import load_policy
+from streams.own_records import read_changelog_record
+from streams.stage_outputs import StageOutputs
+from streams.stages import DecideStage, IntakeStage, Record, StageBatch, StageFailed
+from streams.state import PartitionView, compact_json
+from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, DECISIONS_TOPIC, INSTRUCTIONS_TOPIC, REJECTIONS_TOPIC
+
+POLICY = load_policy()
+AT = dt.datetime(2026, 3, 2, 4, 0, tzinfo=dt.timezone.utc)
+CHANGELOG = "state-changelog"
+PURCHASE = resources.files("schemas.examples").joinpath("compute-purchases.json").read_bytes()
+
+
+class DictState:
+    """The running state as the decide stage sees TxnTable: one dict per partition, and each
+    claim's writes queued as one changelog record."""
+
+    def __init__(self) -> None:
+        self.partitions: dict[int, dict[str, Any]] = {}
+
+    def reader(self, partition: int) -> PartitionView:
+        return PartitionView(self.partitions.setdefault(partition, {}).get)
+
+    def apply_writes(self, partition: int, txn_key: str, writes: dict[str, Any], outputs: StageOutputs) -> None:
+        self.partitions.setdefault(partition, {}).update(writes)
+        outputs.put(CHANGELOG, txn_key.encode(), compact_json({"w": writes}), partition)
+
+
+def every_claim_on(partition: int):
+    return lambda key: partition
+
+
+def sent(batch: StageBatch, topic: str) -> list[tuple[bytes | None, bytes]]:
+    return [(key, value) for t, key, value, _, _ in batch.outputs.queued if t == topic]
+
+
+def intake_record(value: bytes | None, offset: int = 0, key: bytes | None = b"k-1") -> Record:
+    return Record("compute-purchases", 0, offset, key, value, 1_772_417_700.0)
+
+
+def claims_of(batch: StageBatch, first_offset: int = 0) -> list[Record]:
+    """intake's claims as the decide stage reads them from subsidy-claims (partition 0)."""
+    return [Record(CLAIMS_TOPIC, 0, first_offset + n, key, value, 1_772_417_701.0)
+            for n, (key, value) in enumerate(sent(batch, CLAIMS_TOPIC))]
+
+
+@pytest.fixture
+def stages():
+    state = DictState()
+    return IntakeStage(POLICY, clock=lambda: AT), DecideStage(POLICY, state, every_claim_on(0), clock=lambda: AT), state
+
+
+def test_an_input_becomes_claims_keyed_by_clause_and_nothing_to_book(stages):
+    intake, _, _ = stages
+    batch = intake.take([intake_record(PURCHASE)])
+    claims = sent(batch, CLAIMS_TOPIC)
+    assert claims and len(batch.outputs) == len(claims)
+    for key, value in claims:
+        record = json.loads(value)
+        assert key == record["claim"]["clause_id"].encode()
+        assert record["origin"]["topic"] == "compute-purchases" and record["ts"] == 1_772_417_700.0
+    assert not batch.to_book()
+
+
+def test_an_unreadable_input_becomes_a_rejection_keyed_like_it_the_same_at_each_redelivery(stages):
+    intake, _, _ = stages
+    first, again = (intake.take([intake_record(b"{not json", offset=7)]) for _ in range(2))
+    assert [key for key, _ in sent(first, REJECTIONS_TOPIC)] == [b"k-1"]
+    assert first.outputs.queued == again.outputs.queued  # same id, same bytes
+    (rejection,) = first.rejections
+    assert rejection["code"] == "malformed-json" and rejection["offset"] == 7
+    assert first.to_book() and not first.decisions and first.stamps == [1_772_417_700.0]
+
+
+def test_a_claim_is_decided_its_state_writes_queued_ahead_of_its_outputs(stages):
+    intake, decide, state = stages
+    batch = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))
+    topics = [topic for topic, *_ in batch.outputs.queued]
+    assert topics[0] == CHANGELOG and DECISIONS_TOPIC in topics and INSTRUCTIONS_TOPIC in topics
+    assert batch.decisions and batch.instructions and batch.fresh_instructions == batch.instructions
+    assert [json.loads(value) for _, value in sent(batch, DECISIONS_TOPIC)] == [d.to_wire() for d in batch.decisions]
+    assert all(key == d.payee.id.encode() for (key, _), d in zip(sent(batch, DECISIONS_TOPIC), batch.decisions))
+    (changelog,) = sent(batch, CHANGELOG)
+    assert read_changelog_record(changelog[1]).items() <= state.partitions[0].items()
+
+
+def test_a_duplicate_claim_re_emits_the_stored_outputs_byte_for_byte_and_writes_nothing(stages):
+    intake, decide, state = stages
+    claims = claims_of(intake.take([intake_record(PURCHASE)]))
+    first = decide.take(claims)
+    stored = dict(state.partitions[0])
+    again = decide.take(claims_of(intake.take([intake_record(PURCHASE)]), first_offset=len(claims)))
+    assert sent(again, DECISIONS_TOPIC) == sent(first, DECISIONS_TOPIC)
+    assert sent(again, INSTRUCTIONS_TOPIC) == sent(first, INSTRUCTIONS_TOPIC)
+    assert again.decisions == first.decisions and again.instructions == first.instructions
+    assert not sent(again, CHANGELOG) and state.partitions[0] == stored
+    assert again.fresh_instructions == []  # not counted as granted twice
+
+
+def test_later_claims_of_a_batch_see_the_state_the_earlier_ones_left(stages):
+    """Two claims of one batch against the same caps: the second is decided after the first's writes."""
+    intake, decide, _ = stages
+    second_input = PURCHASE.replace(b"scc-bill-2026-03-000184", b"scc-bill-2026-03-000185").replace(
+        b"SCC-INV-2026-03-000184", b"SCC-INV-2026-03-000185")
+    claims = claims_of(intake.take([intake_record(PURCHASE), intake_record(second_input, offset=1)]))
+    together = decide.take(claims)
+    programme_cap = '["cap", "compute-voucher", "programme-year", "2026"]'
+    charged = [read_changelog_record(value)[programme_cap] for _, value in sent(together, CHANGELOG)]
+    assert charged == [{"amount": 75_000_000, "count": 1}, {"amount": 150_000_000, "count": 2}]  # fen
+    one_by_one = DecideStage(POLICY, DictState(), every_claim_on(0), clock=lambda: AT)
+    apart = [one_by_one.take([claim]) for claim in claims]
+    assert together.outputs.queued == [record for batch in apart for record in batch.outputs.queued]
+
+
+@pytest.mark.parametrize("value", [b"not a claim", b"{}", None])
+def test_a_poison_claim_record_becomes_a_dead_letter_and_nothing_to_book(stages, value):
+    _, decide, state = stages
+    batch = decide.take([Record(CLAIMS_TOPIC, 0, 3, b"compute-voucher", value, 1_772_417_701.0)])
+    ((key, letter),) = sent(batch, DEAD_LETTERS_TOPIC)
+    assert key == b"compute-voucher" and len(batch.outputs) == 1
+    letter_fields = json.loads(letter)
+    assert (letter_fields["topic"], letter_fields["partition"], letter_fields["offset"]) == (CLAIMS_TOPIC, 0, 3)
+    assert letter_fields["reason"].startswith("not a claim record of the intake agent: ")
+    assert not batch.to_book() and state.partitions == {}
+
+
+def test_a_claim_on_another_partition_than_its_clauses_is_a_dead_letter(stages):
+    intake, _, state = stages
+    claims = claims_of(intake.take([intake_record(PURCHASE)]))
+    batch = DecideStage(POLICY, state, every_claim_on(1), clock=lambda: AT).take(claims[:1])
+    ((_, letter),) = sent(batch, DEAD_LETTERS_TOPIC)
+    assert "it is on partition 0, but intake puts clause" in json.loads(letter)["reason"]
+    assert not batch.to_book()
+
+
+def test_an_engine_failure_is_an_internal_error_rejection_of_the_input_with_no_state_written(stages, monkeypatch):
+    intake, decide, state = stages
+    claims = claims_of(intake.take([intake_record(PURCHASE, offset=5)]))
+
+    def broken(self, claim):
+        self.state["half-written"] = {"x": 1}
+        raise ValueError("boom")
+
+    monkeypatch.setattr(Engine, "decide", broken)
+    batch = decide.take(claims[:1])
+    (rejection,) = batch.rejections
+    assert rejection["code"] == "internal-error" and "ValueError: boom at test_stages.py:" in rejection["reason"]
+    assert (rejection["topic"], rejection["offset"]) == ("compute-purchases", 5)
+    assert sent(batch, REJECTIONS_TOPIC)[0][0] == b"k-1" and state.partitions.get(0, {}) == {}
+
+
+def test_a_failure_outside_the_stages_handling_names_its_record(stages):
+    intake, _, state = stages
+    claims = claims_of(intake.take([intake_record(PURCHASE)]))
+
+    def no_partitioner(key: bytes) -> int:
+        raise RuntimeError("no metadata")
+
+    with pytest.raises(StageFailed) as failed:
+        DecideStage(POLICY, state, no_partitioner).take(claims)
+    assert failed.value.record == claims[0] and isinstance(failed.value.cause, RuntimeError)
+
+
+class Commit:
+    """What a Checkpoint did with a batch, in order: the broker's acknowledgement of each record
+    (StageOutputs.deliver, replaced), and the ledger's answer."""
+
+    def __init__(self, monkeypatch) -> None:
+        self.steps: list[str] = []
+        self.exits: list[int] = []
+        steps = self.steps
+
+        async def deliver(outputs: StageOutputs, producer: Any) -> None:
+            records, outputs.queued = outputs.queued, []
+            steps.append(f"delivered {len(records)}")
+            for offset, (topic, _, _, partition, on_delivered) in enumerate(records):
+                if on_delivered is not None:
+                    on_delivered((topic, partition), offset)
+
+        monkeypatch.setattr(StageOutputs, "deliver", deliver)
+        monkeypatch.setattr("streams.checkpoint.exit_now", self.exits.append)
+
+
+def test_the_checkpoint_books_a_batch_once_and_delivers_it_before_returning(stages, tmp_path, monkeypatch):
+    from sinks.ledger import Ledger
+    from streams.checkpoint import Checkpoint
+
+    intake, decide, _ = stages
+    commit = Commit(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    checkpoint = Checkpoint(lambda: None, url, POLICY.timezone)
+    claims = claims_of(intake.take([intake_record(PURCHASE)]))
+    batch = decide.take(claims)
+
+    async def commit_twice() -> None:
+        await checkpoint.open()
+        await checkpoint.commit("decide", batch)
+        await checkpoint.commit("decide", decide.take(claims))  # a redelivery: the same ids
+
+    asyncio.run(commit_twice())
+    assert commit.steps == ["delivered 3", "delivered 2"] and commit.exits == []
+    with Ledger.open(url, timezone=POLICY.timezone) as ledger:
+        assert {kind: n for kind, n in ledger.counts().items() if n} == {"decisions": 1, "instructions": 1}
+
+
+def test_the_checkpoint_exits_unacknowledged_when_the_ledger_refuses_a_record(stages, tmp_path, monkeypatch):
+    from streams.checkpoint import LEDGER_REFUSED_EXIT, Checkpoint
+
+    intake, decide, _ = stages
+    commit = Commit(monkeypatch)
+    checkpoint = Checkpoint(lambda: None, f"sqlite:///{tmp_path / 'ledger.sqlite'}", POLICY.timezone)
+    batch = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))
+    batch.decisions[0] = dataclasses.replace(batch.decisions[0], reason="another reason")  # the same id with other content
+
+    async def commit_conflicting() -> None:
+        await checkpoint.open()
+        await checkpoint.commit("decide", decide.take(claims_of(intake.take([intake_record(PURCHASE)]))))
+        with pytest.raises(Exception):
+            await checkpoint.commit("decide", batch)
+
+    asyncio.run(commit_conflicting())
+    assert commit.exits == [LEDGER_REFUSED_EXIT]
+
+
+def test_an_intake_failure_is_an_internal_error_rejection_of_the_input(stages, monkeypatch):
+    intake, _, _ = stages
+
+    def broken(topic: str, raw: bytes, policy: Any) -> list:
+        raise KeyError("vendor")
+
+    monkeypatch.setattr("streams.stages.intake", broken)
+    batch = intake.take([intake_record(PURCHASE, offset=9)])
+    (rejection,) = batch.rejections
+    assert rejection["code"] == "internal-error" and rejection["offset"] == 9
+    assert rejection["reason"].startswith("the pipeline failed on this message (KeyError: 'vendor' at test_stages.py:")
+    assert not sent(batch, CLAIMS_TOPIC)
