@@ -103,6 +103,11 @@ def _key(*parts: str | int) -> str:
     return json.dumps(parts, ensure_ascii=False)
 
 
+def released_key(clause_id: str) -> str:
+    """The state key of the last claim a clause released."""
+    return _key("released", clause_id)
+
+
 class EventTimeOrder:
     """Holds the claims of one claims partition until their turn (see the module's docstring)."""
 
@@ -179,7 +184,7 @@ class EventTimeOrder:
                 del self._state[state_key]
             if last is not None:
                 self._released[clause_id] = last
-                self._state[_key("released", clause_id)] = {"at": last[0], "source": last[1], "event_id": last[2]}
+                self._state[released_key(clause_id)] = {"at": last[0], "source": last[1], "event_id": last[2]}
         released.sort(key=lambda entry: entry[:2])
         return [claim for _, _, claim in released]
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 from zoneinfo import ZoneInfo
 
+from rules.eligibility import ineligibility
 from rules.money import AmountError, Rate, format_fen, format_grouped, parse_amount
 from rules.policy import Cap, Clause, Dated, DatedValue, Policy
 
@@ -285,11 +286,22 @@ def _work(policy: Policy, clause: Clause, record: dict[str, Any], computation: d
         return values, working, day
     day = _day(policy, record)
     checks.same("fiscal year", str(_fiscal_year(policy, record)), str(record.get("fiscal_year")))
-    values, payment = _payment(clause, day, computation, checks)
+    # who may be paid, from the parties the record names (the engine checks before any cap)
+    parties = _Parties(payee=_field(record, "payee"), beneficiary=_field(record, "beneficiary"))
+    values, payment = _payment(clause, day, computation, checks, ineligibility(policy, parties, day))  # type: ignore[arg-type]
     return values, payment, day
 
 
-def _payment(clause: Clause, day: dt.date, computation: dict[str, Any], checks: _Checks) -> tuple[list[ValueUsed], PaymentWorking]:
+@dataclass(frozen=True)
+class _Parties:
+    """What ``ineligibility`` reads of a claim."""
+
+    payee: dict[str, str]
+    beneficiary: dict[str, str]
+
+
+def _payment(clause: Clause, day: dt.date, computation: dict[str, Any], checks: _Checks,
+             ineligible: str | None = None) -> tuple[list[ValueUsed], PaymentWorking]:
     values = [_value("paid party", clause.paid_party, day, str)]
     entitlement_def = clause.entitlement
     base = _optional_money(computation.get("base"))
@@ -319,7 +331,9 @@ def _payment(clause: Clause, day: dt.date, computation: dict[str, Any], checks: 
     if not isinstance(recorded_steps, list):
         raise ExplainError("the record's computation has no list of caps")
     granted = entitlement or 0
-    stopped_by = "not-in-force" if entitlement is None else "nothing-to-pay" if entitlement == 0 else None
+    stopped_by = "not-in-force" if entitlement is None else "not-eligible" if ineligible else "nothing-to-pay" if entitlement == 0 else None
+    if ineligible:
+        granted = 0
     steps: list[CapStep] = []
     for position, cap in enumerate(clause.caps):
         limit_dated = cap.amount or cap.count

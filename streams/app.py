@@ -31,6 +31,7 @@ At-least-once delivery plus these is the effect of exactly once.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import logging
 import time
@@ -51,7 +52,7 @@ from streams.stage_outputs import StageOutputs
 from streams.stages import DecideStage, IntakeStage, Record, StageFailed, dead_lettered, short_error, utc_now
 from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import TxnTable
-from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, STATE_TABLE
+from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, STATE_TABLE, input_partitions_of
 from subsidy.runtime import RECLAIM_SECONDS, reclaim_memory
 
 log = logging.getLogger("streams")
@@ -64,6 +65,10 @@ log = logging.getLogger("streams")
 PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 #: how often a worker tries to write the dead letters of state changelog records its restores skipped
 CHANGELOG_DEAD_LETTER_SECONDS = 1.0
+#: how often intake tells decide how far it has read every input partition it holds
+PROGRESS_SECONDS = 1.0
+#: how far a backfill's idle input counts as read: nothing more is coming
+END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 
 #: RocksDB sized for a flat, small footprint. Faust's defaults (per partition database, active
 #: or standby: 64 MiB write buffers x 3 and a 2 GiB block cache) let a worker's memory climb
@@ -185,8 +190,8 @@ def build_app(config: StreamConfig) -> faust.App:
         Faust configures it: murmur2)."""
         return DefaultPartitioner()(key, claims_partitions, claims_partitions)
 
-    intake_stage = IntakeStage(policy)
-    decide_stage = DecideStage(policy, table, claims_partition_of)
+    intake_stage = IntakeStage(policy, config.partitions, check_clock_skew=not config.backfill)
+    decide_stage = DecideStage(policy, table, claims_partition_of, input_partitions_of(config.partitions))
     # aiokafka's producer under Faust's: record batches are its API, not Faust's
     checkpoint = Checkpoint(lambda: app.producer._ensure_producer(), config.ledger_url, policy.timezone)
 
@@ -213,6 +218,22 @@ def build_app(config: StreamConfig) -> faust.App:
                                  stage, message.topic, message.partition, message.offset, missing)
                     exit_now(STAGE_FAILED_EXIT)
 
+    # decide's held claims (streams/stages.py DecideStage): their messages stay unacknowledged, so no
+    # commit passes them (streams/faust_runtime/skip_fix.py hold; docs/decisions/0011), until a later batch decides them
+    held_messages: dict[tuple[int, int], Any] = {}
+    decide_generation: list[int | None] = [None]
+    # when intake was last handed a record of each input partition, and whether a batch is in hand
+    input_last_read: dict[tuple[str, int], float] = {}
+    intake_busy = [False]
+
+    def before_decide() -> None:
+        """After a rebalance Faust seeks every partition back to its committed offset: the held claims
+        come again, so the ones in hand are given up (their messages belong to the old generation)."""
+        generation = app.consumer_generation_id
+        if decide_generation[0] != generation:
+            decide_generation[0] = generation
+            faust_runtime.skip_fix.drop_held([held_messages.pop((r.partition, r.offset)) for r in decide_stage.forget()])
+
     async def in_batches(stream, name: str, stage: IntakeStage | DecideStage) -> None:
         """take_events() acknowledges a batch only after this loop's body has run: the stage takes
         the whole batch with no await, then the checkpoint delivers and books it. A worker
@@ -220,6 +241,13 @@ def build_app(config: StreamConfig) -> faust.App:
         await checkpoint.open()
         async for events in stream.take_events(config.stage_batch, within=config.stage_within):
             guard_offsets(name, events)
+            if stage is decide_stage:
+                before_decide()
+            else:
+                intake_busy[0] = True
+                now = time.monotonic()
+                for event in events:
+                    input_last_read[event.message.topic, event.message.partition] = now
             try:
                 batch = stage.take([record_of(event.message) for event in events])
             except StageFailed as failed:
@@ -230,7 +258,15 @@ def build_app(config: StreamConfig) -> faust.App:
                 log.critical("%s: %s on %s[%s]@%s; exiting without acknowledging the batch", name,
                              short_error(failed.cause), record.topic, record.partition, record.offset, exc_info=failed.cause)
                 exit_now(STAGE_FAILED_EXIT)
+            if batch.held:
+                in_hand = {(event.message.partition, event.message.offset): event.message for event in events}
+                for record in batch.held:
+                    message = held_messages[record.partition, record.offset] = in_hand[record.partition, record.offset]
+                    faust_runtime.skip_fix.hold(message, app.consumer)
             await checkpoint.commit(name, batch)
+            for record in batch.released:
+                faust_runtime.skip_fix.release(held_messages.pop((record.partition, record.offset)), app.consumer)
+            intake_busy[0] = False
 
     @app.agent(inputs, name="intake")
     async def intake_agent(stream):
@@ -241,6 +277,37 @@ def build_app(config: StreamConfig) -> faust.App:
         # Booking in decide rather than in an agent of its own saves a topic hop (each claim's
         # records produced and consumed once more) and that agent's batching window.
         await in_batches(stream, "decide", decide_stage)
+
+    @app.timer(interval=PROGRESS_SECONDS)
+    async def report_input_progress() -> None:
+        """Tell decide how far intake has read each input partition it holds, also when nothing new
+        comes: one caught up and handed nothing for ``idle_after`` seconds has read up to now, or
+        with ``backfill`` to the end of time (a record published later and dated before the claims
+        released meanwhile is late)."""
+        consumer = app.consumer
+        if intake_busy[0] or app.in_recovery or not consumer.flow_active:
+            return
+        now, progress = time.monotonic(), {}
+        # fetched to the end (past any transaction markers, which no agent is handed), nothing
+        # waiting for the intake agent, and nothing handed to it for idle_after seconds
+        queued = sum(channel.queue.qsize() for channel in app.topics if set(channel.topics) & set(INPUT_TOPICS))
+        for tp in consumer.assignment():
+            if tp.topic not in INPUT_TOPICS:
+                continue
+            source = (tp.topic, tp.partition)
+            last_read = input_last_read.setdefault(source, now)  # the quiet starts when it is first held
+            high, position = consumer.highwater(tp), await consumer.position(tp)
+            if not queued and high is not None and position is not None and position >= high and now - last_read >= config.idle_after:
+                progress[source] = END_OF_TIME if config.backfill else utc_now()
+            elif source in intake_stage.read_up_to:
+                progress[source] = intake_stage.read_up_to[source]
+        if progress and not intake_busy[0]:
+            outputs = StageOutputs()
+            intake_stage.report(outputs, progress)
+            try:
+                await outputs.deliver(app.producer._ensure_producer())
+            except Exception as exc:  # noqa: BLE001 - reported again at the next tick
+                log.warning("intake's progress was not delivered (%s); trying again", short_error(exc))
 
     # -- watching the consumer -----------------------------------------------------------------
 
@@ -303,6 +370,7 @@ def build_app(config: StreamConfig) -> faust.App:
     @app.page("/metrics")
     async def metrics_page(web, request):
         lag = render_gauge("subsidy_consumer_lag", "messages not yet read, by topic and partition", ("topic", "partition"), consumer_lag())
+        lag += render_gauge("subsidy_claims_held", "claims waiting for their turn in event-time order", (), [((), decide_stage.holding)])
         return web.text(METRICS.render() + lag, content_type="text/plain; version=0.0.4")
 
     return app

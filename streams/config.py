@@ -36,6 +36,12 @@ def _whole_number(text: str) -> int:
     return int(text)
 
 
+def _flag(text: str) -> bool:
+    if text not in ("0", "1"):
+        raise ValueError("must be 1 (yes) or 0 (no)")
+    return text == "1"
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -70,6 +76,14 @@ class StreamConfig:
     # how long the group waits for a worker that stopped answering before giving its partitions to
     # the others (Kafka's session.timeout.ms); None: Faust's 60 s
     session_timeout: float | None = None
+    # an input partition that intake has read to its end and that brought nothing for this long
+    # counts as read up to now (streams/app.py report_input_progress): without it an input that
+    # nobody publishes to would hold every claim back for ever
+    idle_after: float = 5.0
+    # what such an input counts as read up to: now (live traffic: a claim that then comes more than
+    # its clause's allowed lateness after it happened is late), or, when the inputs hold history
+    # being loaded (a generated year, a backfill: events dated up to the year's end), the end of time
+    backfill: bool = False
     extra_faust_settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -121,6 +135,8 @@ class StreamConfig:
         env["SUBSIDY_STATE_STORE"] = self.state_store
         if self.session_timeout:
             env["SUBSIDY_SESSION_TIMEOUT"] = str(self.session_timeout)
+        env["SUBSIDY_IDLE_AFTER"] = str(self.idle_after)
+        env["SUBSIDY_BACKFILL"] = "1" if self.backfill else "0"
         return env
 
 
@@ -138,4 +154,6 @@ _ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SUBSIDY_WEB_BIND": ("web_bind", str),
     "SUBSIDY_STATE_STORE": ("state_store", str),
     "SUBSIDY_SESSION_TIMEOUT": ("session_timeout", _seconds),
+    "SUBSIDY_IDLE_AFTER": ("idle_after", _seconds),
+    "SUBSIDY_BACKFILL": ("backfill", _flag),
 }

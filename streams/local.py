@@ -104,6 +104,8 @@ class LocalPipeline:
             broker=f"kafka://{self.bootstrap}", ledger_url=self.ledger_url, policy_path=self.policy_path,
             partitions=self.partitions, app_id=self.app_id,
             session_timeout=APACHE_SESSION_TIMEOUT if self.kafka == "apache" else None,
+            # what runs here is loaded history (a generated year, files), often dated after today
+            backfill=True,
         )
 
     def start(self) -> "LocalPipeline":

@@ -170,6 +170,41 @@ def read_claim_record(key: bytes | None, value: bytes | None) -> ClaimRecord:
     return ClaimRecord(claim, origin, origin_key, ts)
 
 
+#: the key of intake's progress records on ``subsidy-claims`` (no clause id starts with "~")
+PROGRESS_KEY = b"~input-progress"
+
+
+def progress_record(progress: dict[tuple[str, int], str]) -> bytes:
+    """The value of a progress record: for each input partition intake read, the latest
+    ``occurred_at`` it read there (or the time it found the partition idle). Intake writes one to
+    every claims partition after each batch, so decide knows how far every input has come."""
+    by_topic: dict[str, dict[str, str]] = {}
+    for (topic, partition), when in sorted(progress.items()):
+        by_topic.setdefault(topic, {})[str(partition)] = when
+    return pydantic_core.to_json({"progress": by_topic})
+
+
+def read_progress_record(value: bytes | None) -> dict[tuple[str, int], dt.datetime]:
+    """A progress record as intake wrote it, or :class:`Unreadable`."""
+    body, problem = _json_problem(value)
+    by_topic = body.get("progress") if isinstance(body, dict) and body.keys() == {"progress"} else None
+    if problem or not isinstance(by_topic, dict):
+        raise unreadable_claim(problem or 'a progress record is {"progress": {topic: {partition: time}}}')
+    progress: dict[tuple[str, int], dt.datetime] = {}
+    for topic, partitions in by_topic.items():
+        if topic not in INPUT_TOPICS or not isinstance(partitions, dict):
+            raise unreadable_claim(f"progress names {str(topic)[:100]!r}, not an input topic with its partitions")
+        for partition, when in partitions.items():
+            try:
+                moment = dt.datetime.fromisoformat(when)
+                if not partition.isdigit() or moment.tzinfo is None:
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise unreadable_claim(f"progress of {topic}[{str(partition)[:20]}] is not an ISO time with an offset") from None
+            progress[topic, int(partition)] = moment
+    return progress
+
+
 def read_changelog_record(value: bytes | None) -> dict[str, dict]:
     """The writes of one state changelog record as ``TxnTable.apply_writes`` wrote it
     (``{"w": {state key: state value (an object), ...}}``, at least one), or :class:`Unreadable`."""

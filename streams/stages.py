@@ -30,12 +30,24 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
 
 from rules.engine import Engine, Outcome, claim_key
+from rules.event_time import EventTimeOrder, Input, order_key, released_key
 from rules.intake import Rejected, intake
 from rules.policy import Policy
 from rules.records import Decision, Instruction
 from schemas.outputs import kept_key, kept_original, rejection_record
 from streams.metrics import METRICS
-from streams.own_records import Unreadable, claim_record, dead_letter, dead_letter_key, read_claim_record, unreadable_claim
+from streams.own_records import (
+    PROGRESS_KEY,
+    ClaimRecord,
+    Unreadable,
+    claim_record,
+    dead_letter,
+    dead_letter_key,
+    progress_record,
+    read_claim_record,
+    read_progress_record,
+    unreadable_claim,
+)
 from streams.stage_outputs import StageOutputs
 from streams.state import ClaimWrites, PartitionView, compact_json
 from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, DECISIONS_TOPIC, INSTRUCTIONS_TOPIC, REJECTIONS_TOPIC
@@ -64,10 +76,14 @@ class Record:
 class StageBatch:
     """What one batch of intake or decide gives the topics and the ledger, in processing order."""
 
-    __slots__ = ("outputs", "decisions", "instructions", "rejections", "fresh_instructions", "stamps")
+    __slots__ = ("outputs", "decisions", "instructions", "rejections", "fresh_instructions", "stamps", "held", "released")
 
     def __init__(self) -> None:
         self.outputs = StageOutputs()
+        # decide's claims kept past this batch (not to be acknowledged with it), and the claims of
+        # earlier batches it decided (to be acknowledged once this batch is committed)
+        self.held: list[Record] = []
+        self.released: list[Record] = []
         self.decisions: list[Decision] = []
         self.instructions: list[Instruction] = []
         self.rejections: list[dict[str, Any]] = []
@@ -158,39 +174,65 @@ def dead_lettered(record: Record, reason: str, now: dt.datetime) -> tuple[bytes 
 
 
 class IntakeStage:
-    """Bytes of the four input topics -> claims keyed by clause on ``subsidy-claims``, or a rejection."""
+    """Bytes of the four input topics -> claims keyed by clause on ``subsidy-claims``, or a rejection.
 
-    def __init__(self, policy: Policy, clock: Clock = utc_now):
+    After each batch it tells every claims partition how far it has read each input partition
+    (the latest ``occurred_at`` read there): decide releases a claim only once every input has
+    come past it (rules/event_time.py)."""
+
+    def __init__(self, policy: Policy, claims_partitions: int, clock: Clock = utc_now, check_clock_skew: bool = True):
         self.policy = policy
+        self.claims_partitions = claims_partitions
         self.clock = clock
+        # against the broker's time of receipt; not for history being loaded (a backfill), whose
+        # events may be dated after the day it is loaded
+        self.check_clock_skew = check_clock_skew
+        self.read_up_to: dict[Input, dt.datetime] = {}
 
     def take(self, records: Iterable[Record]) -> StageBatch:
         batch = StageBatch()
+        moved: dict[Input, dt.datetime] = {}
         for record in records:
             try:
-                self._one(record, batch)
+                latest = self._one(record, batch)
             except Exception as exc:
                 raise StageFailed(record, exc) from exc
+            source = (record.topic, record.partition)
+            if latest is not None and (source not in self.read_up_to or latest > self.read_up_to[source]):
+                self.read_up_to[source] = moved[source] = latest
+        if moved:
+            self.report(batch.outputs, moved)  # after the claims: each claims partition reads them first
         return batch
 
-    def _one(self, record: Record, batch: StageBatch) -> None:
+    def report(self, outputs: StageOutputs, progress: dict[Input, dt.datetime]) -> None:
+        """Queue a progress record for every claims partition."""
+        value = progress_record({source: moment.isoformat() for source, moment in progress.items()})
+        for partition in range(self.claims_partitions):
+            outputs.put(CLAIMS_TOPIC, PROGRESS_KEY, value, partition)
+
+    def _one(self, record: Record, batch: StageBatch) -> dt.datetime | None:
+        """Queue the record's claims or its rejection; the latest ``occurred_at`` of its claims."""
         raw = record.value or b""
         key = kept_key(record.key)
         origin = origin_of(record, key, raw)
         METRICS.events_in.inc(record.topic)
         try:
-            claims = intake(record.topic, raw, self.policy)
+            received_at = None
+            if self.check_clock_skew and record.timestamp is not None:
+                received_at = dt.datetime.fromtimestamp(record.timestamp, dt.timezone.utc)
+            claims = intake(record.topic, raw, self.policy, received_at)
         except Rejected as exc:
             batch.emit([], [], [rejection_of(origin, exc.code, exc.reason, self.clock())], key, record.timestamp)
-            return
+            return None
         except Exception as exc:  # one bad message must never stop the worker
             log.exception("intake: unexpected error on %s[%s]@%s", record.topic, record.partition, record.offset)
             reason = f"the pipeline failed on this message ({short_error(exc)}); report it, then publish it again"
             batch.emit([], [], [rejection_of(origin, "internal-error", reason, self.clock())], key, record.timestamp)
-            return
+            return None
         for claim in claims:
             batch.outputs.put(CLAIMS_TOPIC, claim.clause_id.encode(), claim_record(claim, origin, record.timestamp))
             METRICS.claims.inc(claim.clause_id)
+        return max((dt.datetime.fromisoformat(claim.occurred_at) for claim in claims), default=None)
 
 
 class ClaimState(Protocol):
@@ -202,31 +244,89 @@ class ClaimState(Protocol):
         """Make one claim's writes visible to the next claims and queue its changelog record in ``outputs``."""
 
 
+#: a held claim: (clause, source, event_id, fingerprint) -> its record and what it carries
+HeldClaims = dict[tuple[str, str, str, str], tuple[Record, ClaimRecord]]
+
+
 class DecideStage:
     """Claims of one or more partitions of ``subsidy-claims`` -> decisions and instructions, each
     claim's state writes queued as one changelog record ahead of its outputs.
 
-    Claims are decided in the order of the batch, each against the state the claims before it
-    left. A batch's outputs need not be those of its own claims only: a stage that holds claims
-    back (to decide them in event-time order) returns the claims it releases."""
+    Within a clause, claims take budget in event-time order, not in order of arrival: each
+    partition's ``EventTimeOrder`` (rules/event_time.py) holds a claim until intake's progress
+    records say that no earlier claim of its clause can still come, and then releases it. A held
+    claim's record is returned in ``batch.held``, not to be acknowledged with its batch: its offset
+    stays uncommitted, so the topic itself keeps the held claims, and a worker that takes the
+    partition over (or this one after a rebalance, :meth:`forget`) reads them again. A released
+    claim's record comes back in ``batch.released`` of the batch that decided it. A claim already
+    decided (a redelivery) re-emits its stored outputs at once; one that comes after its clause has
+    released a later one is decided at once, and its decision says by how much it was late."""
 
-    def __init__(self, policy: Policy, state: ClaimState, partition_of: Callable[[bytes], int], clock: Clock = utc_now):
+    def __init__(self, policy: Policy, state: ClaimState, partition_of: Callable[[bytes], int],
+                 inputs: Iterable[Input], clock: Clock = utc_now):
         self.policy = policy
         self.state = state
         self.partition_of = partition_of  # where intake's producer puts a claim of this key
+        self.inputs = frozenset(inputs)  # every input partition intake reads: the watermark waits for each
         self.clock = clock
+        self._orders: dict[int, EventTimeOrder] = {}
+        self._held: dict[int, HeldClaims] = {}
+
+    @property
+    def holding(self) -> int:
+        return sum(map(len, self._held.values()))
+
+    def forget(self) -> list[Record]:
+        """Give up every held claim (the consumer reads them again from the committed offsets after
+        a rebalance); their records."""
+        dropped = [record for held in self._held.values() for record, _ in held.values()]
+        self._orders.clear()
+        self._held.clear()
+        return dropped
 
     def take(self, records: Iterable[Record]) -> StageBatch:
         batch = StageBatch()
+        partitions = set()
         for record in records:
             try:
                 self._one(record, batch)
             except Exception as exc:
                 raise StageFailed(record, exc) from exc
+            partitions.add(record.partition)
+        in_this_batch = {(record.partition, record.offset) for record in batch.held}
+        for partition in sorted(partitions & self._orders.keys()):  # those a claim or a progress record reached
+            held = self._held.setdefault(partition, {})
+            for claim in self._orders[partition].release():
+                record, carried = held.pop((claim.clause_id, claim.source, claim.event_id, claim.fingerprint))
+                try:
+                    self._decide(record, carried, batch, released=True)
+                except Exception as exc:
+                    raise StageFailed(record, exc) from exc
+                if (record.partition, record.offset) in in_this_batch:
+                    in_this_batch.discard((record.partition, record.offset))
+                else:
+                    batch.released.append(record)
+        batch.held = [record for record in batch.held if (record.partition, record.offset) in in_this_batch]
         return batch
+
+    def _order(self, partition: int) -> EventTimeOrder:
+        order = self._orders.get(partition)
+        if order is None:
+            # what the partition's clauses last released lives in the engine's state, written with
+            # the released claim; the rest of the order is rebuilt from the records read again
+            view = self.state.reader(partition)
+            known = {key: value for key in map(released_key, self.policy.clauses) if (value := view.get(key)) is not None}
+            order = self._orders[partition] = EventTimeOrder(self.policy, self.inputs, known)
+        return order
 
     def _one(self, message: Record, batch: StageBatch) -> None:
         try:
+            if message.key == PROGRESS_KEY:
+                order = self._order(message.partition)
+                for source, moment in read_progress_record(message.value).items():
+                    if source in self.inputs:  # one of a topic's partitions beyond those the app was made with
+                        order.progress(source, moment)
+                return
             record = read_claim_record(message.key, message.value)
             intended = self.partition_of(record.claim.clause_id.encode())  # the record's key, read_claim_record checked
             if message.partition != intended:  # its clause's caps are in another partition's state
@@ -236,9 +336,28 @@ class DecideStage:
             batch.outputs.put(DEAD_LETTERS_TOPIC, *dead_lettered(message, exc.reason, self.clock()))
             return
         claim = record.claim
+        if self.state.reader(message.partition).get(claim_key(claim.clause_id, claim.source, claim.event_id)) is not None:
+            self._decide(message, record, batch)  # decided before: the engine re-emits its outputs (or refuses a reuse)
+            return
+        late = self._order(message.partition).offer(claim)
+        if late is not None:
+            self._decide(message, record, batch, late_by=late.late_by)
+            return
+        held = self._held.setdefault(message.partition, {})
+        identity = (claim.clause_id, claim.source, claim.event_id, claim.fingerprint)
+        if identity not in held:  # else a copy: the first one is held, this one acknowledged with its batch
+            held[identity] = (message, record)
+            batch.held.append(message)
+
+    def _decide(self, message: Record, record: ClaimRecord, batch: StageBatch, late_by: str | None = None,
+                released: bool = False) -> None:
+        claim = record.claim
         writes = ClaimWrites(self.state.reader(message.partition))  # type: ignore[arg-type]
         try:
-            outcome = Engine(self.policy, writes).decide(claim)
+            outcome = Engine(self.policy, writes).decide(claim, late_by=late_by)
+            if released:  # with the claim's writes: a worker restarted on the state knows what came before
+                at, source, event_id = order_key(claim)
+                writes[released_key(claim.clause_id)] = {"at": at, "source": source, "event_id": event_id}
         except Exception as exc:
             log.exception("decide: unexpected error on claim %s", claim.event_id)
             writes.writes.clear()

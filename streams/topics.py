@@ -63,6 +63,9 @@ TOPIC_SETTINGS: dict[str, dict[str, str]] = {
         "max.message.bytes": str(INPUT_MAX_MESSAGE_BYTES),
         # a replica out of sync elected leader loses records the broker had acknowledged
         "unclean.leader.election.enable": "false",
+        # the broker's clock, not the publisher's: intake rejects an input dated more than the
+        # policy's clock_skew after the broker received it
+        "message.timestamp.type": "LogAppendTime",
     },
     STATE: {
         # subsidy-claims and the state changelog. Delete, not compact: a claim re-decided after a
@@ -158,6 +161,11 @@ class TopicSpec:
     partitions: int
     replication: int
     settings: Mapping[str, str]  # topic configs, min.insync.replicas included
+
+
+def input_partitions_of(partitions: int) -> list[tuple[str, int]]:
+    """Every (input topic, partition) intake reads: decide's event-time watermark waits for each."""
+    return [(topic, p) for topic in INPUT_TOPICS for p in range(input_partitions(topic, partitions))]
 
 
 def topic_specs(app_id: str, partitions: int, replication: int = 1) -> list[TopicSpec]:

@@ -14,6 +14,10 @@ our own topics are treated differently.
   count it; in an input it is first read back from the broker (``records_in``,
   streams/input_gap_check.py): one that holds a record stops the worker, one that holds none is
   told to ``on_input_gap`` (counted) and taken.
+
+A stage may also hold a record past its batch (decide keeps a claim until the event-time
+watermark passes it: docs/decisions/0011): ``hold`` keeps Faust's acknowledgement of the
+batch from counting for it, and nothing of its partition is committed past it until ``release``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from streams.faust_runtime.versions import require_faust
 _HANDED: dict[tuple, int] = {}
 #: tp -> offsets of records dropped unread at or after the committed offset, not read again yet
 _DROPPED: dict = {}
+#: tp -> offsets of records a stage holds unacknowledged for now (decide's claims waiting for their turn)
+_HELD: dict = {}
 _FIX: dict = {"installed": False, "own_topics": frozenset(), "stage_topics": frozenset(), "on_gap": None, "on_dropped": None,
               "records_in": None, "on_input_gap": None}
 
@@ -37,6 +43,40 @@ def handed(message) -> None:
     if message.topic in _FIX["stage_topics"]:
         key = (message.tp, message.offset)
         _HANDED[key] = _HANDED.get(key, 0) + 1
+
+
+def hold(message, consumer) -> None:
+    """A stage keeps ``message`` past its batch: the batch's acknowledgement must not count for it,
+    and no commit may pass it until :func:`release`. Faust's own head logic would commit past an
+    unacknowledged first record of a partition never committed before. The message is handled as
+    far as the consumer is concerned: a rebalance or a shutdown must not wait for it
+    (``Consumer.wait_empty`` waits for every unacknowledged message; held ones are read again by
+    whoever takes the partition)."""
+    message.incref()
+    _HELD.setdefault(message.tp, set()).add(message.offset)
+    consumer._unacked_messages.discard(message)
+
+
+def release(message, consumer) -> None:
+    """The held ``message`` is handled: acknowledge it (the last reference: Faust's ack then counts)."""
+    offsets = _HELD.get(message.tp)
+    if offsets is not None:
+        offsets.discard(message.offset)
+    message.ack(consumer)
+
+
+def drop_held(messages) -> None:
+    """Held records given up unacknowledged (a rebalance: they are read again from the committed offset)."""
+    for message in messages:
+        offsets = _HELD.get(message.tp)
+        if offsets is not None:
+            offsets.discard(message.offset)
+        key = (message.tp, message.offset)
+        pending = _HANDED.get(key, 0)
+        if pending > 1:
+            _HANDED[key] = pending - 1
+        else:
+            _HANDED.pop(key, None)
 
 
 def consumer_view(consumer, tp) -> str:
@@ -130,6 +170,9 @@ def install(own_topics: Collection[str], on_gap: Callable[[object, int, int, str
             acked, committed = self._acked[tp], self._committed_offset[tp]
             if acked and committed is not None and min(acked) > committed:
                 return None  # the record at the committed offset is not acknowledged yet
+            held = _HELD.get(tp)
+            if held and acked and min(acked) > min(held):
+                return None  # a held record comes first: Faust's run of acknowledged offsets would pass it
         return original_new_offset(self, tp)
 
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]

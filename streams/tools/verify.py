@@ -22,12 +22,12 @@ from subsidy.replay import ReplaySummary, normalise_totals, replay
 class _Collect:
     def __init__(self) -> None:
         self.decision_ids: set[str] = set()
-        self.instruction_ids: set[str] = set()
+        self.instructions: dict[str, tuple[str, str]] = {}
         self.rejections = 0
 
     def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict]) -> None:
         self.decision_ids.update(d.decision_id for d in decisions)
-        self.instruction_ids.update(i.instruction_id for i in instructions)
+        self.instructions.update(paid_by_id(i.to_wire() for i in instructions))
         self.rejections += len(rejections)
 
 
@@ -35,7 +35,7 @@ class _Collect:
 class Expected:
     summary: ReplaySummary
     decision_ids: set[str]
-    instruction_ids: set[str]
+    instructions: dict[str, tuple[str, str]]  # instruction id -> (payee, amount)
     rejections: int
     totals: dict[str, dict[str, int]] = field(default_factory=dict)
 
@@ -43,12 +43,29 @@ class Expected:
     def inputs(self) -> int:
         return self.summary.events
 
+    @property
+    def instruction_ids(self) -> set[str]:
+        return set(self.instructions)
+
+
+def paid_by_id(instructions) -> dict[str, tuple[str, str]]:
+    """instruction id -> (payee, amount): what must be the same, instruction by instruction, in every run."""
+    return {i["instruction_id"]: (i["payee"]["id"], i["amount"]) for i in instructions}
+
+
+def instruction_differences(expected: Expected, stored: list[dict]) -> list[str]:
+    """Each instruction the ledger holds otherwise than the replay (at most 10 named), or none."""
+    actual = paid_by_id(stored)
+    differing = sorted(i for i in expected.instructions.keys() | actual.keys() if expected.instructions.get(i) != actual.get(i))
+    return [f"{i}: replay {expected.instructions.get(i)}, ledger {actual.get(i)}" for i in differing[:10]] + (
+        [f"... {len(differing) - 10} more"] if len(differing) > 10 else [])
+
 
 def expected_from_file(path: str, policy: Policy | None = None) -> Expected:
     collect = _Collect()
     summary = replay(path, policy or load_policy(), collect)
     totals = {c: {y: f for y, f in years.items() if f} for c, years in summary.granted.items()}
-    return Expected(summary, collect.decision_ids, collect.instruction_ids, collect.rejections, {c: y for c, y in totals.items() if y})
+    return Expected(summary, collect.decision_ids, collect.instructions, collect.rejections, {c: y for c, y in totals.items() if y})
 
 
 def ledger_totals(ledger) -> dict[str, dict[str, int]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -308,3 +309,13 @@ def test_every_record_of_any_sequence_reproduces(steps, random):
             run.buy(f"r{n}", format_fen(random.randint(1, 50_000_000)), refund_of=f"p{spec}", beneficiary=enterprise(0))
     for decision in run.decisions.values():
         run.explained(decision)
+
+
+def test_a_payee_outside_chengdu_is_explained_as_not_eligible_and_reproduced():
+    raw = json.loads((Path(__file__).parents[2] / "schemas/examples/compute-purchases.json").read_text(encoding="utf-8"))
+    raw["provider"]["uscc"] = "91110108MA01ABCD0B"  # registered in Beijing (110108)
+    (claim,) = intake("compute-purchases", json.dumps(raw).encode(), SHIPPED)
+    (record,) = Engine(SHIPPED, {}).decide(claim).decisions
+    decision = record.to_wire()
+    explained = explain(SHIPPED, decision=decision)
+    assert decision["declined_by"] == "not-eligible" and explained.reproduced and explained.working.stopped_by == "not-eligible"

@@ -13,7 +13,7 @@ import pytest
 
 from rules.engine import Engine
 from rules.policy import load_policy
-from streams.own_records import read_changelog_record
+from streams.own_records import PROGRESS_KEY, progress_record, read_changelog_record
 from streams.stage_outputs import StageOutputs
 from streams.stages import DecideStage, IntakeStage, Record, StageBatch, StageFailed
 from streams.state import PartitionView, compact_json
@@ -52,23 +52,39 @@ def intake_record(value: bytes | None, offset: int = 0, key: bytes | None = b"k-
     return Record("compute-purchases", 0, offset, key, value, 1_772_417_700.0)
 
 
-def claims_of(batch: StageBatch, first_offset: int = 0) -> list[Record]:
-    """intake's claims as the decide stage reads them from subsidy-claims (partition 0)."""
-    return [Record(CLAIMS_TOPIC, 0, first_offset + n, key, value, 1_772_417_701.0)
-            for n, (key, value) in enumerate(sent(batch, CLAIMS_TOPIC))]
+INPUTS = [("compute-purchases", 0)]
+
+
+def progress(moment: dt.datetime, offset: int) -> Record:
+    """intake's word that it has read every input up to ``moment``."""
+    return Record(CLAIMS_TOPIC, 0, offset, PROGRESS_KEY, progress_record({source: moment.isoformat() for source in INPUTS}), None)
+
+
+def claims_of(batch: StageBatch, first_offset: int = 0, then_progress_to: dt.datetime | None = dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc)) -> list[Record]:
+    """intake's claims as the decide stage reads them from subsidy-claims (partition 0), followed by
+    a progress record (by default far enough for every claim's turn to have come)."""
+    claims = [Record(CLAIMS_TOPIC, 0, first_offset + n, key, value, 1_772_417_701.0)
+              for n, (key, value) in enumerate((k, v) for k, v in sent(batch, CLAIMS_TOPIC) if k != PROGRESS_KEY)]
+    return claims + ([progress(then_progress_to, first_offset + len(claims))] if then_progress_to else [])
+
+
+def decide_stage(state: DictState) -> DecideStage:
+    return DecideStage(POLICY, state, every_claim_on(0), INPUTS, clock=lambda: AT)
 
 
 @pytest.fixture
 def stages():
     state = DictState()
-    return IntakeStage(POLICY, clock=lambda: AT), DecideStage(POLICY, state, every_claim_on(0), clock=lambda: AT), state
+    # the purchases here are dated days after the example's broker time: no clock-skew check
+    return IntakeStage(POLICY, 1, clock=lambda: AT, check_clock_skew=False), decide_stage(state), state
 
 
 def test_an_input_becomes_claims_keyed_by_clause_and_nothing_to_book(stages):
     intake, _, _ = stages
     batch = intake.take([intake_record(PURCHASE)])
-    claims = sent(batch, CLAIMS_TOPIC)
-    assert claims and len(batch.outputs) == len(claims)
+    *claims, (progress_key, progress_value) = sent(batch, CLAIMS_TOPIC)
+    assert claims and len(batch.outputs) == len(claims) + 1
+    assert progress_key == PROGRESS_KEY and json.loads(progress_value) == {"progress": {"compute-purchases": {"0": "2026-03-02T10:15:00+08:00"}}}
     for key, value in claims:
         record = json.loads(value)
         assert key == record["claim"]["clause_id"].encode()
@@ -121,7 +137,7 @@ def test_later_claims_of_a_batch_see_the_state_the_earlier_ones_left(stages):
     programme_cap = '["cap", "compute-voucher", "programme-year", "2026"]'
     charged = [read_changelog_record(value)[programme_cap] for _, value in sent(together, CHANGELOG)]
     assert charged == [{"amount": 75_000_000, "count": 1}, {"amount": 150_000_000, "count": 2}]  # fen
-    one_by_one = DecideStage(POLICY, DictState(), every_claim_on(0), clock=lambda: AT)
+    one_by_one = decide_stage(DictState())
     apart = [one_by_one.take([claim]) for claim in claims]
     assert together.outputs.queued == [record for batch in apart for record in batch.outputs.queued]
 
@@ -141,7 +157,7 @@ def test_a_poison_claim_record_becomes_a_dead_letter_and_nothing_to_book(stages,
 def test_a_claim_on_another_partition_than_its_clauses_is_a_dead_letter(stages):
     intake, _, state = stages
     claims = claims_of(intake.take([intake_record(PURCHASE)]))
-    batch = DecideStage(POLICY, state, every_claim_on(1), clock=lambda: AT).take(claims[:1])
+    batch = DecideStage(POLICY, state, every_claim_on(1), INPUTS, clock=lambda: AT).take(claims[:1])
     ((_, letter),) = sent(batch, DEAD_LETTERS_TOPIC)
     assert "it is on partition 0, but intake puts clause" in json.loads(letter)["reason"]
     assert not batch.to_book()
@@ -151,12 +167,12 @@ def test_an_engine_failure_is_an_internal_error_rejection_of_the_input_with_no_s
     intake, decide, state = stages
     claims = claims_of(intake.take([intake_record(PURCHASE, offset=5)]))
 
-    def broken(self, claim):
+    def broken(self, claim, late_by=None):
         self.state["half-written"] = {"x": 1}
         raise ValueError("boom")
 
     monkeypatch.setattr(Engine, "decide", broken)
-    batch = decide.take(claims[:1])
+    batch = decide.take([claims[0], claims[-1]])  # a claim and the progress that releases it
     (rejection,) = batch.rejections
     assert rejection["code"] == "internal-error" and "ValueError: boom at test_stages.py:" in rejection["reason"]
     assert (rejection["topic"], rejection["offset"]) == ("compute-purchases", 5)
@@ -171,7 +187,7 @@ def test_a_failure_outside_the_stages_handling_names_its_record(stages):
         raise RuntimeError("no metadata")
 
     with pytest.raises(StageFailed) as failed:
-        DecideStage(POLICY, state, no_partitioner).take(claims)
+        DecideStage(POLICY, state, no_partitioner, INPUTS).take(claims)
     assert failed.value.record == claims[0] and isinstance(failed.value.cause, RuntimeError)
 
 
@@ -239,7 +255,7 @@ def test_the_checkpoint_exits_unacknowledged_when_the_ledger_refuses_a_record(st
 def test_an_intake_failure_is_an_internal_error_rejection_of_the_input(stages, monkeypatch):
     intake, _, _ = stages
 
-    def broken(topic: str, raw: bytes, policy: Any) -> list:
+    def broken(topic: str, raw: bytes, policy: Any, received_at: Any = None) -> list:
         raise KeyError("vendor")
 
     monkeypatch.setattr("streams.stages.intake", broken)
@@ -248,3 +264,67 @@ def test_an_intake_failure_is_an_internal_error_rejection_of_the_input(stages, m
     assert rejection["code"] == "internal-error" and rejection["offset"] == 9
     assert rejection["reason"].startswith("the pipeline failed on this message (KeyError: 'vendor' at test_stages.py:")
     assert not sent(batch, CLAIMS_TOPIC)
+
+
+def purchase(number: int, occurred_at: str) -> bytes:
+    """The example purchase with another event id, invoice and time."""
+    return (PURCHASE.replace(b"scc-bill-2026-03-000184", f"scc-bill-2026-03-{number:06d}".encode())
+            .replace(b"SCC-INV-2026-03-000184", f"SCC-INV-2026-03-{number:06d}".encode())
+            .replace(b"2026-03-02T10:15:00+08:00", occurred_at.encode()))
+
+
+def test_claims_take_their_turn_by_when_they_happened_not_by_when_they_arrived(stages):
+    intake, decide, _ = stages
+    later = claims_of(intake.take([intake_record(purchase(2, "2026-03-05T09:00:00+08:00"))]), then_progress_to=None)
+    first = decide.take(later)
+    assert first.held == later and not first.decisions and not first.released  # kept unacknowledged
+    earlier = claims_of(intake.take([intake_record(purchase(1, "2026-03-04T09:00:00+08:00"), offset=1)]), first_offset=len(later))
+    second = decide.take(earlier)
+    assert [d.event_id for d in second.decisions] == ["scc-bill-2026-03-000001", "scc-bill-2026-03-000002"]
+    assert second.released == later and second.held == []  # the earlier batch's record, now to acknowledge
+    assert all(d.late_by is None for d in second.decisions)
+
+
+def test_a_claim_whose_turn_has_not_come_waits_for_the_progress_of_every_input(stages):
+    intake, decide, _ = stages
+    claims = claims_of(intake.take([intake_record(purchase(1, "2026-03-04T09:00:00+08:00"))]), then_progress_to=None)
+    assert decide.take(claims).held == claims
+    lateness = POLICY.clauses["compute-voucher"].allowed_lateness.at(dt.date(2026, 3, 4))
+    not_yet = dt.datetime.fromisoformat("2026-03-04T09:00:00+08:00") + lateness
+    assert not decide.take([progress(not_yet, 10)]).decisions  # released only strictly after its lateness
+    assert decide.take([progress(not_yet + dt.timedelta(seconds=1), 11)]).released == claims
+    assert decide.holding == 0
+
+
+def test_a_claim_after_its_clause_released_a_later_one_is_decided_at_once_and_says_how_late(stages):
+    intake, decide, _ = stages
+    decide.take(claims_of(intake.take([intake_record(purchase(2, "2026-03-05T09:00:00+08:00"))])))
+    late = claims_of(intake.take([intake_record(purchase(1, "2026-03-04T09:00:00+08:00"), offset=1)]), first_offset=2,
+                     then_progress_to=None)
+    batch = decide.take(late)
+    assert not batch.held and [d.late_by for d in batch.decisions] == ["P1D"]
+
+
+def test_held_claims_are_given_up_on_a_rebalance_and_decided_when_read_again(stages):
+    intake, decide, _ = stages
+    claims = claims_of(intake.take([intake_record(purchase(1, "2026-03-04T09:00:00+08:00"))]), then_progress_to=None)
+    decide.take(claims)
+    assert decide.forget() == claims and decide.holding == 0
+    again = decide.take(claims + [progress(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc), len(claims))])
+    assert [d.event_id for d in again.decisions] == ["scc-bill-2026-03-000001"] and again.held == []
+
+
+def test_an_unreadable_progress_record_is_a_dead_letter(stages):
+    _, decide, _ = stages
+    batch = decide.take([Record(CLAIMS_TOPIC, 0, 4, PROGRESS_KEY, b'{"progress": {"nope": {}}}', None)])
+    ((_, letter),) = sent(batch, DEAD_LETTERS_TOPIC)
+    assert "progress names 'nope'" in json.loads(letter)["reason"]
+
+
+def test_an_input_dated_after_the_broker_received_it_beyond_the_clock_skew_is_rejected():
+    intake = IntakeStage(POLICY, 1, clock=lambda: AT)
+    early = Record("compute-purchases", 0, 9, b"k-1", PURCHASE, 1_772_417_700.0 - 3600)  # an hour before its occurred_at
+    (rejection,) = intake.take([early]).rejections
+    assert rejection["code"] == "dated-in-future"
+    backfill = IntakeStage(POLICY, 1, clock=lambda: AT, check_clock_skew=False)  # history being loaded
+    assert not backfill.take([early]).rejections
