@@ -291,3 +291,19 @@ class PayeeExclusion(InputMessage):
         if self.ends is not None and self.ends < self.starts:
             raise ValueError(f"to ({self.ends}) is before from ({self.starts})")
         return self
+# -- v1.1: payee accounts (contract "payee-accounts"). Not a claim: the ledger's payments read
+# them (sinks/ledger/payments.py), so the topic is not in MODEL_BY_TOPIC, which intake decides.
+
+PAYEE_ACCOUNTS_TOPIC = "payee-accounts"
+AccountNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{8,32}$")]
+CnapsCode = Annotated[str, StringConstraints(pattern=r"^[0-9]{12}$")]
+
+
+class PayeeAccount(InputMessage):
+    """A payee's bank account, verified at ``verified_at``; ``revoked``: it may no longer be paid."""
+
+    account_name: Text
+    account_number: AccountNumber
+    bank_code: CnapsCode
+    verified_at: Timestamp
+    revoked: bool = False

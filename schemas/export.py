@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rules.policy import Policy, load_policy
-from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, MODEL_BY_TOPIC, PayeeExclusion
+from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, MODEL_BY_TOPIC, PAYEE_ACCOUNTS_TOPIC, PayeeAccount, PayeeExclusion
 from schemas.outputs import OUTPUT_MODELS, RFC3339_PATTERN, rejection_record
 
 HERE = Path(__file__).resolve().parent
@@ -45,8 +45,9 @@ EXAMPLES_DIR = HERE / "examples"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 
-#: v1.1 inputs that are not claims: intake does not read them (payee-exclusions: rules/exclusions.py)
-OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion}
+#: v1.1 inputs that are not claims: intake does not read them (payee-exclusions: rules/exclusions.py;
+#: payee-accounts: the ledger's payments, sinks/ledger/payments.py)
+OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion, PAYEE_ACCOUNTS_TOPIC: PayeeAccount}
 TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OUTPUT_MODELS)
 MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OUTPUT_MODELS}
 
@@ -83,6 +84,13 @@ CONTRACT_LINES: dict[str, tuple[str, ...]] = {
         "A payee excluded on a payment's date is not paid: its instructions are held, with the listing "
         "named, and released when the exclusion ends.",
     ),
+    PAYEE_ACCOUNTS_TOPIC: (
+        "**`payee-accounts`** (input, published by the enterprise registry / bank-account verification "
+        "service; key = payee id): `event_id`, `source`, `occurred_at`, `beneficiary` (as above), "
+        "`account_name`, `account_number` (digits, 8–32), `bank_code` (the bank's 12-digit CNAPS "
+        "participant code), `verified_at`, optional `revoked` (true: the account may no longer be paid).",
+        "The newest verified, unrevoked account of a payee is the one paid.",
+    ),
     "disbursement-instructions": (
         "| `disbursement-instructions` | finance systems | one payment to make |",
         "A clawback (after a refund or credit note) is an instruction with a negative amount that "
@@ -108,6 +116,7 @@ _TITLES = {
     "investment-closings": "Money received in an angel / VC / PE round",
     "award-announcements": "One approved item of a published award list",
     EXCLUSIONS_TOPIC: "A payee listed by the credit system, whose payments are held",
+    PAYEE_ACCOUNTS_TOPIC: "A payee's verified bank account, or its revocation",
     "disbursement-instructions": "A payment (or clawback) for finance to make",
     "subsidy-decisions": "The outcome of one claim under one clause",
     "subsidy-rejections": "An input that could not be accepted",
@@ -138,8 +147,9 @@ def topic_schema(topic: str, policy: Policy | None = None) -> dict[str, Any]:
     if topic in MODEL_BY_TOPIC or topic in OTHER_INPUT_MODELS:
         description += f"\n\n> {_COMMON_INPUT}"
         props = generated["properties"]
-        props["source"]["examples"] = sorted(policy.sources.get(topic, ()))
-        props["source"]["description"] = "the publishing system; intake refuses a source not on the topic's allow-list in the policy"
+        if topic in policy.sources:  # payee-accounts have no allow-list: the ledger's import sets their source
+            props["source"]["examples"] = sorted(policy.sources[topic])
+            props["source"]["description"] = "the publishing system; intake refuses a source not on the topic's allow-list in the policy"
         if topic == "award-announcements":
             props["award"]["enum"] = list(policy.awards)
             props["award"]["description"] = f"an award clause id of policy {policy.policy_id} {policy.version}"

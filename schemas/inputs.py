@@ -1,6 +1,7 @@
-"""The input messages of the wire contract (v1, and v1.1's payee-exclusions): the models intake validates with, defined
-in the core (``rules.inputs``) and published here with the rest of the contract. The wire layer
-depends on the core, never the reverse (tests/unit/test_layers.py)."""
+"""The input messages of the wire contract (v1, and v1.1's payee-exclusions and payee-accounts):
+the models intake validates with (payee-accounts: the ledger's payments read them), defined in the
+core (``rules.inputs``) and published here with the rest of the contract. The wire layer depends
+on the core, never the reverse (tests/unit/test_layers.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ from rules.inputs import (
     EXCLUSIONS_TOPIC,
     INPUT_TOPICS,
     MODEL_BY_TOPIC,
+    PAYEE_ACCOUNTS_TOPIC,
+    AccountNumber,
     Amount,
     AwardAnnouncement,
     Beneficiary,
+    CnapsCode,
     ComputePurchase,
     Day,
     Enterprise,
@@ -18,6 +22,7 @@ from rules.inputs import (
     InputMessage,
     InvestmentClosing,
     ModelInvoice,
+    PayeeAccount,
     PayeeExclusion,
     Person,
     ResidentId,
@@ -33,9 +38,12 @@ __all__ = [
     "EXCLUSIONS_TOPIC",
     "INPUT_TOPICS",
     "MODEL_BY_TOPIC",
+    "PAYEE_ACCOUNTS_TOPIC",
+    "AccountNumber",
     "Amount",
     "AwardAnnouncement",
     "Beneficiary",
+    "CnapsCode",
     "ComputePurchase",
     "Day",
     "Enterprise",
@@ -44,6 +52,7 @@ __all__ = [
     "InvestmentClosing",
     "ModelInvoice",
     "PayeeExclusion",
+    "PayeeAccount",
     "Person",
     "ResidentId",
     "Team",

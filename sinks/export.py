@@ -8,6 +8,11 @@ the result is validated again as text before it is returned.
 
 pain.001 is a credit transfer initiation: it carries the payments only. Clawbacks (negative
 amounts) are money to recover, not to send; they are in the CSV export with their sign.
+
+``subsidy ledger export`` reports the ledger's instructions by value date (payees named by id,
+no accounts: not a file a bank can execute). ``subsidy payments export`` writes the payment file
+of an approved batch (``batch_pain001``, ``batch_csv``): creditor accounts and banks, one
+end-to-end id per instruction.
 """
 
 from __future__ import annotations
@@ -16,11 +21,14 @@ import csv
 import datetime as dt
 import hashlib
 import io
+import re
+import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
+from xml.sax.saxutils import escape as xml_escape
 
 from rules.money import format_fen, parse_amount
 
@@ -195,3 +203,107 @@ def to_pain001(
     xml = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(element, encoding="utf-8", xml_declaration=False) + b"\n"
     schema.validate(io.BytesIO(xml))
     return xml
+
+
+# -- the payment file of an approved batch (subsidy payments export) --------------------------
+#
+# Built as text from a template and validated once, whole, against the same XSD with libxml2
+# (lxml): encoding through xmlschema, element by element, took 60.5 s for 53,179 payments
+# (bench/README.md, "Payment file export").
+
+BATCH_CSV_COLUMNS = ["record_type", "batch_id", "end_to_end_id", "payee_id", "account_name", "account_number", "bank_code",
+                     "amount", "currency", "policy_id", "clause_id", "fiscal_year", "value_date"]
+_CLEARING_SYSTEM = "CNAPS"  # ISO 20022 ExternalClearingSystemIdentification1Code of China's payment system
+
+
+@lru_cache(maxsize=1)
+def pain001_lxml_schema():
+    from lxml import etree
+
+    return etree.XMLSchema(etree.parse(str(PAIN001_XSD)))
+
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+def end_to_end_id(instruction_id: str) -> str:
+    """The instruction's uuid without hyphens (32 characters): a bank's answer names the instruction."""
+    return instruction_id if _HEX32.fullmatch(instruction_id) else uuid.UUID(instruction_id).hex
+
+
+def _text(value: str, limit: int) -> str:
+    return xml_escape(value[:limit])
+
+
+def _agent(bank_code: str | None) -> str:
+    if not bank_code:
+        return "<FinInstnId><Othr><Id>NOTPROVIDED</Id></Othr></FinInstnId>"
+    return f"<FinInstnId><ClrSysMmbId><ClrSysId><Cd>{_CLEARING_SYSTEM}</Cd></ClrSysId><MmbId>{_text(bank_code, 35)}</MmbId></ClrSysMmbId></FinInstnId>"
+
+
+def _creditor(item) -> str:
+    """CdtrAgt, Cdtr and CdtrAcct of a payee's account: the same for all its payments, built once."""
+    scheme = "USCC" if item.payee_kind == "enterprise" else (item.payee_kind or "ID").upper()
+    holder = "OrgId" if item.payee_kind == "enterprise" else "PrvtId"
+    return (f"<CdtrAgt>{_agent(item.bank_code)}</CdtrAgt>"
+            f"<Cdtr><Nm>{_text(item.account_name, 140)}</Nm><Id><{holder}><Othr><Id>{_text(item.payee_id, 35)}</Id>"
+            f"<SchmeNm><Prtry>{_text(scheme, 35)}</Prtry></SchmeNm></Othr></{holder}></Id></Cdtr>"
+            f"<CdtrAcct><Id><Othr><Id>{_text(item.account_number, 34)}</Id></Othr></Id><Nm>{_text(item.account_name, 70)}</Nm></CdtrAcct>")
+
+
+def batch_pain001(state, items: list, *, created_at: str, execution_date: str, debtor_name: str = DEFAULT_DEBTOR_NAME,
+                  debtor_account: str = DEFAULT_DEBTOR_ACCOUNT, debtor_bank: str | None = None) -> bytes:
+    """A pain.001.001.09 document a bank can execute for a batch (``Ledger.batch_contents``): one PmtInf
+    per budget (policy, clause, fiscal year), each creditor with its account (``Othr/Id``: IBAN is
+    not used in China) and its bank's CNAPS participant code, NbOfTxs and CtrlSum per message and
+    per PmtInf; validated against the XSD. Raises ValueError on what a payment file cannot hold."""
+    if not items:
+        raise ValueError(f"batch {state.batch_id} holds no payment")
+    if any(item.amount_fen <= 0 for item in items):
+        raise ValueError(f"batch {state.batch_id}: a credit transfer carries positive amounts only")
+    total = sum(item.amount_fen for item in items)
+    if (len(items), total) != (state.number_of_transactions, state.control_sum_fen):
+        raise ValueError(f"batch {state.batch_id}: its items ({len(items)}, {format_fen(total)}) differ from its control totals "
+                         f"({state.number_of_transactions}, {format_fen(state.control_sum_fen)}); run `subsidy ledger reconcile`")
+    debtor = _text(debtor_name, 140)
+    parts = ['<?xml version="1.0" encoding="UTF-8"?>\n', f'<Document xmlns="{PAIN001_NS}">\n<CstmrCdtTrfInitn>\n',
+             f"<GrpHdr><MsgId>{_text(state.batch_id, 35)}</MsgId><CreDtTm>{xml_escape(created_at)}</CreDtTm>"
+             f"<NbOfTxs>{len(items)}</NbOfTxs><CtrlSum>{format_fen(total)}</CtrlSum><InitgPty><Nm>{debtor}</Nm></InitgPty></GrpHdr>\n"]
+    creditors: dict[tuple[str, str, str, str], str] = {}
+    budget = lambda item: (item.policy_id, item.clause_id, item.fiscal_year)  # noqa: E731
+    for number, ((policy_id, clause_id, year), group) in enumerate(groupby(sorted(items, key=lambda i: (budget(i), i.instruction_id)), key=budget), 1):
+        payments = list(group)
+        remittance = _text(f"{policy_id} {clause_id} FY{year}", 100)
+        parts.append(f"<PmtInf><PmtInfId>{_text(state.batch_id, 28)}-{number}</PmtInfId><PmtMtd>TRF</PmtMtd>"
+                     f"<NbOfTxs>{len(payments)}</NbOfTxs><CtrlSum>{format_fen(sum(p.amount_fen for p in payments))}</CtrlSum>"
+                     f"<ReqdExctnDt><Dt>{xml_escape(execution_date)}</Dt></ReqdExctnDt><Dbtr><Nm>{debtor}</Nm></Dbtr>"
+                     f"<DbtrAcct><Id><Othr><Id>{_text(debtor_account, 34)}</Id></Othr></Id><Nm>{_text(f'{clause_id} {year}', 70)}</Nm></DbtrAcct>"
+                     f"<DbtrAgt>{_agent(debtor_bank)}</DbtrAgt>\n")
+        for p in payments:
+            key = (p.payee_id, p.account_name, p.account_number, p.bank_code)
+            creditor = creditors.get(key) or creditors.setdefault(key, _creditor(p))
+            iid = xml_escape(p.instruction_id[:35])
+            parts.append(f"<CdtTrfTxInf><PmtId><InstrId>{iid}</InstrId><EndToEndId>{end_to_end_id(p.instruction_id)}</EndToEndId></PmtId>"
+                         f'<Amt><InstdAmt Ccy="CNY">{format_fen(p.amount_fen)}</InstdAmt></Amt>{creditor}'
+                         f"<RmtInf><Ustrd>{remittance} {iid}</Ustrd></RmtInf></CdtTrfTxInf>\n")
+        parts.append("</PmtInf>\n")
+    parts.append("</CstmrCdtTrfInitn>\n</Document>\n")
+    xml = "".join(parts).encode("utf-8")
+    from lxml import etree
+
+    schema = pain001_lxml_schema()
+    document = etree.fromstring(xml, etree.XMLParser(huge_tree=True))
+    if not schema.validate(document):
+        raise ValueError(f"the pain.001 of batch {state.batch_id} does not validate against {PAIN001_XSD.name}: {schema.error_log.last_error}")
+    return xml
+
+
+def batch_csv(state, items: list) -> str:
+    """Detail rows ("D") in instruction order, then one trailer row ("T") with the control totals."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(BATCH_CSV_COLUMNS)
+    writer.writerows(["D", state.batch_id, end_to_end_id(p.instruction_id), p.payee_id, p.account_name, p.account_number, p.bank_code,
+                      format_fen(p.amount_fen), "CNY", p.policy_id, p.clause_id, p.fiscal_year, p.value_date] for p in items)
+    writer.writerow(["T", state.batch_id, "", f"transactions={len(items)}", "", "", "", format_fen(sum(p.amount_fen for p in items)), "CNY", "", "", "", ""])
+    return out.getvalue()

@@ -1,8 +1,9 @@
 """The ``subsidy`` command.
 
 Subcommands set ``func`` (``args -> exit code``) with ``set_defaults``. The adapters add
-their own: ``sinks.cli`` (ledger), ``streams.cli`` (worker, up, publish, demo, trace),
-``streams.tools.topics`` (topics), ``subsidy.explain`` (explain) and ``console.cli`` (console).
+their own: ``sinks.cli`` (ledger), ``sinks.payments_cli`` (payees, payments), ``streams.cli`` (worker,
+up, publish, demo, trace), ``streams.tools.topics`` (topics), ``subsidy.explain`` (explain) and
+``console.cli`` (console).
 
 A mistake the user can fix (a missing file, a bad policy file, a ledger URL that cannot be
 opened) prints one line ``subsidy: error: ...`` on stderr and exits 2, without a traceback.
@@ -20,6 +21,7 @@ from typing import Sequence
 from console.cli import add_console_commands
 from rules.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
 from sinks.cli import add_ledger_commands
+from sinks.payments_cli import add_payment_commands
 from streams.cli import add_stream_commands
 from streams.tools.topics import add_topics_commands
 from subsidy.explain import add_explain_command
@@ -170,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ledger_commands(subparsers)
     add_explain_command(subparsers)
+    add_payment_commands(subparsers)
     add_stream_commands(subparsers)
     add_topics_commands(subparsers)
     add_console_commands(subparsers)

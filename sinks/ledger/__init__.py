@@ -22,7 +22,8 @@ run in Python in batch order, the constraints above stay the last line.
 By job: ``schema.py`` the tables (defined once), ``database.py`` URLs, engines, migrations,
 retries and bulk reads and writes, ``booking.py`` ``record()`` with the content hashes and cap
 charges, ``queries.py`` balances, statements and counts, ``verification.py`` the chain check, ``holds.py``
-the payments held while their payee is listed on payee-exclusions (contract v1.1).
+the payments held while their payee is listed on payee-exclusions (contract v1.1), ``payments.py``
+payee accounts and maker-checker batches.
 What other modules use is imported from here.
 """
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 from sinks.ledger.booking import Booking, CapOverrun, InvalidRecord, LedgerConflict, RecordResult, canonical_json, payable_account, sha256_hex
 from sinks.ledger.database import DEFAULT_LEDGER_URL, LedgerError, LedgerUnavailable, RetryPolicy, first_line, holds_ledger, ledger_url, make_engine, parse_ledger_url, shown_url, upgrade_schema
 from sinks.ledger.holds import Holds
+from sinks.ledger.payments import PaymentRefused, Payments
 from sinks.ledger.queries import Queries
 from sinks.ledger.verification import Verification
 
@@ -42,6 +44,7 @@ __all__ = [
     "LedgerConflict",
     "LedgerError",
     "LedgerUnavailable",
+    "PaymentRefused",
     "RecordResult",
     "RetryPolicy",
     "canonical_json",
@@ -57,6 +60,6 @@ __all__ = [
 ]
 
 
-class Ledger(Booking, Queries, Verification, Holds):
+class Ledger(Booking, Queries, Verification, Holds, Payments):
     """A ledger database: ``Ledger.open(url)`` (creates or upgrades its schema), then ``record()``
     batches, query them and ``verify_chain()``; a context manager that closes its engine."""

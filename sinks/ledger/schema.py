@@ -15,8 +15,18 @@ GENESIS_HASH = "0" * 64  # the chain head's hash before the first journal entry
 
 # Rows that are facts: never updated, never deleted (a correction is a new row); triggers refuse
 # UPDATE and DELETE (and TRUNCATE on PostgreSQL).
-APPEND_ONLY = ("ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges",
-               "ledger_holds", "ledger_hold_releases")
+APPEND_ONLY: tuple[str, ...] = (
+    "ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges",
+    "ledger_holds", "ledger_hold_releases",
+    # payments (0003_payments): a revocation, an approval, a status is a new row
+    "ledger_payee_accounts", "ledger_batches", "ledger_batch_items", "ledger_approvals", "ledger_payment_events", "ledger_chain_events",
+)  # fmt: skip
+
+#: a payment's states after ``decided`` (a payment instruction with no event); the last four
+#: come with the bank's answers (pain.002, camt.054)
+PAYMENT_STATUSES = ("batched", "approved", "sent", "accepted", "rejected", "settled", "returned")
+#: the payments' events that take a place in the journal's hash chain (ledger_chain_events)
+CHAIN_EVENT_KINDS = ("batch-proposed", "batch-approved", "batch-sent")
 
 metadata = sa.MetaData()
 
@@ -162,4 +172,83 @@ hold_releases = sa.Table(
     sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_holds.instruction_id"), primary_key=True),
     sa.Column("released_on", sa.String(10), nullable=False),
     _recorded_at(),
+)
+
+
+# -- payments (migration 0003_payments) ------------------------------------------------------
+
+payee_accounts = sa.Table(
+    "ledger_payee_accounts",
+    metadata,
+    sa.Column("source", sa.String(256), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("payee_id", sa.String(128), nullable=False),
+    sa.Column("account_name", sa.String(256), nullable=False),
+    sa.Column("account_number", sa.String(32), nullable=False),
+    sa.Column("bank_code", sa.String(12), nullable=False),
+    sa.Column("verified_at", sa.String(40), nullable=False),  # UTC, so that text order is time order
+    sa.Column("revoked", sa.Boolean, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    _recorded_at(),
+    sa.Index("ix_ledger_payee_accounts_payee", "payee_id"),
+)
+batches = sa.Table(
+    "ledger_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(35), primary_key=True),  # pain.001 MsgId: at most 35 characters
+    sa.Column("maker", sa.String(100), nullable=False),
+    sa.Column("proposed_at", sa.String(40), nullable=False),
+    sa.Column("clause_id", sa.String(100)),
+    sa.Column("until_date", sa.String(10)),
+    sa.Column("number_of_transactions", sa.Integer, nullable=False),
+    sa.Column("control_sum_fen", sa.BigInteger, nullable=False),
+    sa.Column("approvals_required", sa.Integer, nullable=False),
+    sa.Column("items_hash", sa.String(64), nullable=False),
+    sa.CheckConstraint("number_of_transactions > 0 AND control_sum_fen > 0", name="ck_batches_not_empty"),
+    sa.CheckConstraint("approvals_required IN (1, 2)", name="ck_batches_approvals"),
+)
+batch_items = sa.Table(
+    "ledger_batch_items",
+    metadata,
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), primary_key=True),
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), primary_key=True),
+    sa.Column("payee_id", sa.String(128), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("account_name", sa.String(256), nullable=False),
+    sa.Column("account_number", sa.String(32), nullable=False),
+    sa.Column("bank_code", sa.String(12), nullable=False),
+    sa.CheckConstraint("amount_fen > 0", name="ck_batch_items_positive"),
+    sa.Index("ix_ledger_batch_items_instruction", "instruction_id"),
+)
+approvals = sa.Table(
+    "ledger_approvals",
+    metadata,
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), primary_key=True),
+    sa.Column("approver", sa.String(100), primary_key=True),
+    sa.Column("approved_at", sa.String(40), nullable=False),
+)
+payment_events = sa.Table(
+    "ledger_payment_events",
+    metadata,
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), primary_key=True),
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("reason_code", sa.String(8)),  # ISO 20022 status or return reason (AC04 ...)
+    sa.CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in PAYMENT_STATUSES) + ")", name="ck_payment_events_status"),
+    sa.Index("ix_ledger_payment_events_batch", "batch_id"),
+)
+chain_events = sa.Table(
+    "ledger_chain_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),  # shares the journal's sequence
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
+    _recorded_at(),
+    sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in CHAIN_EVENT_KINDS) + ")", name="ck_chain_events_kind"),
 )

@@ -122,7 +122,7 @@ def test_balance_and_statement(filled, capsys):
     statement = json.loads(capsys.readouterr().out)
     assert statement["balance"] == "1860.30" and len(statement["entries"]) == 4
     assert main(["ledger", "init", "--ledger", url]) == 0
-    assert "0002_payment_holds" in capsys.readouterr().out
+    assert re.search(r"at schema revision \d{4}_\w+: 4 decisions", capsys.readouterr().out)  # the newest migration
 
 
 def test_unreachable_ledger_is_a_one_line_error(capsys, tmp_path):

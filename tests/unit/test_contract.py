@@ -77,7 +77,7 @@ def schema_errors(topic: str, document: Any) -> list[str]:
 
 def test_every_topic_has_a_committed_schema_and_nothing_else_is_there():
     assert sorted(p.name for p in SCHEMA_DIR.glob("*.json")) == sorted(f"{t}.json" for t in TOPICS), STALE
-    assert len(TOPICS) == 8
+    assert len(TOPICS) == 9
 
 
 @pytest.mark.parametrize("name", sorted(f"{t}.json" for t in TOPICS))
@@ -470,3 +470,30 @@ def test_schemas_are_generated_from_the_models():
         schema = topic_schema(topic, POLICY)
         assert set(generated["properties"]) == set(schema["properties"])
         assert generated.get("required") == schema.get("required")
+
+
+# --- v1.1 payee accounts ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change,accepted", [
+    ({}, True),
+    ({"revoked": True}, True),
+    ({"account_number": "1234567"}, False),          # fewer than 8 digits
+    ({"account_number": "1" * 33}, False),           # more than 32
+    ({"account_number": "6222 0210 0101"}, False),   # digits only
+    ({"bank_code": "10265102001"}, False),           # a CNAPS code has 12 digits
+    ({"bank_code": "10265102001X"}, False),
+    ({"verified_at": "2026-02-20"}, False),
+    ({"iban": "CN00"}, False),                        # unknown field
+])  # fmt: skip
+def test_payee_account_rules_hold_in_the_model_and_the_schema(change, accepted):
+    from schemas.inputs import PayeeAccount
+
+    message = {**example("payee-accounts"), **change}
+    assert (schema_errors("payee-accounts", message) == []) is accepted
+    try:
+        PayeeAccount.model_validate(message)
+        valid = True
+    except ValidationError:
+        valid = False
+    assert valid is accepted
