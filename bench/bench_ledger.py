@@ -47,6 +47,7 @@ from bench.common import PG_URL_HELP, Timer, batches, emit, environment, fresh_d
 from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
+from rules.records import Decision, Instruction
 from sinks.ledger import Ledger, canonical_json, sha256_hex, upgrade_schema
 from subsidy.runtime import tune_gc
 
@@ -58,7 +59,7 @@ INSTRUCTION_COLUMNS = (
 )  # fmt: skip
 
 
-def core_output(n: int, seed: int = 0, year: int = 2026) -> tuple[list[dict], list[dict]]:
+def core_output(n: int, seed: int = 0, year: int = 2026) -> tuple[list[Decision], list[Instruction]]:
     """The first ``n`` instructions the core emits for a generated year, and their decisions."""
     from subsidy.generate import generate_lines
 
@@ -66,8 +67,8 @@ def core_output(n: int, seed: int = 0, year: int = 2026) -> tuple[list[dict], li
     events = int(n * 1.05) + 200
     while True:
         engine = Engine(policy, {})
-        decisions: list[dict] = []
-        instructions: list[dict] = []
+        decisions: list[Decision] = []
+        instructions: list[Instruction] = []
         for line in generate_lines(year, seed, events=events, policy=policy):
             envelope = json.loads(line)
             if "value" not in envelope:
@@ -81,24 +82,24 @@ def core_output(n: int, seed: int = 0, year: int = 2026) -> tuple[list[dict], li
                 outcome = engine.decide(claim)
                 if outcome.rejection is not None or outcome.duplicate:
                     continue
-                decisions.extend(d for d in outcome.decisions if d.get("instruction_id"))
+                decisions.extend(d for d in outcome.decisions if d.instruction_id)
                 instructions.extend(outcome.instructions)
             if len(instructions) >= n:
                 instructions = instructions[:n]
-                wanted = {i["instruction_id"] for i in instructions}
-                return [d for d in decisions if d["instruction_id"] in wanted], instructions
+                wanted = {i.instruction_id for i in instructions}
+                return [d for d in decisions if d.instruction_id in wanted], instructions
         events *= 2  # the year declined more than expected: generate a larger one
 
 
-def instruction_rows(instructions: list[dict]) -> list[tuple]:
+def instruction_rows(instructions: list[Instruction]) -> list[tuple]:
     """The rows the ledger stores for these instructions (same columns, same values)."""
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
     rows = []
     zone = ZoneInfo(load_policy().timezone)
-    for seq, body in enumerate(instructions, 1):
-        row = Ledger._instruction_row(body, zone)
-        text = canonical_json(body)
-        values = {**row, "instruction_id": body["instruction_id"], "journal_seq": seq, "content_hash": sha256_hex(text), "body": text, "recorded_at": now}
+    for seq, instruction in enumerate(instructions, 1):
+        row = Ledger._instruction_row(instruction, zone)
+        text = canonical_json(instruction.to_wire())
+        values = {**row, "instruction_id": instruction.instruction_id, "journal_seq": seq, "content_hash": sha256_hex(text), "body": text, "recorded_at": now}
         rows.append(tuple(values[c] for c in INSTRUCTION_COLUMNS))
     return rows
 
@@ -218,13 +219,13 @@ def bench_bare_every_row(url: str, columns: dict[str, tuple[str, ...]], per_batc
         engine.dispose()
 
 
-def bench_ledger(url: str, decisions: list[dict], instructions: list[dict], batch: int) -> tuple[float, dict]:
-    by_instruction: dict[str, list[dict]] = {}
+def bench_ledger(url: str, decisions: list[Decision], instructions: list[Instruction], batch: int) -> tuple[float, dict]:
+    by_instruction: dict[str, list[Decision]] = {}
     for d in decisions:
-        by_instruction.setdefault(d["instruction_id"], []).append(d)
+        by_instruction.setdefault(d.instruction_id, []).append(d)
     work = []
     for chunk in batches(instructions, batch):
-        work.append(([d for i in chunk for d in by_instruction.get(i["instruction_id"], ())], chunk))
+        work.append(([d for i in chunk for d in by_instruction.get(i.instruction_id, ())], chunk))
     with Ledger.open(url, timezone=load_policy().timezone) as ledger:
         with ledger.engine.connect() as conn:  # warm the pool before the clock starts
             conn.exec_driver_sql("SELECT 1")
@@ -288,7 +289,7 @@ def bench(args: argparse.Namespace) -> int:
         "benchmark": "ledger",
         "instructions": n,
         "decisions": len(decisions),
-        "clawbacks": sum(1 for i in instructions if i["kind"] == "clawback"),
+        "clawbacks": sum(1 for i in instructions if i.kind == "clawback"),
         "batch": args.batch,
         "repeat": args.repeat,
         "bare_insert": {"seconds": round(bare_s, 4), "instructions_per_s": round(bare), "runs_s": [round(x, 4) for x in runs["bare"]]},

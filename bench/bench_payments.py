@@ -33,6 +33,7 @@ if __package__ in (None, ""):  # run as a script: python bench/bench_payments.py
 from bench.bench_ledger import core_output
 from bench.common import PG_URL_HELP, Timer, emit, environment, fresh_database, postgres_server
 from rules.policy import load_policy
+from rules.records import Decision, Instruction
 from sinks.export import PAIN001_NS, pain001_lxml_schema
 from sinks.ledger import Ledger, ledger_url
 from subsidy.cli import main as subsidy
@@ -42,20 +43,20 @@ GOAL_SECONDS = 5.0
 CREATED_AT = "2027-01-05T09:00:00+08:00"
 
 
-def payments_and_their_clawbacks(n: int) -> tuple[list[dict], list[dict]]:
+def payments_and_their_clawbacks(n: int) -> tuple[list[Decision], list[Instruction]]:
     """The core's first instructions until ``n`` payments are in, and their decisions."""
     decisions, instructions = core_output(int(n * 1.15) + 100)
     kept, payments = [], 0
     for instruction in instructions:
-        if instruction["kind"] == "payment":
+        if instruction.kind == "payment":
             if payments == n:
                 break
             payments += 1
         kept.append(instruction)
     if payments < n:
         raise SystemExit(f"the generated year paid {payments} payments, fewer than {n}")
-    wanted = {i["instruction_id"] for i in kept}
-    return [d for d in decisions if d["instruction_id"] in wanted], kept
+    wanted = {i.instruction_id for i in kept}
+    return [d for d in decisions if d.instruction_id in wanted], kept
 
 
 def run_command(argv: list[str]) -> tuple[float, float]:
@@ -97,9 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         with Ledger.open(url, timezone=load_policy().timezone) as ledger:
             for start in range(0, len(instructions), 5000):
                 chunk = instructions[start:start + 5000]
-                ids = {i["instruction_id"] for i in chunk}
-                ledger.record([d for d in decisions if d["instruction_id"] in ids], chunk, [])
-            payees = sorted({i["payee"]["id"] for i in instructions})
+                ids = {i.instruction_id for i in chunk}
+                ledger.record([d for d in decisions if d.instruction_id in ids], chunk, [])
+            payees = sorted({i.payee.id for i in instructions})
             ledger.import_payee_accounts([{"source": "bench", "event_id": f"acct-{n}", "payee_id": payee, "account_name": f"收款人{n}",
                                            "account_number": f"62220210{n:011d}", "bank_code": "102651020012",
                                            "verified_at": "2026-01-01T00:00:00+00:00", "revoked": False} for n, payee in enumerate(payees)])

@@ -177,7 +177,7 @@ def core_cpu_per_input(events_path: Path) -> dict:
     seconds["claim_encoded"], encoded = best_of_three(lambda: [compact_json({"claim": claim.to_dict()}) for claim in claims])
     seconds["claim_decoded"], decoded = best_of_three(lambda: [Claim.from_dict(json.loads(body)["claim"]) for body in encoded])
     seconds["engine"], outcomes = best_of_three(lambda: decide_all(decoded))
-    seconds["outputs_encoded"], _ = best_of_three(lambda: [compact_json(r) for o in outcomes for r in o.decisions + o.instructions])
+    seconds["outputs_encoded"], _ = best_of_three(lambda: [compact_json(r.to_wire()) for o in outcomes for r in o.decisions + o.instructions])
     total = sum(seconds.values())
     return {"inputs": len(messages), "cpu_s": round(total, 3), "cpu_us_per_input": round(total / len(messages) * 1e6, 1),
             "parts_us_per_input": {part: round(s / len(messages) * 1e6, 1) for part, s in seconds.items()}}

@@ -24,19 +24,37 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
-from typing import Any, MutableMapping
+from typing import Any, Literal, MutableMapping
 
 from rules.eligibility import ineligibility
 from rules.intake import Claim
 from rules.money import Rate, format_fen
 from rules.policy import Cap, Clause, Policy
+from rules.records import (
+    AmountCapStep,
+    CapStep,
+    Computation,
+    CorrectionComputation,
+    CountCapStep,
+    Decision,
+    GrantComputation,
+    Instruction,
+    InstructionKind,
+    OutcomeName,
+    Party,
+    RefundPendingComputation,
+)
 
 State = MutableMapping[str, Any]
 
 _ID_NAMESPACE = uuid.UUID("6f1c7a52-4b7e-5d2a-9c1e-8a3f0d2b6e41")
 
-GRANTED, PARTLY, DECLINED = "granted", "partly-granted", "declined"
-CLAWED_BACK, ADJUSTED, REFUND_RECORDED = "clawed-back", "adjusted", "refund-recorded"
+GRANTED: OutcomeName = "granted"
+PARTLY: OutcomeName = "partly-granted"
+DECLINED: OutcomeName = "declined"
+CLAWED_BACK: OutcomeName = "clawed-back"
+ADJUSTED: OutcomeName = "adjusted"
+REFUND_RECORDED: OutcomeName = "refund-recorded"
 
 
 class _StableIds:
@@ -191,8 +209,8 @@ def _plans(policy: Policy) -> dict[str, _ClausePlan]:
 class Outcome:
     """What one claim produced. Exactly one of ``decisions`` or ``rejection`` is set."""
 
-    decisions: list[dict[str, Any]] = field(default_factory=list)
-    instructions: list[dict[str, Any]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    instructions: list[Instruction] = field(default_factory=list)
     rejection: tuple[str, str] | None = None  # (code, reason)
     duplicate: bool = False
 
@@ -231,7 +249,8 @@ class Engine:
                     "an event_id is never reused: publish a new event, or a refund/credit note to correct one",
                 )
             )
-        return Outcome(decisions=[record["decision"]], instructions=list(record["instructions"]), duplicate=True)
+        # Read back from the wire form the state keeps: re-emitted byte for byte.
+        return Outcome(decisions=[Decision.from_wire(record["decision"])], instructions=[Instruction.from_wire(i) for i in record["instructions"]], duplicate=True)
 
     # -- a purchase, invoice, closing or announcement ------------------------------------
 
@@ -256,13 +275,12 @@ class Engine:
         refunded = pending["refunded"] if pending else 0
         base = None if claim.base is None else max(0, claim.base - refunded)
         raw, not_in_force = self._raw_entitlement(clause, claim, terms, base)
-        raw_text = None if raw is None else format_fen(raw)
-        steps: list[dict[str, Any]] = []
+        steps: list[CapStep] = []
         # (scope, its usage read before, adds to its count, distinct marker, the marker's count before)
         charges: list[tuple[str, dict[str, int], int, str | None, int]] = []
         declined_by = None
         reason = ""
-        granted, granted_text = 0, "0.00"  # granted_text is always format_fen(granted)
+        granted = 0
         ineligible = ineligibility(self.policy, claim, terms.day)
         if raw is None:
             declined_by, reason = "not-in-force", not_in_force
@@ -271,68 +289,63 @@ class Engine:
         elif raw == 0:
             declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
         else:
-            assert raw_text is not None  # as raw is not None
-            granted, granted_text = raw, raw_text
+            granted = raw
             for cap_plan, (limit, limit_text) in zip(plan.caps, terms.limits):
                 cap = cap_plan.cap
                 scope = cap_plan.scope(claim)
                 used = state.get(scope) or _UNUSED
                 if limit is None:
-                    granted, granted_text, declined_by, reason = 0, "0.00", "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {terms.day}"
+                    granted, declined_by, reason = 0, "not-in-force", f"cap {cap.id} of {clause.id} has no value in force on {terms.day}"
                     break
                 if cap.amount is not None:
                     used_amount = used["amount"]
                     room = max(0, limit - used_amount)
-                    room_text = format_fen(room)
                     if room < granted:
-                        granted, granted_text = room, room_text
+                        granted = room
                         if declined_by is None:
                             declined_by = cap.id
-                            reason = f"cap {cap.id} ({limit_text}) had {room_text} left"
-                    steps.append({"cap": cap.id, "scope": scope, "kind": "amount", "limit": limit_text, "used_before": format_fen(used_amount), "room_before": room_text, "granted_after": granted_text})
+                            reason = f"cap {cap.id} ({limit_text}) had {format_fen(room)} left"
+                    steps.append(AmountCapStep(cap=cap.id, scope=scope, limit=limit, used_before=used_amount, room_before=room, granted_after=granted))
                     charges.append((scope, used, 1, None, 0))
                 else:
                     marker = counted_key(clause, cap, claim) if cap.distinct else None
                     counted_before = (state.get(marker) or _UNUSED)["count"] if marker else 0
-                    adds = 0 if marker and counted_before > 0 else 1
+                    adds: Literal[0, 1] = 0 if marker and counted_before > 0 else 1
                     used_count = used["count"]
                     if adds and used_count >= limit:
-                        granted, granted_text = 0, "0.00"
+                        granted = 0
                         if declined_by is None:
                             declined_by = cap.id
                             counted = f"distinct {cap.distinct}s" if cap.distinct else "paid claim(s)"
                             reason = f"cap {cap.id} allows {limit} {counted} and {used_count} already paid"
-                    steps.append({"cap": cap.id, "scope": scope, "kind": "count", "limit": limit, "used_before": used_count, "room_before": max(0, limit - used_count), "adds": adds, "granted_after": granted_text})
+                    steps.append(CountCapStep(cap=cap.id, scope=scope, limit=limit, used_before=used_count, room_before=max(0, limit - used_count), adds=adds, granted_after=granted))
                     charges.append((scope, used, adds, marker, counted_before))
                 if granted == 0:
                     break
         charged = []
         if granted > 0:
-            for scope, used, adds, marker, counted_before in charges:
-                state[scope] = {"amount": used["amount"] + granted, "count": used["count"] + adds}
+            for scope, used, place, marker, counted_before in charges:
+                state[scope] = {"amount": used["amount"] + granted, "count": used["count"] + place}
                 if marker:
                     state[marker] = {"amount": 0, "count": counted_before + 1}
-                charged.append([scope, adds, marker])
+                charged.append([scope, place, marker])
         assert 0 <= granted <= (raw or 0), (granted, raw)
         outcome = GRANTED if granted and granted == raw else PARTLY if granted else DECLINED
-        computation: dict[str, Any] = {
-            "base": None if claim.base is None else format_fen(claim.base),
-            "refunded_before_decision": format_fen(refunded) if refunded else None,
-            "rate": terms.rate_text,
-            "grade": claim.grade,
-            "raw_entitlement": raw_text,
-            "caps": steps,
-            "granted": granted_text,
-        }
+        computation = GrantComputation(
+            base=claim.base, refunded_before_decision=refunded or None, rate=terms.rate_text, grade=claim.grade, raw_entitlement=raw, caps=tuple(steps), granted=granted,
+        )
         instruction_id = plan.instruction_ids.of(claim.source, claim.event_id) if granted else None
-        decision = self._decision(plan, claim, claim.fiscal_year, outcome, granted_text, format_fen((raw or 0) - granted), declined_by, reason, computation, instruction_id, claim.payee, late_by)
+        decision = self._decision(
+            plan, claim, fiscal_year=claim.fiscal_year, outcome=outcome, payee=Party.from_wire(claim.payee), granted=granted, declined=(raw or 0) - granted,
+            declined_by=declined_by, reason=reason, computation=computation, instruction_id=instruction_id, late_by=late_by,
+        )
         instructions = []
-        if granted:
-            instructions.append(self._instruction(instruction_id, "payment", clause, claim, claim.fiscal_year, claim.payee, granted_text, computation, None, [claim.event_id]))
+        if instruction_id is not None:
+            instructions.append(_instruction(decision, instruction_id=instruction_id, kind="payment", computation=computation, corrects=None, event_ids=(claim.event_id,)))
         state[key] = {
             "fingerprint": claim.fingerprint,
-            "decision": decision,
-            "instructions": instructions,
+            "decision": decision.to_wire(),
+            "instructions": [instruction.to_wire() for instruction in instructions],
             "base": claim.base,
             "refunded": refunded,
             "rate": [rate.numerator, rate.denominator] if rate else None,
@@ -347,7 +360,6 @@ class Engine:
     # -- a refund or credit note ---------------------------------------------------------
 
     def _correct(self, plan: _ClausePlan, claim: Claim, key: str, late_by: str | None) -> Outcome:
-        clause = plan.clause
         assert claim.corrects is not None  # decide() brings only corrections here
         original_key = plan.claim_key(claim.source, claim.corrects)
         original = self.state.get(original_key)
@@ -359,10 +371,12 @@ class Engine:
             # Remember the refunded sum on the original's key; its decision will net it out.
             refunded = (original or {}).get("refunded", 0) + refund
             self.state[original_key] = {"refunded": refunded}
-            computation: dict[str, Any] = {"refund": format_fen(refund), "refunded_total": format_fen(refunded), "granted": "0.00"}
             reason = f"original event {claim.corrects!r} not decided yet; its entitlement will be computed net of this refund"
-            decision = self._decision(plan, claim, claim.fiscal_year, REFUND_RECORDED, "0.00", "0.00", None, reason, computation, None, claim.payee, late_by)
-            self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": [], "corrects": claim.corrects}
+            decision = self._decision(
+                plan, claim, fiscal_year=claim.fiscal_year, outcome=REFUND_RECORDED, payee=Party.from_wire(claim.payee), granted=0, declined=0,
+                declined_by=None, reason=reason, computation=RefundPendingComputation(refund=refund, refunded_total=refunded), instruction_id=None, late_by=late_by,
+            )
+            self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision.to_wire(), "instructions": [], "corrects": claim.corrects}
             return Outcome(decisions=[decision])
         base = original["base"] or 0
         refunded = original["refunded"] + refund
@@ -380,19 +394,11 @@ class Engine:
         clawback = granted_before - granted_after
         if clawback:
             self._release(original["charged"], clawback, whole=granted_after == 0)
-        computation = {
-            "original_base": format_fen(base),
-            "refunded_before": format_fen(original["refunded"]),
-            "refund": format_fen(refund),
-            "net_base": format_fen(base - refunded),
-            "rate": str(rate) if rate else None,
-            "raw_entitlement": format_fen(entitled),
-            "granted_before": format_fen(granted_before),
-            "granted_after": format_fen(granted_after),
-            "clawback": format_fen(clawback),
-            "caps_released": [scope for scope, _, _ in original["charged"]] if clawback else [],
-        }
-        payee = original["payee"]
+        computation = CorrectionComputation(
+            original_base=base, refunded_before=original["refunded"], refund=refund, net_base=base - refunded, rate=str(rate) if rate else None,
+            raw_entitlement=entitled, granted_before=granted_before, granted_after=granted_after, clawback=clawback,
+            caps_released=tuple(scope for scope, _, _ in original["charged"]) if clawback else (),
+        )
         instruction_id = plan.instruction_ids.of(claim.source, claim.event_id) if clawback else None
         if clawback:
             reason = f"refund of {format_fen(refund)} lowers the entitlement of {claim.corrects!r} to {format_fen(granted_after)}; {format_fen(clawback)} is clawed back"
@@ -400,14 +406,17 @@ class Engine:
             reason = f"refund of {format_fen(refund)} leaves the entitlement of {claim.corrects!r} at or above what was granted; nothing to claw back"
         # The clawback belongs to the fiscal year whose budget paid the original.
         fiscal_year = original["fiscal_year"]
-        decision = self._decision(plan, claim, fiscal_year, CLAWED_BACK if clawback else ADJUSTED, format_fen(-clawback), "0.00", None, reason, computation, instruction_id, payee, late_by)
+        decision = self._decision(
+            plan, claim, fiscal_year=fiscal_year, outcome=CLAWED_BACK if clawback else ADJUSTED, payee=Party.from_wire(original["payee"]), granted=-clawback, declined=0,
+            declined_by=None, reason=reason, computation=computation, instruction_id=instruction_id, late_by=late_by,
+        )
         instructions = []
-        if clawback:
+        if instruction_id is not None:
             instructions.append(
-                self._instruction(instruction_id, "clawback", clause, claim, fiscal_year, payee, format_fen(-clawback), computation, original["instruction_id"], [claim.corrects, claim.event_id])
+                _instruction(decision, instruction_id=instruction_id, kind="clawback", computation=computation, corrects=original["instruction_id"], event_ids=(claim.corrects, claim.event_id))
             )
         self.state[original_key] = {**original, "refunded": refunded, "granted": granted_after, "charged": original["charged"] if granted_after else []}
-        self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision, "instructions": instructions, "corrects": claim.corrects}
+        self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision.to_wire(), "instructions": [i.to_wire() for i in instructions], "corrects": claim.corrects}
         return Outcome(decisions=[decision], instructions=instructions)
 
     def _release(self, charged: list[list[Any]], clawback: int, whole: bool) -> None:
@@ -429,50 +438,51 @@ class Engine:
     # -- records -------------------------------------------------------------------------
 
     def _decision(
-        self, plan: _ClausePlan, claim: Claim, fiscal_year: int, outcome: str, granted_text: str, declined_text: str, declined_by: str | None,
-        reason: str, computation: dict[str, Any], instruction_id: str | None, payee: dict[str, str], late_by: str | None,
-    ) -> dict[str, Any]:
-        return {
-            "decision_id": plan.decision_ids.of(claim.source, claim.event_id),
-            "event_id": claim.event_id,
-            "source": claim.source,
-            "topic": claim.topic,
-            "occurred_at": claim.occurred_at,
-            "policy_id": self.policy.policy_id,
-            "policy_version": self.policy.version,
-            "clause_id": plan.clause.id,
-            "fiscal_year": fiscal_year,
-            "outcome": outcome,
-            "payee": payee,
-            "beneficiary": claim.beneficiary,
-            "granted": granted_text,
-            "declined": declined_text,
-            "declined_by": declined_by,
-            "reason": reason,
-            "corrects": claim.corrects,
-            "computation": computation,
-            "instruction_id": instruction_id,
-            "late_by": late_by,
-        }
+        self, plan: _ClausePlan, claim: Claim, *, fiscal_year: int, outcome: OutcomeName, payee: Party, granted: int, declined: int,
+        declined_by: str | None, reason: str, computation: Computation, instruction_id: str | None, late_by: str | None,
+    ) -> Decision:
+        """The claim's decision: what the claim and the policy say, and what the caller decided."""
+        return Decision(
+            decision_id=plan.decision_ids.of(claim.source, claim.event_id),
+            event_id=claim.event_id,
+            source=claim.source,
+            topic=claim.topic,
+            occurred_at=claim.occurred_at,
+            policy_id=self.policy.policy_id,
+            policy_version=self.policy.version,
+            clause_id=plan.clause.id,
+            fiscal_year=fiscal_year,
+            outcome=outcome,
+            payee=payee,
+            beneficiary=Party.from_wire(claim.beneficiary),
+            granted=granted,
+            declined=declined,
+            declined_by=declined_by,
+            reason=reason,
+            corrects=claim.corrects,
+            computation=computation,
+            instruction_id=instruction_id,
+            late_by=late_by,
+        )
 
-    def _instruction(
-        self, instruction_id: str | None, kind: str, clause: Clause, claim: Claim, fiscal_year: int, payee: dict[str, str], amount_text: str,
-        computation: dict[str, Any], corrects: str | None, event_ids: list[str],
-    ) -> dict[str, Any]:
-        return {
-            "instruction_id": instruction_id,
-            "kind": kind,
-            "payee": payee,
-            "beneficiary": claim.beneficiary,
-            "amount": amount_text,
-            "currency": "CNY",
-            "policy_id": self.policy.policy_id,
-            "policy_version": self.policy.version,
-            "clause_id": clause.id,
-            "fiscal_year": fiscal_year,
-            "event_ids": event_ids,
-            "source": claim.source,
-            "occurred_at": claim.occurred_at,
-            "corrects": corrects,
-            "computation": computation,
-        }
+
+def _instruction(
+    decision: Decision, *, instruction_id: str, kind: InstructionKind, computation: GrantComputation | CorrectionComputation, corrects: str | None, event_ids: tuple[str, ...],
+) -> Instruction:
+    """The money a decision moves: its granted amount to its payee, under its clause and fiscal year."""
+    return Instruction(
+        instruction_id=instruction_id,
+        kind=kind,
+        payee=decision.payee,
+        beneficiary=decision.beneficiary,
+        amount=decision.granted,
+        policy_id=decision.policy_id,
+        policy_version=decision.policy_version,
+        clause_id=decision.clause_id,
+        fiscal_year=decision.fiscal_year,
+        event_ids=event_ids,
+        source=decision.source,
+        occurred_at=decision.occurred_at,
+        corrects=corrects,
+        computation=computation,
+    )

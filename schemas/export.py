@@ -212,8 +212,8 @@ def output_examples(policy: Policy | None = None, directory: Path = EXAMPLES_DIR
         outcome = engine.decide(claim)
         if outcome.rejection:
             raise RuntimeError(f"the {topic} example is rejected by the engine: {outcome.rejection}")
-        decisions += outcome.decisions
-        instructions += outcome.instructions
+        decisions += [decision.to_wire() for decision in outcome.decisions]
+        instructions += [instruction.to_wire() for instruction in outcome.instructions]
     if len(decisions) != 1 or len(instructions) != 1:
         raise RuntimeError(f"the {topic} example should make one paid decision, got {decisions}")
     bad = example_rejection_input(directory)

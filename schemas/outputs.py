@@ -1,12 +1,12 @@
 """The three output messages of the wire contract (v1), as strict pydantic models.
 
-They describe exactly the dicts the pure core produces (``rules.engine``: decisions and
-disbursement instructions) and the rejection records the adapters build with
-``rejection_record`` below. Unlike the input models, nothing here converts: every field
+They describe exactly the wire form of the pure core's typed records (``rules/records.py``:
+``Decision.to_wire()``, ``Instruction.to_wire()``) and the rejection records the adapters build
+with ``rejection_record`` below. Unlike the input models, nothing here converts: every field
 holds its wire form (amounts are "1234.50" strings, timestamps RFC 3339 strings), so
 ``Model.model_validate(d).model_dump(mode="json") == d`` for every record the core emits.
-Unknown fields are refused: a field the engine adds must be added here (and to the
-published JSON Schema) first.
+Unknown fields are refused: a field a record gains must be added here (and to the published
+JSON Schema) first; tests/unit/test_records.py checks the records' fields against these models.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def expected_from_events(lines: Iterable[str], policy_path: str | Path | None = 
     for claim in in_event_time_order(claims):
         outcome = engine.decide(claim)
         for instruction in outcome.instructions:
-            produced[instruction["instruction_id"]] = instruction
+            produced[instruction.instruction_id] = instruction.to_wire()
     return list(produced.values())
 
 

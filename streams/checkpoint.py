@@ -9,7 +9,6 @@ import os
 import time
 from typing import Any, Callable
 
-from rules.money import parse_amount
 from streams.metrics import METRICS
 from streams.stage_outputs import StageOutputs
 from streams.stages import StageBatch, short_error
@@ -158,6 +157,6 @@ class Checkpoint:
                 METRICS.ledger_new.inc(kind, by=getattr(result, f"new_{kind}s"))
                 METRICS.ledger_present.inc(kind, by=getattr(result, f"present_{kind}s"))
             for i in batch.fresh_instructions:
-                METRICS.granted.inc(i["clause_id"], by=parse_amount(i["amount"]))
+                METRICS.granted.inc(i.clause_id, by=i.amount)
             for ts in batch.stamps:
                 METRICS.latency.observe(max(0.0, now - ts))

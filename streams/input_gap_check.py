@@ -1,17 +1,12 @@
 """Ask the broker whether offsets Faust skipped in an input topic hold records.
 
-WHY: Faust takes offsets of a topic that its consumer was never handed for a "gap" and commits
-past them (``Consumer._add_gap``). For an input that is right only where the offsets hold
-no record a consumer would be handed: a transaction marker (an upstream system that writes in
-transactions leaves one per partition and transaction) or a record compacted away. The same
-path has lost records of our own topics (streams/faust_runtime/skip_fix.py), and there a gap stops the
-worker; on an input it would be an event never decided. So every gap in an input is read back
-from the broker with the workers' own isolation level before Faust may count it, and a record
-found there stops the worker before any commit passes it.
+Every gap Faust would commit past in an input (``Consumer._add_gap``) is read back from the
+broker with the workers' own isolation level first: a record found there stops the worker
+before any commit passes it; none (a transaction marker, a record compacted away) lets Faust
+take the gap. One fetch round trip per gap, with a consumer of its own (no group, nothing
+committed), started for the check and closed after it.
 
-One fetch round trip per gap, with a consumer of its own (no group, nothing committed), started
-for the check and closed after it: gaps come only from transactions and compaction, never in
-the steady flow of an upstream that uses neither.
+WHY: docs/decisions/0003-read-input-gaps-back-from-the-broker.md.
 """
 
 from __future__ import annotations

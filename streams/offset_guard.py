@@ -1,21 +1,13 @@
 """Halt a stage that is handed a record beyond the next one of its partition.
 
-The pipeline's own topic (subsidy-claims) is written without transactions and never
-compacted, so its offsets have no holes: a stage that sees offset N+3 right after N has been
-skipped records, and Faust (its consumer takes such a jump for a compacted topic's gap and
-acknowledges it) would commit past them, unprocessed. A soak run lost two claims this way or a
-way like it (bench/README.md) after streams/faust_runtime/seek_fix.py had closed the path it explains.
-The guard turns such a loss into a halt: the stage exits before acknowledging the batch, and a
-restarted worker reads again from the committed offset.
+subsidy-claims is written without transactions and never compacted, so a jump in its offsets
+is a skip, which Faust would take for a compaction gap and commit past. The stage exits before
+acknowledging the batch, and a restarted worker reads again from the committed offset. Inside a
+consumer generation a jump past the next offset is a skip; a generation's first record must be
+at or before the group's committed offset; a seek back is a repeat; after the stall watch's seek
+a partition starts over unchecked (``forget``).
 
-Inside one consumer generation, a jump past the next offset is a skip. At the start of a
-generation (a rebalance, or the worker's start) the first record of a partition must be at or
-before the group's committed offset (the next record to read; before it is a repeat): past it,
-the records in between were never handed over (streams/faust_runtime/skip_fix.py keeps Faust from
-committing them; this names the skip where the stage sees it). A seek back (recovery's) is a
-repeat, not a loss; the stall watch's seek to the committed offset (streams/stall_watch.py) may
-leave records fetched before it in flight, so after it the partition starts over unchecked
-(``forget``).
+WHY (a soak lost claims after the seek fix): docs/decisions/0006-halt-on-an-offset-jump.md.
 """
 
 from __future__ import annotations

@@ -3,26 +3,11 @@
 Intake and decide queue every output of a batch here (claims, changelog records, decisions,
 instructions, rejections) in a block with no ``await``, then :meth:`StageOutputs.deliver`
 hands them to aiokafka as one record batch per partition and returns once the broker has
-acknowledged every record. The stage acknowledges its events only after that.
+acknowledged every record. The stage acknowledges its events only after that; a record that
+cannot be delivered raises here, and the stage stops the worker without acknowledging its batch.
 
-WHY not Faust's ``Topic.send_soon``, one message at a time: each goes through Faust's producer
-buffer (a FutureMessage, a queue, a wake-up of the buffer's task, codecs, sensor hooks, then
-aiokafka's ``send``), and once 100 are pending the conductor stops delivering input until they
-drain. That path was ~20 % of a busy worker's main thread, four or five messages per input;
-bench/bench_pipeline.py's (b3) baseline measured Faust carrying our topology at about twice the
-rate with record batches (0.33–0.41 of a no-op agent against 0.16–0.17).
-
-WHY delivery is awaited rather than left to the flush before each commit: then no commit can
-count an input whose outputs the broker does not hold, whatever Faust's flush does (its
-producer buffer's flush gave up after 0.1 s and let commits go ahead with outputs still queued;
-the patch that made it wait, streams/faust_flush_fix.py until 2026-12, is no longer needed). A
-record that cannot be delivered raises here, and the stage stops the worker without
-acknowledging its batch.
-
-A first attempt at this (November, ``streams/outbox.py``: aiokafka ``send`` per message, the
-flush left to the commit) was reverted after two CI runs halted on a clawback whose payment
-never reached the ledger. That design still had the ledger-feed topic, and the same symptom was
-later traced to Faust's seek of partitions nobody had committed (streams/faust_runtime/seek_fix.py).
+WHY not Faust's ``Topic.send_soon`` (a fifth of a busy worker, and a flush that let commits pass
+outputs still queued): docs/decisions/0005-stage-outputs-as-awaited-record-batches.md.
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from rules.engine import Engine, Outcome, claim_key
 from rules.event_time import EventTimeOrder, Input, order_key, released_key
 from rules.intake import Rejected, intake
 from rules.policy import Policy
+from rules.records import Decision, Instruction
 from schemas.outputs import kept_key, kept_original, rejection_record
 from streams.metrics import METRICS
 from streams.own_records import (
@@ -83,26 +84,26 @@ class StageBatch:
         # earlier batches it decided (to be acknowledged once this batch is committed)
         self.held: list[Record] = []
         self.released: list[Record] = []
-        self.decisions: list[dict[str, Any]] = []
-        self.instructions: list[dict[str, Any]] = []
+        self.decisions: list[Decision] = []
+        self.instructions: list[Instruction] = []
         self.rejections: list[dict[str, Any]] = []
-        self.fresh_instructions: list[dict[str, Any]] = []  # not re-emitted duplicates: what the metrics count as granted
+        self.fresh_instructions: list[Instruction] = []  # not re-emitted duplicates: what the metrics count as granted
         self.stamps: list[float] = []  # input timestamps, for the latency metric
 
     def to_book(self) -> bool:
         """Whether the batch has anything for the ledger (claims and dead letters alone do not)."""
         return bool(self.decisions or self.rejections)
 
-    def emit(self, decisions: list[dict[str, Any]], instructions: list[dict[str, Any]], rejections: list[dict[str, Any]],
+    def emit(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict[str, Any]],
              origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
         """Queue one claim's (or one input's) outputs and add them to what the batch books.
         Synchronous on purpose: no await, so no half-sent claim."""
         put = self.outputs.put
         for d in decisions:
-            put(DECISIONS_TOPIC, d["payee"]["id"].encode(), compact_json(d))
-            METRICS.decisions.inc(d["outcome"])
+            put(DECISIONS_TOPIC, d.payee.id.encode(), compact_json(d.to_wire()))
+            METRICS.decisions.inc(d.outcome)
         for i in instructions:
-            put(INSTRUCTIONS_TOPIC, i["payee"]["id"].encode(), compact_json(i))
+            put(INSTRUCTIONS_TOPIC, i.payee.id.encode(), compact_json(i.to_wire()))
         for r in rejections:
             put(REJECTIONS_TOPIC, origin_key, compact_json(r))
         self.decisions += decisions

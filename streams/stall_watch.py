@@ -1,20 +1,13 @@
 """Re-read a partition whose fetched records Faust stopped handing to its agent.
 
-Seen here (tests/integration/test_pipeline.py::test_two_workers_with_rebalance fails about one
-run in five): a worker leaves the group and the survivor takes its partitions over; afterwards
-the survivor's fetcher stands at the end of two ledger-feed partitions while Faust handed the
-agent records only up to an offset *below* the committed one. Nothing is queued, acknowledged
-or committed, and the worker idles with about a thousand feed records unread: nothing is lost
-(their offsets are never committed) but the ledger stops. faust's ``Consumer.getmany`` silently
-drops fetched records of a partition that is not in its active set at the moment it iterates
-them, after which the fetcher's position is past them; the seek to committed offsets that ends
-a rebalance repairs that, but not for a fetch that straddles that seek.
+Each worker looks every ``interval`` seconds: a partition whose fetch position is beyond the
+record after the last one Faust delivered, with no record of its topic waiting in an agent's
+queue, the same for ``checks`` looks in a row, is stalled, and is sought back to its committed
+offset. Whatever comes again after that offset is decided once: every stage is idempotent by id
+(streams/stages.py).
 
-So each worker looks every ``interval`` seconds: a partition whose fetch position is beyond
-the record after the last one Faust delivered, with no record of its topic waiting in an
-agent's queue, the same for ``checks`` looks in a row, is stalled, and is sought back to its
-committed offset. Whatever comes again after that offset is decided once: every stage is
-idempotent by id (streams/stages.py).
+WHY (Faust's ``Consumer.getmany`` drops fetched records of a partition not active at that
+moment, and a worker idled after a rebalance): docs/decisions/0007-re-read-stalled-partitions.md.
 """
 
 from __future__ import annotations

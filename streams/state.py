@@ -1,45 +1,21 @@
 """The engine's running state as a Faust table whose changelog is written one claim at a time.
 
-The engine changes several keys for one claim: the claim's record and every cap it charged
-(a refund also rewrites its original). A plain Faust table sends one changelog record per
-key, so a worker killed while the producer drains its buffer leaves a changelog holding the
-caps of claim X but not X's record. The worker that restores from it would then decide X
-again and charge its caps twice: every later grant under those caps would come out short,
-and not the same as a replay.
-
-So the engine runs over an overlay (:class:`ClaimWrites`) that collects its writes, and
-:meth:`TxnTable.apply_writes` puts them in the table and queues them as **one** changelog
-record ``claim key -> {"w": {key: value, ...}}``. A restore applies whole records or
-nothing. Records of one partition are produced and read back in order (aiokafka keeps one
-batch per partition in flight), so a restore yields every claim up to some point and none
-after it, and everything after that point is re-decided from the same state: the same
-decisions with the same content, which the ledger stores once.
-
-The changelog is not compacted: compaction keeps only the newest record of a key, and a
-claim key written again (re-decided after a crash) would move that claim's cap values after
-later claims' values.
+The engine runs over an overlay (:class:`ClaimWrites`) that collects one claim's writes (its
+record and every cap it charged; a refund also rewrites its original), and
+:meth:`TxnTable.apply_writes` puts them in the table and queues them as **one** changelog record
+``claim key -> {"w": {key: value, ...}}``, so a restore applies a claim whole or not at all. The
+changelog is not compacted.
 
 Two stores hold the table (``SUBSIDY_STATE_STORE``): ``rocksdb`` (the default: one RocksDB
-database per partition on local disk, so a worker's memory stays flat however many claims it
-has decided, and a restarted worker reads the changelog only from the offset its database
-already holds) and ``memory`` (everything in a dict, rebuilt from the whole changelog). A
-RocksDB database only ever holds changelog records the broker acknowledged, each stored with
-its offset in one batch; until then a claim's writes are read from memory
-(:meth:`TxnTable.apply_writes` says why).
+database per partition on local disk; it only ever holds changelog records the broker
+acknowledged, each stored with its offset in one batch, and until then a claim's writes are read
+from memory) and ``memory`` (everything in a dict, rebuilt from the whole changelog). Every read
+and write names its partition. A changelog record that :meth:`TxnTable.apply_writes` did not
+write (``streams/own_records.py``) is skipped by restores and standbys alike and handed to
+``on_unreadable``, which dead-letters it.
 
-The changelog's values reach the table as bytes, and a record that is not one
-:meth:`TxnTable.apply_writes` wrote (``streams/own_records.py``: any client can write to the
-topic) is skipped by restores and standbys alike and handed to ``on_unreadable``, which
-dead-letters it. (Decoded by Faust, a record that is not JSON never reached the table: a restore
-waited for it for ever, or a worker on RocksDB stopped on the gap; one of another shape raised
-in the restore.)
-
-Every read and write here names its partition. Faust's RocksDB store picks the partition of
-a key from ``current_event()``, and inside a ``take_events`` batch that is whichever event
-Faust last handed out, not the claim being decided. Its ``_get`` then looks only in that
-partition's database and answers "no such key" for a cap that lives in another: the engine
-would see a cap as unused and pay past it. The claims topic is keyed by clause, so every key
-a claim reads or writes lives in the partition of that claim's event.
+WHY each of these (a plain Faust table and Faust's RocksDB store lost cap charges after a kill,
+or read a cap in the wrong partition): docs/decisions/0004-one-changelog-record-per-claim.md.
 """
 
 from __future__ import annotations

@@ -1,24 +1,16 @@
 """The topics of the pipeline: their partition counts and settings; creating and checking them.
 
 Input topics and outputs are the wire contract's (/work/shared/contract.md). One internal
-topic carries work between agents: ``subsidy-claims``, one claim per message, re-keyed from
-the payee to the clause, so every running cap of a clause lives in one partition's table
-(docs/DESIGN.md), and decide books each batch in the ledger in decision order. The ledger does
-not read the three public output topics: those are keyed by payee (contract), which would let a
-payment decided after a clawback reach the ledger before it on another partition, and the
-ledger would then refuse a correct payment as a cap overrun.
+topic carries work between stages: ``subsidy-claims``, one claim per message, re-keyed from the
+payee to the clause, so every running cap of a clause lives in one partition's table, and decide
+books each batch in the ledger in decision order (the ledger does not read the payee-keyed
+output topics). ``award-announcements`` has one partition, as count caps pay in the announcing
+system's order. Every topic is created with explicit settings (``TOPIC_SETTINGS``), never the
+broker's defaults. WHY each: docs/decisions/0008-claims-keyed-by-clause-booked-in-decide.md.
 
-``award-announcements`` has one partition. Count caps (20 benchmark scenarios a year, once
-per product/subject) pay the first claims in the announcing system's order, and Kafka keeps
-order only within a partition; the topic carries a few hundred messages a year, so nothing
-is lost by not spreading it. The other inputs spread over ``partitions``: their caps are
-amounts, whose totals do not depend on arrival order.
-
-Every topic is created with explicit settings (``TOPIC_SETTINGS``), never the broker's
-defaults: with Kafka's 7-day retention a worker restoring the state changelog would rebuild
-caps from a week of claims and pay past them. ``inspect_topics`` creates what is missing and
-says what is wrong with what exists; a worker refuses to start on a problem that could lose
-state (``Problem.stops_worker``), and ``subsidy topics check`` lists them all.
+``inspect_topics`` creates what is missing and says what is wrong with what exists; a worker
+refuses to start on a problem that could lose state (``Problem.stops_worker``), and
+``subsidy topics check`` lists them all.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from rules.event_time import order_key
 from rules.intake import Claim, Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import Policy
+from rules.records import Decision, Instruction
 from schemas.outputs import rejection_record
 
 
@@ -35,7 +36,7 @@ class ReplayError(Exception):
 
 
 class LedgerLike(Protocol):
-    def record(self, decisions: list[dict], instructions: list[dict], rejections: list[dict]) -> Any: ...
+    def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict]) -> Any: ...
 
 
 @dataclass
@@ -146,8 +147,8 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
         raise ReplayError(f"{path}: not one of its {summary.events:,} lines is an event envelope {{\"topic\": ..., \"value\"|\"raw\": ...}}; "
                           "nothing was stored: is it the events file? (`subsidy generate` writes one)")
 
-    decisions: list[dict] = []
-    instructions: list[dict] = []
+    decisions: list[Decision] = []
+    instructions: list[Instruction] = []
     rejections: list[dict] = []
     batch: list[int] = []  # numbers of the lines whose outcomes are in the batch
 
@@ -186,15 +187,15 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             else:
                 for decision in outcome.decisions:
                     summary.decisions += 1
-                    summary.outcomes[decision["outcome"]] += 1
-                    granted.setdefault(decision["clause_id"], {}).setdefault(str(decision["fiscal_year"]), 0)
+                    summary.outcomes[decision.outcome] += 1
+                    granted.setdefault(decision.clause_id, {}).setdefault(str(decision.fiscal_year), 0)
                 for instruction in outcome.instructions:
                     summary.instructions += 1
-                    if instruction["kind"] == "clawback":
+                    if instruction.kind == "clawback":
                         summary.clawbacks += 1
-                    years = granted.setdefault(instruction["clause_id"], {})
-                    year = str(instruction["fiscal_year"])
-                    years[year] = years.get(year, 0) + parse_amount(instruction["amount"])
+                    years = granted.setdefault(instruction.clause_id, {})
+                    year = str(instruction.fiscal_year)
+                    years[year] = years.get(year, 0) + instruction.amount
                 decisions.extend(outcome.decisions)
                 instructions.extend(outcome.instructions)
         line.claims_left -= 1

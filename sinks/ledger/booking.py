@@ -16,14 +16,15 @@ import hashlib
 import json
 import operator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy import exc
 from sqlalchemy.engine import Connection, Engine
 
-from rules.money import AmountError, format_fen, parse_amount
+from rules.money import format_fen
+from rules.records import CorrectionComputation, Decision, GrantComputation, Instruction
 from sinks.ledger.database import LedgerDatabase, LedgerError, RetryPolicy
 from sinks.ledger.schema import accounts, cap_charges, cap_usage, chain_head, decisions_t, instructions_t, journal, rejections_t
 
@@ -163,13 +164,6 @@ def _chain_hash(prev_hash: str, fields: tuple[Any, ...]) -> str:
     return sha256_hex(prev_hash + "\n" + canonical_json(fields))
 
 
-def _fen(value: Any, what: str) -> int:
-    try:
-        return parse_amount(value)
-    except AmountError as error:
-        raise InvalidRecord(f"{what}: {error}") from None
-
-
 def _value_date(occurred_at: str, zone: ZoneInfo) -> str:
     """The day ``occurred_at`` falls on in ``zone`` (the policy's time zone)."""
     try:
@@ -210,26 +204,38 @@ class Booking(LedgerDatabase):
         super().__init__(engine, retry, timezone=timezone)
         self._known_accounts: set[str] = set()  # accounts seen committed (never deleted)
 
-    def record(self, decisions: list[dict[str, Any]], instructions: list[dict[str, Any]], rejections: list[dict[str, Any]]) -> RecordResult:
-        """Store one batch in one transaction. Idempotent; retried on connection loss."""
+    def record(self, decisions: Sequence[Decision | dict[str, Any]], instructions: Sequence[Instruction | dict[str, Any]], rejections: Sequence[dict[str, Any]]) -> RecordResult:
+        """Store one batch in one transaction. Idempotent; retried on connection loss.
+
+        Decisions and instructions are the engine's typed records, or their wire dicts (read into
+        records first, an unreadable one refused as :class:`InvalidRecord`)."""
         batch = self._prepare(decisions or [], instructions or [], rejections or [])
         (result, attempts) = self._with_retry(lambda: self._write(batch))
         result.attempts = attempts
         return result
 
-    def _prepare(self, decisions: list[dict[str, Any]], instructions: list[dict[str, Any]], rejections: list[dict[str, Any]]) -> dict[str, list[_Prepared]]:
+    def _prepare(
+        self, decisions: Sequence[Decision | dict[str, Any]], instructions: Sequence[Instruction | dict[str, Any]], rejections: Sequence[dict[str, Any]],
+    ) -> dict[str, list[_Prepared]]:
         out: dict[str, dict[str, _Prepared]] = {"decision": {}, "instruction": {}, "rejection": {}}
-        for kind, records in (("decision", decisions), ("instruction", instructions), ("rejection", rejections)):
-            for body in records:
-                if not isinstance(body, dict):
-                    raise InvalidRecord(f"{kind} must be a JSON object, got {type(body).__name__}")
-                record_id = body.get(f"{kind}_id")
-                if not isinstance(record_id, str) or not record_id:
-                    raise InvalidRecord(f"{kind} without a {kind}_id: {canonical_json(body)[:200]}")
+        records: tuple[tuple[str, Sequence[Decision | Instruction | dict[str, Any]]], ...] = (("decision", decisions), ("instruction", instructions), ("rejection", rejections))
+        for kind, items in records:
+            for item in items:
+                typed: Decision | Instruction | None
+                if isinstance(item, (Decision, Instruction)):
+                    body, typed = item.to_wire(), item
+                else:
+                    body, typed = item, self._read(kind, item)
+                record_id = body[f"{kind}_id"]
                 text = canonical_json(body)
                 hashed = canonical_json({k: v for k, v in body.items() if k not in _UNHASHED_REJECTION_FIELDS}) if kind == "rejection" else text
                 prepared = _Prepared(kind, record_id, body, text, sha256_hex(hashed))
-                prepared.row = self._instruction_row(body, self.zone) if kind == "instruction" else getattr(self, f"_{kind}_row")(body)
+                if isinstance(typed, Instruction):
+                    prepared.row = self._instruction_row(typed, self.zone)
+                elif isinstance(typed, Decision):
+                    prepared.row = self._decision_row(typed)
+                else:
+                    prepared.row = {"topic": body.get("topic"), "code": body.get("code")}
                 seen = out[kind].get(record_id)
                 if seen is not None:
                     if seen.content_hash != prepared.content_hash:
@@ -239,78 +245,75 @@ class Booking(LedgerDatabase):
         return {kind: list(items.values()) for kind, items in out.items()}
 
     @staticmethod
-    def _decision_row(body: dict[str, Any]) -> dict[str, Any]:
+    def _read(kind: str, body: Any) -> Decision | Instruction | None:
+        """A wire dict as its typed record (None for a rejection, which has none): what a record's
+        type guarantees is checked here, once, for records that come as dicts."""
+        if not isinstance(body, dict):
+            raise InvalidRecord(f"{kind} must be a JSON object, got {type(body).__name__}")
+        record_id = body.get(f"{kind}_id")
+        if not isinstance(record_id, str) or not record_id:
+            raise InvalidRecord(f"{kind} without a {kind}_id: {canonical_json(body)[:200]}")
+        if kind == "rejection":
+            return None
         try:
-            return {
-                "event_id": str(body["event_id"]),
-                "source": str(body["source"]),
-                "clause_id": str(body["clause_id"]),
-                "fiscal_year": int(body["fiscal_year"]),
-                "outcome": str(body["outcome"]),
-                "granted_fen": _fen(body.get("granted", "0"), f"decision {body.get('decision_id')} granted"),
-                "instruction_id": body.get("instruction_id"),
-            }
+            if kind == "decision":
+                return Decision.from_wire(body)
+            if body.get("kind") not in ("payment", "clawback"):
+                raise InvalidRecord(f"instruction {record_id}: kind {body.get('kind')!r} is not payment or clawback")
+            if body.get("currency") != "CNY":
+                raise InvalidRecord(f"instruction {record_id}: currency {body.get('currency')!r}; the ledger books CNY only")
+            return Instruction.from_wire(body)
         except KeyError as missing:
-            raise InvalidRecord(f"decision {body.get('decision_id')} has no {missing.args[0]}") from None
+            raise InvalidRecord(f"{kind} {record_id} has no {missing.args[0]}") from None
+        except (TypeError, AttributeError, ValueError) as error:  # AmountError is a ValueError
+            raise InvalidRecord(f"{kind} {record_id} is not shaped like the pure core's output: {error}") from None
 
     @staticmethod
-    def _instruction_row(body: dict[str, Any], zone: ZoneInfo | None) -> dict[str, Any]:
-        iid = body.get("instruction_id")
+    def _decision_row(decision: Decision) -> dict[str, Any]:
+        return {
+            "event_id": decision.event_id,
+            "source": decision.source,
+            "clause_id": decision.clause_id,
+            "fiscal_year": decision.fiscal_year,
+            "outcome": decision.outcome,
+            "granted_fen": decision.granted,
+            "instruction_id": decision.instruction_id,
+        }
+
+    @staticmethod
+    def _instruction_row(instruction: Instruction, zone: ZoneInfo | None) -> dict[str, Any]:
+        iid, kind, amount, computation = instruction.instruction_id, instruction.kind, instruction.amount, instruction.computation
         if zone is None:
             raise LedgerError(f"instruction {iid}: this ledger was opened without the policy's time zone (Ledger.open(url, timezone=policy.timezone)), so it has no value date")
-        try:
-            kind = body["kind"]
-            amount = _fen(body["amount"], f"instruction {iid} amount")
-            payee = body["payee"]
-            row = {
-                "kind": kind,
-                "policy_id": str(body["policy_id"]),
-                "policy_version": str(body["policy_version"]),
-                "clause_id": str(body["clause_id"]),
-                "fiscal_year": int(body["fiscal_year"]),
-                "payee_id": str(payee["id"]),
-                "amount_fen": amount,
-                "currency": body["currency"],
-                "corrects": body.get("corrects"),
-                "occurred_at": str(body["occurred_at"]),
-                "value_date": _value_date(body["occurred_at"], zone),
-            }
-        except (KeyError, TypeError) as missing:
-            raise InvalidRecord(f"instruction {iid} lacks a required field ({missing})") from None
-        if kind not in ("payment", "clawback"):
-            raise InvalidRecord(f"instruction {iid}: kind {kind!r} is not payment or clawback")
-        if row["currency"] != "CNY":
-            raise InvalidRecord(f"instruction {iid}: currency {row['currency']!r}; the ledger books CNY only")
-        if kind == "payment" and (amount <= 0 or row["corrects"] is not None):
-            raise InvalidRecord(f"instruction {iid}: a payment has a positive amount and corrects nothing")
-        if kind == "clawback" and (amount >= 0 or not row["corrects"]):
-            raise InvalidRecord(f"instruction {iid}: a clawback has a negative amount and names the instruction it corrects")
-        computation = body.get("computation") or {}
-        charges: list[tuple[str, str, int, int]] = []  # scope, kind, limit, delta
+        row: dict[str, Any] = {
+            "kind": kind,
+            "policy_id": instruction.policy_id,
+            "policy_version": instruction.policy_version,
+            "clause_id": instruction.clause_id,
+            "fiscal_year": instruction.fiscal_year,
+            "payee_id": instruction.payee.id,
+            "amount_fen": amount,
+            "currency": instruction.currency,
+            "corrects": instruction.corrects,
+            "occurred_at": instruction.occurred_at,
+            "value_date": _value_date(instruction.occurred_at, zone),
+        }
+        # What the types leave open: the sign of the amount and the computation each kind has.
         if kind == "payment":
-            for step in computation.get("caps") or []:
-                try:
-                    cap_kind = step["kind"]
-                    if cap_kind == "amount":
-                        charges.append((step["scope"], "amount", _fen(step["limit"], f"instruction {iid} cap limit"), amount))
-                    elif cap_kind == "count":
-                        # `adds` is 0 for a subject a `distinct` count cap has already counted
-                        charges.append((step["scope"], "count", int(step["limit"]), int(step.get("adds", 1))))
-                    else:
-                        raise InvalidRecord(f"instruction {iid}: cap kind {cap_kind!r}")
-                except KeyError as missing:
-                    raise InvalidRecord(f"instruction {iid}: computation.caps entry without {missing.args[0]}") from None
+            if amount <= 0 or instruction.corrects is not None:
+                raise InvalidRecord(f"instruction {iid}: a payment has a positive amount and corrects nothing")
+            if not isinstance(computation, GrantComputation):
+                raise InvalidRecord(f"instruction {iid}: a payment's computation is a grant")
+            # a count cap's `adds` is 0 for a subject a `distinct` cap has already counted
+            row["_charges"] = [(step.scope, step.kind, step.limit, amount if step.kind == "amount" else step.adds) for step in computation.caps]
         else:
-            released = computation.get("caps_released") or []
-            full = _fen(computation.get("granted_after", "0"), f"instruction {iid} granted_after") == 0
-            charges = [(scope, "", 0, 0) for scope in released]
-            row["_full_clawback"] = full
-        row["_charges"] = charges
+            if amount >= 0 or not instruction.corrects:
+                raise InvalidRecord(f"instruction {iid}: a clawback has a negative amount and names the instruction it corrects")
+            if not isinstance(computation, CorrectionComputation):
+                raise InvalidRecord(f"instruction {iid}: a clawback's computation is a correction")
+            row["_full_clawback"] = computation.granted_after == 0
+            row["_charges"] = [(scope, "", 0, 0) for scope in computation.caps_released]
         return row
-
-    @staticmethod
-    def _rejection_row(body: dict[str, Any]) -> dict[str, Any]:
-        return {"topic": body.get("topic"), "code": body.get("code")}
 
     def _lock(self, conn: Connection) -> tuple[int, str]:
         row = conn.execute(_READ_HEAD_FOR_UPDATE if self.dialect == "postgresql" else _READ_HEAD).one()

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import json
 from collections import deque
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from sinks.ledger.booking import _fen, canonical_json, entry_hash, sha256_hex
+from rules.money import AmountError, parse_amount
+from sinks.ledger.booking import canonical_json, entry_hash, sha256_hex
 from sinks.ledger.database import LedgerDatabase
 from sinks.ledger.payments import chain_event_hash, items_digest
 from sinks.ledger.schema import GENESIS_HASH, approvals, batch_items, batches, chain_events, chain_head, instructions_t, journal
+
+
+def _stored_amount(body: dict[str, Any]) -> int | None:
+    """The fen of a stored body's amount; None when it is no amount (an edit is a problem to list)."""
+    try:
+        return parse_amount(body.get("amount"))
+    except AmountError:
+        return None
 
 
 class Verification(LedgerDatabase):
@@ -47,7 +57,7 @@ class Verification(LedgerDatabase):
                 body = json.loads(stored.body)
                 if sha256_hex(canonical_json(body)) != stored.content_hash or stored.content_hash != entry["instruction_hash"]:
                     problems.append(f"instruction {entry['instruction_id']}: content does not match the hash in journal seq {entry['seq']}: the row was edited")
-                if abs(int(stored.amount_fen)) != int(entry["amount_fen"]) or _fen(body.get("amount"), "amount") != int(stored.amount_fen):
+                if abs(int(stored.amount_fen)) != int(entry["amount_fen"]) or _stored_amount(body) != int(stored.amount_fen):
                     problems.append(f"instruction {entry['instruction_id']}: amount differs from journal seq {entry['seq']}")
             expected_seq, prev = events.check_before(None, expected_seq, prev)
             for iid in bodies:

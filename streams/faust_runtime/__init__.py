@@ -3,9 +3,11 @@ call (``install``), and refused on versions they were not proven on (``versions.
 pinned exactly in pyproject.toml). Each module names the upstream defect it works around:
 
 * ``seek_fix``: after a rebalance Faust resumes stream partitions before it has sought them to
-  their committed offsets, and takes the records it then fetches again for a gap;
+  their committed offsets, and takes the records it then fetches again for a gap
+  (docs/decisions/0001-seek-to-committed-offsets-after-rebalance.md);
 * ``skip_fix``: Faust counts records as processed that no agent was handed (gaps, records
-  dropped during a rebalance or a shutdown) and commits past them.
+  dropped during a rebalance or a shutdown) and commits past them
+  (docs/decisions/0002-commit-only-what-a-stage-was-handed.md).
 
 Deleting this folder (and the ``install`` call in streams/app.py) runs plain Faust, with those
 defects. The tansu broker's own shims are in streams/tansu/; why the state table is ours, in

@@ -1,40 +1,10 @@
 """Keep stream partitions paused until Faust has sought them to their committed offsets (or,
 where nothing was committed, to their beginning).
 
-WHY: faust-streaming 0.15.3 loses records after a rebalance. Found with the rebalance test
-(tests/integration/test_pipeline.py::test_two_workers_with_rebalance failed about one run in
-five), instrumented in Faust's consumer, on the local broker; the code path is not broker
-specific. When a worker takes partitions over, Faust's table recovery ends with
-
-    consumer.resume_partitions(stream partitions)   # the fetcher delivers them at once
-    await consumer.perform_seek()                    # seek them back to the committed offsets
-
-In the ~0.3 s the seek takes, the fetcher hands the agents hundreds of records from where it
-stood (read offset -> 2702 on a ledger-feed partition). The seek then moves the fetcher back
-(to 1965), but Faust updates its read offsets only when the seek returns, so the records it
-fetches again meanwhile are dropped as "already read" (offset < 2702); once the read offset
-is reset to 1965 the next record is 2315, and Faust takes 1966..2314 for a gap (as in a
-compacted topic) and acknowledges it. Its offsets are committed: those records are never
-processed. Seen as inputs missing from the ledger (4,990 of 4,997 accounted for), as a
-clawback reaching the ledger before its payment (the ledger refused it and the worker
-halted), and as a partition whose fetched records never reached the agent (the worker idled;
-see streams/stall_watch.py).
-
-The fix: a stream partition resumed while the seek is still to come stays paused, and is
-resumed by the seek once it has set both the fetch positions and Faust's read offsets. Table
-changelog partitions are resumed as before (recovery reads them without a seek).
-
-WHY the seek also goes to the beginning of a partition nobody has committed: Faust's getmany
-drops fetched records it cannot hand over (flow stopped, the generation changed, a partition not
-active yet) and counts on that seek to fetch them again; but aiokafka's ``seek_to_committed``
-leaves a partition without a committed offset (or with offset 0) where the fetcher stands. A
-worker killed before its first commit left subsidy-claims[1] without one; its successor fetched
-@0.. during its rebalance, dropped them, and its decide stage was handed @929 first. The claims
-before it were never read again: some never decided, some decided and booked by the killed
-worker but missing from the changelog, so the ledger then refused a later payment of the same
-buyer as a cap overrun (2 runs in 10 of a loop of the kill -9 test's scenario: bench/README.md).
-With ``auto_offset_reset`` "earliest" (ours), no committed offset means "from the beginning",
-so such a partition is sought there.
+WHY: after a rebalance faust-streaming 0.15.3 resumes stream partitions before that seek and
+commits the records fetched meanwhile as a "gap", unprocessed; and aiokafka's
+``seek_to_committed`` leaves a partition nobody committed where the fetcher stands, past records
+Faust dropped. The incidents and the fix: docs/decisions/0001-seek-to-committed-offsets-after-rebalance.md.
 """
 
 from __future__ import annotations

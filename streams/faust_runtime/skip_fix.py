@@ -1,42 +1,23 @@
 """Commit a record that a stage consumes only after the stage has handled it.
 
-WHY: faust-streaming 0.15.3 has three ways to count a record as processed that no agent saw,
-and each lets a commit move past it. On the claims topic that is a claim never decided; on an
-input topic an event never decided (a soak lost one model invoice this way, 2026-12: published
-during a rebalance, never in the ledger, no worker halted); on the ledger feed a separate
-ledger agent read until 2026-12, a payment never booked, and the ledger then refused its
-clawback ("corrects X, which is not a payment in the ledger"), which is how the
-exhausted-budget kill test failed (a fresh worker took the feed partition past an unbooked
-payment).
+WHY: faust-streaming 0.15.3 counts records as processed that no agent saw (a record dropped
+during a rebalance or a shutdown and acknowledged anyway, one unacknowledged record at a
+partition's head, a fetch jump taken for a gap) and commits past them.
+docs/decisions/0002-commit-only-what-a-stage-was-handed.md has the incidents and why inputs and
+our own topics are treated differently.
 
-* a dropped record: a stream that takes a record while flow control is suspended or from an
-  older consumer generation (a rebalance, a shutdown) drops it and still acknowledges it
-  (``Stream.__aiter__``: "ack the filtered out message, otherwise the lag would increase").
-  Here, on every topic a stage consumes, an acknowledgement counts only for a record a stage
-  was handed (``handed``); a dropped one stays unacknowledged, and no offset of its partition
-  is committed until it has been read again, after the seek that follows every rebalance (or
-  by the next owner of the partition, from a committed offset before it). Faust alone would
-  commit over it if it were the first record after the committed offset (next item);
-* a hole at the head: Faust commits past unacknowledged records at the start of a partition
-  unless there are two or more of them (``Consumer._new_offset`` compares with ``> 1``). On our
-  own topics nothing is committed while the first record after the committed offset is
-  unacknowledged;
-* a gap: a record fetched more than one offset past the last one delivered makes Faust file
-  the records in between as unreadable (``Consumer._add_gap``, meant for compacted topics and
-  transaction markers) and its next commit counts them; the rebalance seek defect
-  (streams/faust_runtime/seek_fix.py) lost records this way. On our own topics such a gap stops the
-  worker before any commit can count it, and a restarted worker reads the records again.
+* a dropped record: an acknowledgement counts only for a record a stage was handed
+  (``handed``); nothing of its partition is committed until it has been read again;
+* a hole at the head: on our own topics nothing is committed while the first record after the
+  committed offset is unacknowledged (Faust's ``Consumer._new_offset`` lets one through);
+* a gap (``Consumer._add_gap``): on our own topics it stops the worker before any commit can
+  count it; in an input it is first read back from the broker (``records_in``,
+  streams/input_gap_check.py): one that holds a record stops the worker, one that holds none is
+  told to ``on_input_gap`` (counted) and taken.
 
 A stage may also hold a record past its batch (decide keeps a claim until the event-time
 watermark passes it: docs/decisions/0011): ``hold`` keeps Faust's acknowledgement of the
 batch from counting for it, and nothing of its partition is committed past it until ``release``.
-
-Our own topics (claims) are never compacted and never written in transactions, so every offset
-is a record a stage must handle. The inputs keep Faust's head holes, and its gaps where they
-hold no record: an upstream system may write them in transactions, whose markers take an
-offset that no consumer is handed. So each gap in an input is first read back from the broker
-(``records_in``, streams/input_gap_check.py); one that holds a record stops the worker like a
-gap in our own topics, one that holds none is told to ``on_input_gap`` (counted) and taken.
 """
 
 from __future__ import annotations

@@ -1,20 +1,11 @@
 """Local broker only: true end offsets for Faust's table recovery, so workers may batch.
 
-tansu answers ListOffsets LATEST with (base offset of the newest record batch + 1), not the end
-(streams/tansu/README.md). Faust reads a changelog up to that "high-water" when it restores a
-table, so it would drop the last records of the newest batch. The first fix,
-``producer_max_batch_size=1`` (every batch one record), costs most of the throughput: the
-producer then sends one record per partition per request (raw aiokafka: ~25,000 → ~5,000
-msg/s here, bench/bench_pipeline.py), and a pipeline worker produces five messages per input.
-
-This module corrects the number instead: after Faust's own ``end_offsets`` call, it fetches
-from (reported end - 1), which is the base of the newest batch, and takes the offset after the
-last record it gets. On a correct broker (reported end - 1 = the last record) the result is the
-same number, so the correction is harmless there; it is still installed only by the local
-worker (streams/tansu/worker.py), never on the production path.
-
-The correction can only move a high-water up to records that exist, so a restore never waits
-for records that are not there; it reads at least every record present when it asked.
+tansu answers ListOffsets LATEST with (base offset of the newest record batch + 1), so a restore
+would drop the last records of that batch. After Faust's own ``end_offsets`` call, this fetches
+from (reported end - 1) and takes the offset after the last record it gets: the same number on a
+correct broker, and never beyond records that exist. Installed by the local worker
+(streams/tansu/worker.py) only. WHY not ``producer_max_batch_size=1``, the first fix:
+docs/decisions/0009-tansu-shims.md.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from typing import Callable
 
 from rules.money import format_fen
 from rules.policy import Policy, load_policy
+from rules.records import Decision, Instruction
 from subsidy.replay import ReplaySummary, normalise_totals, replay
 
 
@@ -24,9 +25,9 @@ class _Collect:
         self.instructions: dict[str, tuple[str, str]] = {}
         self.rejections = 0
 
-    def record(self, decisions, instructions, rejections):
-        self.decision_ids.update(d["decision_id"] for d in decisions)
-        self.instructions.update(paid_by_id(instructions))
+    def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict]) -> None:
+        self.decision_ids.update(d.decision_id for d in decisions)
+        self.instructions.update(paid_by_id(i.to_wire() for i in instructions))
         self.rejections += len(rejections)
 
 

@@ -169,8 +169,8 @@ def test_every_paid_or_supported_enterprise_is_registered_in_chengdu_and_every_e
             continue
         for claim in claims:
             for decision in engine.decide(claim).decisions:
-                declined_by[decision["declined_by"]] += 1
-                for party in (decision["payee"], decision["beneficiary"]):
-                    assert party["kind"] != "enterprise" or party["id"][2:6] == "5101", decision
+                declined_by[decision.declined_by] += 1
+                for party in (decision.payee, decision.beneficiary):
+                    assert party.kind != "enterprise" or party.id[2:6] == "5101", decision
     assert not {"outside-programme", "dated-in-future"} & set(codes)
     assert declined_by["not-eligible"] == 0 and declined_by["not-in-force"] == 0

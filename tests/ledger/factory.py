@@ -1,4 +1,4 @@
-"""Build decision/instruction dicts by running the real pure core on synthetic claims."""
+"""Build decisions and instructions by running the real pure core on synthetic claims."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from parties import enterprise
 from rules.engine import Engine
 from rules.intake import Rejected, intake
 from rules.policy import Policy, load_policy
+from rules.records import Decision, Instruction
 
 
 @lru_cache(maxsize=1)
@@ -37,8 +38,8 @@ def purchase(event_id: str, buyer: int, amount: str, *, provider: int = 9_000_00
 
 @dataclass
 class Run:
-    decisions: list[dict] = field(default_factory=list)
-    instructions: list[dict] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    instructions: list[Instruction] = field(default_factory=list)
     rejections: list[dict] = field(default_factory=list)
 
 

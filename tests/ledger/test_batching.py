@@ -60,12 +60,12 @@ def two_ledger_urls(ledger_url, tmp_path, request):
 
 def test_one_batch_stores_what_one_at_a_time_stores(two_ledger_urls):
     out = mixed()
-    assert sum(i["kind"] == "clawback" for i in out.instructions) == 4
-    by_instruction = {d["instruction_id"]: d for d in out.decisions if d.get("instruction_id")}
+    assert sum(i.kind == "clawback" for i in out.instructions) == 4
+    by_instruction = {d.instruction_id: d for d in out.decisions if d.instruction_id}
     single_url, batch_url = two_ledger_urls
     with Ledger.open(single_url, timezone=TIMEZONE) as single, Ledger.open(batch_url, timezone=TIMEZONE) as batch:
         for instruction in out.instructions:
-            single.record([by_instruction[instruction["instruction_id"]]], [instruction], [])
+            single.record([by_instruction[instruction.instruction_id]], [instruction], [])
         result = batch.record(out.decisions, out.instructions, [])
         assert result.new_instructions == len(out.instructions)
         assert stored(batch) == stored(single)
@@ -123,7 +123,7 @@ def test_check_constraint_is_the_last_line(ledger_url, monkeypatch):
         with pytest.raises(CapOverrun) as refused:
             ledger.record(second.decisions, second.instructions, [])
         message = str(refused.value)
-        assert second.instructions[0]["instruction_id"] in message and BUYER_CAP in message and "database refused" in message
+        assert second.instructions[0].instruction_id in message and BUYER_CAP in message and "database refused" in message
         monkeypatch.undo()
         assert ledger.counts()["instructions"] == 1
         assert ledger.cap_usage()[BUYER_CAP]["used"] == 180_000_000

@@ -38,7 +38,7 @@ def test_csv_export_control_totals(filled, tmp_path, capsys):
     rows = list(csv.DictReader(io.StringIO(target.read_text())))
     details, trailer = rows[:-1], rows[-1]
     assert [r["kind"] for r in details] == ["payment", "payment", "clawback"]
-    assert {r["end_to_end_id"] for r in details} == {i["instruction_id"] for i in out.instructions[:2] + out.instructions[3:]}
+    assert {r["end_to_end_id"] for r in details} == {i.instruction_id for i in out.instructions[:2] + out.instructions[3:]}
     assert trailer["record_type"] == "T" and trailer["kind"] == "transactions=3"
     assert trailer["amount"] == "1800.30"  # 600.00 + 1500.30 - 300.00 (clawback of half of e1)
     assert len({r["batch_id"] for r in rows}) == 1
@@ -58,11 +58,11 @@ def test_pain001_validates_against_the_xsd(filled, tmp_path):
     ns = {"p": PAIN001_NS}
     root = ET.fromstring(data)
     header = root.find("p:CstmrCdtTrfInitn/p:GrpHdr", ns)
-    payments = [i for i in out.instructions if i["kind"] == "payment"]
+    payments = [i for i in out.instructions if i.kind == "payment"]
     assert header.findtext("p:NbOfTxs", namespaces=ns) == str(len(payments)) == "3"
     assert header.findtext("p:CtrlSum", namespaces=ns) == "2160.30"  # 600.00 + 1500.30 + 60.00
     ids = [e.text for e in root.iterfind(".//p:CdtTrfTxInf/p:PmtId/p:EndToEndId", ns)]
-    assert sorted(ids) == sorted(i["instruction_id"] for i in payments)
+    assert sorted(ids) == sorted(i.instruction_id for i in payments)
     second = tmp_path / "pain2.xml"
     main(args[:-4] + ["--out", str(second), "--created-at", "2026-05-01T08:00:00+08:00"])
     assert second.read_bytes() == data  # deterministic batch id and content
@@ -83,7 +83,7 @@ def test_each_export_says_whether_its_total_nets_the_clawbacks(filled, tmp_path,
 def test_balance_text_and_json_show_payables_with_the_same_sign(filled, capsys):
     """A payable is a liability: what is owed to the payee, positive, in both outputs."""
     url, out, _ = filled
-    provider = out.instructions[0]["payee"]["id"]
+    provider = out.instructions[0].payee.id
     assert main(["ledger", "balance", "--ledger", url, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["accounts"][f"payable:{provider}"] == "1860.30"
     assert main(["ledger", "balance", "--ledger", url]) == 0
@@ -94,7 +94,7 @@ def test_reconcile_against_replay_and_instructions(filled, tmp_path, capsys):
     url, out, events = filled
     assert main(["ledger", "reconcile", "--ledger", url, "--against", str(events)]) == 0
     dump = tmp_path / "instructions.jsonl"
-    dump.write_text("".join(json.dumps(i) + "\n" for i in out.instructions))
+    dump.write_text("".join(json.dumps(i.to_wire()) + "\n" for i in out.instructions))
     assert main(["ledger", "reconcile", "--ledger", url, "--against-instructions", str(dump)]) == 0
     # An event the ledger never got: the replay expects more than the ledger holds.
     with events.open("a") as f:
@@ -117,7 +117,7 @@ def test_balance_and_statement(filled, capsys):
     assert json.loads(capsys.readouterr().out)["programme_caps"] == []
     assert main(["ledger", "balance", "--ledger", url]) == 0
     assert re.search(r"compute-voucher 2026 programme-year +100000000\.00 +1860\.30 +99998139\.70", capsys.readouterr().out)
-    provider = out.instructions[0]["payee"]["id"]
+    provider = out.instructions[0].payee.id
     assert main(["ledger", "statement", "--ledger", url, "--payee", provider, "--fiscal-year", "2026", "--json"]) == 0
     statement = json.loads(capsys.readouterr().out)
     assert statement["balance"] == "1860.30" and len(statement["entries"]) == 4

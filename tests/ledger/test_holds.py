@@ -27,7 +27,7 @@ def booked(ledger_url):
     out = run(EVENTS)
     with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, out.rejections)
-    payments = [i for i in out.instructions if i["kind"] == "payment"]
+    payments = [i.to_wire() for i in out.instructions if i.kind == "payment"]
     provider = payments[0]["payee"]["id"]
     listing = Listing(provider, "dishonest-judgment-debtor", "（2026）川01执1234号", D("2026-04-08"), D("2026-10-07"),
                       "chengdu-credit-platform", "x1", "2026-04-08T09:00:00+08:00")
@@ -66,13 +66,13 @@ def test_a_held_payment_is_listed_until_released_on_the_day_the_rule_gives(booke
 
 def test_only_a_booked_payment_is_held_and_a_hold_or_release_is_not_rewritten(booked):
     url, payments, listing, out = booked
-    clawback = next(i for i in out.instructions if i["kind"] == "clawback")
+    clawback = next(i for i in out.instructions if i.kind == "clawback")
     payment = payments[0]["instruction_id"]
     with Ledger.open(url, timezone=TIMEZONE) as ledger:
         with pytest.raises(InvalidRecord, match="not in the ledger"):
             ledger.hold("0" * 32, listing, D("2026-05-01"))
         with pytest.raises(InvalidRecord, match="a clawback: only a booked payment is held"):
-            ledger.hold(clawback["instruction_id"], listing, D("2026-05-03"))
+            ledger.hold(clawback.instruction_id, listing, D("2026-05-03"))
         with pytest.raises(InvalidRecord, match="is not held"):
             ledger.release(payment, D("2026-10-08"))
         ledger.hold(payment, listing, D("2026-05-01"))

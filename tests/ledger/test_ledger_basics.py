@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -46,13 +47,11 @@ def test_same_id_different_content_is_a_conflict_naming_fields(ledger_url):
     out = sample()
     with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, out.rejections)
-        forged = copy.deepcopy(out.instructions[1])
-        forged["amount"] = "999.00"
+        forged = {**out.instructions[1].to_wire(), "amount": "999.00"}  # a wire dict: read into a record before booking
         with pytest.raises(LedgerConflict) as info:
             ledger.record([], [forged], [])
         assert forged["instruction_id"] in str(info.value) and "amount" in info.value.fields
-        decision = copy.deepcopy(out.decisions[0])
-        decision["reason"] = "edited"
+        decision = dataclasses.replace(out.decisions[0], reason="edited")
         with pytest.raises(LedgerConflict, match="reason"):
             ledger.record([decision], [], [])
         assert ledger.counts() == {"decisions": 4, "instructions": 4, "rejections": 1}
@@ -72,8 +71,7 @@ def test_rejection_repeat_with_other_timestamp_is_a_noop(ledger_url):
 
 def test_conflict_inside_one_batch(ledger_url):
     out = sample()
-    forged = copy.deepcopy(out.instructions[0])
-    forged["amount"] = "1.00"
+    forged = dataclasses.replace(out.instructions[0], amount=100)
     with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         with pytest.raises(LedgerConflict):
             ledger.record([], [out.instructions[0], forged], [])

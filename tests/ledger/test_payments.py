@@ -57,7 +57,7 @@ def test_the_newest_verified_unrevoked_account_is_the_one_paid():
 def test_a_batch_from_proposal_to_sent(ledger_url):
     """On SQLite and PostgreSQL: batched, approved by another person, sent; the chain holds each step."""
     out = run(EVENTS)
-    payments = {i["instruction_id"]: i for i in out.instructions if i["kind"] == "payment"}
+    payments = {i.instruction_id: i for i in out.instructions if i.kind == "payment"}
     with Ledger.open(ledger_url, timezone=TIMEZONE) as ledger:
         ledger.record(out.decisions, out.instructions, [])
         assert ledger.import_payee_accounts([account(PAID)]) == (1, 0)
@@ -85,7 +85,7 @@ def test_a_batch_from_proposal_to_sent(ledger_url):
         assert ledger.mark_sent("PB000001", "carol") is True
         assert ledger.mark_sent("PB000001", "carol") is False
         state, items = ledger.batch_contents("PB000001")
-        assert state.status == "sent" and {i.instruction_id for i in items} == {iid for iid, i in payments.items() if i["payee"]["id"] == PAID}
+        assert state.status == "sent" and {i.instruction_id for i in items} == {iid for iid, i in payments.items() if i.payee.id == PAID}
         assert all(s == ["batched", "approved", "sent"] for s in statuses(ledger).values()) and len(statuses(ledger)) == 2
         assert ledger.verify_chain() == []
         with ledger.engine.connect() as conn:
@@ -198,7 +198,7 @@ def test_a_held_payment_is_not_batched_until_released(sqlite_ledger):
 
     from rules.exclusions import Listing
 
-    payment = next(i for i in run(EVENTS).instructions if i["kind"] == "payment" and i["payee"]["id"] == UNKNOWN)
+    payment = next(i.to_wire() for i in run(EVENTS).instructions if i.kind == "payment" and i.payee.id == UNKNOWN)
     listing = Listing(UNKNOWN, "dishonest-judgment-debtor", "（2026）川01执1234号", dt.date(2026, 3, 1), None, "credit", "x1", "2026-03-01T00:00:00+08:00")
     sqlite_ledger.hold(payment["instruction_id"], listing, dt.date(2026, 3, 10))
     proposal = sqlite_ledger.propose_batch("alice")

@@ -30,11 +30,11 @@ def policy_in(zone: str, tmp_path):
 def test_value_date_is_the_day_in_the_policy_time_zone(zone, day, ledger_url, tmp_path):
     policy = policy_in(zone, tmp_path) if zone != TIMEZONE else load_policy()
     out = run([purchase("late", 1, "1000.00", when=LATE)], under=policy)
-    assert [i["occurred_at"] for i in out.instructions] == [LATE]
+    assert [i.occurred_at for i in out.instructions] == [LATE]
     with Ledger.open(ledger_url, timezone=policy.timezone) as ledger:
         ledger.record(out.decisions, out.instructions, out.rejections)
         assert [d for (d, _) in ledger.dated_instructions()] == [day]
-        assert [i["instruction_id"] for i in ledger.instructions(date_from=day, date_to=day)] == [out.instructions[0]["instruction_id"]]
+        assert [i["instruction_id"] for i in ledger.instructions(date_from=day, date_to=day)] == [out.instructions[0].instruction_id]
     target = tmp_path / "day.csv"
     assert main(["ledger", "export", "--ledger", ledger_url, "--format", "csv", "--out", str(target)]) == 0
     rows = list(csv.DictReader(io.StringIO(target.read_text(encoding="utf-8"))))

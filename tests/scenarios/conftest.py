@@ -29,6 +29,7 @@ from rules.intake import Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import load_policy
 from schemas.inputs import EXCLUSIONS_TOPIC, MODEL_BY_TOPIC, PayeeExclusion
+from schemas.outputs import Decision, DisbursementInstruction
 
 HERE = Path(__file__).resolve().parent
 POLICY = load_policy()
@@ -261,7 +262,12 @@ def run_case(scenario: dict) -> None:
             continue
         assert "reject" not in expect, f"{where}: expected rejection {expect['reject']}, got {out.decisions}"
         assert len(out.decisions) == 1, where
-        decision = out.decisions[0]
+        decision = out.decisions[0].to_wire()
+        instructions = [i.to_wire() for i in out.instructions]
+        # the records hold to the wire contract, and read back from it unchanged
+        Decision.model_validate(decision)
+        for record, wire in ((out.decisions[0], decision), *zip(out.instructions, instructions)):
+            assert type(record).from_wire(wire) == record, where
         key = (msg["source"], msg["event_id"])
 
         # idempotency: a repeat re-emits the identical decision and no new instruction
@@ -271,7 +277,9 @@ def run_case(scenario: dict) -> None:
         else:
             assert key not in first_decision, f"{where}: decided twice"
             first_decision[key] = decision
-        new = [i for i in out.instructions if i["instruction_id"] not in emitted]
+        new = [i for i in instructions if i["instruction_id"] not in emitted]
+        for instruction in new:
+            DisbursementInstruction.model_validate(instruction)
 
         got = {
             "outcome": decision["outcome"],

@@ -139,7 +139,7 @@ def test_input_example_is_accepted_and_paid_by_the_core(topic):
     for claim in claims:
         outcome = engine.decide(claim)
         assert outcome.rejection is None
-        assert [d["outcome"] for d in outcome.decisions] == ["granted"]
+        assert [d.outcome for d in outcome.decisions] == ["granted"]
         assert len(outcome.instructions) == 1
         for identifier in (claim.beneficiary["id"], claim.payee["id"]):
             assert re.fullmatch(r"9151[0-9]{4}MA[0-9A-Z]{8}", identifier), "a Chengdu enterprise"
@@ -240,8 +240,8 @@ def run_engine() -> tuple[list[dict], list[dict], list[dict]]:
             outcome = engine.decide(claim)
             if outcome.rejection:
                 rejections.append(rejection_record(topic, 0, offset, b"k", raw, *outcome.rejection, at))
-            decisions += outcome.decisions
-            instructions += outcome.instructions
+            decisions += [d.to_wire() for d in outcome.decisions]
+            instructions += [i.to_wire() for i in outcome.instructions]
     return decisions, instructions, rejections
 
 

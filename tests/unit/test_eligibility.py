@@ -19,7 +19,7 @@ def decide(buyer: dict, provider: dict) -> dict:
                "provider": provider, "invoice_no": "INV-1", "amount": "1000.00"}
     [claim] = intake("compute-purchases", json.dumps(message, ensure_ascii=False).encode(), POLICY)
     [decision] = Engine(POLICY, {}).decide(claim).decisions
-    return decision
+    return decision.to_wire()
 
 
 def test_the_reason_names_the_party_its_division_and_the_fix():

@@ -182,20 +182,21 @@ class Run:
             self.rejections[key].append(out.rejection[0])
             return out
         assert len(out.decisions) == 1
-        decision = out.decisions[0]
+        decision = out.decisions[0].to_wire()
+        instructions = [i.to_wire() for i in out.instructions]
         if out.duplicate:
             assert key in self.decisions and decision == self.decisions[key], "a repeat must re-emit the identical decision"
             assert data.decode() == self.content[key]
-            for instruction in out.instructions:  # re-emitted, never new
+            for instruction in instructions:  # re-emitted, never new
                 assert self.instructions.get(instruction["instruction_id"]) == instruction
         else:
             assert key not in self.decisions, "an event was decided twice"
             self.decisions[key] = decision
             self.content[key] = data.decode()
-            for instruction in out.instructions:
+            for instruction in instructions:
                 assert instruction["instruction_id"] not in self.instructions, "instruction id reused"
                 self.instructions[instruction["instruction_id"]] = instruction
-            assert [i["amount"] for i in out.instructions] == ([decision["granted"]] if decision["granted"] != "0.00" else [])
+            assert [i["amount"] for i in instructions] == ([decision["granted"]] if decision["granted"] != "0.00" else [])
         self.check_caps()
         return out
 

@@ -60,10 +60,11 @@ class Ledgerless:
         out = self.engine.decide(claim)
         if out.rejection:
             return None
-        (decision,) = out.decisions
+        (record,) = out.decisions
+        decision = record.to_wire()
         self.decisions[decision["event_id"]] = decision
         for instruction in out.instructions:
-            self.instructions[instruction["instruction_id"]] = instruction
+            self.instructions[instruction.instruction_id] = instruction.to_wire()
         return decision
 
     def buy(self, event_id: str, amount: str, **message) -> dict | None:
@@ -314,6 +315,7 @@ def test_a_payee_outside_chengdu_is_explained_as_not_eligible_and_reproduced():
     raw = json.loads((Path(__file__).parents[2] / "schemas/examples/compute-purchases.json").read_text(encoding="utf-8"))
     raw["provider"]["uscc"] = "91110108MA01ABCD0B"  # registered in Beijing (110108)
     (claim,) = intake("compute-purchases", json.dumps(raw).encode(), SHIPPED)
-    (decision,) = Engine(SHIPPED, {}).decide(claim).decisions
+    (record,) = Engine(SHIPPED, {}).decide(claim).decisions
+    decision = record.to_wire()
     explained = explain(SHIPPED, decision=decision)
     assert decision["declined_by"] == "not-eligible" and explained.reproduced and explained.working.stopped_by == "not-eligible"

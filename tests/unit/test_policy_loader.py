@@ -283,14 +283,14 @@ def test_new_clause_added_as_data_works_end_to_end(tmp_path):
     claims = intake("award-announcements", announcement("provincial-case", "case-1", "a1"), policy)
     assert [c.clause_id for c in claims] == ["provincial-case"]
     out = engine.decide(claims[0])
-    assert out.decisions[0]["outcome"] == "granted"
-    assert [i["amount"] for i in out.instructions] == ["300000.00"]
-    assert out.instructions[0]["clause_id"] == "provincial-case"
+    assert out.decisions[0].outcome == "granted"
+    assert [i.amount for i in out.instructions] == [300000_00]
+    assert out.instructions[0].clause_id == "provincial-case"
     # its once-per-case cap is its own, separate from typical-case's
     again = engine.decide(intake("award-announcements", announcement("provincial-case", "case-1", "a2", E2), policy)[0])
-    assert again.decisions[0]["declined_by"] == "once-per-case"
+    assert again.decisions[0].declined_by == "once-per-case"
     typical = engine.decide(intake("award-announcements", announcement("typical-case", "case-1", "a3"), policy)[0])
-    assert typical.instructions[0]["amount"] == "500000.00"
+    assert typical.instructions[0].amount == 500000_00
 
 
 def purchase(event_id: str, when: str, amount: str) -> bytes:
@@ -315,7 +315,8 @@ def test_a_rate_changed_from_a_later_date_applies_only_from_that_day():
 
     def granted(event_id, when):
         out = engine.decide(intake("compute-purchases", purchase(event_id, when, "1000.00"), policy)[0])
-        return out.decisions[0]["granted"], Decimal(out.decisions[0]["computation"]["rate"])
+        decision = out.decisions[0].to_wire()
+        return decision["granted"], Decimal(decision["computation"]["rate"])
 
     assert granted("p1", "2026-06-30T23:59:59+08:00") == ("600.00", Decimal("0.6"))
     assert granted("p2", "2026-07-01T00:00:00+08:00") == ("500.00", Decimal("0.5"))
@@ -332,8 +333,8 @@ def test_a_cap_changed_from_a_later_date_applies_only_from_that_day():
     engine = Engine(policy, {})
     a = engine.decide(intake("compute-purchases", purchase("p1", "2026-12-31T23:59:59+08:00", "1000.00"), policy)[0])
     b = engine.decide(intake("compute-purchases", purchase("p2", "2027-01-01T00:00:00+08:00", "1000.00"), policy)[0])
-    assert a.decisions[0]["granted"] == "600.00"
-    assert (b.decisions[0]["granted"], b.decisions[0]["declined_by"]) == ("100.00", "buyer-year")
+    assert a.decisions[0].granted == 600_00
+    assert (b.decisions[0].granted, b.decisions[0].declined_by) == (100_00, "buyer-year")
 
 
 def test_allowed_lateness_per_clause_is_dated_assumed_and_read_as_a_timedelta():
@@ -421,4 +422,4 @@ def test_windows_skew_and_eligibility_are_optional():
     assert policy.clock_skew is None and policy.registration_divisions is None
     assert all(clause.ends is None for clause in policy.clauses.values())
     claims = intake("compute-purchases", purchase("p2099", "2099-03-01T10:00:00+08:00", "100.00"), policy)
-    assert Engine(policy, {}).decide(claims[0]).decisions[0]["granted"] == "60.00"
+    assert Engine(policy, {}).decide(claims[0]).decisions[0].granted == 60_00

@@ -97,8 +97,8 @@ def test_changelog_records_decisions_and_instructions_of_the_longest_fields_are_
             outcome = Engine(POLICY, writes).decide(claim)
             assert outcome.rejection is None, outcome.rejection
             largest["changelog"] = max(largest["changelog"], len(compact_json({"w": writes.writes})))
-            largest["decision"] = max([largest["decision"]] + [len(compact_json(d)) for d in outcome.decisions])
-            largest["instruction"] = max([largest["instruction"]] + [len(compact_json(i)) for i in outcome.instructions])
+            largest["decision"] = max([largest["decision"]] + [len(compact_json(d.to_wire())) for d in outcome.decisions])
+            largest["instruction"] = max([largest["instruction"]] + [len(compact_json(i.to_wire())) for i in outcome.instructions])
             state.update(writes.writes)
     assert largest["changelog"] < 40_000 and largest["decision"] < 15_000 and largest["instruction"] < 15_000, largest
 

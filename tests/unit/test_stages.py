@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import json
 from importlib import resources
@@ -107,8 +108,8 @@ def test_a_claim_is_decided_its_state_writes_queued_ahead_of_its_outputs(stages)
     topics = [topic for topic, *_ in batch.outputs.queued]
     assert topics[0] == CHANGELOG and DECISIONS_TOPIC in topics and INSTRUCTIONS_TOPIC in topics
     assert batch.decisions and batch.instructions and batch.fresh_instructions == batch.instructions
-    assert [json.loads(value) for _, value in sent(batch, DECISIONS_TOPIC)] == batch.decisions
-    assert all(key == d["payee"]["id"].encode() for (key, _), d in zip(sent(batch, DECISIONS_TOPIC), batch.decisions))
+    assert [json.loads(value) for _, value in sent(batch, DECISIONS_TOPIC)] == [d.to_wire() for d in batch.decisions]
+    assert all(key == d.payee.id.encode() for (key, _), d in zip(sent(batch, DECISIONS_TOPIC), batch.decisions))
     (changelog,) = sent(batch, CHANGELOG)
     assert read_changelog_record(changelog[1]).items() <= state.partitions[0].items()
 
@@ -239,7 +240,7 @@ def test_the_checkpoint_exits_unacknowledged_when_the_ledger_refuses_a_record(st
     commit = Commit(monkeypatch)
     checkpoint = Checkpoint(lambda: None, f"sqlite:///{tmp_path / 'ledger.sqlite'}", POLICY.timezone)
     batch = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))
-    batch.decisions[0] = {**batch.decisions[0], "granted": "1.00"}  # the same id with other content
+    batch.decisions[0] = dataclasses.replace(batch.decisions[0], reason="another reason")  # the same id with other content
 
     async def commit_conflicting() -> None:
         await checkpoint.open()
@@ -279,9 +280,9 @@ def test_claims_take_their_turn_by_when_they_happened_not_by_when_they_arrived(s
     assert first.held == later and not first.decisions and not first.released  # kept unacknowledged
     earlier = claims_of(intake.take([intake_record(purchase(1, "2026-03-04T09:00:00+08:00"), offset=1)]), first_offset=len(later))
     second = decide.take(earlier)
-    assert [d["event_id"] for d in second.decisions] == ["scc-bill-2026-03-000001", "scc-bill-2026-03-000002"]
+    assert [d.event_id for d in second.decisions] == ["scc-bill-2026-03-000001", "scc-bill-2026-03-000002"]
     assert second.released == later and second.held == []  # the earlier batch's record, now to acknowledge
-    assert all(d["late_by"] is None for d in second.decisions)
+    assert all(d.late_by is None for d in second.decisions)
 
 
 def test_a_claim_whose_turn_has_not_come_waits_for_the_progress_of_every_input(stages):
@@ -301,7 +302,7 @@ def test_a_claim_after_its_clause_released_a_later_one_is_decided_at_once_and_sa
     late = claims_of(intake.take([intake_record(purchase(1, "2026-03-04T09:00:00+08:00"), offset=1)]), first_offset=2,
                      then_progress_to=None)
     batch = decide.take(late)
-    assert not batch.held and [d["late_by"] for d in batch.decisions] == ["P1D"]
+    assert not batch.held and [d.late_by for d in batch.decisions] == ["P1D"]
 
 
 def test_held_claims_are_given_up_on_a_rebalance_and_decided_when_read_again(stages):
@@ -310,7 +311,7 @@ def test_held_claims_are_given_up_on_a_rebalance_and_decided_when_read_again(sta
     decide.take(claims)
     assert decide.forget() == claims and decide.holding == 0
     again = decide.take(claims + [progress(dt.datetime(2100, 1, 1, tzinfo=dt.timezone.utc), len(claims))])
-    assert [d["event_id"] for d in again.decisions] == ["scc-bill-2026-03-000001"] and again.held == []
+    assert [d.event_id for d in again.decisions] == ["scc-bill-2026-03-000001"] and again.held == []
 
 
 def test_an_unreadable_progress_record_is_a_dead_letter(stages):
