@@ -5,7 +5,6 @@ after them give the same holds."""
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 
 import pytest
 
