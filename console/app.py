@@ -143,6 +143,10 @@ async def api_rejections(request: web.Request) -> web.Response:
     return await _read(request, "rejections", _int(request, "examples", 3, 20))
 
 
+async def api_holds(request: web.Request) -> web.Response:
+    return await _read(request, "held_payments", _int(request, "limit", 100, 1000))
+
+
 async def api_streams(request: web.Request) -> web.Response:
     return _json(request.app[SCRAPER].report())
 
@@ -167,6 +171,7 @@ ROUTES: list[tuple[str, Callable]] = [
     ("/api/caps/nearest", api_caps_nearest),
     ("/api/decisions/recent", api_decisions_recent),
     ("/api/rejections", api_rejections),
+    ("/api/holds", api_holds),
     ("/api/streams", api_streams),
     ("/openapi.json", openapi_json),
     ("/metrics", metrics),
