@@ -24,7 +24,7 @@ class _Collect:
         self.instructions: dict[str, tuple[str, str]] = {}
         self.rejections = 0
 
-    def record(self, decisions, instructions, rejections):
+    def record(self, decisions, instructions, rejections, listings=()):
         self.decision_ids.update(d["decision_id"] for d in decisions)
         self.instructions.update(paid_by_id(instructions))
         self.rejections += len(rejections)
