@@ -14,8 +14,8 @@ listing booked holds the booked payments it covers that are in no payment batch 
 whose listings have ended is released from the day the rule gives. So the same listings and
 payments give the same holds whichever came first. Limit (holds and releases are facts, never
 rewritten): a hold names the listing the rule named when it was made, and a release stays once
-made, so a second overlapping listing or a listing extended after its payments were released
-changes nothing already recorded.
+made, so a second overlapping listing, or a listing extended after its payments' release was
+recorded, changes nothing already recorded (README, "Held payments").
 """
 
 from __future__ import annotations
