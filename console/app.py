@@ -200,6 +200,10 @@ async def api_rejections(request: web.Request) -> web.Response:
     return await _read(request, "rejections", _int(request, "examples", 3, 20))
 
 
+async def api_held_payments(request: web.Request) -> web.Response:
+    return await _read(request, "held_payments", _int(request, "limit", 100, 1000))
+
+
 async def api_streams(request: web.Request) -> web.Response:
     return _json(request.app[SCRAPER].report())
 
@@ -354,12 +358,13 @@ ROUTES: list[tuple[str, Callable]] = [
     ("/", index),
     ("/login", login_page),
     ("/api/session", api_session),
-    ("/api/holds", api_holds),
+    ("/api/held-payments", api_held_payments),
     ("/api/summary", api_summary),
     ("/api/budgets", api_budgets),
     ("/api/caps/nearest", api_caps_nearest),
     ("/api/decisions/recent", api_decisions_recent),
     ("/api/rejections", api_rejections),
+    ("/api/holds", api_holds),
     ("/api/streams", api_streams),
     ("/openapi.json", openapi_json),
     ("/metrics", metrics),

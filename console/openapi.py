@@ -188,6 +188,34 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "HeldPayments": {
+        "type": "object",
+        "properties": {
+            "as_of": {"type": "string", "format": "date", "description": "the day the holds are as of (the policy's time zone)"},
+            "count": {"type": "integer"}, "total_fen": _fen("all payments held today"), "total": _money("all payments held today"), "limit": {"type": "integer"},
+            "holds": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "instruction_id": {"type": "string"}, "payee_id": {"type": "string"}, "payee_name": {"type": ["string", "null"]},
+                        "clause_id": {"type": "string"}, "fiscal_year": {"type": "integer"},
+                        "amount_fen": _fen("the payment"), "amount": _money("the payment"),
+                        "held_from": {"type": "string", "format": "date", "description": "the claim's day"},
+                        "payable_from": {"type": ["string", "null"], "format": "date", "description": "the day it may be paid from; null while the listing has no end"},
+                        "listing": {
+                            "type": "object",
+                            "properties": {
+                                "listed_party": {"type": "string", "description": "the payee, or the beneficiary of a payment to another party"},
+                                "list": {"type": "string"}, "reference": {"type": "string"},
+                                "from": {"type": ["string", "null"], "format": "date"}, "to": {"type": ["string", "null"], "format": "date", "description": "its last day; null: no end yet"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
     "Streams": {
         "type": "object",
         "properties": {
@@ -287,6 +315,12 @@ def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
                 "Counts per code and topic, with the latest examples including the original message text.",
                 _json("Rejections", "groups"),
                 [_int_param("examples", 3, 20, "examples per code")],
+            ),
+            "/api/held-payments": _get(
+                "Held payments",
+                "Payments held today because their payee (or the beneficiary of a payment to another party) is listed on payee-exclusions: the listing (its newest message), the claim's day and the day the payment may be paid from; oldest hold first.",
+                _json("HeldPayments", "held payments"),
+                [_int_param("limit", 100, 1000, "how many held payments")],
             ),
             "/api/streams": _get(
                 "Throughput and consumer lag per topic",

@@ -24,10 +24,22 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from console.users import Operator, authenticate, has_users
+from rules.exclusions import Exclusions, Listing
 from rules.money import format_fen, parse_amount
 from rules.policy import Clause, Policy
 from sinks.ledger import LedgerError, parse_ledger_url, shown_url
-from sinks.ledger.schema import accounts, cap_charges, cap_usage, decisions_t, instructions_t, operator_actions, rejections_t
+from sinks.ledger.schema import (
+    accounts,
+    cap_charges,
+    cap_usage,
+    decisions_t,
+    exclusion_listings,
+    hold_releases,
+    holds_t,
+    instructions_t,
+    operator_actions,
+    rejections_t,
+)
 
 TREND_DAYS = 30
 MAX_RECENT_SCAN = 5000
@@ -404,6 +416,37 @@ class LedgerReader:
                     })
                 groups.append({"code": code, "count": int(count), "last_recorded_at": last, "by_topic": topics, "examples": shown})
         return {"total": int(total), "groups": groups}
+
+    # -- held payments -------------------------------------------------------------------
+
+    def held_payments(self, limit: int = 100) -> dict[str, Any]:
+        """Payments held today (a party listed on payee-exclusions, sinks/ledger/holds.py), oldest
+        hold first: payee, amount, the listing as its newest message gives it, and the day the
+        payment may be paid from (null while the listing has no end)."""
+        h, r, i = holds_t, hold_releases, instructions_t
+        held_today = sa.or_(r.c.released_on.is_(None), r.c.released_on > self.today().isoformat())
+        joined = h.join(i, i.c.instruction_id == h.c.instruction_id).outerjoin(r, r.c.instruction_id == h.c.instruction_id)
+        with self.engine.connect() as conn:
+            count, total = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(i.c.amount_fen), 0)).select_from(joined).where(held_today)).one()
+            rows = conn.execute(
+                sa.select(h.c.instruction_id, h.c.listed_party, h.c.list, h.c.reference, h.c.held_from, r.c.released_on, i.c.payee_id, i.c.amount_fen, i.c.clause_id, i.c.fiscal_year, accounts.c.name)
+                .select_from(joined.outerjoin(accounts, accounts.c.account_id == sa.literal("payable:") + i.c.payee_id))
+                .where(held_today).order_by(h.c.held_from, h.c.instruction_id).limit(limit)
+            ).all()
+            parties = sorted({row.listed_party for row in rows})
+            known = Exclusions(Listing.from_dict(json.loads(body)) for (body,) in conn.execute(sa.select(exclusion_listings.c.body).where(exclusion_listings.c.payee_id.in_(parties))))
+        newest = {(listing.payee_id, listing.list, listing.reference): listing for party in parties for listing in known.listings(party)}
+        items = []
+        for row in rows:
+            listing = newest.get((row.listed_party, row.list, row.reference))
+            items.append({
+                "instruction_id": row.instruction_id, "payee_id": row.payee_id, "payee_name": row.name, "clause_id": row.clause_id, "fiscal_year": row.fiscal_year,
+                "amount_fen": int(row.amount_fen), "amount": format_fen(int(row.amount_fen)), "held_from": row.held_from, "payable_from": row.released_on,
+                "listing": {"listed_party": row.listed_party, "list": row.list, "reference": row.reference,
+                            "from": None if listing is None else listing.starts.isoformat(),
+                            "to": None if listing is None or listing.ends is None else listing.ends.isoformat()},
+            })
+        return {"as_of": self.today().isoformat(), "count": int(count), "total_fen": int(total), "total": format_fen(int(total)), "limit": limit, "holds": items}
 
     def health(self) -> dict[str, Any]:
         with self.engine.connect() as conn:

@@ -286,6 +286,7 @@ def cmd_holds(args) -> int:
     ledger = open_ledger(args)
     try:
         holds = ledger.holds(released=args.all)
+        held_today = {hold["instruction_id"] for hold in (ledger.holds() if args.all else holds)}  # a release may be for a later day
     finally:
         ledger.close()
     if args.json:
@@ -293,11 +294,11 @@ def cmd_holds(args) -> int:
         return 0
     print(f"{'held' if not args.all else 'held and released'} payments (payee listed on payee-exclusions):")
     for hold in holds:
-        released = f", released {hold['released_on']}" if hold["released_on"] else ""
+        released = f", payable from {hold['released_on']}" if hold["released_on"] else ""
         print(f"  {hold['instruction_id']} {hold['payee_id']:<20} {hold['clause_id']:<20} {hold['amount']:>16}  "
               f"held from {hold['held_from']} by {hold['list']} {hold['reference']} of {hold['listed_party']}{released}")
-    total = sum(parse_amount(hold["amount"]) for hold in holds if not hold["released_on"])
-    print(f"held: {format_fen(total)} CNY in {sum(1 for hold in holds if not hold['released_on'])} payments")
+    total = sum(parse_amount(hold["amount"]) for hold in holds if hold["instruction_id"] in held_today)
+    print(f"held today: {format_fen(total)} CNY in {len(held_today)} payments")
     return 0
 
 

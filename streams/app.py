@@ -52,7 +52,7 @@ from streams.stage_outputs import StageOutputs
 from streams.stages import DecideStage, IntakeStage, Record, StageFailed, dead_lettered, short_error, utc_now
 from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import TxnTable
-from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, STATE_TABLE, input_partitions_of
+from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, INTAKE_TOPICS, STATE_TABLE, input_partitions_of
 from subsidy.runtime import RECLAIM_SECONDS, reclaim_memory
 
 log = logging.getLogger("streams")
@@ -110,7 +110,7 @@ def input_gap_taken(tp, first: int, after: int) -> None:
 
 def build_app(config: StreamConfig) -> faust.App:
     bootstrap = bootstrap_of(config.broker)
-    faust_runtime.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INPUT_TOPICS,
+    faust_runtime.install((CLAIMS_TOPIC,), on_gap=records_skipped, on_dropped=record_dropped, stage_topics=INTAKE_TOPICS,
                           records_in=lambda tp, first, after: records_between(bootstrap, tp.topic, tp.partition, first, after),
                           on_input_gap=input_gap_taken)
     policy = load_policy(config.policy_path) if config.policy_path else load_policy()
@@ -140,7 +140,7 @@ def build_app(config: StreamConfig) -> faust.App:
     settings.update(config.extra_faust_settings)
     app = faust.App(config.app_id, **settings)
 
-    inputs = app.topic(*INPUT_TOPICS, key_serializer="raw", value_serializer="raw")
+    inputs = app.topic(*INTAKE_TOPICS, key_serializer="raw", value_serializer="raw")
     claims_topic = app.topic(CLAIMS_TOPIC, key_serializer="raw", value_serializer="raw", partitions=config.partitions)
 
     # Like app.Table(...), with our table class (whole claims per changelog record). Keys and

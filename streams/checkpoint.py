@@ -45,8 +45,8 @@ class Checkpoint:
          acknowledged, its claim's writes are stored with its offset (``TxnTable``'s
          ``on_delivered``: RocksDB in one atomic batch; the memory store records the offset),
          so the state is flushed here, never ahead of its changelog;
-       * booked: the ledger transaction holding the batch's decisions, instructions and
-         rejections committed (a batch with none of them books nothing);
+       * booked: the ledger transaction holding the batch's decisions, instructions,
+         rejections and payee-exclusions listings committed (a batch with none of them books nothing);
     3. **acknowledged**: :meth:`commit` returns, and only then does the adapter's loop let
        Faust's ``take_events`` acknowledge the batch's events;
     4. **offsets committed**: Faust commits offsets up to acknowledged events only, at its
@@ -119,7 +119,7 @@ class Checkpoint:
         delay = 0.5
         while True:
             try:
-                return ledger.record(batch.decisions, batch.instructions, batch.rejections)
+                return ledger.record(batch.decisions, batch.instructions, batch.rejections, batch.listings)
             except LedgerUnavailable as exc:
                 # Nothing of the batch was written and the batch is idempotent: wait for the
                 # database however long it takes; the events stay unacknowledged meanwhile.

@@ -118,12 +118,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         except WorkerDied as exc:
             raise _command_error(str(exc)) from None
         topics = expected_topics(pipeline.app_id, pipeline.partitions)
-        from schemas.inputs import INPUT_TOPICS
+        from streams.topics import INTAKE_TOPICS
 
         print(f"broker     {_broker_line(pipeline)}")
         print(f"workers    {len(pipeline.workers)}: " + ", ".join(f"pid {w.pid} metrics http://127.0.0.1:{w.web_port}/metrics" for w in pipeline.workers))
         print(f"ledger     {pipeline.ledger_url}")
-        print("publish to " + ", ".join(f"{t} ({topics[t]} partition{'s' if topics[t] > 1 else ''})" for t in INPUT_TOPICS))
+        print("publish to " + ", ".join(f"{t} ({topics[t]} partition{'s' if topics[t] > 1 else ''})" for t in INTAKE_TOPICS))
         print("outputs    disbursement-instructions, subsidy-decisions, subsidy-rejections; "
               "subsidy-dead-letters (records of our own topics that cannot be read)")
         print(f"send a file: subsidy publish EVENTS.jsonl --broker {pipeline.bootstrap}")

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from schemas.inputs import INPUT_TOPICS
+from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS
 from streams.stage_outputs import MAX_RECORD_BYTES
 
 CLAIMS_TOPIC = "subsidy-claims"
@@ -31,6 +31,9 @@ OUTPUT_TOPICS = (INSTRUCTIONS_TOPIC, DECISIONS_TOPIC, REJECTIONS_TOPIC)
 DEAD_LETTERS_TOPIC = "subsidy-dead-letters"
 STATE_TABLE = "subsidy-state"
 ORDERED_INPUTS = frozenset({"award-announcements"})
+#: what intake reads: the claims' topics, and the listings that hold payments (contract v1.1),
+#: which make no claim, so decide's event-time watermark does not wait for them
+INTAKE_TOPICS = (*INPUT_TOPICS, EXCLUSIONS_TOPIC)
 
 #: how long a broker has to answer the topic requests of a worker or of ``subsidy topics``
 BROKER_TIMEOUT_SECONDS = 15.0
@@ -171,7 +174,7 @@ def input_partitions_of(partitions: int) -> list[tuple[str, int]]:
 def topic_specs(app_id: str, partitions: int, replication: int = 1) -> list[TopicSpec]:
     """Every topic the app reads or writes, with what it is created with."""
     settings = {kind: {**values, "min.insync.replicas": str(min_insync_replicas(replication))} for kind, values in TOPIC_SETTINGS.items()}
-    kinds = [(t, INPUT, input_partitions(t, partitions)) for t in INPUT_TOPICS]
+    kinds = [(t, INPUT, input_partitions(t, partitions)) for t in INTAKE_TOPICS]
     kinds += [(CLAIMS_TOPIC, STATE, partitions), (changelog_topic(app_id), STATE, partitions)]
     kinds += [(t, OUTPUT, partitions) for t in (*OUTPUT_TOPICS, DEAD_LETTERS_TOPIC)]
     return [TopicSpec(name, kind, n, replication, settings[kind]) for name, kind, n in kinds]

@@ -9,7 +9,9 @@ The running state is a plain dict. Claims are decided in event-time order, each 
 releases them (``rules.event_time``): a replay pays exactly what the pipeline pays. So the whole
 file is read before the first claim is decided. Totals are summed from the engine's
 instructions (net of clawbacks); a redelivered event (same source, event_id and content)
-re-emits its decision and is neither paid nor counted twice.
+re-emits its decision and is neither paid nor counted twice. The listings of
+``payee-exclusions`` lines are booked with the first batch, and the ledger holds the payments they
+cover as the pipeline's does (sinks/ledger/holds.py).
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from rules.engine import Engine
 from rules.event_time import order_key
+from rules.exclusions import Listing, listing_from
+from rules.inputs import EXCLUSIONS_TOPIC
 from rules.intake import Claim, Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.policy import Policy
@@ -36,7 +40,7 @@ class ReplayError(Exception):
 
 
 class LedgerLike(Protocol):
-    def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict]) -> Any: ...
+    def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict], listings: Sequence[Listing] = ()) -> Any: ...
 
 
 @dataclass
@@ -49,6 +53,7 @@ class ReplaySummary:
     instructions: int = 0
     clawbacks: int = 0
     duplicates: int = 0  # redeliveries: same decision re-emitted, not paid again
+    listings: int = 0  # payee-exclusions messages accepted
     outcomes: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -120,6 +125,8 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
     claims: list[tuple[Claim, int]] = []  # with the line each came from
     refused_lines: list[tuple[int, dict]] = []  # lines intake rejected, with their rejection record
     envelopes = 0  # lines that are an event envelope: until one is, nothing is stored
+    listings: list[Listing] = []  # of payee-exclusions lines: no claim, they hold payments
+    listed_lines: list[int] = []
 
     try:
         source = open(path, "rb")
@@ -135,6 +142,10 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             try:
                 topic, raw, value = _envelope(line)
                 envelopes += 1
+                if topic == EXCLUSIONS_TOPIC:
+                    listings.append(listing_from(raw, policy))
+                    listed_lines.append(number)
+                    continue
                 found = intake(topic, raw, policy)
             except Rejected as exc:
                 summary.rejected += 1
@@ -160,18 +171,21 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             flush()
 
     def flush() -> None:
-        nonlocal decisions, instructions, rejections, batch
-        if ledger is not None and (decisions or instructions or rejections):
+        nonlocal decisions, instructions, rejections, batch, listings
+        if ledger is not None and (decisions or instructions or rejections or listings):
             try:
-                ledger.record(decisions, instructions, rejections)
+                ledger.record(decisions, instructions, rejections, listings)
             except Exception as exc:
                 # which lines were not (all) stored: from the first of this batch or still open on
                 exc.replay_first_line = min(batch + list(open_lines), default=None)  # type: ignore[attr-defined]
                 raise
-        decisions, instructions, rejections, batch = [], [], [], []
+        decisions, instructions, rejections, batch, listings = [], [], [], [], []
 
     for number, record in refused_lines:
         rejections.append(record)
+        done(number)
+    summary.listings = len(listings)
+    for number in listed_lines:
         done(number)
     engine = Engine(policy, {})
     claims.sort(key=lambda entry: order_key(entry[0]))
@@ -250,6 +264,7 @@ def format_summary(summary: ReplaySummary, policy: Policy, ledger_location: str,
         f"events      {summary.events:,} in {summary.seconds:.1f} s ({summary.events / max(summary.seconds, 1e-9):,.0f} events/s)",
         f"rejected    {summary.rejected:,}" + (" (" + ", ".join(f"{code} {n}" for code, n in sorted(summary.rejected_by_code.items())) + ")" if summary.rejected_by_code else ""),
         f"duplicates  {summary.duplicates:,} redelivered events, decided once",
+        f"listings    {summary.listings:,} payee-exclusions messages (their payees' payments held: `subsidy ledger holds`)",
         f"decisions   {summary.decisions:,} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.outcomes.items())) + ")",
         f"instructions {summary.instructions:,} ({summary.clawbacks:,} clawbacks)",
         "granted (net of clawbacks, CNY):",

@@ -301,6 +301,24 @@ function renderRejections(data) {
   }));
 }
 
+// ---------------------------------------------------------------- held payments
+
+function renderHeldPayments(data) {
+  const box = document.getElementById("held-payments");
+  if (!data.holds.length) { box.replaceChildren(el("div", { class: "empty", text: "No payment held. 无暂缓支付" })); return; }
+  box.replaceChildren(el("table", {},
+    el("thead", {}, el("tr", {}, ...["收款方 payee", "金额 amount", "名单 listing", "自 held from", "可付 payable from"].map((h) => el("th", { class: h.startsWith("金额") ? "num" : "", text: h })))),
+    el("tbody", {}, ...data.holds.map((h) => el("tr", { "data-instruction": h.instruction_id },
+      el("td", {}, h.payee_name || h.payee_id, el("div", { class: "muted small mono", text: h.payee_id })),
+      el("td", { class: "num", text: cny(h.amount) }),
+      el("td", {}, el("span", { class: "badge", text: h.listing.list }), ` ${h.listing.reference}`,
+        el("div", { class: "muted small", text: `${h.listing.listed_party} · ${h.listing.from || "?"} – ${h.listing.to || "no end yet"}` })),
+      el("td", { class: "mono", text: h.held_from }),
+      el("td", { class: "mono", text: h.payable_from || "—" }),
+    ))),
+  ), el("div", { class: "muted small", text: `${int(data.count)} held, ${cny(data.total)} in all, as of ${data.as_of}` }));
+}
+
 // ---------------------------------------------------------------- decisions
 
 const MONEY_RE = /^-?\d+\.\d{2}$/;
@@ -419,6 +437,7 @@ async function refresh() {
     ["/api/caps/nearest?limit=12", renderCaps],
     ["/api/streams", renderStreams],
     ["/api/rejections?examples=2", renderRejections],
+    ["/api/held-payments?limit=50", renderHeldPayments],
     ["/api/decisions/recent?limit=25", renderDecisions],
     ["/api/holds", renderHolds],
   ];

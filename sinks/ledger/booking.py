@@ -16,7 +16,7 @@ import hashlib
 import json
 import operator
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -27,6 +27,9 @@ from rules.money import format_fen
 from rules.records import CorrectionComputation, Decision, GrantComputation, Instruction
 from sinks.ledger.database import LedgerDatabase, LedgerError, RetryPolicy
 from sinks.ledger.schema import accounts, cap_charges, cap_usage, chain_head, decisions_t, instructions_t, journal, rejections_t
+
+if TYPE_CHECKING:
+    from rules.exclusions import Listing
 
 # Fields of a rejection left out of its content hash: rejected_at is not deterministic (set by
 # whichever adapter saw the bytes when); the v1.1 size fields follow from the bytes that the
@@ -68,6 +71,7 @@ class RecordResult:
     present_decisions: int = 0
     present_instructions: int = 0
     present_rejections: int = 0
+    new_listings: int = 0  # of payee-exclusions (sinks/ledger/holds.py)
     attempts: int = 1
 
     @property
@@ -204,13 +208,15 @@ class Booking(LedgerDatabase):
         super().__init__(engine, retry, timezone=timezone)
         self._known_accounts: set[str] = set()  # accounts seen committed (never deleted)
 
-    def record(self, decisions: Sequence[Decision | dict[str, Any]], instructions: Sequence[Instruction | dict[str, Any]], rejections: Sequence[dict[str, Any]]) -> RecordResult:
-        """Store one batch in one transaction. Idempotent; retried on connection loss.
+    def record(self, decisions: Sequence[Decision | dict[str, Any]], instructions: Sequence[Instruction | dict[str, Any]], rejections: Sequence[dict[str, Any]],
+               listings: Sequence["Listing"] = ()) -> RecordResult:
+        """Store one batch in one transaction, with the payee-exclusions ``listings`` that came
+        with it and the holds they and its payments call for. Idempotent; retried on connection loss.
 
         Decisions and instructions are the engine's typed records, or their wire dicts (read into
         records first, an unreadable one refused as :class:`InvalidRecord`)."""
         batch = self._prepare(decisions or [], instructions or [], rejections or [])
-        (result, attempts) = self._with_retry(lambda: self._write(batch))
+        (result, attempts) = self._with_retry(lambda: self._write(batch, listings))
         result.attempts = attempts
         return result
 
@@ -319,9 +325,11 @@ class Booking(LedgerDatabase):
         row = conn.execute(_READ_HEAD_FOR_UPDATE if self.dialect == "postgresql" else _READ_HEAD).one()
         return int(row.seq), row.head_hash
 
-    def _write(self, batch: dict[str, list[_Prepared]]) -> RecordResult:
+    def _write(self, batch: dict[str, list[_Prepared]], listings: Sequence["Listing"]) -> RecordResult:
+        from sinks.ledger.holds import hold_in_booking, parties_of  # holds.py builds on this module
+
         result = RecordResult()
-        if not any(batch.values()):
+        if not any(batch.values()) and not listings:
             return result
         now = _now()
         new_accounts: set[str] = set()
@@ -349,6 +357,8 @@ class Booking(LedgerDatabase):
             if new["instruction"]:
                 seq, head = self._book(conn, new["instruction"], seq, head, now, new_accounts)
                 conn.execute(_SET_HEAD, {"seq": seq, "head_hash": head})
+            payments = [(p.record_id, parties_of(p.body), p.row["value_date"]) for p in new["instruction"] if p.row["kind"] == "payment"]
+            result.new_listings = hold_in_booking(self, conn, listings, payments, now)
         self._known_accounts |= new_accounts
         return result
 

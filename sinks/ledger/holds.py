@@ -3,24 +3,35 @@
 A payment of a listed payee is booked like any other (journal entry, cap charges): it was
 decided, and its cap room is taken. A hold row says it may not be paid, naming the listing; a
 release row, the day from which it may. Both are facts (append-only, migration 0002). Which
-payment is held and when it is released is the pure rule's (``rules/exclusions.py``), applied by
-the adapter that books; here a repeat with the same content is a no-op and with other content
-:class:`LedgerConflict`, as for every record of the ledger.
+payment is held and when it is released is the pure rule's (``rules/exclusions.py``); here a
+repeat with the same content is a no-op and with other content :class:`LedgerConflict`, as for
+every record of the ledger.
+
+The pipeline and ``subsidy replay`` book the listings of ``payee-exclusions`` with their batches
+(``ledger_exclusion_listings``), and :func:`hold_in_booking` derives the holds in the booking
+transaction, both ways: a payment booked while a known listing covers its claim's day is held; a
+listing booked holds the booked payments it covers that are in no payment batch yet; and a hold
+whose listings have ended is released from the day the rule gives. So the same listings and
+payments give the same holds whichever came first. Limit (holds and releases are facts, never
+rewritten): a hold names the listing the rule named when it was made, and a release stays once
+made, so a second overlapping listing, or a listing extended after its payments' release was
+recorded, changes nothing already recorded (README, "Held payments").
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
-from rules.exclusions import Listing
+from rules.exclusions import Exclusions, Listing
 from rules.money import format_fen
 from sinks.ledger.booking import InvalidRecord, LedgerConflict, canonical_json, diff_paths, sha256_hex
 from sinks.ledger.database import LedgerDatabase
-from sinks.ledger.schema import hold_releases, holds_t, instructions_t
+from sinks.ledger.schema import batch_items, exclusion_listings, hold_releases, holds_t, instructions_t
 
 
 def _now() -> str:
@@ -32,10 +43,7 @@ class Holds(LedgerDatabase):
 
     def hold(self, instruction_id: str, listing: Listing, held_from: dt.date) -> bool:
         """Hold a booked payment from ``held_from`` (its claim's day) by ``listing``; False if it is held so already."""
-        body = {"listing": listing.to_dict(), "held_from": held_from.isoformat()}
-        text = canonical_json(body)
-        row = {"instruction_id": instruction_id, "listed_party": listing.payee_id, "list": listing.list, "reference": listing.reference,
-               "held_from": held_from.isoformat(), "content_hash": sha256_hex(text), "body": text}
+        body, row = _hold_row(instruction_id, listing, held_from)
 
         def write() -> bool:
             with self.engine.begin() as conn:
@@ -74,7 +82,8 @@ class Holds(LedgerDatabase):
         return self._with_retry(write)[0]
 
     def holds(self, *, released: bool = False) -> list[dict[str, Any]]:
-        """The held payments (with ``released``, also those released), in the order they were held."""
+        """The payments held today (with ``released``, also those released, or to be released on a
+        later day), in the order they were held."""
         query = (
             sa.select(holds_t, hold_releases.c.released_on, instructions_t.c.payee_id, instructions_t.c.amount_fen, instructions_t.c.clause_id, instructions_t.c.fiscal_year)
             .join(instructions_t, instructions_t.c.instruction_id == holds_t.c.instruction_id)
@@ -82,7 +91,7 @@ class Holds(LedgerDatabase):
             .order_by(holds_t.c.held_from, holds_t.c.instruction_id)
         )
         if not released:
-            query = query.where(hold_releases.c.released_on.is_(None))
+            query = query.where(sa.or_(hold_releases.c.released_on.is_(None), hold_releases.c.released_on > self._today()))
         with self.engine.connect() as conn:
             return [
                 {"instruction_id": row.instruction_id, "payee_id": row.payee_id, "clause_id": row.clause_id, "fiscal_year": row.fiscal_year,
@@ -90,3 +99,99 @@ class Holds(LedgerDatabase):
                  "held_from": row.held_from, "released_on": row.released_on}
                 for row in conn.execute(query)
             ]
+
+    def _today(self) -> str:
+        return dt.datetime.now(self.zone or dt.timezone.utc).date().isoformat()
+
+    def listings(self, payee_ids: Iterable[str] | None = None) -> Exclusions:
+        """The listings booked (of these payees; default: all), each the newest message about it."""
+        query = sa.select(exclusion_listings.c.body)
+        if payee_ids is not None:
+            query = query.where(exclusion_listings.c.payee_id.in_(list(payee_ids)))
+        with self.engine.connect() as conn:
+            return Exclusions(Listing.from_dict(json.loads(body)) for (body,) in conn.execute(query))
+
+
+def _hold_row(instruction_id: str, listing: Listing, held_from: dt.date) -> tuple[dict[str, Any], dict[str, Any]]:
+    body = {"listing": listing.to_dict(), "held_from": held_from.isoformat()}
+    text = canonical_json(body)
+    return body, {"instruction_id": instruction_id, "listed_party": listing.payee_id, "list": listing.list, "reference": listing.reference,
+                  "held_from": held_from.isoformat(), "content_hash": sha256_hex(text), "body": text}
+
+
+def parties_of(payment: dict[str, Any]) -> list[str]:
+    """Whose listing holds a payment: its payee and, when another party is paid, its beneficiary."""
+    return [payment["payee"]["id"], payment["beneficiary"]["id"]]
+
+
+def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Listing], payments: Sequence[tuple[str, list[str], str]], now: str) -> int:
+    """In the booking transaction: book the new ``listings``, then hold and release what they and
+    the new ``payments`` ((instruction id, parties, claim day)) call for; the listings newly stored.
+
+    A listing repeated with the same content is a no-op, with other content :class:`LedgerConflict`."""
+    fresh = _book_listings(db, conn, listings, now)
+    parties = {party for _, payment_parties, _ in payments for party in payment_parties} | {listing.payee_id for listing in fresh}
+    known = Exclusions(Listing.from_dict(json.loads(body)) for (body,) in db._select_in(conn, exclusion_listings, "body", "payee_id", parties))
+    candidates = {iid: (payment_parties, day) for iid, payment_parties, day in payments if any(known.listings(p) for p in payment_parties)}
+    listed = {listing.payee_id for listing in fresh}
+    if listed:
+        candidates.update(_unbatched_payments_of(conn, listed))
+    if not candidates:
+        return len(fresh)
+    held = {row.instruction_id for row in db._select_in(conn, holds_t, "instruction_id", "instruction_id", candidates)}
+    released = {row.instruction_id for row in db._select_in(conn, hold_releases, "instruction_id", "instruction_id", candidates)}
+    hold_rows, release_rows = [], []
+    for iid, (payment_parties, day) in sorted(candidates.items()):
+        claim_day = dt.date.fromisoformat(day)
+        if iid not in held:
+            listing = known.hold(payment_parties, claim_day)
+            if listing is None:
+                continue
+            hold_rows.append(_hold_row(iid, listing, claim_day)[1] | {"recorded_at": now})
+        if iid not in released and (payable := known.payable_from(payment_parties, claim_day)) is not None:
+            release_rows.append({"instruction_id": iid, "released_on": payable.isoformat(), "recorded_at": now})
+    if hold_rows:
+        conn.execute(holds_t.insert(), hold_rows)
+    if release_rows:
+        conn.execute(hold_releases.insert(), release_rows)
+    return len(fresh)
+
+
+def _book_listings(db: LedgerDatabase, conn: Connection, listings: Sequence[Listing], now: str) -> list[Listing]:
+    prepared: dict[tuple[str, str], tuple[Listing, str]] = {}
+    for listing in listings:
+        text = canonical_json(listing.to_dict())
+        seen = prepared.setdefault((listing.source, listing.event_id), (listing, text))
+        if seen[1] != text:
+            raise LedgerConflict("listing", listing.event_id, diff_paths(json.loads(seen[1]), listing.to_dict()))
+    if not prepared:
+        return []
+    stored = {(row.source, row.event_id): row.body for row in db._select_in(conn, exclusion_listings, "source, event_id, body", "event_id", {key[1] for key in prepared})}
+    fresh = []
+    for key, (listing, text) in prepared.items():
+        if key not in stored:
+            fresh.append(listing)
+        elif stored[key] != text:
+            raise LedgerConflict("listing", listing.event_id, diff_paths(json.loads(stored[key]), listing.to_dict()))
+    if fresh:
+        conn.execute(exclusion_listings.insert(), [{"source": listing.source, "event_id": listing.event_id, "payee_id": listing.payee_id, "list": listing.list, "reference": listing.reference,
+         "starts": listing.starts.isoformat(), "ends": None if listing.ends is None else listing.ends.isoformat(), "occurred_at": listing.occurred_at,
+         "content_hash": sha256_hex(text), "body": text, "recorded_at": now}
+            for listing, text in (prepared[(listing.source, listing.event_id)] for listing in fresh)])
+    return fresh
+
+
+def _unbatched_payments_of(conn: Connection, payee_ids: set[str]) -> dict[str, tuple[list[str], str]]:
+    """Booked payments of these parties (as payee or as beneficiary) in no payment batch."""
+    i = instructions_t
+    # the beneficiary is in the body only: LIKE narrows, the parsed body decides (listings are few)
+    mentions = [i.c.body.contains(f'"id":{canonical_json(party)}', autoescape=True) for party in sorted(payee_ids)]
+    query = (sa.select(i.c.instruction_id, i.c.body, i.c.value_date)
+             .where(i.c.kind == "payment", sa.or_(i.c.payee_id.in_(sorted(payee_ids)), *mentions))
+             .where(~sa.exists().where(batch_items.c.instruction_id == i.c.instruction_id)))
+    out = {}
+    for row in conn.execute(query):
+        parties = parties_of(json.loads(row.body))
+        if payee_ids.intersection(parties):
+            out[row.instruction_id] = (parties, row.value_date)
+    return out

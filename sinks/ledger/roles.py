@@ -34,6 +34,7 @@ from sinks.ledger.schema import (
     chain_events,
     chain_head,
     decisions_t,
+    exclusion_listings,
     hold_releases,
     holds_t,
     instructions_t,
@@ -48,7 +49,9 @@ from sinks.ledger.schema import (
 VERSION_TABLE = "ledger_alembic_version"
 WRITER_INSERTS = (decisions_t, instructions_t, rejections_t, journal, cap_charges, accounts, cap_usage, holds_t, hold_releases, operator_actions,
                   # finance's payments (subsidy payees, subsidy payments), each step a new row
-                  payee_accounts, batches, batch_items, approvals, payment_events, chain_events)
+                  payee_accounts, batches, batch_items, approvals, payment_events, chain_events,
+                  # payee-exclusions listings, booked by intake with the holds they call for
+                  exclusion_listings)
 WRITER_UPDATES = {chain_head: ("seq", "head_hash"), cap_usage: ("used", "cap_limit")}
 APPEND_ONLY_FUNCTION = "ledger_append_only()"
 

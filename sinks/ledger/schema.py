@@ -17,7 +17,7 @@ GENESIS_HASH = "0" * 64  # the chain head's hash before the first journal entry
 # UPDATE and DELETE (and TRUNCATE on PostgreSQL).
 APPEND_ONLY: tuple[str, ...] = (
     "ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_charges",
-    "ledger_holds", "ledger_hold_releases",
+    "ledger_holds", "ledger_hold_releases", "ledger_exclusion_listings",
     # payments (0003_payments): a revocation, an approval, a status is a new row
     "ledger_payee_accounts", "ledger_batches", "ledger_batch_items", "ledger_approvals", "ledger_payment_events", "ledger_chain_events",
     "operator_actions",
@@ -175,6 +175,24 @@ hold_releases = sa.Table(
     _recorded_at(),
 )
 
+# The listings of payee-exclusions as booked (migration 0004): each message once; the newest about
+# a listing (rules/exclusions.py) holds and releases the payments (sinks/ledger/holds.py).
+exclusion_listings = sa.Table(
+    "ledger_exclusion_listings",
+    metadata,
+    sa.Column("source", sa.String(256), primary_key=True),
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("payee_id", sa.String(128), nullable=False),
+    sa.Column("list", sa.String(64), nullable=False),
+    sa.Column("reference", sa.String(256), nullable=False),
+    sa.Column("starts", sa.String(10), nullable=False),
+    sa.Column("ends", sa.String(10)),
+    sa.Column("occurred_at", sa.String(40), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    _recorded_at(),
+    sa.Index("ix_ledger_exclusion_listings_payee", "payee_id"),
+)
 
 # -- payments (migration 0003_payments) ------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Callable, Collection, Iterable, Iterator
 
-from schemas.inputs import INPUT_TOPICS
+from streams.topics import INTAKE_TOPICS
 from subsidy.replay import _key_of
 
 BOOTSTRAP_TIMEOUT_S = 15
@@ -62,7 +62,7 @@ def publish_file(path: str, bootstrap: str, *, progress: Callable[[int], None] |
     from kafka.errors import KafkaTimeoutError
 
     with open(path, "rb") as source:
-        messages = sum(1 for _ in iter_messages(source, INPUT_TOPICS))
+        messages = sum(1 for _ in iter_messages(source, INTAKE_TOPICS))
     if checked is not None:
         checked(messages)
     try:

@@ -25,7 +25,7 @@ class _Collect:
         self.instructions: dict[str, tuple[str, str]] = {}
         self.rejections = 0
 
-    def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict]) -> None:
+    def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict], listings=()) -> None:
         self.decision_ids.update(d.decision_id for d in decisions)
         self.instructions.update(paid_by_id(i.to_wire() for i in instructions))
         self.rejections += len(rejections)

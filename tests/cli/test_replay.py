@@ -131,7 +131,7 @@ def test_odd_lines_become_rejections_not_crashes(tmp_path, lines, code):
         def __init__(self):
             self.rejections = []
 
-        def record(self, decisions, instructions, rejections):
+        def record(self, decisions, instructions, rejections, listings=()):
             self.rejections += rejections
 
     sink = Sink()
@@ -145,7 +145,7 @@ class _Recorder:
     def __init__(self):
         self.decisions, self.instructions = [], []
 
-    def record(self, decisions, instructions, rejections):
+    def record(self, decisions, instructions, rejections, listings=()):
         self.decisions += decisions
         self.instructions += instructions
 

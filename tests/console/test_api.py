@@ -23,7 +23,7 @@ from sinks.ledger import Ledger
 MONEY = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]{2}$")
 # keys whose values may be floats: ratios, rates and counts that are not money
 FLOAT_KEYS = {"used_ratio", "events_in_total", "events_in_per_second", "events_out_total", "events_out_per_second", "lag", "scraped_at", "interval_seconds"}
-API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/streams", "/healthz"]
+API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/held-payments", "/api/holds", "/api/streams", "/healthz"]
 
 
 def run(app: web.Application, work):
@@ -77,7 +77,7 @@ def app(pipeline_ledger, policy):
 
 def test_every_api_route_answers_json_matching_its_openapi_schema(app):
     answers = get_all(app, API_PATHS + ["/openapi.json"])
-    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/streams": "Streams"}
+    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/held-payments": "HeldPayments", "/api/holds": "Holds", "/api/streams": "Streams"}
     for path, (status, headers, text) in answers.items():
         assert status == 200, (path, text[:300])
         assert headers["Content-Type"].startswith("application/json"), path
@@ -206,6 +206,31 @@ def test_rejections_grouped_by_code_with_the_original_message(app, pipeline_ledg
     by_code = {g["code"]: g for g in data["groups"]}
     if "invalid-field" in by_code:  # a fractional JSON amount: the original bytes show the float
         assert any("event_id" in (e["original_text"] or "") for e in by_code["invalid-field"]["examples"])
+
+
+def test_held_payments_name_their_listing_and_the_day_they_may_be_paid_from(tmp_path, policy):
+    from rules.exclusions import Listing
+    from tests.ledger.factory import purchase
+    from tests.ledger.factory import run as decide
+
+    out = decide([purchase("e1", 1, "1000.00", when="2026-05-01T09:00:00+08:00"), purchase("e2", 2, "2000.00", when="2026-11-02T09:00:00+08:00")])
+    provider = out.instructions[0].payee.id
+    listing = Listing(provider, "dishonest-judgment-debtor", "川01执7号", dt.date(2026, 4, 8), dt.date(2026, 10, 7), "chengdu-credit-platform", "x1", "2026-04-08T09:00:00+08:00")
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url, timezone=policy.timezone) as ledger:
+        ledger.record(out.decisions, out.instructions, [], [listing])
+    status, _, text = get_all(build_console(url, policy, today=dt.date(2026, 6, 1)), ["/api/held-payments"])["/api/held-payments"]
+    assert status == 200
+    held = json.loads(text)
+    validate(held, "HeldPayments")
+    (hold,) = held["holds"]  # e2, after the listing, is not held
+    assert (held["count"], held["total_fen"], held["as_of"]) == (1, 60000, "2026-06-01")
+    assert hold | {"instruction_id": "", "payee_name": ""} == {
+        "instruction_id": "", "payee_id": provider, "payee_name": "", "clause_id": "compute-voucher", "fiscal_year": 2026, "amount_fen": 60000, "amount": "600.00",
+        "held_from": "2026-05-01", "payable_from": "2026-10-08",
+        "listing": {"listed_party": provider, "list": "dishonest-judgment-debtor", "reference": "川01执7号", "from": "2026-04-08", "to": "2026-10-07"}}
+    # released on 10-08: no longer held from that day
+    assert json.loads(get_all(build_console(url, policy, today=dt.date(2026, 10, 8)), ["/api/held-payments"])["/api/held-payments"][2])["holds"] == []
 
 
 def test_streams_without_workers_explains_itself(app):

@@ -59,7 +59,7 @@ def test_a_held_payment_is_listed_until_released_on_the_day_the_rule_gives(booke
     assert main(["ledger", "holds", "--ledger", url]) == 0
     text = capsys.readouterr().out
     assert payments[1]["instruction_id"] in text and payments[0]["instruction_id"] not in text
-    assert "held from 2026-05-02 by dishonest-judgment-debtor （2026）川01执1234号" in text and "held: 1200.00 CNY in 1 payments" in text
+    assert "held from 2026-05-02 by dishonest-judgment-debtor （2026）川01执1234号" in text and "held today: 1200.00 CNY in 1 payments" in text
     assert main(["ledger", "holds", "--ledger", url, "--all", "--json"]) == 0
     assert len(json.loads(capsys.readouterr().out)["holds"]) == 2
 

@@ -83,7 +83,7 @@ def test_the_writer_books_through_the_ledger(initialised):
         assert ledger.record(first.decisions, first.instructions, first.rejections).new_instructions == 2
         assert ledger.record(second.decisions, second.instructions, second.rejections).new_instructions == 2  # cap usage moved back and forth
         assert ledger.record(first.decisions, first.instructions, first.rejections).new == 0  # a repeat stays a no-op
-        payment = second.instructions[0]
+        payment = second.instructions[0].to_wire()
         listing = Listing(payment["payee"]["id"], "debarred", "R-1", dt.date(2026, 3, 1), None, "registry", "x1", "2026-03-01T09:00:00+08:00")
         assert ledger.hold(payment["instruction_id"], listing, dt.date(2026, 3, 10))
         assert ledger.release(payment["instruction_id"], dt.date(2026, 4, 1))

@@ -102,6 +102,21 @@ def test_an_unreadable_input_becomes_a_rejection_keyed_like_it_the_same_at_each_
     assert first.to_book() and not first.decisions and first.stamps == [1_772_417_700.0]
 
 
+LISTING = resources.files("schemas.examples").joinpath("payee-exclusions.json").read_bytes()
+
+
+def test_a_listing_is_booked_with_the_batch_and_makes_no_claim_nor_progress(stages):
+    intake, _, _ = stages
+    bad = json.dumps({**json.loads(LISTING), "event_id": "x2", "source": "scc-billing"}).encode()
+    batch = intake.take([Record("payee-exclusions", 0, 0, b"k-1", LISTING, 1_772_417_700.0), Record("payee-exclusions", 0, 1, b"k-1", bad, 1_772_417_700.0)])
+    (listing,) = batch.listings
+    assert listing.payee_id == json.loads(LISTING)["beneficiary"]["uscc"] and listing.event_id == json.loads(LISTING)["event_id"]
+    (rejection,) = batch.rejections  # a bad listing is rejected like any input
+    assert rejection["code"] == "unknown-source" and rejection["topic"] == "payee-exclusions" and rejection["offset"] == 1
+    assert not sent(batch, CLAIMS_TOPIC) and not intake.read_up_to  # decide's watermark does not wait for it
+    assert batch.to_book()
+
+
 def test_a_claim_is_decided_its_state_writes_queued_ahead_of_its_outputs(stages):
     intake, decide, state = stages
     batch = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))
