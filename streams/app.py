@@ -266,7 +266,8 @@ def build_app(config: StreamConfig) -> faust.App:
             await checkpoint.commit(name, batch)
             for record in batch.released:
                 faust_runtime.skip_fix.release(held_messages.pop((record.partition, record.offset)), app.consumer)
-            intake_busy[0] = False
+            if stage is intake_stage:  # decide's batches run beside intake's: only intake's end says its claims are out
+                intake_busy[0] = False
 
     @app.agent(inputs, name="intake")
     async def intake_agent(stream):
