@@ -332,19 +332,3 @@ def _default_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no login name in a container
         return "unknown"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run these commands without the rest of ``subsidy``: ``python -m sinks.payments_cli payments ...``."""
-    parser = argparse.ArgumentParser(prog="subsidy")
-    add_payment_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except _command_error() as error:
-        print(f"subsidy: error: {error}", file=sys.stderr)
-        return getattr(error, "exit_code", 2)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
