@@ -72,7 +72,10 @@ class _PaymentEvents:
     """The chain entries of ``ledger_chain_events``, checked in their places among the journal's."""
 
     def __init__(self, conn: Connection, problems: list[str]):
-        self.pending = deque(conn.execute(sa.select(chain_events).order_by(chain_events.c.seq)))
+        from sinks.ledger.receivables import offset_chain_entries  # receivables.py builds on payments.py, imported here
+
+        # offsets (ledger_offsets) take their places in the same chain, checked as events of kind "offset"
+        self.pending: deque[Any] = deque(sorted([*conn.execute(sa.select(chain_events)), *offset_chain_entries(conn)], key=lambda event: event.seq))
         self.problems = problems
         items: dict[str, list[tuple[str, str, int, str, str, str]]] = {}
         for r in conn.execute(sa.select(batch_items)):
