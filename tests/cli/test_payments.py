@@ -48,9 +48,10 @@ def test_from_accounts_to_the_payment_file(ledger, tmp_path, capsys):
 
     assert main(["payments", "batch", "--as", "alice", *ledger]) == 0
     out = capsys.readouterr().out
-    assert "batch PB000001 proposed by alice: 2 payment(s), 2100.30 CNY" in out
+    assert "batch PB000001 proposed by alice: 2 payment(s), 1800.30 CNY" in out
     assert "awaiting account: 1 payment(s) of 1 payee(s), 60.00 CNY" in out
     assert "clawbacks left out: 1, -300.00 CNY" in out
+    assert "netted: 300.00 CNY that payees owe back withheld from their payments (1 offset(s))" in out
     assert main(["payments", "awaiting", "--json", *ledger]) == 0
     assert json.loads(capsys.readouterr().out)["awaiting"] == [{"payee_id": UNKNOWN, "payee_name": "超算中心", "payments": 1, "amount": "60.00"}]
 
@@ -63,7 +64,7 @@ def test_from_accounts_to_the_payment_file(ledger, tmp_path, capsys):
 
     assert main(["payments", "export", "PB000001", "--format", "csv", *ledger]) == 0
     csv_out, err = capsys.readouterr()
-    assert csv_out.splitlines()[-1].startswith("T,PB000001,,transactions=2,,,,2100.30,CNY") and "not marked sent" in err
+    assert csv_out.splitlines()[-1].startswith("T,PB000001,,transactions=2,,,,1800.30,CNY") and "not marked sent" in err
     assert main(["payments", "export", "PB000001", "--format", "pain001", "--out", str(target), "--as", "carol", *ledger]) == 0
     assert "now marked sent" in capsys.readouterr().err
     pain001_schema().validate(io.BytesIO(target.read_bytes()))
@@ -93,9 +94,9 @@ def test_two_approvers_above_the_configured_amount(ledger, tmp_path, capsys, mon
     accounts = tmp_path / "accounts.csv"
     accounts.write_text(HEADER + f"{PAID},甲,6222021001012345678,102651020012,2026-02-01T10:00:00+08:00\n", encoding="utf-8")
     main(["payees", "import", str(accounts), *ledger])
-    monkeypatch.setenv("SUBSIDY_DUAL_APPROVAL_ABOVE", "2000.00")
+    monkeypatch.setenv("SUBSIDY_DUAL_APPROVAL_ABOVE", "1500.00")
     assert main(["payments", "batch", "--as", "alice", *ledger]) == 0
-    assert "needs two approvers (over 2000.00 CNY)" in capsys.readouterr().out
+    assert "needs two approvers (over 1500.00 CNY)" in capsys.readouterr().out
     assert main(["payments", "approve", "PB000001", "--as", "bob", *ledger]) == 0
     assert "approval 1 of 2 recorded" in capsys.readouterr().out
     assert "bob has already approved batch PB000001" in refused(capsys, ["payments", "approve", "PB000001", "--as", "bob", *ledger])
