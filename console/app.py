@@ -210,8 +210,8 @@ async def api_payments(request: web.Request) -> web.Response:
 
 async def api_payee_payments(request: web.Request) -> web.Response:
     payee_id = request.query.get("payee_id", "")
-    if not 1 <= len(payee_id) <= 128 or not _encodable(payee_id) or not payee_id.isprintable():
-        return _error(400, "payee_id: the payee's id, 1 to 128 printable characters")
+    if not 1 <= len(payee_id) <= 128 or not _encodable(payee_id) or not _TEXT.match(payee_id):
+        return _error(400, "payee_id: the payee's id, 1 to 128 characters and no control character")
     try:
         found = await _call(request, "payee_payments", payee_id, _int(request, "limit", 200, 1000))
     except LedgerUnreadable as error:
