@@ -124,3 +124,18 @@ def test_a_file_that_cannot_be_written_leaves_the_batch_unsent(ledger, tmp_path,
     assert "cannot write" in err and "not marked sent" in err
     assert main(["payments", "list", "--json", *ledger]) == 0
     assert json.loads(capsys.readouterr().out)["batches"][0]["status"] == "approved"
+
+
+def test_replay_stores_the_accounts_of_payee_accounts_lines_and_rejects_a_bad_one(tmp_path, capsys):
+    account = {"event_id": "acct-1", "source": "enterprise-registry", "occurred_at": "2026-02-20T16:05:00+08:00", "beneficiary": {"uscc": PAID, "name": "超算中心"},
+               "account_name": "成都超算中心运营管理有限公司", "account_number": "4402238109100012345", "bank_code": "102651020012", "verified_at": "2026-02-20T16:04:31+08:00"}
+    lines = [{"topic": topic, "value": value} for topic, value in [purchase("e1", 1, "1000.00"), ("payee-accounts", account),
+                                                                   ("payee-accounts", {**account, "event_id": "acct-2", "source": "scc-billing"})]]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    ledger = ["--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite'}"]
+    assert main(["replay", str(events), *ledger]) == 0
+    out = capsys.readouterr().out
+    assert "rejected    1 (unknown-source 1)" in out and "accounts    1 payee-accounts messages" in out
+    assert main(["payments", "batch", "--as", "alice", *ledger]) == 0
+    assert "batch PB000001 proposed by alice: 1 payment(s), 600.00 CNY" in capsys.readouterr().out
