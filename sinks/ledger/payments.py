@@ -256,11 +256,11 @@ class Payments(LedgerDatabase):
                 awaiting = _awaiting(rows, current)
                 items = [(r.instruction_id, r.payee_id, int(r.amount_fen), a.account_name, a.account_number, a.bank_code)
                          for r in rows if (a := current.get(r.payee_id)) is not None]
-                owed_before = bool(items)
+                payable = bool(items)
                 items, netted = net_payments(items, open_receivables(conn))
-                if owed_before and not items:
-                    raise PaymentRefused(f"nothing to batch: every payment{_selection(clause_id, until)} is less than what its payee owes back "
-                                         "(`subsidy ledger receivables` lists it); the payments wait for a batch with another payment to pay")
+                if payable and not items:  # an offset names its batch: none without a payment to send
+                    raise PaymentRefused(f"nothing to batch: every payment{_selection(clause_id, until)} is covered by what its payee owes back "
+                                         "(`subsidy ledger receivables`); they are netted in the next batch that pays another payment")
                 if not items:
                     held = sum(a.payments for a in awaiting)
                     raise PaymentRefused(f"nothing to batch: no unbatched payment{_selection(clause_id, until)} has a payee with a verified account"

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from sinks.ledger.booking import payable_account
 from sinks.ledger.database import LedgerDatabase
+from sinks.ledger.receivables import offset_entries
 from sinks.ledger.schema import accounts, cap_usage, decisions_t, instructions_t, journal, rejections_t
 
 
@@ -69,8 +70,6 @@ class Queries(LedgerDatabase):
         """account_id -> balance in fen (debits minus credits: budget accounts show what was spent,
         payable accounts show minus what is owed); with every year's offsets (sinks/ledger/receivables.py)
         when no year is given: an offset nets receivables of any year."""
-        from sinks.ledger.receivables import offset_entries
-
         entries = [(e["debit_account"], e["credit_account"], int(e["amount_fen"])) for e in self.journal_entries(fiscal_year=fiscal_year)]
         if fiscal_year is None:
             with self.engine.connect() as conn:
