@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from console.payments import payee_payments, payments_overview
 from console.users import Operator, authenticate, has_users
 from rules.exclusions import Exclusions, Listing
 from rules.money import format_fen, parse_amount
@@ -447,6 +448,14 @@ class LedgerReader:
                             "to": None if listing is None or listing.ends is None else listing.ends.isoformat()},
             })
         return {"as_of": self.today().isoformat(), "count": int(count), "total_fen": int(total), "total": format_fen(int(total)), "limit": limit, "holds": items}
+
+    def payments(self, limit: int = 50) -> dict[str, Any]:
+        """The Payments page (console/payments.py)."""
+        return payments_overview(self.engine, self.policy.timezone, self.today(), limit)
+
+    def payee_payments(self, payee_id: str, limit: int = 200) -> dict[str, Any] | None:
+        """A payee's payments and where each stands (console/payments.py); None for an unknown payee."""
+        return payee_payments(self.engine, payee_id, self.today(), limit)
 
     def health(self) -> dict[str, Any]:
         with self.engine.connect() as conn:

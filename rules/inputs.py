@@ -291,8 +291,8 @@ class PayeeExclusion(InputMessage):
         if self.ends is not None and self.ends < self.starts:
             raise ValueError(f"to ({self.ends}) is before from ({self.starts})")
         return self
-# -- v1.1: payee accounts (contract "payee-accounts"). Not a claim: the ledger's payments read
-# them (sinks/ledger/payments.py), so the topic is not in MODEL_BY_TOPIC, which intake decides.
+# -- v1.1: payee accounts (contract "payee-accounts"). Not a claim: intake hands them to the ledger's
+# payments (rules/payee_accounts.py), so the topic is not in MODEL_BY_TOPIC, whose claims intake decides.
 
 PAYEE_ACCOUNTS_TOPIC = "payee-accounts"
 AccountNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{8,32}$")]

@@ -45,8 +45,8 @@ EXAMPLES_DIR = HERE / "examples"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 
-#: v1.1 inputs that are not claims: intake does not read them (payee-exclusions: rules/exclusions.py;
-#: payee-accounts: the ledger's payments, sinks/ledger/payments.py)
+#: v1.1 inputs that are not claims: intake reads them for the ledger (payee-exclusions:
+#: rules/exclusions.py; payee-accounts: rules/payee_accounts.py, the ledger's payments)
 OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion, PAYEE_ACCOUNTS_TOPIC: PayeeAccount}
 TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OUTPUT_MODELS)
 MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OUTPUT_MODELS}
@@ -147,7 +147,7 @@ def topic_schema(topic: str, policy: Policy | None = None) -> dict[str, Any]:
     if topic in MODEL_BY_TOPIC or topic in OTHER_INPUT_MODELS:
         description += f"\n\n> {_COMMON_INPUT}"
         props = generated["properties"]
-        if topic in policy.sources:  # payee-accounts have no allow-list: the ledger's import sets their source
+        if topic in policy.sources:
             props["source"]["examples"] = sorted(policy.sources[topic])
             props["source"]["description"] = "the publishing system; intake refuses a source not on the topic's allow-list in the policy"
         if topic == "award-announcements":

@@ -193,6 +193,9 @@ def cmd_batch(args) -> int:
         print(f"held: {proposal.held} payment(s) of payees listed on payee-exclusions, not batched (`subsidy ledger holds` lists them)")
     if proposal.clawbacks:
         print(f"clawbacks left out: {proposal.clawbacks}, {format_fen(proposal.clawbacks_fen)} CNY: money to recover, never in a payment batch")
+    if proposal.offsets:
+        print(f"netted: {format_fen(proposal.offsets_fen)} CNY that payees owe back withheld from their payments ({proposal.offsets} offset(s)); "
+              "`subsidy ledger receivables` lists what is still owed")
     return 0
 
 

@@ -23,7 +23,8 @@ By job: ``schema.py`` the tables (defined once), ``database.py`` URLs, engines, 
 retries and bulk reads and writes, ``booking.py`` ``record()`` with the content hashes and cap
 charges, ``queries.py`` balances, statements and counts, ``verification.py`` the chain check, ``holds.py``
 the payments held while their payee is listed on payee-exclusions (contract v1.1), ``payments.py``
-payee accounts and maker-checker batches.
+payee accounts and maker-checker batches, ``receivables.py`` clawbacks netted against the next
+payments (offsets) and the aged receivables left.
 What other modules use is imported from here.
 """
 
@@ -47,6 +48,7 @@ from sinks.ledger.database import (
 from sinks.ledger.holds import Holds
 from sinks.ledger.payments import PaymentRefused, Payments
 from sinks.ledger.queries import Queries
+from sinks.ledger.receivables import Receivables
 from sinks.ledger.verification import Verification
 
 __all__ = [
@@ -74,6 +76,6 @@ __all__ = [
 ]
 
 
-class Ledger(Booking, Queries, Verification, Holds, Payments):
+class Ledger(Booking, Queries, Verification, Holds, Payments, Receivables):
     """A ledger database: ``Ledger.open(url)`` (creates or upgrades its schema), then ``record()``
     batches, query them and ``verify_chain()``; a context manager that closes its engine."""

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from sinks.ledger.booking import _READ_HEAD, _READ_HEAD_FOR_UPDATE, _SET_HEAD, canonical_json, sha256_hex
 from sinks.ledger.database import LedgerDatabase, LedgerError
-from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, hold_releases, holds_t, instructions_t, payee_accounts, payment_events
+from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, hold_releases, holds_t, instructions_t, offsets, payee_accounts, payment_events
 
 DEFAULT_DUAL_APPROVAL_ABOVE_FEN = 10_000_000_00  # 10,000,000.00 CNY
 
@@ -69,6 +69,8 @@ class Proposal:
     clawbacks: int  # clawbacks in the same selection: not paid, money to recover
     clawbacks_fen: int
     held: int  # payments of listed payees held today (payee-exclusions): not batched
+    offsets: int = 0  # clawbacks netted against these payments (sinks/ledger/receivables.py)
+    offsets_fen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +198,7 @@ class Payments(LedgerDatabase):
     # -- selecting payments ----------------------------------------------------------------
 
     def _unbatched(self, kind: str, clause_id: str | None, until: str | None, *, held: bool = False) -> sa.Select[Any]:
-        """Instructions of ``kind`` in no batch; payments held today (a listed payee, sinks/ledger/holds.py)
+        """Instructions of ``kind`` in no batch nor netted; payments held today (a listed payee, sinks/ledger/holds.py)
         left out, or with ``held`` only those."""
         i = instructions_t.c
         today = dt.datetime.now(self.zone or dt.timezone.utc).date().isoformat()
@@ -204,7 +206,8 @@ class Payments(LedgerDatabase):
         is_held = sa.exists().where(holds_t.c.instruction_id == i.instruction_id, ~released)
         query = (sa.select(i.instruction_id, i.payee_id, i.amount_fen, accounts.c.name)
                  .join(accounts, accounts.c.account_id == sa.literal("payable:") + i.payee_id)
-                 .where(i.kind == kind, ~sa.exists().where(batch_items.c.instruction_id == i.instruction_id), is_held if held else ~is_held)
+                 .where(i.kind == kind, ~sa.exists().where(batch_items.c.instruction_id == i.instruction_id), is_held if held else ~is_held,
+                        ~sa.exists().where(offsets.c.payment_id == i.instruction_id))  # a payment netted whole is in no batch item
                  .order_by(i.journal_seq))
         if clause_id:
             query = query.where(i.clause_id == clause_id)
@@ -238,8 +241,10 @@ class Payments(LedgerDatabase):
     def propose_batch(self, maker: str, *, clause_id: str | None = None, until: str | None = None,
                       dual_approval_above_fen: int = DEFAULT_DUAL_APPROVAL_ABOVE_FEN) -> Proposal:
         """Batch every unbatched payment (of ``clause_id``, value date up to ``until``) whose payee
-        has a current account, paid to that account. Clawbacks are never batched: they are money
-        to recover, counted in the result."""
+        has a current account, paid to that account, less what its payee owes back (clawbacks are
+        never batched: they are receivables, netted here, sinks/ledger/receivables.py)."""
+        from sinks.ledger.receivables import chain_offsets, net_payments, open_receivables  # receivables.py builds on this module
+
         def write() -> Proposal:
             now = _now()
             with self.engine.begin() as conn:
@@ -251,6 +256,11 @@ class Payments(LedgerDatabase):
                 awaiting = _awaiting(rows, current)
                 items = [(r.instruction_id, r.payee_id, int(r.amount_fen), a.account_name, a.account_number, a.bank_code)
                          for r in rows if (a := current.get(r.payee_id)) is not None]
+                payable = bool(items)
+                items, netted = net_payments(items, open_receivables(conn))
+                if payable and not items:  # an offset names its batch: none without a payment to send
+                    raise PaymentRefused(f"nothing to batch: every payment{_selection(clause_id, until)} is covered by what its payee owes back "
+                                         "(`subsidy ledger receivables`); they are netted in the next batch that pays another payment")
                 if not items:
                     held = sum(a.payments for a in awaiting)
                     raise PaymentRefused(f"nothing to batch: no unbatched payment{_selection(clause_id, until)} has a payee with a verified account"
@@ -265,8 +275,9 @@ class Payments(LedgerDatabase):
                 conn.execute(batches.insert(), header)
                 self._insert(conn, batch_items, _ITEM_COLUMNS, [(batch_id, *item) for item in items])
                 self._events(conn, batch_id, "batched", now)
-                self._chain(conn, head, "batch-proposed", batch_id, maker, header, now)
-            return Proposal(batch_id, len(items), total, required, awaiting, len(clawbacks), sum(clawbacks), held)
+                head = self._chain(conn, head, "batch-proposed", batch_id, maker, header, now)
+                chain_offsets(conn, head, batch_id, maker, netted, now)
+            return Proposal(batch_id, len(items), total, required, awaiting, len(clawbacks), sum(clawbacks), held, len(netted), sum(o.amount_fen for o in netted))
 
         return self._with_retry(write)[0]
 

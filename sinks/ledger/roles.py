@@ -40,6 +40,7 @@ from sinks.ledger.schema import (
     instructions_t,
     journal,
     metadata,
+    offsets,
     operator_actions,
     payee_accounts,
     payment_events,
@@ -51,7 +52,9 @@ WRITER_INSERTS = (decisions_t, instructions_t, rejections_t, journal, cap_charge
                   # finance's payments (subsidy payees, subsidy payments), each step a new row
                   payee_accounts, batches, batch_items, approvals, payment_events, chain_events,
                   # payee-exclusions listings, booked by intake with the holds they call for
-                  exclusion_listings)
+                  exclusion_listings,
+                  # clawbacks netted when a batch is proposed (sinks/ledger/receivables.py)
+                  offsets)
 WRITER_UPDATES = {chain_head: ("seq", "head_hash"), cap_usage: ("used", "cap_limit")}
 APPEND_ONLY_FUNCTION = "ledger_append_only()"
 

@@ -20,6 +20,7 @@ APPEND_ONLY: tuple[str, ...] = (
     "ledger_holds", "ledger_hold_releases", "ledger_exclusion_listings",
     # payments (0003_payments): a revocation, an approval, a status is a new row
     "ledger_payee_accounts", "ledger_batches", "ledger_batch_items", "ledger_approvals", "ledger_payment_events", "ledger_chain_events",
+    "ledger_offsets",  # 0006_offsets
     "operator_actions",
 )  # fmt: skip
 
@@ -270,6 +271,32 @@ chain_events = sa.Table(
     sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
     _recorded_at(),
     sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in CHAIN_EVENT_KINDS) + ")", name="ck_chain_events_kind"),
+)
+
+# A clawback netted against the same payee's payment when a batch is proposed (migration
+# 0006_offsets, sinks/ledger/receivables.py): a double entry (payable to receivable) that takes a
+# place in the journal's hash chain like ``chain_events``, its content hash over its own columns.
+offsets = sa.Table(
+    "ledger_offsets",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),  # shares the journal's sequence
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), nullable=False),
+    sa.Column("payment_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), nullable=False),
+    sa.Column("clawback_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), nullable=False),
+    sa.Column("payee_id", sa.String(128), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("debit_account", sa.String(300), nullable=False),
+    sa.Column("credit_account", sa.String(300), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
+    _recorded_at(),
+    sa.CheckConstraint("amount_fen > 0", name="ck_offsets_positive"),
+    sa.CheckConstraint("debit_account <> credit_account", name="ck_offsets_two_accounts"),
+    sa.UniqueConstraint("payment_id", "clawback_id", name="uq_offsets_payment_clawback"),
+    sa.Index("ix_ledger_offsets_payee", "payee_id"),
+    sa.Index("ix_ledger_offsets_clawback", "clawback_id"),
 )
 
 # The console's operators (console/users.py) and every state-changing action they took.

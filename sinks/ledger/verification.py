@@ -16,6 +16,7 @@ from rules.money import AmountError, parse_amount
 from sinks.ledger.booking import canonical_json, entry_hash, sha256_hex
 from sinks.ledger.database import LedgerDatabase
 from sinks.ledger.payments import chain_event_hash, items_digest
+from sinks.ledger.receivables import offset_chain_entries
 from sinks.ledger.schema import GENESIS_HASH, approvals, batch_items, batches, chain_events, chain_head, instructions_t, journal
 
 
@@ -72,7 +73,8 @@ class _PaymentEvents:
     """The chain entries of ``ledger_chain_events``, checked in their places among the journal's."""
 
     def __init__(self, conn: Connection, problems: list[str]):
-        self.pending = deque(conn.execute(sa.select(chain_events).order_by(chain_events.c.seq)))
+        # offsets (ledger_offsets) take their places in the same chain, checked as events of kind "offset"
+        self.pending: deque[Any] = deque(sorted([*conn.execute(sa.select(chain_events)), *offset_chain_entries(conn)], key=lambda event: event.seq))
         self.problems = problems
         items: dict[str, list[tuple[str, str, int, str, str, str]]] = {}
         for r in conn.execute(sa.select(batch_items)):
