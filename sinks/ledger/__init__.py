@@ -23,12 +23,13 @@ By job: ``schema.py`` the tables (defined once), ``database.py`` URLs, engines, 
 retries and bulk reads and writes, ``booking.py`` ``record()`` with the content hashes and cap
 charges, ``queries.py`` balances, statements and counts, ``verification.py`` the chain check, ``holds.py``
 the payments held while their payee is listed on payee-exclusions (contract v1.1), ``payments.py``
-payee accounts and maker-checker batches.
+payee accounts and maker-checker batches, ``bank_answers.py`` the bank's answers, re-issues and voids.
 What other modules use is imported from here.
 """
 
 from __future__ import annotations
 
+from sinks.ledger.bank_answers import AnswersRefused, BankAnswers
 from sinks.ledger.booking import Booking, CapOverrun, InvalidRecord, LedgerConflict, RecordResult, canonical_json, payable_account, sha256_hex
 from sinks.ledger.database import (
     DEFAULT_LEDGER_URL,
@@ -45,12 +46,13 @@ from sinks.ledger.database import (
     upgrade_schema,
 )
 from sinks.ledger.holds import Holds
-from sinks.ledger.payments import PaymentRefused, Payments
+from sinks.ledger.payments import PaymentRefused
 from sinks.ledger.queries import Queries
 from sinks.ledger.verification import Verification
 
 __all__ = [
     "DEFAULT_LEDGER_URL",
+    "AnswersRefused",
     "CapOverrun",
     "InvalidRecord",
     "Ledger",
@@ -74,6 +76,6 @@ __all__ = [
 ]
 
 
-class Ledger(Booking, Queries, Verification, Holds, Payments):
+class Ledger(Booking, Queries, Verification, Holds, BankAnswers):
     """A ledger database: ``Ledger.open(url)`` (creates or upgrades its schema), then ``record()``
     batches, query them and ``verify_chain()``; a context manager that closes its engine."""

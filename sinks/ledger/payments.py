@@ -106,6 +106,7 @@ class BatchItem:
     clause_id: str
     fiscal_year: int
     value_date: str
+    reissue: int = 0  # its earlier batches: 0 the first sending, n the n-th re-issue (EndToEndId, sinks/iso20022_answers.py)
 
 
 def utc_text(moment: dt.datetime) -> str:
@@ -238,8 +239,11 @@ class Payments(LedgerDatabase):
     def propose_batch(self, maker: str, *, clause_id: str | None = None, until: str | None = None,
                       dual_approval_above_fen: int = DEFAULT_DUAL_APPROVAL_ABOVE_FEN) -> Proposal:
         """Batch every unbatched payment (of ``clause_id``, value date up to ``until``) whose payee
-        has a current account, paid to that account. Clawbacks are never batched: they are money
+        has a current account, paid to that account, and re-issue the rejected or returned payments
+        whose payee has a corrected account (sinks/ledger/bank_answers.py). Clawbacks are never batched: they are money
         to recover, counted in the result."""
+        from sinks.ledger.bank_answers import reissues  # that module builds on this one
+
         def write() -> Proposal:
             now = _now()
             with self.engine.begin() as conn:
@@ -251,6 +255,7 @@ class Payments(LedgerDatabase):
                 awaiting = _awaiting(rows, current)
                 items = [(r.instruction_id, r.payee_id, int(r.amount_fen), a.account_name, a.account_number, a.bank_code)
                          for r in rows if (a := current.get(r.payee_id)) is not None]
+                items += reissues(conn, current, clause_id, until)
                 if not items:
                     held = sum(a.payments for a in awaiting)
                     raise PaymentRefused(f"nothing to batch: no unbatched payment{_selection(clause_id, until)} has a payee with a verified account"
@@ -319,15 +324,18 @@ class Payments(LedgerDatabase):
     def batch_contents(self, batch_id: str) -> tuple[BatchState, list[BatchItem]]:
         """A batch and its payments, in instruction order."""
         i, b = instructions_t.c, batch_items.c
+        earlier = batch_items.alias("earlier")
+        reissue = (sa.select(sa.func.count()).select_from(earlier)
+                   .where(earlier.c.instruction_id == b.instruction_id, earlier.c.batch_id < b.batch_id).scalar_subquery())
         query = (sa.select(b.instruction_id, b.payee_id, accounts.c.payee_kind, b.amount_fen, b.account_name, b.account_number, b.bank_code,
-                           i.policy_id, i.clause_id, i.fiscal_year, i.value_date)
+                           i.policy_id, i.clause_id, i.fiscal_year, i.value_date, reissue)
                  .join(instructions_t, i.instruction_id == b.instruction_id)
                  .join(accounts, accounts.c.account_id == sa.literal("payable:") + b.payee_id)
                  .where(b.batch_id == batch_id).order_by(b.instruction_id))
         with self.engine.connect() as conn:
             state = self._state(conn, batch_id)
             rows = conn.execute(query).all()
-        return state, [BatchItem(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8], int(r[9]), r[10]) for r in rows]
+        return state, [BatchItem(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8], int(r[9]), r[10], int(r[11])) for r in rows]
 
     def mark_sent(self, batch_id: str, actor: str) -> bool:
         """Record that the batch's payment file went to the bank; False when it already had."""
