@@ -116,6 +116,16 @@ class Transfer:
     creditor_account: str
 
 
+@dataclass(frozen=True, slots=True)
+class PaymentFile:
+    """A pain.001 as the bank reads it."""
+
+    message_id: str
+    debtor_account: str
+    execution_date: str
+    transfers: list[Transfer]
+
+
 # -- validation and reading ------------------------------------------------------------------
 
 
@@ -219,13 +229,16 @@ def read_answers(data: bytes) -> AnswerFile:
     return AnswerFile("camt.054", message_id, digest, answers)
 
 
-def read_statement(data: bytes) -> tuple[str, list[StatementEntry]]:
-    """(MsgId, booked entries with an EndToEndId) of a camt.053.001.08 statement, validated against its XSD."""
+def read_statement(data: bytes) -> tuple[str, set[str], list[StatementEntry]]:
+    """(MsgId, the days its balances are of, booked entries with an EndToEndId) of a camt.053.001.08
+    statement, validated against its XSD."""
     root, ns = _document(data, (CAMT053_NS,))
     body = root[0]
     message_id = _value(body, "GrpHdr/MsgId", ns) or ""
     entries: list[StatementEntry] = []
+    days: set[str] = set()
     for stmt in _findall(body, "Stmt", ns):
+        days.update((_value(bal, "Dt/Dt", ns) or (_value(bal, "Dt/DtTm", ns) or "")[:10]) for bal in _findall(stmt, "Bal", ns))
         for entry in _findall(stmt, "Ntry", ns):
             if _value(entry, "Sts/Cd", ns) not in (None, "BOOK"):
                 continue  # pending or informational entries are not yet money moved
@@ -238,17 +251,18 @@ def read_statement(data: bytes) -> tuple[str, list[StatementEntry]]:
                 if amount is None:
                     amount = _fen(entry, "Amt", ns, where) or 0
                 entries.append(StatementEntry(e2e, direction, amount, booked, _value(tx, "RtrInf/Rsn/Cd", ns)))
-    return message_id, entries
+    return message_id, days - {""}, entries
 
 
-def read_pain001(data: bytes) -> tuple[str, list[Transfer]]:
-    """(MsgId, credit transfers) of a pain.001.001.09, validated against its XSD."""
+def read_pain001(data: bytes) -> PaymentFile:
+    """The credit transfers of a pain.001.001.09, validated against its XSD."""
     root, ns = _document(data, (PAIN001_NS,))
     body = root[0]
     transfers = [Transfer(_value(tx, "PmtId/EndToEndId", ns) or "", _fen(tx, "Amt/InstdAmt", ns, "pain.001") or 0,
                           _value(tx, "CdtrAcct/Id/Othr/Id", ns) or "")
                  for tx in _findall(body, "PmtInf/CdtTrfTxInf", ns)]
-    return _value(body, "GrpHdr/MsgId", ns) or "", transfers
+    return PaymentFile(_value(body, "GrpHdr/MsgId", ns) or "", _value(body, "PmtInf/DbtrAcct/Id/Othr/Id", ns) or "NOTPROVIDED",
+                       _value(body, "PmtInf/ReqdExctnDt/Dt", ns) or "", transfers)
 
 
 # -- writing (the bank simulator) ------------------------------------------------------------
@@ -324,3 +338,30 @@ def camt053(message_id: str, created_at: str, account: str, day: str, opening_fe
            f"<Stmt><Id>{xml_escape(message_id)}</Id><CreDtTm>{created_at}</CreDtTm>{_ACCOUNT.format(xml_escape(account))}"
            f"{balance('OPBD', opening_fen)}{balance('CLBD', closing)}\n{body}</Stmt></BkToCstmrStmt></Document>\n")
     return _validated(xml, CAMT053_NS)
+
+
+# -- reconciling a statement -----------------------------------------------------------------
+
+
+def statement_differences(statement: list[StatementEntry], ledger: list[tuple[str, str, int]]) -> list[str]:
+    """Every difference between a statement's entries and the ledger's (EndToEndId, DBIT|CRDT, fen)
+    bookings of the same days, one line each; none when they match."""
+    booked: dict[tuple[str, str], list[int]] = {}
+    for e2e, direction, fen in ledger:
+        booked.setdefault((e2e, direction), []).append(fen)
+    on_statement: dict[tuple[str, str], list[int]] = {}
+    for entry in statement:
+        on_statement.setdefault((entry.end_to_end_id, entry.direction), []).append(entry.amount_fen)
+    what = {"DBIT": "payment", "CRDT": "return"}
+    lines = []
+    for key in sorted(set(booked) | set(on_statement)):
+        e2e, direction = key
+        ours, theirs = sorted(booked.get(key, [])), sorted(on_statement.get(key, []))
+        label = f"{what.get(direction, direction)} {e2e}"
+        if not ours:
+            lines.append(f"{label}: on the statement ({', '.join(format_fen(f) for f in theirs)} CNY), not in the ledger")
+        elif not theirs:
+            lines.append(f"{label}: in the ledger ({', '.join(format_fen(f) for f in ours)} CNY), not on the statement")
+        elif ours != theirs:
+            lines.append(f"{label}: {', '.join(format_fen(f) for f in theirs)} CNY on the statement, {', '.join(format_fen(f) for f in ours)} CNY in the ledger")
+    return lines

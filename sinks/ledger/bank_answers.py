@@ -294,14 +294,15 @@ class BankAnswers(Payments):
         batches = [per_batch[b] for b in sorted(per_batch) if batch_id in (None, b)]
         return batches, sorted(failed, key=lambda f: (f.batch_id, f.instruction_id)), states
 
-    def sent_and_returned(self) -> list[tuple[str, str, int]]:
-        """(EndToEndId, DBIT|CRDT, fen) of each settlement and return the ledger booked."""
+    def bookings(self, days: set[str]) -> list[tuple[str, str, int]]:
+        """(EndToEndId, DBIT|CRDT, fen) of each settlement and return the ledger booked on ``days``
+        (the booking day the bank's answer gave)."""
         a = bank_answers.c
         with self.engine.connect() as conn:
             sendings = {(s.instruction_id, s.batch_id): s for s in all_sendings(conn)}
-            rows = conn.execute(sa.select(a.instruction_id, a.batch_id, a.status).where(a.status.in_(("settled", "returned")))).all()
+            rows = conn.execute(sa.select(a.instruction_id, a.batch_id, a.status, a.occurred_at).where(a.status.in_(("settled", "returned")))).all()
         return [(sendings[(r.instruction_id, r.batch_id)].end_to_end_id, "DBIT" if r.status == "settled" else "CRDT",
-                 sendings[(r.instruction_id, r.batch_id)].amount_fen) for r in rows]
+                 sendings[(r.instruction_id, r.batch_id)].amount_fen) for r in rows if r.occurred_at[:10] in days]
 
     def trial_balance(self) -> dict[str, int]:
         """account -> debits minus credits over the journal and the payments' postings (sums to zero)."""
