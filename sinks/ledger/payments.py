@@ -6,7 +6,8 @@ payments of payees with a current account, and not held (``holds.py``), into a b
 to; ``approve_batch`` records an approval by someone other than the maker, and the last approval
 a batch needs makes its payments *approved*; ``mark_sent`` records the payment file given to the
 bank (*sent*). ``accepted``, ``rejected``, ``settled`` and ``returned`` are the bank's answers
-(``ledger_payment_events.status``), not written yet.
+(``ledger_payment_events.status``), booked with the money they move by ``bank_answers.py``, which
+also re-issues rejected and returned payments in the next batch.
 
 Each proposal, approval and sending is also an entry of the journal's hash chain
 (``ledger_chain_events``): it takes the next sequence number and chains to the head like a journal
