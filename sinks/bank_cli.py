@@ -148,7 +148,7 @@ def cmd_bank_sim(args) -> int:
             names.append(str(path))
     except OSError as error:
         raise _command_error()(f"bank-sim: cannot write in {args.out!r}: {error.strerror}") from None
-    print(f"bank-sim: {files.message_id}: {files.settled} settled, {files.rejected} rejected, {files.returned} of them returned; wrote {', '.join(names)}")
+    print(f"bank-sim: {files.message_id}: {files.settled} settled ({files.returned} of them then returned), {files.rejected} rejected; wrote {', '.join(names)}")
     return 0
 
 
