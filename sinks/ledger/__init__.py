@@ -79,3 +79,7 @@ __all__ = [
 class Ledger(Booking, Queries, Verification, Holds, BankAnswers):
     """A ledger database: ``Ledger.open(url)`` (creates or upgrades its schema), then ``record()``
     batches, query them and ``verify_chain()``; a context manager that closes its engine."""
+
+    def verify_chain(self) -> list[str]:
+        """The hash chain (``Verification``), then the bank's answers, postings and voids against its entries."""
+        return super().verify_chain() + self.verify_bank_answers()

@@ -15,7 +15,7 @@ as a double-entry posting (``ledger_payment_postings``):
 The journal's entry (budget -> payable) and these postings together always balance: the trial
 balance is zero. The answers of one file for one batch, and each void, take a place in the hash
 chain (``ledger_chain_events``, kinds ``bank-answers`` and ``payment-voided``) holding what was
-booked. An instruction's state is that of its last sending, or ``voided``; ``settled`` and
+booked, which ``verify_bank_answers`` checks the rows against. An instruction's state is that of its last sending, or ``voided``; ``settled`` and
 ``voided`` are final. A rejected or returned payment is re-issued by the next batch once its payee
 has a current account other than the one it failed on, or one verified after the failure.
 """
@@ -23,6 +23,7 @@ has a current account other than the one it failed on, or one verified after the
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +36,7 @@ from rules.inputs import PaymentStatus
 from sinks.iso20022_answers import AnswerFile, BankAnswer, end_to_end_id
 from sinks.ledger.booking import canonical_json, payable_account, sha256_hex
 from sinks.ledger.payments import Account, PaymentRefused, Payments
-from sinks.ledger.schema import bank_answers, batch_items, instructions_t, journal, payment_events, payment_postings, payment_voids
+from sinks.ledger.schema import bank_answers, batch_items, chain_events, instructions_t, journal, payment_events, payment_postings, payment_voids
 
 BANK_ACCOUNT = "bank:disbursement"
 FINAL_STATES = ("settled", "voided")
@@ -210,24 +211,29 @@ class BankAnswers(Payments):
         return self._with_retry(write)[0]
 
     def _book_answers(self, conn: Connection, head: tuple[int, str], answers: AnswerFile, batch_id: str,
-              group: list[tuple[Sending, BankAnswer, dict[str, Any]]], actor: str, now: str) -> tuple[int, str]:
-        body = {"file_sha256": answers.sha256, "source": answers.source, "message_id": answers.message_id, "answers": [m for _, _, m in group]}
+                      group: list[tuple[Sending, BankAnswer, dict[str, Any]]], actor: str, now: str) -> tuple[int, str]:
+        """One chain entry holding the answers of ``answers`` about ``batch_id`` and the postings they
+        move, then their rows."""
+        postings = []  # posting id, instruction, kind, debit, credit, fen: what the chain entry holds
+        for sending, answer, _ in group:
+            payable = payable_account(sending.payee_id)
+            if answer.status == "settled":
+                postings.append([answer.event_id, sending.instruction_id, "settlement", payable, BANK_ACCOUNT, sending.amount_fen])
+            elif answer.status == "returned":
+                postings.append([answer.event_id, sending.instruction_id, "return", BANK_ACCOUNT, payable, sending.amount_fen])
+        body = {"file_sha256": answers.sha256, "source": answers.source, "message_id": answers.message_id,
+                "answers": [m for _, _, m in group], "postings": postings}
         head = self._chain(conn, head, "bank-answers", batch_id, actor, body, now)
-        rows, events, postings = [], [], []
+        rows, events = [], []
         for sending, answer, message in group:
             text = canonical_json(message)
             rows.append((answer.event_id, answers.source, answers.sha256, answer.end_to_end_id, sending.instruction_id, batch_id, answer.status,
                          answer.reason_code, answer.amount_fen, answer.occurred_at, head[0], sha256_hex(text), text, now))
             events.append((sending.instruction_id, batch_id, answer.status, now, answer.reason_code))
-            payable = payable_account(sending.payee_id)
-            if answer.status in ("settled", "returned"):
-                debit, credit = (payable, BANK_ACCOUNT) if answer.status == "settled" else (BANK_ACCOUNT, payable)
-                postings.append((answer.event_id, sending.instruction_id, "settlement" if answer.status == "settled" else "return",
-                                 debit, credit, sending.amount_fen, head[0], now))
         self._insert(conn, bank_answers, ("event_id", "source", "file_sha256", "end_to_end_id", "instruction_id", "batch_id", "status",
                                           "reason_code", "amount_fen", "occurred_at", "chain_seq", "content_hash", "body", "recorded_at"), rows)
         self._insert(conn, payment_events, ("instruction_id", "batch_id", "status", "at", "reason_code"), events)
-        self._insert(conn, payment_postings, _POSTING_COLUMNS, postings)
+        self._insert(conn, payment_postings, _POSTING_COLUMNS, [(*posting, head[0], now) for posting in postings])
         return head
 
     # -- re-issues and voids -------------------------------------------------------------------
@@ -248,14 +254,13 @@ class BankAnswers(Payments):
                 if last.state not in ("rejected", "returned"):
                     raise PaymentRefused(f"payment {instruction_id} is {last.state} (batch {last.batch_id}): only a rejected or returned payment can be voided")
                 budget = conn.execute(sa.select(journal.c.debit_account).where(journal.c.instruction_id == instruction_id)).scalar_one()
+                posting = [f"void:{instruction_id}", instruction_id, "void", payable_account(last.payee_id), budget, last.amount_fen]
                 body = {"instruction_id": instruction_id, "batch_id": last.batch_id, "end_to_end_id": last.end_to_end_id, "state": last.state,
-                        "amount_fen": last.amount_fen, "debit_account": payable_account(last.payee_id), "credit_account": budget,
-                        "actor": actor, "reason": reason, "voided_at": now}
+                        "actor": actor, "reason": reason, "voided_at": now, "postings": [posting]}
                 seq, _ = self._chain(conn, head, "payment-voided", last.batch_id, actor, body, now)
                 conn.execute(payment_voids.insert(), {"instruction_id": instruction_id, "batch_id": last.batch_id, "actor": actor,
                                                       "reason": reason, "chain_seq": seq, "recorded_at": now})
-                self._insert(conn, payment_postings, _POSTING_COLUMNS,
-                             [(f"void:{instruction_id}", instruction_id, "void", payable_account(last.payee_id), budget, last.amount_fen, seq, now)])
+                self._insert(conn, payment_postings, _POSTING_COLUMNS, [(*posting, seq, now)])
                 return last, budget
 
         return self._with_retry(write)[0]
@@ -303,6 +308,44 @@ class BankAnswers(Payments):
             rows = conn.execute(sa.select(a.instruction_id, a.batch_id, a.status, a.occurred_at).where(a.status.in_(("settled", "returned")))).all()
         return [(sendings[(r.instruction_id, r.batch_id)].end_to_end_id, "DBIT" if r.status == "settled" else "CRDT",
                  sendings[(r.instruction_id, r.batch_id)].amount_fen) for r in rows if r.occurred_at[:10] in days]
+
+    def verify_bank_answers(self) -> list[str]:
+        """The answers, postings and voids against the chain entries that hold them: a row edited,
+        added or removed behind the ledger's back is a problem (the entries' own hashes are
+        ``verify_chain``'s)."""
+        problems: list[str] = []
+        with self.engine.connect() as conn:
+            entries = conn.execute(sa.select(chain_events.c.seq, chain_events.c.kind, chain_events.c.body)
+                                   .where(chain_events.c.kind.in_(("bank-answers", "payment-voided")))).all()
+            answers: dict[int, dict[str, Any]] = {}
+            for r in conn.execute(sa.select(bank_answers)):
+                answers.setdefault(int(r.chain_seq), {})[r.event_id] = r
+            postings: dict[int, dict[str, list[Any]]] = {}
+            for r in conn.execute(sa.select(payment_postings)):
+                postings.setdefault(int(r.chain_seq), {})[r.posting_id] = [r.posting_id, r.instruction_id, r.kind, r.debit_account, r.credit_account, int(r.amount_fen)]
+            voids = {int(r.chain_seq): r for r in conn.execute(sa.select(payment_voids))}
+        for entry in entries:
+            body = json.loads(entry.body)
+            where = f"chain seq {entry.seq} ({entry.kind})"
+            rows = answers.pop(entry.seq, {})
+            for message in body.get("answers", []):
+                row = rows.pop(message["event_id"], None)
+                if row is None:
+                    problems.append(f"{where}: answer {message['event_id']} is missing from ledger_bank_answers")
+                elif row.content_hash != sha256_hex(canonical_json(message)) or sha256_hex(row.body) != row.content_hash or \
+                        (row.status, row.end_to_end_id) != (message["status"], message["end_to_end_id"]):
+                    problems.append(f"{where}: answer {row.event_id} differs from what the entry holds: the row was edited")
+            problems.extend(f"answer {event_id} names {where}, which does not hold it: it was added" for event_id in rows)
+            if postings.pop(entry.seq, {}) != {p[0]: p for p in body["postings"]}:
+                problems.append(f"{where}: its postings in ledger_payment_postings differ from what the entry holds")
+            if entry.kind == "payment-voided":
+                void = voids.pop(entry.seq, None)
+                if void is None or (void.instruction_id, void.actor, void.reason) != (body["instruction_id"], body["actor"], body["reason"]):
+                    problems.append(f"{where}: the void of {body['instruction_id']} in ledger_payment_voids is missing or differs from the entry")
+        problems.extend(f"answer {event_id}: its chain seq {seq} is no entry of bank answers: it was added" for seq, rows in answers.items() for event_id in rows)
+        problems.extend(f"posting {posting_id}: its chain seq {seq} is no entry of bank answers or voids: it was added" for seq, rows in postings.items() for posting_id in rows)
+        problems.extend(f"the void of {void.instruction_id}: its chain seq {seq} is no void entry: it was added" for seq, void in voids.items())
+        return problems
 
     def trial_balance(self) -> dict[str, int]:
         """account -> debits minus credits over the journal and the payments' postings (sums to zero)."""
