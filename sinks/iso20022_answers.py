@@ -196,7 +196,13 @@ def read_answers(data: bytes) -> AnswerFile:
     created = _moment(_value(body, "GrpHdr/CreDtTm", ns) or "")
     answers: list[BankAnswer] = []
     if ns == PAIN002_NS:
-        for tx in _findall(body, "OrgnlPmtInfAndSts/TxInfAndSts", ns):
+        transactions = _findall(body, "OrgnlPmtInfAndSts/TxInfAndSts", ns)
+        group_status = _value(body, "OrgnlGrpInfAndSts/GrpSts", ns)
+        if not transactions and group_status:
+            # a status of the whole message names no payment: booking it would need the batch's items
+            raise AnswerFileError(f"pain.002 {message_id}: group status {group_status} of message {_value(body, 'OrgnlGrpInfAndSts/OrgnlMsgId', ns)} "
+                                  "with no status per transaction: ask the bank for one per EndToEndId")
+        for tx in transactions:
             e2e = _value(tx, "OrgnlEndToEndId", ns) or ""
             code = _value(tx, "TxSts", ns) or ""
             where = f"pain.002 {message_id}: EndToEndId {e2e or '(none)'}"

@@ -13,7 +13,7 @@ import pytest
 
 from bench.common import fresh_database
 from parties import uscc
-from sinks.iso20022_answers import camt054, end_to_end_id, read_answers
+from sinks.iso20022_answers import camt053, camt054, end_to_end_id, read_answers, read_statement
 from sinks.ledger import Ledger
 from subsidy.cli import main
 from tests.ledger.factory import TIMEZONE, purchase, run
@@ -80,6 +80,13 @@ def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys
     assert "booked 2 returned, 99 settled" in ok(capsys, ["payments", "ingest", first["camt054"], *ledger])
     assert "nothing new; 101 already booked" in ok(capsys, ["payments", "ingest", first["camt054"], *ledger])  # the same file twice
     assert "all as the ledger booked them" in ok(capsys, ["payments", "reconcile", first["camt053"], *ledger])
+    _, _, entries = read_statement(open(first["camt053"], "rb").read())
+    differing = tmp_path / "differing-camt053.xml"
+    differing.write_bytes(camt053("S-X", "2026-04-01T18:00:00+08:00", "1", "2026-04-01", 0,
+                                  [(e.end_to_end_id, e.amount_fen + (1 if n == 0 else 0), e.booked_on, e.reason_code) for n, e in enumerate(entries[:-1])]))
+    assert main(["payments", "reconcile", str(differing), *ledger]) == 1
+    lines, err = capsys.readouterr()
+    assert len(lines.splitlines()) == 2 and "2 difference(s)" in err and "not on the statement" in lines and "CNY on the statement," in lines
 
     status = json.loads(ok(capsys, ["payments", "status", "PB000001", "--json", *ledger]))
     assert {state: v["payments"] for state, v in status["batches"][0]["states"].items()} == {"settled": 97, "rejected": 1, "returned": 2}

@@ -15,6 +15,7 @@ from sinks.iso20022_answers import (
     StatementEntry,
     camt054,
     end_to_end_id,
+    pain002,
     parse_end_to_end_id,
     read_answers,
     read_statement,
@@ -64,6 +65,9 @@ def test_a_file_not_an_answer_is_refused_in_one_line():
         read_answers(pain001(2))
     with pytest.raises(AnswerFileError, match="not well-formed"):
         read_answers(b"<Document")
+    whole = pain002("S1", "2026-04-01T10:00:00+08:00", "PB000001", []).replace(b"</OrgnlNbOfTxs>", b"</OrgnlNbOfTxs><GrpSts>RJCT</GrpSts>")
+    with pytest.raises(AnswerFileError, match="group status RJCT of message PB000001 with no status per transaction"):
+        read_answers(whole)
     bad = camt054("N1", "2026-04-01T18:00:00+08:00", "1", [(UUID.replace("-", ""), 100, "2026-04-01", None)]).replace(b"<CdtDbtInd>DBIT</CdtDbtInd>", b"<CdtDbtInd>OUT</CdtDbtInd>", 1)
     with pytest.raises(AnswerFileError, match="does not validate against camt.054.001.08.xsd"):
         read_answers(bad)
