@@ -241,8 +241,8 @@ class Payments(LedgerDatabase):
                       dual_approval_above_fen: int = DEFAULT_DUAL_APPROVAL_ABOVE_FEN) -> Proposal:
         """Batch every unbatched payment (of ``clause_id``, value date up to ``until``) whose payee
         has a current account, paid to that account, and re-issue the rejected or returned payments
-        whose payee has a corrected account (sinks/ledger/bank_answers.py). Clawbacks are never batched: they are money
-        to recover, counted in the result."""
+        whose payee has a corrected account (sinks/ledger/bank_answers.py). Clawbacks are never
+        batched: they are money to recover, counted in the result."""
         from sinks.ledger.bank_answers import reissues  # that module builds on this one
 
         def write() -> Proposal:
