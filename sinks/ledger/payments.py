@@ -325,13 +325,15 @@ class Payments(LedgerDatabase):
     def batch_contents(self, batch_id: str) -> tuple[BatchState, list[BatchItem]]:
         """A batch and its payments, in instruction order."""
         i, b = instructions_t.c, batch_items.c
+        # one pass over the earlier batches' items rather than a count per item
         earlier = batch_items.alias("earlier")
-        reissue = (sa.select(sa.func.count()).select_from(earlier)
-                   .where(earlier.c.instruction_id == b.instruction_id, earlier.c.batch_id < b.batch_id).scalar_subquery())
+        sendings = (sa.select(earlier.c.instruction_id, sa.func.count().label("n")).where(earlier.c.batch_id < batch_id)
+                    .group_by(earlier.c.instruction_id).subquery())
         query = (sa.select(b.instruction_id, b.payee_id, accounts.c.payee_kind, b.amount_fen, b.account_name, b.account_number, b.bank_code,
-                           i.policy_id, i.clause_id, i.fiscal_year, i.value_date, reissue)
+                           i.policy_id, i.clause_id, i.fiscal_year, i.value_date, sa.func.coalesce(sendings.c.n, 0))
                  .join(instructions_t, i.instruction_id == b.instruction_id)
                  .join(accounts, accounts.c.account_id == sa.literal("payable:") + b.payee_id)
+                 .outerjoin(sendings, sendings.c.instruction_id == b.instruction_id)
                  .where(b.batch_id == batch_id).order_by(b.instruction_id))
         with self.engine.connect() as conn:
             state = self._state(conn, batch_id)
