@@ -33,13 +33,13 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
 from rules.inputs import PaymentStatus
+from rules.money import format_fen
 from sinks.iso20022_answers import AnswerFile, BankAnswer, end_to_end_id
 from sinks.ledger.booking import canonical_json, payable_account, sha256_hex
 from sinks.ledger.payments import Account, PaymentRefused, Payments
 from sinks.ledger.schema import bank_answers, batch_items, chain_events, instructions_t, journal, payment_events, payment_postings, payment_voids
 
 BANK_ACCOUNT = "bank:disbursement"
-FINAL_STATES = ("settled", "voided")
 #: a sending's state -> the answers that may follow it
 _NEXT = {"sent": ("accepted", "rejected", "settled"), "accepted": ("rejected", "settled"), "settled": ("returned",), "rejected": (), "returned": ()}
 #: the order in which a sending's events make its state (a later one wins)
@@ -150,7 +150,6 @@ def reissues(conn: Connection, current: dict[str, Account], clause_id: str | Non
     return items
 
 
-
 class BankAnswers(Payments):
     """The bank's answers, re-issues and voids; each write one transaction under the chain-head lock."""
 
@@ -187,7 +186,7 @@ class BankAnswers(Payments):
                         problems.append(f"{where}: no payment was sent with this EndToEndId")
                         continue
                     if answer.amount_fen is not None and answer.amount_fen != sending.amount_fen:
-                        problems.append(f"{where}: amount {answer.amount_fen / 100:.2f} differs from the {sending.amount_fen / 100:.2f} sent")
+                        problems.append(f"{where}: amount {format_fen(answer.amount_fen)} differs from the {format_fen(sending.amount_fen)} sent")
                         continue
                     state = states[answer.end_to_end_id]
                     if answer.status == state or (answer.status == "accepted" and state == "settled"):
