@@ -12,6 +12,7 @@ from pathlib import Path
 from rules.money import format_fen
 from sinks.cli import _command_error
 from sinks.cli import open_ledger as _open
+from sinks.payments_cli import _refusals
 
 
 def _read(path: str) -> bytes:
@@ -19,15 +20,6 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError as error:
         raise _command_error()(f"cannot read {path!r}: {error.strerror}") from None
-
-
-def _refusals(work):
-    from sinks.ledger import PaymentRefused
-
-    try:
-        return work()
-    except PaymentRefused as error:
-        raise _command_error()(str(error)) from None
 
 
 def cmd_ingest(args) -> int:
