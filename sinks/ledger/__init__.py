@@ -24,12 +24,14 @@ retries and bulk reads and writes, ``booking.py`` ``record()`` with the content 
 charges, ``queries.py`` balances, statements and counts, ``verification.py`` the chain check, ``holds.py``
 the payments held while their payee is listed on payee-exclusions (contract v1.1), ``payments.py``
 payee accounts and maker-checker batches, ``receivables.py`` clawbacks netted against the next
-payments (offsets) and the aged receivables left.
+payments (offsets) and the aged receivables left, ``bank_answers.py`` the bank's answers, re-issues
+and voids.
 What other modules use is imported from here.
 """
 
 from __future__ import annotations
 
+from sinks.ledger.bank_answers import AnswersRefused, BankAnswers
 from sinks.ledger.booking import Booking, CapOverrun, InvalidRecord, LedgerConflict, RecordResult, canonical_json, payable_account, sha256_hex
 from sinks.ledger.database import (
     DEFAULT_LEDGER_URL,
@@ -46,13 +48,14 @@ from sinks.ledger.database import (
     upgrade_schema,
 )
 from sinks.ledger.holds import Holds
-from sinks.ledger.payments import PaymentRefused, Payments
+from sinks.ledger.payments import PaymentRefused
 from sinks.ledger.queries import Queries
 from sinks.ledger.receivables import Receivables
 from sinks.ledger.verification import Verification
 
 __all__ = [
     "DEFAULT_LEDGER_URL",
+    "AnswersRefused",
     "CapOverrun",
     "InvalidRecord",
     "Ledger",
@@ -76,6 +79,10 @@ __all__ = [
 ]
 
 
-class Ledger(Booking, Queries, Verification, Holds, Payments, Receivables):
+class Ledger(Booking, Queries, Verification, Holds, BankAnswers, Receivables):
     """A ledger database: ``Ledger.open(url)`` (creates or upgrades its schema), then ``record()``
     batches, query them and ``verify_chain()``; a context manager that closes its engine."""
+
+    def verify_chain(self) -> list[str]:
+        """The hash chain (``Verification``), then the bank's answers, postings and voids against its entries."""
+        return super().verify_chain() + self.verify_bank_answers()

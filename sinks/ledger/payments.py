@@ -6,7 +6,8 @@ payments of payees with a current account, and not held (``holds.py``), into a b
 to; ``approve_batch`` records an approval by someone other than the maker, and the last approval
 a batch needs makes its payments *approved*; ``mark_sent`` records the payment file given to the
 bank (*sent*). ``accepted``, ``rejected``, ``settled`` and ``returned`` are the bank's answers
-(``ledger_payment_events.status``), not written yet.
+(``ledger_payment_events.status``), booked with the money they move by ``bank_answers.py``, which
+also re-issues rejected and returned payments in the next batch.
 
 Each proposal, approval and sending is also an entry of the journal's hash chain
 (``ledger_chain_events``): it takes the next sequence number and chains to the head like a journal
@@ -108,6 +109,7 @@ class BatchItem:
     clause_id: str
     fiscal_year: int
     value_date: str
+    reissue: int = 0  # its earlier batches: 0 the first sending, n the n-th re-issue (EndToEndId, sinks/iso20022_answers.py)
 
 
 def utc_text(moment: dt.datetime) -> str:
@@ -242,8 +244,11 @@ class Payments(LedgerDatabase):
                       dual_approval_above_fen: int = DEFAULT_DUAL_APPROVAL_ABOVE_FEN) -> Proposal:
         """Batch every unbatched payment (of ``clause_id``, value date up to ``until``) whose payee
         has a current account, paid to that account, less what its payee owes back (clawbacks are
-        never batched: they are receivables, netted here, sinks/ledger/receivables.py)."""
-        from sinks.ledger.receivables import chain_offsets, net_payments, open_receivables  # receivables.py builds on this module
+        never batched: they are receivables, netted here, sinks/ledger/receivables.py), and re-issue
+        the rejected or returned payments whose payee has a corrected account, at the amount first
+        sent (sinks/ledger/bank_answers.py)."""
+        from sinks.ledger.bank_answers import reissues  # these modules build on this one
+        from sinks.ledger.receivables import chain_offsets, net_payments, open_receivables
 
         def write() -> Proposal:
             now = _now()
@@ -261,6 +266,7 @@ class Payments(LedgerDatabase):
                 if payable and not items:  # an offset names its batch: none without a payment to send
                     raise PaymentRefused(f"nothing to batch: every payment{_selection(clause_id, until)} is covered by what its payee owes back "
                                          "(`subsidy ledger receivables`); they are netted in the next batch that pays another payment")
+                items += reissues(conn, current, clause_id, until)
                 if not items:
                     held = sum(a.payments for a in awaiting)
                     raise PaymentRefused(f"nothing to batch: no unbatched payment{_selection(clause_id, until)} has a payee with a verified account"
@@ -330,15 +336,20 @@ class Payments(LedgerDatabase):
     def batch_contents(self, batch_id: str) -> tuple[BatchState, list[BatchItem]]:
         """A batch and its payments, in instruction order."""
         i, b = instructions_t.c, batch_items.c
+        # one pass over the earlier batches' items rather than a count per item
+        earlier = batch_items.alias("earlier")
+        sendings = (sa.select(earlier.c.instruction_id, sa.func.count().label("n")).where(earlier.c.batch_id < batch_id)
+                    .group_by(earlier.c.instruction_id).subquery())
         query = (sa.select(b.instruction_id, b.payee_id, accounts.c.payee_kind, b.amount_fen, b.account_name, b.account_number, b.bank_code,
-                           i.policy_id, i.clause_id, i.fiscal_year, i.value_date)
+                           i.policy_id, i.clause_id, i.fiscal_year, i.value_date, sa.func.coalesce(sendings.c.n, 0))
                  .join(instructions_t, i.instruction_id == b.instruction_id)
                  .join(accounts, accounts.c.account_id == sa.literal("payable:") + b.payee_id)
+                 .outerjoin(sendings, sendings.c.instruction_id == b.instruction_id)
                  .where(b.batch_id == batch_id).order_by(b.instruction_id))
         with self.engine.connect() as conn:
             state = self._state(conn, batch_id)
             rows = conn.execute(query).all()
-        return state, [BatchItem(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8], int(r[9]), r[10]) for r in rows]
+        return state, [BatchItem(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8], int(r[9]), r[10], int(r[11])) for r in rows]
 
     def mark_sent(self, batch_id: str, actor: str) -> bool:
         """Record that the batch's payment file went to the bank; False when it already had."""

@@ -27,6 +27,7 @@ from sinks.ledger.database import LedgerError
 from sinks.ledger.schema import (
     accounts,
     approvals,
+    bank_answers,
     batch_items,
     batches,
     cap_charges,
@@ -44,6 +45,8 @@ from sinks.ledger.schema import (
     operator_actions,
     payee_accounts,
     payment_events,
+    payment_postings,
+    payment_voids,
     rejections_t,
 )
 
@@ -54,7 +57,9 @@ WRITER_INSERTS = (decisions_t, instructions_t, rejections_t, journal, cap_charge
                   # payee-exclusions listings, booked by intake with the holds they call for
                   exclusion_listings,
                   # clawbacks netted when a batch is proposed (sinks/ledger/receivables.py)
-                  offsets)
+                  offsets,
+                  # the bank's answers, settlements, returns and voids (subsidy payments ingest, void)
+                  bank_answers, payment_postings, payment_voids)
 WRITER_UPDATES = {chain_head: ("seq", "head_hash"), cap_usage: ("used", "cap_limit")}
 APPEND_ONLY_FUNCTION = "ledger_append_only()"
 
