@@ -9,7 +9,8 @@ Python dict (replay) and over a Faust table (streams). Three kinds of entries:
   ``count`` of paid claims, or of distinct subjects for a ``distinct`` cap);
 * ``["counted", clause, cap, period, *who, subject]``: paid claims of one subject under a
   ``distinct`` count cap, so a subject announced twice is counted once;
-* ``["combined-cap", cap, period, *who]``: a cap several programmes' clauses share (issue 28);
+* ``["cap", "clause+clause", cap, period, *who]``: a cap several programmes' clauses share (issue 28),
+  named by the clauses that share it, as the policy lists them;
 * ``["project", group, beneficiary, project_ref]``: which claim funds a beneficiary's project
   under 就高不重复 (issue 28): the claim key of the one paid, the others being declined or clawed back;
 * nothing else. Every entry is small and independent of how many events came before.
@@ -128,10 +129,10 @@ class _CapPlan:
     __slots__ = ("cap", "_scope_prefix", "_yearly", "_per", "_by_beneficiary", "_by_subject", "_scopes")
     _MAX_SCOPES = 1 << 14  # cached keys; beyond it the cache starts afresh
 
-    def __init__(self, clause: Clause, cap: Cap, combined: bool = False):
+    def __init__(self, owner: str, cap: Cap):
+        """``owner``: the clause's id, or the ids of the clauses sharing a combined cap joined by ``+``."""
         self.cap = cap
-        owner = ("combined-cap", cap.id) if combined else ("cap", clause.id, cap.id)
-        self._scope_prefix = "[" + ", ".join(map(encode_basestring, owner)) + ", "
+        self._scope_prefix = "[" + ", ".join(map(encode_basestring, ("cap", owner, cap.id))) + ", "
         self._yearly = cap.period == "fiscal-year"
         self._per = cap.per
         self._by_beneficiary = "beneficiary" in cap.per
@@ -169,7 +170,7 @@ class _ClausePlan:
         self.clause = clause
         self.programme = programme = policy.programme_of(clause.id)
         # its own caps, then the caps it shares with other programmes' clauses
-        self.caps = tuple(_CapPlan(clause, cap) for cap in clause.caps) + tuple(_CapPlan(clause, c.cap, combined=True) for c in combined)
+        self.caps = tuple(_CapPlan(clause.id, cap) for cap in clause.caps) + tuple(_CapPlan("+".join(c.clauses), c.cap) for c in combined)
         self.decision_ids = _StableIds("decision", programme.policy_id, clause.id)
         self.instruction_ids = _StableIds("instruction", programme.policy_id, clause.id)
         # a payment of this clause clawed back because a claim elsewhere funds its project for more
