@@ -237,6 +237,7 @@ class IntakeStage:
             batch.emit([], [], [rejection_of(origin, "internal-error", reason, self.clock())], key, record.timestamp)
             return None
         for claim in claims:
+            # keyed by project group or clause: docs/decisions/0012-claims-keyed-by-funding-group.md
             batch.outputs.put(CLAIMS_TOPIC, self.policy.claims_key(claim.clause_id).encode(), claim_record(claim, origin, record.timestamp))
             METRICS.claims.inc(claim.clause_id)
         return max((dt.datetime.fromisoformat(claim.occurred_at) for claim in claims), default=None)
