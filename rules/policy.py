@@ -19,6 +19,8 @@ import yaml
 from rules.money import AmountError, Rate, parse_amount
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "chengdu-ai-2025.yaml"
+# the city's programme and 成都高新区's run together (issue 28), as load_policy takes them
+SHIPPED_PROGRAMMES = os.pathsep.join(str(DEFAULT_POLICY_PATH.parent / name) for name in ("chengdu-ai-2025.yaml", "chengdu-high-tech-zone-2025.yaml"))
 
 T = TypeVar("T")
 BASES = ("stated", "assumed")
