@@ -238,6 +238,7 @@ def explain(policy: Policy, *, decision: dict[str, Any] | None = None, instructi
     computation = _field(record, "computation")
     if not isinstance(computation, dict):
         raise ExplainError("the record's computation is not an object")
+    policy = policy.programme_of(clause.id)  # of programmes run together, the clause's own
     checks = _Checks()
     checks.same("policy", f"{policy.policy_id} {policy.version}", f"{record.get('policy_id')} {record.get('policy_version')}")
     if decision is not None and instruction is not None:
