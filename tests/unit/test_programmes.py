@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from parties import enterprise
 from rules.engine import Engine
+from rules.explain import explain
 from rules.intake import intake
 from rules.policy import DEFAULT_POLICY_PATH, PolicyError, combine, load_policy, parse_policy
 from subsidy.replay import replay
@@ -187,3 +188,18 @@ def test_a_replay_of_the_events_in_any_line_order_makes_the_same_decisions(tmp_p
     random.Random(rng.random()).shuffle(lines)
     (folder / "b.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     assert _decisions_of_replay(policy, folder / "a.jsonl") == _decisions_of_replay(policy, folder / "b.jsonl")
+
+
+def test_explain_reproduces_a_supersession_a_decline_as_funded_elsewhere_and_the_combined_cap():
+    state: dict = {}
+    engine = Engine(BOTH, state)
+    outcomes = [engine.decide(claim) for topic, raw in (purchase("p1", "1000.00", project="X"), purchase("p2", "2000.00", project="X"))
+                for claim in intake(topic, raw, BOTH)]
+    decisions = [d.to_wire() for o in outcomes for d in o.decisions]
+    assert [(d["clause_id"], d["outcome"], d["declined_by"]) for d in decisions] == [
+        ("compute-voucher", "granted", None), ("hitech-compute-voucher", "declined", "funded-elsewhere"),
+        ("compute-voucher", "clawed-back", None), ("compute-voucher", "granted", None), ("hitech-compute-voucher", "declined", "funded-elsewhere")]
+    for decision in decisions:
+        original = decisions[0] if decision["outcome"] == "clawed-back" else None
+        explanation = explain(BOTH, decision=decision, original=original)
+        assert not explanation.differences, (decision["outcome"], explanation.differences)
