@@ -78,7 +78,7 @@ def _key_of(value: Any) -> bytes | None:
     return None
 
 
-def _envelope(line: bytes) -> tuple[str, bytes, Any]:
+def parse_envelope(line: bytes) -> tuple[str, bytes, Any]:
     """One JSONL line -> (topic, message bytes, parsed value or None); raises Rejected."""
     try:
         envelope = json.loads(line)
@@ -140,7 +140,7 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             summary.events += 1
             topic, raw, value = "", line, None
             try:
-                topic, raw, value = _envelope(line)
+                topic, raw, value = parse_envelope(line)
                 envelopes += 1
                 if topic == EXCLUSIONS_TOPIC:
                     listings.append(listing_from(raw, policy))
