@@ -229,7 +229,8 @@ function verdict(b) {
 function whatifLine(b) {
   const exhaustion = whatif.exhaustion || {};
   const after = whatifOf(exhaustion.new, b), before = whatifOf(exhaustion.current, b), change = whatifOf(whatif.diff, b);
-  if (after === undefined && before === undefined && change === undefined) return null;
+  // a clause without a programme budget whose total the change leaves alone: nothing to say
+  if (after === undefined && before === undefined && (change === undefined || /^-?0\.00$/.test(change))) return null;
   const policy = (whatif.policies && whatif.policies.new) || {};
   const day = (d) => (d ? `runs out ${d}` : d === null ? "lasts the year" : "—");
   return el("div", { class: "whatif-line", "data-clause": b.clause_id, "data-year": b.fiscal_year,
