@@ -1,7 +1,7 @@
 """What-if: the same events decided under two sets of policies, in memory, and what differs.
 
 ``simulate(events, policies)`` runs input messages through intake and the engine exactly as a
-replay does (every claim in event-time order, ``rules.event_time.order_key``; a dict state; no
+replay does (every claim in event-time order, ``rules.event_time.order_key``; the state in memory, ``rules.compact_state``; no
 ledger) and keeps only what a comparison needs, summed from the engine's records: net granted
 per programme, clause and fiscal year, net granted per payee, and the day each programme budget
 (a cap with ``per: []`` and a fiscal-year period) ran out. ``compare(current, new)`` sets two
@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 from zoneinfo import ZoneInfo
 
+from rules.compact_state import CompactState
 from rules.engine import Engine
 from rules.event_time import order_key
 from rules.intake import Claim, Rejected, intake
@@ -60,7 +61,7 @@ def simulate(events: Iterable[tuple[str, bytes]], policies: Sequence[Policy]) ->
                 outcome.rejected += 1
         claims.sort(key=order_key)
         outcome.claims += len(claims)
-        engine = Engine(policy, {})
+        engine = Engine(policy, CompactState())
         zone = ZoneInfo(policy.timezone)
         budget_caps = _programme_caps(policy)
         for claim in claims:

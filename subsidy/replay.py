@@ -4,7 +4,7 @@ Each line is one event: ``{"topic": "...", "value": {...}}`` (the message as a J
 or ``{"topic": "...", "raw": "..."}`` (the message's bytes as text, e.g. malformed JSON).
 The line number is the event's offset (partition ``None``) in rejection records.
 
-The running state is a plain dict. Claims are decided in event-time order, each clause's by
+The running state is in memory (``rules.compact_state``: decided claims kept pickled). Claims are decided in event-time order, each clause's by
 (occurred_at, source, event_id) whatever their place in the file, as the pipeline's decide stage
 releases them (``rules.event_time``): a replay pays exactly what the pipeline pays. So the whole
 file is read before the first claim is decided. Totals are summed from the engine's
@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from rules.compact_state import CompactState
 from rules.engine import Engine
 from rules.event_time import order_key
 from rules.exclusions import Listing, listing_from
@@ -195,7 +196,7 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
     summary.listings = len(listings)
     for number in listed_lines:
         done(number)
-    engine = Engine(policy, {})
+    engine = Engine(policy, CompactState())
     claims.sort(key=lambda entry: order_key(entry[0]))
     for claim, number in claims:
         line = open_lines[number]
