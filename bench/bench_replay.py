@@ -20,6 +20,7 @@ Run: ``python bench/bench_replay.py [--events 200000] [--pg-url URL] [--workdir 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -105,16 +106,18 @@ def bench(args: argparse.Namespace, log, workdir: Path) -> int:
     ratio = baseline["seconds"] / replay["seconds"]
     result = {
         "benchmark": "replay", "events": n,
-        "replay": {"seconds": replay["seconds"], "events_per_s": round(n / replay["seconds"]), "peak_rss_mib": replay["peak_rss_mib"]},
+        "replay": {"seconds": replay["seconds"], "cpu_seconds": replay["cpu_seconds"], "events_per_s": round(n / replay["seconds"]), "peak_rss_mib": replay["peak_rss_mib"]},
         "bare_insert": baseline, "ratio_bare_to_replay": round(ratio, 3),
-        "whatif": {"seconds": whatif["seconds"], "peak_rss_mib": whatif["peak_rss_mib"]},
+        "whatif": {"seconds": whatif["seconds"], "cpu_seconds": whatif["cpu_seconds"], "peak_rss_mib": whatif["peak_rss_mib"]},
+        "load_average": os.getloadavg(),
         "environment": environment(args.pg_url),
     }
     emit(result, args.json, [
         f"{n:,} events ({events})",
-        f"replay into PostgreSQL  {replay['seconds']:8.1f} s  {n / replay['seconds']:8,.0f} events/s  peak RSS {replay['peak_rss_mib']} MiB",
+        f"replay into PostgreSQL  {replay['seconds']:8.1f} s  {n / replay['seconds']:8,.0f} events/s  CPU {replay['cpu_seconds']} s  peak RSS {replay['peak_rss_mib']} MiB",
         f"bare INSERT, same rows  {baseline['seconds']:8.1f} s  ({baseline['rows']:,} rows)  ratio {ratio:.3f}",
-        f"whatif (0.60 -> 0.50)   {whatif['seconds']:8.1f} s  peak RSS {whatif['peak_rss_mib']} MiB",
+        f"whatif (0.60 -> 0.50)   {whatif['seconds']:8.1f} s  CPU {whatif['cpu_seconds']} s (both sides)  peak RSS {whatif['peak_rss_mib']} MiB",
+        f"load average at the end {' '.join(f'{load:.1f}' for load in os.getloadavg())}",
     ])
     return 0
 
