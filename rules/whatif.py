@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo
 from rules.compact_state import CompactState
 from rules.engine import Engine
 from rules.event_time import order_key
-from rules.intake import Claim, Rejected, intake
+from rules.inputs import InputMessage
+from rules.intake import Claim, Rejected, claims_from_message, parse_message
 from rules.money import format_fen
 from rules.policy import Policy
 from rules.records import AmountCapStep, Decision, GrantComputation
@@ -45,18 +46,38 @@ def _programme_caps(policy: Policy) -> dict[str, set[str]]:
     return {clause.id: {cap.id for cap in clause.caps if not cap.per and cap.period == "fiscal-year"} for clause in policy.clauses.values()}
 
 
-def simulate(events: Iterable[tuple[str, bytes]], policies: Sequence[Policy]) -> Outcome:
-    """Decide ``events`` ((topic, message bytes), e.g. a replay file's lines) under ``policies``.
+@dataclass
+class Messages:
+    """Input messages validated once (intake's policy-free half), for as many policies as asked."""
+
+    valid: list[tuple[str, InputMessage]]
+    invalid: int  # messages no policy could take: not JSON, not the contract
+
+
+def parse_events(events: Iterable[tuple[str, bytes]]) -> Messages:
+    messages = Messages([], 0)
+    for topic, raw in events:
+        try:
+            messages.valid.append((topic, parse_message(topic, raw)))
+        except Rejected:
+            messages.invalid += 1
+    return messages
+
+
+def simulate(events: Iterable[tuple[str, bytes]] | Messages, policies: Sequence[Policy]) -> Outcome:
+    """Decide ``events`` ((topic, message bytes), e.g. a replay file's lines, or those already
+    parsed by ``parse_events``) under ``policies``, as intake and the engine decide them.
 
     Each programme decides the claims its own intake makes, with its own state, as the pipeline's
     one-programme engine does today."""
+    messages = events if isinstance(events, Messages) else parse_events(events)
     outcome = Outcome()
-    events = list(events)
     for policy in policies:
+        outcome.rejected += messages.invalid
         claims: list[Claim] = []
-        for topic, raw in events:
+        for topic, message in messages.valid:
             try:
-                claims.extend(intake(topic, raw, policy))
+                claims.extend(claims_from_message(topic, message, policy))
             except Rejected:
                 outcome.rejected += 1
         claims.sort(key=order_key)
