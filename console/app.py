@@ -33,6 +33,7 @@ from console.readmodel import ConsoleError, LedgerReader, shown_url
 from console.sessions import COOKIE, CSRF_HEADER, SESSION_SECONDS, LoginLimiter, Session, Sessions
 from console.streams import StreamScraper
 from console.users import OPERATOR_KEY, Operator, record_action, require
+from console.whatif import NOT_SAVED
 from rules.policy import Policy, load_policy
 from sinks.ledger import make_engine
 
@@ -49,6 +50,7 @@ WRITER_URL = web.AppKey("writer_url", str)
 WRITER = web.AppKey("writer", dict)  # {"engine": Engine}, made at the first action
 SESSIONS = web.AppKey("sessions", Sessions)
 LIMITER = web.AppKey("limiter", LoginLimiter)
+WHATIF = web.AppKey("whatif", dict)  # the saved what-if (console/whatif.py), or NOT_SAVED
 # open without a login: the page and its login form (they hold no data), what tells the page
 # whether to ask for one, and what monitoring scrapes (/api/streams shows what /metrics does)
 OPEN_PATHS = frozenset({"/", "/login", "/api/login", "/api/session", "/api/streams", "/openapi.json", "/metrics", "/healthz"})
@@ -223,6 +225,10 @@ async def api_streams(request: web.Request) -> web.Response:
     return _json(request.app[SCRAPER].report())
 
 
+async def api_whatif(request: web.Request) -> web.Response:
+    return _json(request.app[WHATIF])
+
+
 async def openapi_json(request: web.Request) -> web.Response:
     return _json(spec(request.app[READER].policy.clauses))
 
@@ -383,6 +389,7 @@ ROUTES: list[tuple[str, Callable]] = [
     ("/api/rejections", api_rejections),
     ("/api/holds", api_holds),
     ("/api/streams", api_streams),
+    ("/api/whatif", api_whatif),
     ("/openapi.json", openapi_json),
     ("/metrics", metrics),
     ("/healthz", healthz),
@@ -404,6 +411,7 @@ def build_console(
     admin_token: str | None = None,
     scrape_interval: float = 5.0,
     today: dt.date | None = None,
+    whatif: dict[str, Any] | None = None,
 ) -> web.Application:
     """The console app.
 
@@ -411,7 +419,8 @@ def build_console(
     appended through ``writer_url`` (default ``ledger_url``; on PostgreSQL the writer role).
     ``admin_token`` defaults to $SUBSIDY_CONSOLE_ADMIN_TOKEN (unset: no break-glass admin).
     ``today`` fixes the date projections are made from (default: the current date in the
-    policy's time zone), for replays of a past year and for tests.
+    policy's time zone), for replays of a past year and for tests. ``whatif``: a saved what-if
+    (``console.whatif.load_saved_whatif``) that ``/api/whatif`` serves beside the burn-down.
     """
     if policy is None or isinstance(policy, (str, Path)):
         policy = load_policy(policy) if policy is not None else load_policy()
@@ -423,6 +432,7 @@ def build_console(
     app[WRITER] = {}
     app[SESSIONS] = Sessions()
     app[LIMITER] = LoginLimiter()
+    app[WHATIF] = whatif or NOT_SAVED
     for path, handler in ROUTES:
         app.router.add_get(path, handler)  # add_get also answers HEAD
     for path, handler in ACTIONS:

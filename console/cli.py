@@ -26,6 +26,7 @@ def add_console_commands(subparsers) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
     parser.add_argument("--worker-metrics", action="append", default=[], metavar="URL", help="a stream worker's Prometheus /metrics URL; repeat once per worker")
     parser.add_argument("--policy", default=None, metavar="FILE", help="policy file (default: the shipped policy)")
+    parser.add_argument("--whatif", default=None, metavar="FILE", help="a what-if saved by `subsidy whatif ... --save FILE`, shown beside the burn-down")
     parser.set_defaults(func=run_console)
     users = parser.add_subparsers(dest="console_command", metavar="users").add_parser("users", help="the console's operators")
     add = users.add_subparsers(dest="users_command", metavar="add", required=True).add_parser(
@@ -103,14 +104,16 @@ def run_console(args: argparse.Namespace) -> int:
 
     from console.app import build_console
     from console.readmodel import ConsoleError, shown_url
+    from console.whatif import SavedWhatIfError, load_saved_whatif
     from rules.policy import load_policy
     from sinks.ledger import ledger_url, reader_ledger_url
 
     url = reader_ledger_url(args.ledger)
     policy = load_policy(args.policy) if args.policy else load_policy()
     try:
-        app = build_console(url, policy, args.worker_metrics, writer_url=ledger_url(args.ledger))
-    except ConsoleError as error:
+        whatif = load_saved_whatif(args.whatif) if args.whatif else None
+        app = build_console(url, policy, args.worker_metrics, writer_url=ledger_url(args.ledger), whatif=whatif)
+    except (ConsoleError, SavedWhatIfError) as error:
         raise _command_error(str(error)) from None
     note = missing_ledger_note(url)
 

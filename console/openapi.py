@@ -269,6 +269,23 @@ SCHEMAS: dict[str, Any] = {
                 "paid_fen": _fen("in the payment file (null until batched)", nullable=True), "owed_fen": _fen("of a clawback: still owed back")}}},
         },
     },
+    "WhatIf": {
+        "type": "object",
+        "required": ["saved"],
+        "description": "The what-if the console was started with (`subsidy console --whatif FILE`, written by `subsidy whatif ... --save FILE`), or only `saved: false`.",
+        "properties": {
+            "saved": {"type": "boolean"},
+            "saved_at": {"type": "string"},
+            "events_file": {"type": "string"},
+            "policies": {"type": "object", "description": "current and new: policy_id, version and file", "additionalProperties": {"type": "object", "additionalProperties": {"type": "string"}}},
+            "current": {"type": "object", "properties": {"granted": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _money("net granted under the current policy")}}}},
+            "new": {"type": "object", "properties": {"granted": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": _money("net granted under the new policy")}}}},
+            "diff": {"type": "object", "description": "clause -> fiscal year -> new minus current", "additionalProperties": {"type": "object", "additionalProperties": _money("new minus current")}},
+            "payees_affected": {"type": "integer"},
+            "exhaustion": {"type": "object", "description": "current and new: clause -> fiscal year -> the day the programme budget ran out (null: it lasted)",
+                           "additionalProperties": {"type": "object", "additionalProperties": {"type": "object", "additionalProperties": {"type": ["string", "null"], "format": "date"}}}},
+        },
+    },
     "Streams": {
         "type": "object",
         "properties": {
@@ -399,6 +416,11 @@ def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
                 "From the workers' /metrics given with --worker-metrics, scraped every 5 s; with no worker configured, an empty list and an explanation.",
                 _json("Streams", "per-topic figures"),
                 ledger=False,
+            ),
+            "/api/whatif": _get(
+                "The saved what-if",
+                "A policy change's comparison saved by `subsidy whatif EVENTS --policy NEW --save FILE` and given to the console with --whatif FILE: totals under each policy, their difference and each programme budget's exhaustion date, shown beside the burn-down; `saved: false` without one.",
+                _json("WhatIf", "the saved what-if"),
             ),
             "/login": _get("The login page", "HTML form posting to /api/login.", {"description": "HTML", "content": {"text/html": {"schema": {"type": "string"}}}}, ledger=False),
             "/api/session": _get("Who is logged in", "Whether the ledger has operators (then the data under /api/ needs a login), and the session's operator and CSRF token.", _json("Session", "the session")),

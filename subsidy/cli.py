@@ -2,8 +2,8 @@
 
 Subcommands set ``func`` (``args -> exit code``) with ``set_defaults``. The adapters add
 their own: ``sinks.cli`` (ledger), ``sinks.payments_cli`` (payees, payments), ``streams.cli`` (worker,
-up, publish, demo, trace), ``streams.tools.topics`` (topics), ``subsidy.explain`` (explain) and
-``console.cli`` (console).
+up, publish, demo, trace), ``streams.tools.topics`` (topics), ``subsidy.explain`` (explain), ``subsidy.whatif``
+(whatif) and ``console.cli`` (console).
 
 A mistake the user can fix (a missing file, a bad policy file, a ledger URL that cannot be
 opened) prints one line ``subsidy: error: ...`` on stderr and exits 2, without a traceback.
@@ -26,6 +26,7 @@ from streams.cli import add_stream_commands
 from streams.tools.topics import add_topics_commands
 from subsidy.explain import add_explain_command
 from subsidy.runtime import tune_gc
+from subsidy.whatif import add_whatif_command
 
 USAGE_EXIT = 2
 
@@ -170,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--batch", type=int, default=1000, help=argparse.SUPPRESS)
     rep.set_defaults(func=cmd_replay)
 
+    add_whatif_command(subparsers)
     add_ledger_commands(subparsers)
     add_explain_command(subparsers)
     add_payment_commands(subparsers)

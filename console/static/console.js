@@ -7,6 +7,7 @@ const REFRESH_MS = 5000;
 const SVG_NS = "http://www.w3.org/2000/svg";
 const openDecisions = new Set();
 let busy = false;
+let whatif = { saved: false };  // /api/whatif: a policy change's comparison saved by `subsidy whatif --save`
 
 // ---------------------------------------------------------------- helpers
 
@@ -136,6 +137,16 @@ function renderKpis(summary) {
 
 // ---------------------------------------------------------------- burn-down charts
 
+function keepWhatif(data) { whatif = data; }
+
+// A saved what-if's figure for a budget: keyed by clause, or programme/clause when it compared several programmes.
+function whatifOf(table, b) {
+  if (!whatif.saved || !table) return undefined;
+  const programme = (whatif.policies && whatif.policies.current && whatif.policies.current.policy_id) || "";
+  const years = table[b.clause_id] || table[`${programme}/${b.clause_id}`];
+  return years ? years[String(b.fiscal_year)] : undefined;
+}
+
 function burnChart(b, big) {
   const W = big ? 1000 : 440, H = big ? 300 : 170;
   const M = { l: big ? 78 : 62, r: big ? 120 : 16, t: 12, b: 24 };
@@ -197,6 +208,12 @@ function burnChart(b, big) {
       root.append(svg("circle", { class: `exhaust ${p.status === "exhausted" ? "done" : ""}`, cx: x(d), cy: y(b.budget_fen), r: 4.5 }));
       root.append(svg("text", { class: "label-proj", x: Math.min(x(d), W - M.r - 150), y: y(b.budget_fen) - 8, text: `${p.status === "exhausted" ? "用尽 exhausted" : "预计用尽 projected"} ${p.exhaustion_date}` }));
     }
+    const whatifDay = whatifOf(whatif.exhaustion && whatif.exhaustion.new, b);
+    if (whatifDay) {
+      const d = dayIndex(whatifDay, year) + 1;
+      root.append(svg("rect", { class: "whatif", x: x(d) - 4, y: y(b.budget_fen) - 4, width: 8, height: 8, transform: `rotate(45 ${x(d)} ${y(b.budget_fen)})` }));
+      root.append(svg("text", { class: "label-whatif", x: Math.min(x(d), W - M.r - 150), y: y(b.budget_fen) + 16, text: `假设 what-if ${whatifDay}` }));
+    }
   }
   return root;
 }
@@ -208,6 +225,18 @@ function verdict(b) {
   if (p.status === "projected" && p.within_fiscal_year) return el("div", { class: "verdict warn", text: `按近30天趋势 ${cny(p.slope_per_day)}/天，预计 ${p.exhaustion_date} 用尽 · projected to run out on ${p.exhaustion_date}` });
   if (p.status === "projected") return el("div", { class: "verdict ok", text: `按近30天趋势 ${cny(p.slope_per_day)}/天，本年度不会用尽 · lasts the year (trend reaches the budget on ${p.exhaustion_date || "—"})` });
   return el("div", { class: "verdict ok", text: "近30天无新增 · no spending in the last 30 days" });
+}
+
+// The saved what-if beside a budget: when it runs out under the new policy and under the current one, over the what-if's events.
+function whatifLine(b) {
+  const exhaustion = whatif.exhaustion || {};
+  const after = whatifOf(exhaustion.new, b), before = whatifOf(exhaustion.current, b), change = whatifOf(whatif.diff, b);
+  // a clause without a programme budget whose total the change leaves alone: nothing to say
+  if (after === undefined && before === undefined && (change === undefined || /^-?0\.00$/.test(change))) return null;
+  const policy = (whatif.policies && whatif.policies.new) || {};
+  const day = (d) => (d ? `runs out ${d}` : d === null ? "lasts the year" : "—");
+  return el("div", { class: "whatif-line", "data-clause": b.clause_id, "data-year": b.fiscal_year,
+    text: `假设 what-if (${policy.version || "?"}, ${policy.file || "?"}, saved ${whatif.saved_at || "?"}): ${day(after)} · current policy on the same events: ${day(before)}${change !== undefined ? ` · granted ${change.startsWith("-") ? "" : "+"}${cny(change)}` : ""}` });
 }
 
 function renderBudgets(data) {
@@ -224,7 +253,7 @@ function renderBudgets(data) {
     );
     cards.push(el("div", { class: `chart-card ${big ? "main" : ""}` },
       el("h3", {}, clauseLabel(b.title, b.clause_id, b.programme), el("span", { class: "muted", text: `${b.fiscal_year} 财年` })),
-      facts, burnChart(b, big), verdict(b),
+      facts, burnChart(b, big), verdict(b), whatifLine(b),
       big ? el("div", { class: "legend" }, el("span", {}, el("i", { class: "l-granted" }), "已批准累计 granted"), el("span", {}, el("i", { class: "l-budget" }), "预算 budget"), el("span", {}, el("i", { class: "l-proj" }), "趋势预测 projection (30 d)")) : null,
     ));
   }
@@ -485,6 +514,7 @@ async function refresh() {
   const banner = document.getElementById("error");
   const tasks = [
     ["/api/summary", renderKpis],
+    ["/api/whatif", keepWhatif],  // before the budgets: they show it
     ["/api/budgets", renderBudgets],
     ["/api/caps/nearest?limit=12", renderCaps],
     ["/api/streams", renderStreams],

@@ -23,7 +23,7 @@ from sinks.ledger import Ledger
 MONEY = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]{2}$")
 # keys whose values may be floats: ratios, rates and counts that are not money
 FLOAT_KEYS = {"used_ratio", "events_in_total", "events_in_per_second", "events_out_total", "events_out_per_second", "lag", "scraped_at", "interval_seconds"}
-API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/held-payments", "/api/payments", "/api/holds", "/api/streams", "/healthz"]
+API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/held-payments", "/api/payments", "/api/holds", "/api/streams", "/api/whatif", "/healthz"]
 
 
 def run(app: web.Application, work):
@@ -77,7 +77,7 @@ def app(pipeline_ledger, policy):
 
 def test_every_api_route_answers_json_matching_its_openapi_schema(app):
     answers = get_all(app, API_PATHS + ["/openapi.json"])
-    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/held-payments": "HeldPayments", "/api/payments": "Payments", "/api/holds": "Holds", "/api/streams": "Streams"}
+    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/held-payments": "HeldPayments", "/api/payments": "Payments", "/api/holds": "Holds", "/api/streams": "Streams", "/api/whatif": "WhatIf"}
     for path, (status, headers, text) in answers.items():
         assert status == 200, (path, text[:300])
         assert headers["Content-Type"].startswith("application/json"), path
@@ -87,6 +87,28 @@ def test_every_api_route_answers_json_matching_its_openapi_schema(app):
             assert_money_is_never_float(document)
         if path in schemas:
             validate(document, schemas[path])
+
+
+def test_a_saved_whatif_is_served_beside_the_budgets(pipeline_ledger, policy, tmp_path):
+    """`subsidy whatif ... --save FILE` then `subsidy console --whatif FILE`: /api/whatif answers the file."""
+    from whatif_events import RATE_50, RATE_60, THREE_PURCHASES, events_line, policy_file
+
+    from console.whatif import SavedWhatIfError, load_saved_whatif
+    from subsidy.cli import main
+
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(events_line(topic, raw) + "\n" for topic, raw in THREE_PURCHASES), encoding="utf-8")
+    saved = tmp_path / "whatif.json"
+    assert main(["whatif", str(events), "--policy", str(policy_file(tmp_path, "new.yaml", (RATE_60, RATE_50))), "--json", "--save", str(saved)]) == 0
+    app = build_console(pipeline_ledger["url"], policy, today=dt.date(2026, 12, 31), whatif=load_saved_whatif(saved))
+    (status, _, text), = get_all(app, ["/api/whatif"]).values()
+    document = json.loads(text)
+    validate(document, "WhatIf")
+    assert status == 200 and document["saved"] is True and document["diff"] == {"compute-voucher": {"2026": "-300.00"}}
+    assert document["exhaustion"]["new"] == {"compute-voucher": {"2026": None}}
+    saved.write_text('{"granted": {}}')
+    with pytest.raises(SavedWhatIfError, match="is not one `subsidy whatif --save` wrote"):
+        load_saved_whatif(saved)
 
 
 def test_budgets_match_the_ledger_journal(app, pipeline_ledger, policy):
