@@ -5,7 +5,9 @@ first sending, then a re-issue after each rejection or return; EndToEndIds in
 ``sinks/iso20022_answers.py``). A sending goes sent -> accepted -> settled, or rejected (pain.002
 RJCT), or settled -> returned (camt.054, e.g. AC04). ``ingest_answers`` books each answer as a
 fact (``ledger_bank_answers``, its ``payment-status`` message as the body) and the money it moves
-as a double-entry posting (``ledger_payment_postings``):
+as a double-entry posting (``ledger_payment_postings``), a whole file or nothing; ``book_statuses``
+books the ``payment-status`` messages the pipeline and ``subsidy replay`` read the same way, each on
+its own, a message that does not fit a rejection in ``ledger_rejections``:
 
 * settled: payable:PAYEE -> ``bank:disbursement`` (the debtor account the transfers leave from);
 * returned: back, bank -> payable: the payee is owed the money again;
