@@ -47,6 +47,8 @@ SCHEMAS: dict[str, Any] = {
             "clause_id": {"type": "string", "examples": ["compute-voucher"]},
             "title": {"type": ["string", "null"], "description": "the clause's Chinese title from the policy", "examples": ["算力券"]},
             "article": {"type": ["integer", "null"]},
+            "programme": {"type": ["string", "null"], "description": "policy_id of the programme the clause belongs to (several may run together)",
+                          "examples": ["chengdu-high-tech-zone-2025"]},
         },
     },
     "Summary": {

@@ -141,7 +141,8 @@ class LedgerReader:
 
     def clause_info(self, clause_id: str) -> dict[str, Any]:
         clause = self.policy.clauses.get(clause_id)
-        return {"clause_id": clause_id, "title": clause.title if clause else None, "article": clause.article if clause else None}
+        return {"clause_id": clause_id, "title": clause.title if clause else None, "article": clause.article if clause else None,
+                "programme": self.policy.programme_of(clause_id).policy_id if clause else None}
 
     # -- budgets -------------------------------------------------------------------------
 

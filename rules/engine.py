@@ -9,6 +9,10 @@ Python dict (replay) and over a Faust table (streams). Three kinds of entries:
   ``count`` of paid claims, or of distinct subjects for a ``distinct`` cap);
 * ``["counted", clause, cap, period, *who, subject]``: paid claims of one subject under a
   ``distinct`` count cap, so a subject announced twice is counted once;
+* ``["cap", "clause+clause", cap, period, *who]``: a cap several programmes' clauses share (issue 28),
+  named by the clauses that share it, as the policy lists them;
+* ``["project", group, beneficiary, project_ref]``: which claim funds a beneficiary's project
+  under 就高不重复 (issue 28): the claim key of the one paid, the others being declined or clawed back;
 * nothing else. Every entry is small and independent of how many events came before.
 
 Invariants (checked with ``assert`` where they are cheap, and by the property tests):
@@ -29,7 +33,7 @@ from typing import Any, Literal, MutableMapping
 from rules.eligibility import ineligibility
 from rules.intake import Claim
 from rules.money import Rate, format_fen
-from rules.policy import Cap, Clause, Policy
+from rules.policy import Cap, Clause, CombinedCap, Policy
 from rules.records import (
     AmountCapStep,
     CapStep,
@@ -55,6 +59,7 @@ DECLINED: OutcomeName = "declined"
 CLAWED_BACK: OutcomeName = "clawed-back"
 ADJUSTED: OutcomeName = "adjusted"
 REFUND_RECORDED: OutcomeName = "refund-recorded"
+FUNDED_ELSEWHERE = "funded-elsewhere"  # declined_by of a claim whose project another claim funds for as much or more
 
 
 class _StableIds:
@@ -90,6 +95,10 @@ def claim_key(clause_id: str, source: str, event_id: str) -> str:
     return state_key("claim", clause_id, source, event_id)
 
 
+def project_key(group: str, beneficiary_id: str, project_ref: str) -> str:
+    return state_key("project", group, beneficiary_id, project_ref)
+
+
 def _who(cap_fields: tuple[str | None, ...], claim: Claim) -> list[str]:
     return [claim.beneficiary["id"] if name == "beneficiary" else (claim.subject or "") for name in cap_fields]
 
@@ -120,9 +129,10 @@ class _CapPlan:
     __slots__ = ("cap", "_scope_prefix", "_yearly", "_per", "_by_beneficiary", "_by_subject", "_scopes")
     _MAX_SCOPES = 1 << 14  # cached keys; beyond it the cache starts afresh
 
-    def __init__(self, clause: Clause, cap: Cap):
+    def __init__(self, owner: str, cap: Cap):
+        """``owner``: the clause's id, or the ids of the clauses sharing a combined cap joined by ``+``."""
         self.cap = cap
-        self._scope_prefix = "[" + ", ".join(map(encode_basestring, ("cap", clause.id, cap.id))) + ", "
+        self._scope_prefix = "[" + ", ".join(map(encode_basestring, ("cap", owner, cap.id))) + ", "
         self._yearly = cap.period == "fiscal-year"
         self._per = cap.per
         self._by_beneficiary = "beneficiary" in cap.per
@@ -152,14 +162,20 @@ class _CapPlan:
 class _ClausePlan:
     """One clause of a policy, with what its claims need looked up once instead of per claim."""
 
-    __slots__ = ("clause", "caps", "decision_ids", "instruction_ids", "_claim_key_prefix", "_terms_by_day")
+    __slots__ = ("clause", "programme", "caps", "decision_ids", "instruction_ids", "supersession_ids", "supersession_instruction_ids",
+                 "_claim_key_prefix", "_terms_by_day")
     _MAX_DAYS = 10_000  # decades of days; a clause that sees more starts its cache afresh
 
-    def __init__(self, policy: Policy, clause: Clause):
+    def __init__(self, policy: Policy, clause: Clause, combined: tuple[CombinedCap, ...] = ()):
         self.clause = clause
-        self.caps = tuple(_CapPlan(clause, cap) for cap in clause.caps)
-        self.decision_ids = _StableIds("decision", policy.policy_id, clause.id)
-        self.instruction_ids = _StableIds("instruction", policy.policy_id, clause.id)
+        self.programme = programme = policy.programme_of(clause.id)
+        # its own caps, then the caps it shares with other programmes' clauses
+        self.caps = tuple(_CapPlan(clause.id, cap) for cap in clause.caps) + tuple(_CapPlan("+".join(c.clauses), c.cap) for c in combined)
+        self.decision_ids = _StableIds("decision", programme.policy_id, clause.id)
+        self.instruction_ids = _StableIds("instruction", programme.policy_id, clause.id)
+        # a payment of this clause clawed back because a claim elsewhere funds its project for more
+        self.supersession_ids = _StableIds("supersession", programme.policy_id, clause.id)
+        self.supersession_instruction_ids = _StableIds("supersession-instruction", programme.policy_id, clause.id)
         self._claim_key_prefix = "[" + ", ".join(map(encode_basestring, ("claim", clause.id))) + ", "
         self._terms_by_day: dict[str, _Terms] = {}
 
@@ -180,7 +196,7 @@ class _ClausePlan:
         rate = entitlement.rate.at(day) if entitlement.kind == "share" and entitlement.rate else None
         amount = entitlement.amount.at(day) if entitlement.kind == "fixed" and entitlement.amount else None
         limits = []
-        for cap in self.clause.caps:
+        for cap in (plan.cap for plan in self.caps):
             if cap.amount is not None:
                 limit = cap.amount.at(day)
                 limits.append((limit, None if limit is None else format_fen(limit)))
@@ -201,7 +217,10 @@ def _plans(policy: Policy) -> dict[str, _ClausePlan]:
     if entry is None or entry[0] is not policy:
         if len(_PLANS) >= _MAX_POLICIES:
             _PLANS.clear()
-        entry = _PLANS[id(policy)] = (policy, {clause_id: _ClausePlan(policy, clause) for clause_id, clause in policy.clauses.items()})
+        entry = _PLANS[id(policy)] = (policy, {
+            clause_id: _ClausePlan(policy, clause, tuple(c for c in policy.combined_caps if clause_id in c.clauses))
+            for clause_id, clause in policy.clauses.items()
+        })
     return entry[1]
 
 
@@ -216,6 +235,8 @@ class Outcome:
 
 
 class Engine:
+    """Decides claims under ``policy``: one programme, or several run together (``rules.policy.combine``)."""
+
     def __init__(self, policy: Policy, state: State):
         self.policy = policy
         self.state = state
@@ -250,7 +271,8 @@ class Engine:
                 )
             )
         # Read back from the wire form the state keeps: re-emitted byte for byte.
-        return Outcome(decisions=[Decision.from_wire(record["decision"])], instructions=[Instruction.from_wire(i) for i in record["instructions"]], duplicate=True)
+        decisions = [Decision.from_wire(wire) for wire in (*record.get("supersedes", ()), record["decision"])]
+        return Outcome(decisions=decisions, instructions=[Instruction.from_wire(i) for i in record["instructions"]], duplicate=True)
 
     # -- a purchase, invoice, closing or announcement ------------------------------------
 
@@ -281,14 +303,21 @@ class Engine:
         declined_by = None
         reason = ""
         granted = 0
-        ineligible = ineligibility(self.policy, claim, terms.day)
+        ineligible = ineligibility(plan.programme, claim, terms.day)
+        project = self._project(clause, claim)
+        funder = self._funder(project, key)
+        released: dict[str, Any] = {}
         if raw is None:
             declined_by, reason = "not-in-force", not_in_force
         elif ineligible is not None:
             declined_by, reason = "not-eligible", ineligible
         elif raw == 0:
             declined_by, reason = "nothing-to-pay", "the entitlement is 0.00" + (" after refunds" if refunded else "")
+        elif funder is not None and raw <= funder[1]["granted"]:
+            declined_by, reason = FUNDED_ELSEWHERE, self._funded_elsewhere(claim, funder[1], raw)
         else:
+            if funder is not None:  # what the funding claim holds under shared caps is free to this one, should it pay more
+                released = self._release_tentatively(funder[1])
             granted = raw
             for cap_plan, (limit, limit_text) in zip(plan.caps, terms.limits):
                 cap = cap_plan.cap
@@ -322,6 +351,9 @@ class Engine:
                     charges.append((scope, used, adds, marker, counted_before))
                 if granted == 0:
                     break
+            if funder is not None and granted <= funder[1]["granted"]:  # the caps leave it no more than the funding claim's
+                self.state.update(released)
+                granted, declined_by, reason, steps = 0, FUNDED_ELSEWHERE, self._funded_elsewhere(claim, funder[1], granted), []
         charged = []
         if granted > 0:
             for scope, used, place, marker, counted_before in charges:
@@ -335,11 +367,20 @@ class Engine:
             base=claim.base, refunded_before_decision=refunded or None, rate=terms.rate_text, grade=claim.grade, raw_entitlement=raw, caps=tuple(steps), granted=granted,
         )
         instruction_id = plan.instruction_ids.of(claim.source, claim.event_id) if granted else None
+        supersedes: list[Decision] = []
+        instructions = []
+        if funder is not None and granted:
+            clawback, clawback_instruction = self._supersede(funder, claim, plan.decision_ids.of(claim.source, claim.event_id), late_by)
+            supersedes.append(clawback)
+            instructions.append(clawback_instruction)
+            reason = "; ".join(filter(None, (reason, f"pays more than decision {funder[1]['decision']['decision_id']} "
+                                                      f"({funder[1]['decision']['clause_id']}), which is clawed back by decision {clawback.decision_id} (就高不重复)")))
+        if project is not None and granted:
+            state[project] = {"claim": key}
         decision = self._decision(
             plan, claim, fiscal_year=claim.fiscal_year, outcome=outcome, payee=Party.from_wire(claim.payee), granted=granted, declined=(raw or 0) - granted,
             declined_by=declined_by, reason=reason, computation=computation, instruction_id=instruction_id, late_by=late_by,
         )
-        instructions = []
         if instruction_id is not None:
             instructions.append(_instruction(decision, instruction_id=instruction_id, kind="payment", computation=computation, corrects=None, event_ids=(claim.event_id,)))
         state[key] = {
@@ -354,8 +395,67 @@ class Engine:
             "fiscal_year": claim.fiscal_year,
             "payee": claim.payee,
             "instruction_id": instruction_id,
+            **({"supersedes": [d.to_wire() for d in supersedes]} if supersedes else {}),
         }
-        return Outcome(decisions=[decision], instructions=instructions)
+        return Outcome(decisions=[*supersedes, decision], instructions=instructions)
+
+    # -- 就高不重复: one project funded once, under the clause that pays most (issue 28) ------
+
+    def _project(self, clause: Clause, claim: Claim) -> str | None:
+        """The state key of the claim's project, if its clause is in a project group and it names one.
+        A project is the beneficiary's: a compute voucher paid to the provider funds the buyer's project."""
+        if clause.project_group is None or claim.project_ref is None:
+            return None
+        return project_key(clause.project_group, claim.beneficiary["id"], claim.project_ref)
+
+    def _funder(self, project: str | None, key: str) -> tuple[str, dict[str, Any]] | None:
+        """The other claim that funds the project now (key and record), if one does."""
+        pointer = self.state.get(project) if project is not None else None
+        if pointer is None or pointer["claim"] == key:
+            return None
+        record = self.state[pointer["claim"]]
+        return (pointer["claim"], record) if record["granted"] > 0 else None
+
+    @staticmethod
+    def _funded_elsewhere(claim: Claim, funding: dict[str, Any], would_pay: int) -> str:
+        decision = funding["decision"]
+        return (f"project {claim.project_ref!r} of {claim.beneficiary['id']} is funded by decision {decision['decision_id']} "
+                f"({decision['policy_id']} {decision['clause_id']}, {format_fen(funding['granted'])}); this claim would pay "
+                f"{format_fen(would_pay)}, not more, and one project is funded once (就高不重复)")
+
+    def _release_tentatively(self, funding: dict[str, Any]) -> dict[str, Any]:
+        """Give back the funding claim's caps, as its clawback would; returns the entries as they
+        were, to restore should the new claim not pay more after all."""
+        before = {name: self.state[name] for scope, _, marker in funding["charged"] for name in (scope, marker) if name}
+        self._release(funding["charged"], funding["granted"], whole=True)
+        return before
+
+    def _supersede(self, funder: tuple[str, dict[str, Any]], claim: Claim, by_decision: str, late_by: str | None) -> tuple[Decision, Instruction]:
+        """Claw back the whole payment of the claim that funded the project: its caps were released
+        already (``_release_tentatively``); a decision of its clause and year, naming the one that pays more."""
+        key, funding = funder
+        decision_wire = funding["decision"]
+        plan = self._plans[decision_wire["clause_id"]]
+        clawback = funding["granted"]
+        base = funding["base"] or 0
+        rate = Rate(*funding["rate"]) if funding["rate"] else None
+        computation = CorrectionComputation(
+            original_base=base, refunded_before=funding["refunded"], refund=0, net_base=base - funding["refunded"], rate=str(rate) if rate else None,
+            raw_entitlement=0, granted_before=clawback, granted_after=0, clawback=clawback,
+            caps_released=tuple(scope for scope, _, _ in funding["charged"]),
+        )
+        instruction_id = plan.supersession_instruction_ids.of(claim.source, claim.event_id)
+        reason = (f"project {claim.project_ref!r} of {claim.beneficiary['id']} is now funded by decision {by_decision} ({claim.clause_id}), "
+                  f"which pays more; the {format_fen(clawback)} of decision {decision_wire['decision_id']} is clawed back (就高不重复)")
+        decision = self._decision(
+            plan, claim, fiscal_year=funding["fiscal_year"], outcome=CLAWED_BACK, payee=Party.from_wire(funding["payee"]), granted=-clawback, declined=0,
+            declined_by=None, reason=reason, computation=computation, instruction_id=instruction_id, late_by=late_by,
+            decision_id=plan.supersession_ids.of(claim.source, claim.event_id), corrects=decision_wire["event_id"],
+        )
+        instruction = _instruction(decision, instruction_id=instruction_id, kind="clawback", computation=computation, corrects=funding["instruction_id"],
+                                   event_ids=(decision_wire["event_id"], claim.event_id))
+        self.state[key] = {**funding, "granted": 0, "charged": []}
+        return decision, instruction
 
     # -- a refund or credit note ---------------------------------------------------------
 
@@ -440,16 +540,18 @@ class Engine:
     def _decision(
         self, plan: _ClausePlan, claim: Claim, *, fiscal_year: int, outcome: OutcomeName, payee: Party, granted: int, declined: int,
         declined_by: str | None, reason: str, computation: Computation, instruction_id: str | None, late_by: str | None,
+        decision_id: str | None = None, corrects: str | None = None,
     ) -> Decision:
-        """The claim's decision: what the claim and the policy say, and what the caller decided."""
+        """The claim's decision: what the claim and the policy say, and what the caller decided.
+        ``decision_id`` and ``corrects``: of a supersession, which is the claim's decision about another's payment."""
         return Decision(
-            decision_id=plan.decision_ids.of(claim.source, claim.event_id),
+            decision_id=decision_id or plan.decision_ids.of(claim.source, claim.event_id),
             event_id=claim.event_id,
             source=claim.source,
             topic=claim.topic,
             occurred_at=claim.occurred_at,
-            policy_id=self.policy.policy_id,
-            policy_version=self.policy.version,
+            policy_id=plan.programme.policy_id,
+            policy_version=plan.programme.version,
             clause_id=plan.clause.id,
             fiscal_year=fiscal_year,
             outcome=outcome,
@@ -459,7 +561,7 @@ class Engine:
             declined=declined,
             declined_by=declined_by,
             reason=reason,
-            corrects=claim.corrects,
+            corrects=corrects or claim.corrects,
             computation=computation,
             instruction_id=instruction_id,
             late_by=late_by,

@@ -99,6 +99,7 @@ class ClawbackWorking:
     granted_before: int
     granted_after: int
     releases: tuple[Release, ...]
+    superseded: bool = False  # clawed back whole as a claim elsewhere funds the project for more (就高不重复)
 
     @property
     def net_base(self) -> int:
@@ -198,6 +199,7 @@ class Explanation:
                 "granted_before": format_fen(w.granted_before),
                 "granted_after": format_fen(w.granted_after),
                 "clawback": format_fen(w.clawback),
+                "superseded": w.superseded,
                 "releases": [{"cap": r.cap_id, "kind": r.kind, "scope": r.scope, "amount": _cap_figure(r.kind, r.amount)} for r in w.releases],
             }
         else:
@@ -238,12 +240,15 @@ def explain(policy: Policy, *, decision: dict[str, Any] | None = None, instructi
     computation = _field(record, "computation")
     if not isinstance(computation, dict):
         raise ExplainError("the record's computation is not an object")
+    # of programmes run together, the clause's own, and the caps it shares with the others' clauses
+    caps = clause.caps + tuple(c.cap for c in policy.combined_caps if clause.id in c.clauses)
+    policy = policy.programme_of(clause.id)
     checks = _Checks()
     checks.same("policy", f"{policy.policy_id} {policy.version}", f"{record.get('policy_id')} {record.get('policy_version')}")
     if decision is not None and instruction is not None:
         checks.same("decision and instruction computation", "the same", "the same" if decision.get("computation") == computation else "different")
     try:
-        values, working, day = _work(policy, clause, record, computation, original, checks)
+        values, working, day = _work(policy, clause, caps, record, computation, original, checks)
         paid_by = "instruction" if instruction is not None else "decision"
         paid = parse_amount(_field(instruction, "amount") if instruction is not None else _field(record, "granted"))
         recomputed = working.granted if isinstance(working, PaymentWorking) else -working.clawback if isinstance(working, ClawbackWorking) else 0
@@ -272,7 +277,7 @@ def _order(decision: dict[str, Any] | None) -> dict[str, Any]:
 # --- the working ------------------------------------------------------------------------------
 
 
-def _work(policy: Policy, clause: Clause, record: dict[str, Any], computation: dict[str, Any], original: dict[str, Any] | None,
+def _work(policy: Policy, clause: Clause, caps: tuple[Cap, ...], record: dict[str, Any], computation: dict[str, Any], original: dict[str, Any] | None,
           checks: _Checks) -> tuple[list[ValueUsed], Working, dt.date]:
     if "refunded_total" in computation:
         checks.money("granted", 0, _optional_money(computation.get("granted")))
@@ -288,7 +293,10 @@ def _work(policy: Policy, clause: Clause, record: dict[str, Any], computation: d
     checks.same("fiscal year", str(_fiscal_year(policy, record)), str(record.get("fiscal_year")))
     # who may be paid, from the parties the record names (the engine checks before any cap)
     parties = _Parties(payee=_field(record, "payee"), beneficiary=_field(record, "beneficiary"))
-    values, payment = _payment(clause, day, computation, checks, ineligibility(policy, parties, day))  # type: ignore[arg-type]
+    # declined as another claim funds the project for as much or more (就高不重复): the funding
+    # claim's amount is not in this record, the decision's reason names it
+    funded_elsewhere = record.get("declined_by") == "funded-elsewhere"
+    values, payment = _payment(clause, caps, day, computation, checks, ineligibility(policy, parties, day), funded_elsewhere)  # type: ignore[arg-type]
     return values, payment, day
 
 
@@ -300,8 +308,8 @@ class _Parties:
     beneficiary: dict[str, str]
 
 
-def _payment(clause: Clause, day: dt.date, computation: dict[str, Any], checks: _Checks,
-             ineligible: str | None = None) -> tuple[list[ValueUsed], PaymentWorking]:
+def _payment(clause: Clause, caps: tuple[Cap, ...], day: dt.date, computation: dict[str, Any], checks: _Checks,
+             ineligible: str | None = None, funded_elsewhere: bool = False) -> tuple[list[ValueUsed], PaymentWorking]:
     values = [_value("paid party", clause.paid_party, day, str)]
     entitlement_def = clause.entitlement
     base = _optional_money(computation.get("base"))
@@ -334,8 +342,10 @@ def _payment(clause: Clause, day: dt.date, computation: dict[str, Any], checks: 
     stopped_by = "not-in-force" if entitlement is None else "not-eligible" if ineligible else "nothing-to-pay" if entitlement == 0 else None
     if ineligible:
         granted = 0
+    elif stopped_by is None and funded_elsewhere:
+        granted, stopped_by = 0, "funded-elsewhere"
     steps: list[CapStep] = []
-    for position, cap in enumerate(clause.caps):
+    for position, cap in enumerate(caps):
         limit_dated = cap.amount or cap.count
         values.append(_value(f"cap {cap.id}", limit_dated, day, format_grouped if cap.amount else str))
         if granted == 0:  # the engine stops at the first cap that leaves nothing
@@ -404,8 +414,10 @@ def _clawback(clause: Clause, day: dt.date, record: dict[str, Any], computation:
         rate = _at(clause.entitlement.rate, day)
     checks.same("rate", _rate(rate), computation.get("rate"))
     net = base - refunded_before - refund
-    # a fixed or graded amount does not shrink with a refund
-    entitlement = rate.apply_floor(net) if rate else granted_before
+    # a refund of nothing that claws back everything: only a supersession (rules.engine._supersede)
+    superseded = refund == 0 and granted_before > 0 and _optional_money(computation.get("granted_after")) == 0
+    # a fixed or graded amount does not shrink with a refund; a superseded payment is entitled to nothing
+    entitlement = 0 if superseded else rate.apply_floor(net) if rate else granted_before
     granted_after = min(granted_before, entitlement)
     clawback = granted_before - granted_after
     checks.money("net base", net, _optional_money(computation.get("net_base")))
@@ -419,7 +431,7 @@ def _clawback(clause: Clause, day: dt.date, record: dict[str, Any], computation:
     releases = tuple(Release(str(step.get("cap")), str(step.get("kind")), str(step.get("scope")), _released(step, clawback, granted_after)) for step in charged)
     corrects_instruction = record.get("corrects") if "event_ids" in record else original.get("instruction_id")
     return values, ClawbackWorking(_corrects_event(record), corrects_instruction, base, refunded_before, refund, rate, entitlement,
-                                   granted_before, granted_after, releases)
+                                   granted_before, granted_after, releases, superseded)
 
 
 def _released(step: dict[str, Any], clawback: int, granted_after: int) -> int:

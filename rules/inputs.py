@@ -175,6 +175,9 @@ class InputMessage(_Strict):
     source: Text
     occurred_at: Timestamp
     beneficiary: Beneficiary
+    #: contract v1.1: the funded project or expense in the publishing system; one beneficiary's
+    #: project is funded under one clause only, the one that pays most (就高不重复)
+    project_ref: EventId | None = None
 
     #: the field naming the event this one corrects (refund or credit note), if the topic has one
     correction_field: ClassVar[str | None] = None

@@ -52,6 +52,7 @@ class Claim:
     subject: str | None
     corrects: str | None  # event_id of the purchase or invoice this refund/credit note corrects
     fingerprint: str  # digest of the validated message: tells a replay from a reused event_id
+    project_ref: str | None = None  # contract v1.1; None in claims written before it
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict, sharing the party dicts (``asdict`` deep-copies them: a tenth of
@@ -135,6 +136,9 @@ def _zone(name: str) -> ZoneInfo:
     return ZoneInfo(name)
 
 
+_NO_PROJECT = {"project_ref"}
+
+
 def _party(party: Any) -> dict[str, str]:
     return {"id": party_id(party), "kind": party.kind, "name": party.name}
 
@@ -149,7 +153,8 @@ def claims_from_message(topic: str, message: InputMessage, policy: Policy, recei
             f"source {message.source!r} may not publish to {topic}; allowed: {', '.join(sorted(allowed)) or 'none'}",
         )
     award = message.award if isinstance(message, AwardAnnouncement) else None
-    clauses = policy.clauses_for(topic, award)
+    # programmes run together: a source feeds the clauses of the programmes that list it
+    clauses = [c for c in policy.clauses_for(topic, award) if message.source in policy.programme_of(c.id).sources.get(topic, ())]
     if not clauses:
         if award is not None:
             raise Rejected("unknown-award", f"award {award!r} is not a clause of {policy.policy_id}; known awards: {', '.join(policy.awards)}")
@@ -159,7 +164,8 @@ def claims_from_message(topic: str, message: InputMessage, policy: Policy, recei
     if received_at is not None:
         _check_clock_skew(policy, message.occurred_at, received_at.astimezone(local.tzinfo))
     beneficiary = _party(message.beneficiary)
-    fingerprint = hashlib.sha256(message.model_dump_json().encode()).hexdigest()[:32]
+    # without an absent project_ref: an event decided before contract v1.1 keeps its fingerprint
+    fingerprint = hashlib.sha256(message.model_dump_json(exclude=_NO_PROJECT if message.project_ref is None else None).encode()).hexdigest()[:32]
     corrects = message.corrects
     claims = []
     for clause in clauses:
@@ -205,6 +211,7 @@ def claims_from_message(topic: str, message: InputMessage, policy: Policy, recei
                 subject=_field(message, "subject"),
                 corrects=corrects,
                 fingerprint=fingerprint,
+                project_ref=message.project_ref,
             )
         )
     return claims

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,8 @@ import yaml
 from rules.money import AmountError, Rate, parse_amount
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "chengdu-ai-2025.yaml"
+# the city's programme and 成都高新区's run together (issue 28), as load_policy takes them
+SHIPPED_PROGRAMMES = os.pathsep.join(str(DEFAULT_POLICY_PATH.parent / name) for name in ("chengdu-ai-2025.yaml", "chengdu-high-tech-zone-2025.yaml"))
 
 T = TypeVar("T")
 BASES = ("stated", "assumed")
@@ -94,6 +97,17 @@ class Clause:
     # programme window: a claim before ``starts`` or after the end in force is rejected
     starts: dt.date = dt.date.min  # the first day any of its dated values applies
     ends: Dated[dt.date] | None = None  # the last day a claim may have happened on
+    # 就高不重复 (issue 28): clauses of one project group, in any loaded programme, fund one
+    # payee's project (project_ref) once, under the clause that pays most
+    project_group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CombinedCap:
+    """A cap shared by clauses of several programmes (city and district compute vouchers together)."""
+
+    cap: Cap
+    clauses: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +123,23 @@ class Policy:
     clock_skew: Dated[dt.timedelta] | None = None
     # issue 25: USCC registration-division prefixes (GB 32100 characters 3-8) whose enterprises may be paid
     registration_divisions: Dated[tuple[str, ...]] | None = None
+    # issue 28: caps that clauses of this file share with clauses of another programme
+    combined_caps: tuple[CombinedCap, ...] = ()
+    # issue 28: several programmes run together (load_policy of a path list): this Policy is their
+    # union, each clause keeps its own programme (programme_of); empty for one programme
+    programmes: tuple["Policy", ...] = ()
+    _programme_by_clause: dict[str, "Policy"] = field(default_factory=dict, compare=False, repr=False)
+
+    def programme_of(self, clause_id: str) -> "Policy":
+        """The programme (policy file) a clause belongs to: its policy_id, version, eligibility and budgets."""
+        return self._programme_by_clause.get(clause_id, self)
+
+    def claims_key(self, clause_id: str) -> str:
+        """The key of a clause's claims on subsidy-claims (decision 0012): its project group when it
+        has one, as every clause of a group shares the record of which clause funds a project, and
+        the clauses of a combined cap are in one group; otherwise the clause itself."""
+        clause = self.clauses.get(clause_id)
+        return clause.project_group if clause is not None and clause.project_group else clause_id
 
     def clauses_for(self, topic: str, award: str | None = None) -> list[Clause]:
         return [c for c in self.clauses.values() if c.topic == topic and (c.award is None or c.award == award)]
@@ -309,7 +340,15 @@ def _clause(r: _Reader, clause_id: str, node: _Node, sources: dict[str, frozense
         allowed_lateness=_allowed_lateness(r, node, what),
         starts=starts,
         ends=_ends(r, node, what, starts),
+        project_group=_project_group(r, node, what),
     )
+
+
+def _project_group(r: _Reader, node: _Node, what: str) -> str | None:
+    group = node.get("project_group")
+    if group is not None and (not isinstance(group, str) or not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,99}", group)):
+        raise r.fail(node, f"{what}.project_group must be a name of lowercase letters, digits and hyphens, got {group!r}", "project_group")
+    return group
 
 
 # --- event-time order: how late a clause's claims may arrive --------------------------
@@ -372,7 +411,29 @@ def _registration_divisions(r: _Reader, doc: _Node) -> Dated[tuple[str, ...]] | 
     return r.dated(eligibility, "registration_division_prefix", "eligibility", _division_prefixes)
 
 
+def _combined_caps(r: _Reader, doc: _Node) -> tuple[CombinedCap, ...]:
+    """``combined_caps``: caps charged by every named clause, whichever programme it is in."""
+    if "combined_caps" not in doc:
+        return ()
+    nodes = doc["combined_caps"]
+    if not isinstance(nodes, list):
+        raise r.fail(doc, "combined_caps must be a list", "combined_caps")
+    combined = []
+    for node in nodes:
+        node = r.mapping(node, "combined cap", doc)
+        cap = _cap(r, node, "combined cap")
+        clauses = r.need(node, "clauses", f"combined cap {cap.id}")
+        if not isinstance(clauses, list) or len(clauses) < 2 or not all(isinstance(c, str) for c in clauses):
+            raise r.fail(node, f"combined cap {cap.id}: `clauses` must list the ids of two or more clauses (of any programme)", "clauses")
+        combined.append(CombinedCap(cap, tuple(clauses)))
+    return tuple(combined)
+
+
 def load_policy(path: str | Path = DEFAULT_POLICY_PATH) -> Policy:
+    """One policy file, or several programmes run together: ``path`` may list files separated by
+    ``os.pathsep`` (``city.yaml:district.yaml``, as in $SUBSIDY_POLICY), loaded by :func:`combine`."""
+    if isinstance(path, str) and os.pathsep in path:
+        return combine([load_policy(part) for part in path.split(os.pathsep) if part])
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -413,4 +474,51 @@ def parse_policy(raw: bytes, name: str = "<policy>") -> Policy:
         digest=hashlib.sha256(raw).hexdigest(),
         clock_skew=r.dated(doc, "clock_skew", "the policy file", parse_duration) if "clock_skew" in doc else None,
         registration_divisions=_registration_divisions(r, doc),
+        combined_caps=_combined_caps(r, doc),
+    )
+
+
+def combine(programmes: list[Policy]) -> Policy:
+    """Several programmes as one Policy: every clause, each answering to its own programme.
+
+    Clause ids are unique across programmes (the running state and the ledger's budget accounts
+    name a clause by its id); the programmes share a time zone (one fiscal year) and, for each
+    topic, their source allow-lists are kept per programme by ``programme_of(clause).sources``."""
+    if len(programmes) == 1:
+        return programmes[0]
+    clauses: dict[str, Clause] = {}
+    owner: dict[str, Policy] = {}
+    for programme in programmes:
+        if programme.timezone != programmes[0].timezone:
+            raise PolicyError(f"{programme.policy_id}:0: time zone {programme.timezone} differs from {programmes[0].policy_id}'s {programmes[0].timezone}; programmes run together share one fiscal year")
+        for clause_id, clause in programme.clauses.items():
+            if clause_id in clauses:
+                raise PolicyError(f"{programme.policy_id}:0: clause {clause_id!r} is also a clause of {owner[clause_id].policy_id}; clause ids must be unique across the programmes run together")
+            clauses[clause_id] = clause
+            owner[clause_id] = programme
+    awards = [c.award for c in clauses.values() if c.award]
+    if len(awards) != len(set(awards)):
+        raise PolicyError(f"{'+'.join(p.policy_id for p in programmes)}:0: two clauses of the programmes are triggered by the same award")
+    combined_caps = tuple(c for p in programmes for c in p.combined_caps)
+    for combined in combined_caps:
+        groups = {clauses[c].project_group for c in combined.clauses if c in clauses}
+        if len(groups) != 1 or None in groups:
+            raise PolicyError(f"combined cap {combined.cap.id}: its clauses {', '.join(combined.clauses)} must share one project_group, "
+                              "so that their claims are decided in one place (decision 0012)")
+    sources: dict[str, frozenset[str]] = {}
+    for programme in programmes:
+        for topic, names in programme.sources.items():
+            sources[topic] = sources.get(topic, frozenset()) | names
+    return Policy(
+        policy_id="+".join(p.policy_id for p in programmes),
+        version="+".join(p.version for p in programmes),
+        title=" + ".join(p.title for p in programmes),
+        timezone=programmes[0].timezone,
+        sources=sources,
+        clauses=clauses,
+        digest=hashlib.sha256("".join(p.digest for p in programmes).encode()).hexdigest(),
+        clock_skew=programmes[0].clock_skew,
+        combined_caps=combined_caps,
+        programmes=tuple(programmes),
+        _programme_by_clause=owner,
     )

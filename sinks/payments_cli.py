@@ -190,7 +190,7 @@ def cmd_batch(args) -> int:
         print(f"awaiting account: {held} payment(s) of {len(proposal.awaiting)} payee(s), {format_fen(sum(a.amount_fen for a in proposal.awaiting))} CNY, "
               "not batched (`subsidy payments awaiting` lists them)")
     if proposal.held:
-        print(f"held: {proposal.held} payment(s) of payees listed on payee-exclusions, not batched (`subsidy ledger holds` lists them)")
+        print(f"held: {proposal.held} payment(s) of payees listed on payee-exclusions, not batched (`subsidy ledger holds` lists the holds)")
     if proposal.clawbacks:
         print(f"clawbacks left out: {proposal.clawbacks}, {format_fen(proposal.clawbacks_fen)} CNY: money to recover, never in a payment batch")
     if proposal.offsets:

@@ -194,14 +194,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from rules.policy import load_policy
+    from rules.policy import SHIPPED_PROGRAMMES, load_policy
     from sinks.ledger import Ledger, shown_url
     from streams.tools.publish import publish_file
     from streams.tools.verify import cap_problems, compare_totals, expected_from_file, ledger_totals, totals_table, wait_until_accounted
     from subsidy.generate import generate_file
     from subsidy.progress import Progress
 
-    policy = load_policy(args.policy) if args.policy else load_policy()
+    args.policy = args.policy or SHIPPED_PROGRAMMES  # the demo runs the city's and the district's programmes together
+    policy = load_policy(args.policy)
     if args.ledger:
         args.ledger = _opened_ledger_url(args.ledger)
     workdir = Path(tempfile.mkdtemp(prefix="subsidy-demo-"))
@@ -294,7 +295,7 @@ def add_stream_commands(subparsers) -> None:
     worker = subparsers.add_parser("worker", help="run one pipeline worker (production; configured from SUBSIDY_* env)")
     worker.add_argument("--broker", metavar="HOST:PORT", help="Kafka bootstrap (default $SUBSIDY_BROKER)")
     worker.add_argument("--ledger", metavar="URL", help="ledger database URL (default $SUBSIDY_LEDGER_URL or sqlite:///subsidy-ledger.sqlite)")
-    worker.add_argument("--policy", metavar="FILE", help="policy file (default $SUBSIDY_POLICY or the shipped one)")
+    worker.add_argument("--policy", metavar="FILE[:FILE]", help="policy file, or files run together separated by ':' (default $SUBSIDY_POLICY or the shipped city one)")
     worker.add_argument("--partitions", type=int, help="partitions of the topics (default $SUBSIDY_PARTITIONS or 4)")
     worker.add_argument("--replication", type=int, help="replicas of the topics it creates (default $SUBSIDY_REPLICATION, else 3 on 3 brokers or more, 1 below)")
     worker.add_argument("--web-port", type=int, help="port of /metrics on 127.0.0.1 (default 6066)")
@@ -306,7 +307,8 @@ def add_stream_commands(subparsers) -> None:
         p.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
         p.add_argument("--ledger", metavar="URL", help=f"ledger database URL (default {ledger_default})")
         p.add_argument("--partitions", type=int, default=4, help="partitions per topic (default 4)")
-        p.add_argument("--policy", metavar="FILE", help="policy file (default: the shipped one)")
+        p.add_argument("--policy", metavar="FILE[:FILE]", help="policy file, or files run together separated by ':' (default: the shipped city one; "
+                       "demo: the city's and 成都高新区's together)")
         p.add_argument("--kafka", choices=("tansu", "apache"), default="tansu",
                        help="the broker: tansu (embedded, in memory; default) or apache (Apache Kafka, production's "
                             "broker, fetched from Maven Central once; needs Java 17 and Maven)")

@@ -56,7 +56,7 @@ def _seconds(text: str) -> float:
 class StreamConfig:
     broker: str = "kafka://127.0.0.1:9092"
     ledger_url: str | None = None  # None: sinks.ledger.DEFAULT_LEDGER_URL
-    policy_path: str | None = None  # None: the shipped policy
+    policy_path: str | None = None  # None: the shipped policy; files separated by os.pathsep run together
     partitions: int = DEFAULT_PARTITIONS
     # replicas of each topic the app creates; None: 3 where the cluster has 3 brokers or more, else 1
     # (streams/topics.py, which also sets min.insync.replicas from it)

@@ -25,7 +25,7 @@ import re
 import types
 import uuid
 from dataclasses import dataclass, fields
-from typing import Any, get_args, get_origin, get_type_hints
+from typing import Any, Callable, get_args, get_origin, get_type_hints
 
 import pydantic_core
 
@@ -71,7 +71,7 @@ class ClaimRecord:
 
 
 def claim_record(claim: Claim, origin: dict[str, Any], ts: float | None) -> bytes:
-    """The value intake writes to ``subsidy-claims`` (keyed by ``claim.clause_id``), in the
+    """The value intake writes to ``subsidy-claims`` (keyed by ``Policy.claims_key(claim.clause_id)``), in the
     pipeline's JSON form (``streams.state.compact_json``, which is this call)."""
     return pydantic_core.to_json({"claim": claim.to_dict(), "origin": origin, "ts": ts})
 
@@ -117,13 +117,14 @@ def _json_problem(value: bytes | None) -> tuple[Any, str]:
         return None, f"not JSON ({exc})"
 
 
-def read_claim_record(key: bytes | None, value: bytes | None) -> ClaimRecord:
+def read_claim_record(key: bytes | None, value: bytes | None, claims_key: Callable[[str], str] = str) -> ClaimRecord:
     """A ``subsidy-claims`` record as intake wrote it, or :class:`Unreadable`.
 
     Checks what deciding and booking rely on: a JSON object of exactly intake's fields, an
     origin the rejection record can name, a claim ``Claim.from_dict`` takes with every field of
-    its type, an ``occurred_at`` the ledger can date, and the key intake gives it (the clause:
-    a claim on another clause's partition would be decided against caps that are not there)."""
+    its type, an ``occurred_at`` the ledger can date, and the key intake gives it (``claims_key`` of
+    its clause, ``Policy.claims_key``: a claim on another partition would be decided against caps
+    that are not there)."""
     body, problem = _json_problem(value)
     if problem:
         raise unreadable_claim(problem)
@@ -165,8 +166,8 @@ def read_claim_record(key: bytes | None, value: bytes | None) -> ClaimRecord:
         dt.date.fromisoformat(claim.day)
     except ValueError:
         raise unreadable_claim("claim.occurred_at or claim.day is not an ISO date and time with an offset") from None
-    if key != claim.clause_id.encode("utf-8"):
-        raise unreadable_claim(f"its key is not the clause of its claim ({claim.clause_id[:100]!r})")
+    if key != claims_key(claim.clause_id).encode("utf-8"):
+        raise unreadable_claim(f"its key is not the claims key of its clause ({claim.clause_id[:100]!r})")
     return ClaimRecord(claim, origin, origin_key, ts)
 
 

@@ -258,7 +258,8 @@ class IntakeStage:
             batch.emit([], [], [rejection_of(origin, "internal-error", reason, self.clock())], key, record.timestamp)
             return None
         for claim in claims:
-            batch.outputs.put(CLAIMS_TOPIC, claim.clause_id.encode(), claim_record(claim, origin, record.timestamp))
+            # keyed by project group or clause: docs/decisions/0012-claims-keyed-by-funding-group.md
+            batch.outputs.put(CLAIMS_TOPIC, self.policy.claims_key(claim.clause_id).encode(), claim_record(claim, origin, record.timestamp))
             METRICS.claims.inc(claim.clause_id)
         return max((dt.datetime.fromisoformat(claim.occurred_at) for claim in claims), default=None)
 
@@ -355,8 +356,8 @@ class DecideStage:
                     if source in self.inputs:  # one of a topic's partitions beyond those the app was made with
                         order.progress(source, moment)
                 return
-            record = read_claim_record(message.key, message.value)
-            intended = self.partition_of(record.claim.clause_id.encode())  # the record's key, read_claim_record checked
+            record = read_claim_record(message.key, message.value, self.policy.claims_key)
+            intended = self.partition_of(message.key)  # type: ignore[arg-type]  # the claims key of its clause, read_claim_record checked
             if message.partition != intended:  # its clause's caps are in another partition's state
                 raise unreadable_claim(f"it is on partition {message.partition}, but intake puts clause "
                                        f"{record.claim.clause_id[:100]!r} on {intended}")

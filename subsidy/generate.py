@@ -22,6 +22,11 @@ What a year holds (default ``events=60000``, ``enterprises=1100``):
   benchmark scenarios, and Wu Wenjun awards to persons (GB 11643 ids) and teams;
 * ≈0.5 % invalid messages (bad USCC, fractional JSON number, missing field, unknown award,
   malformed JSON) and a few exact duplicates (redeliveries).
+
+With several programmes (issue 28: the city's and 成都高新区's), also: a quarter of the parties
+registered in a later programme's divisions, that programme's award lists, and purchases and
+invoices naming a ``project_ref``, some projects claimed twice (就高不重复). With one programme
+the file is as before, byte for byte.
 """
 
 from __future__ import annotations
@@ -160,6 +165,10 @@ class YearGenerator:
             raise ValueError("--events must be at least 200")
         _refuse_days_outside_the_programme(year, policy)
         self.year, self.events, self.n_enterprises = year, events, enterprises
+        self.policy = policy
+        # the divisions the later programmes pay in (a district's), to register some parties there
+        later = [p.registration_divisions.at(dt.date(year, 1, 1)) for p in policy.programmes[1:] if p.registration_divisions is not None]
+        self.district_regions = tuple(sorted({d.ljust(6, "0") for divisions in later if divisions for d in divisions}))
         self.rng = random.Random(seed)
         self.names = _Names(self.rng)
         self.sources = {topic: sorted(names) for topic, names in policy.sources.items()}
@@ -183,7 +192,7 @@ class YearGenerator:
 
     def build_parties(self) -> None:
         rng = self.rng
-        self.enterprises = [self._company(rng.choice(CHENGDU_REGIONS)) for _ in range(self.n_enterprises)]
+        self.enterprises = [self._company(self._region()) for _ in range(self.n_enterprises)]
         cities = {"110108": "北京", "110105": "北京", "310115": "上海", "310104": "上海", "440305": "深圳", "440306": "深圳",
                   "330106": "杭州", "320106": "南京", "500112": "重庆", "610131": "西安"}
         compute_sources = self.sources["compute-purchases"]
@@ -191,13 +200,13 @@ class YearGenerator:
         self.providers = []
         for i in range(32):
             # compute vouchers pay the provider, and the city pays only enterprises registered in Chengdu
-            region = rng.choice(CHENGDU_REGIONS)
+            region = self._region()
             org = self._company(region, ("云计算", "算力科技", "智算", "超算科技", "数据中心"), cities.get(region, "成都"))
             org.source = compute_sources[i % len(compute_sources)]
             self.providers.append(org)
         self.vendors = []
         for i in range(28):
-            region = rng.choice(OTHER_REGIONS) if i % 4 else rng.choice(CHENGDU_REGIONS)
+            region = rng.choice(OTHER_REGIONS) if i % 4 else self._region()
             org = self._company(region, ("智能科技", "人工智能科技", "大模型科技", "智谱科技", "云计算"), cities.get(region, "成都"))
             org.source = model_sources[0] if i % 5 else model_sources[-1]
             self.vendors.append(org)
@@ -217,6 +226,12 @@ class YearGenerator:
         self.model_cum = list(_accumulate(o.model_weight for o in self.model_users))
 
     # -- helpers -------------------------------------------------------------------------
+
+    def _region(self) -> str:
+        """A Chengdu registration division; with a district programme, a quarter in its divisions."""
+        if self.district_regions and self.rng.random() < 0.25:
+            return self.rng.choice(self.district_regions)
+        return self.rng.choice(CHENGDU_REGIONS)
 
     def _when(self, after: int | None = None) -> int:
         rng = self.rng
@@ -398,6 +413,44 @@ class YearGenerator:
         assert repeat is not None
         announce("typical-case", dict(repeat["beneficiary"]), repeat["subject"], list_day(12) + 10800)
 
+    def district_awards(self) -> None:
+        """The later programmes' award lists (a scenario list of 成都高新区), the first entries the
+        projects of city benchmark scenarios too: the same project under two programmes."""
+        rng = self.rng
+        city_scenarios = [e.value for e in self.out if e.value is not None and e.value.get("award") == "benchmark-scenario"]
+        for programme in self.policy.programmes[1:]:
+            sources = sorted(programme.sources.get("award-announcements", ()))
+            for clause in programme.clauses.values():
+                if clause.award is None or not sources or clause.entitlement.base != "base_amount":
+                    continue
+                at = (sum(_month_days(self.year)[:9]) + rng.randint(3, 24)) * 86400 + 10 * 3600
+                for i, name in enumerate(rng.sample(SCENARIOS, 10)):
+                    twin = city_scenarios[i] if i < 3 and i < len(city_scenarios) else None
+                    beneficiary = dict(twin["beneficiary"]) if twin else self._ent(rng.choice(self.enterprises))
+                    value = self._common(sources[0], at + i * 60, beneficiary)
+                    base = rng.randint(60, 450) * 10_000_00
+                    value.update(award=clause.award, approval_ref=f"成高管〔{self.year}〕{i + 1}号", subject=f"{self.year}年度{clause.title}：{name}",
+                                 base_amount=format_fen(base))
+                    if twin:
+                        value["project_ref"] = twin["project_ref"] = f"SCN-{self.year}-{i + 1:03d}"
+                    self._emit(at + i * 60, "award-announcements", value)
+
+    def projects(self, claims: list[_Event]) -> None:
+        """Name a project on some purchases and invoices, and claim a few of those projects again
+        in a later purchase or invoice of the same beneficiary (any programme may pay it)."""
+        rng = self.rng
+        named = rng.sample(claims, max(4, len(claims) // 20))
+        for n, event in enumerate(named, 1):
+            assert event.value is not None
+            event.value["project_ref"] = f"PRJ-{self.year}-{n:05d}"
+        for original in named[: max(3, len(named) // 4)]:
+            again = self.compute_purchase() if original.topic == "compute-purchases" else self.model_invoice()
+            assert again.value is not None and original.value is not None
+            again.at = max(again.at, original.at)
+            again.value["occurred_at"] = _timestamp(self.year, again.at)
+            again.value["beneficiary"] = dict(original.value["beneficiary"])
+            again.value["project_ref"] = original.value["project_ref"]
+
     def invalid(self, kind: str) -> _Event:
         """One message that must be rejected at intake, of the given kind."""
         rng = self.rng
@@ -445,6 +498,9 @@ class YearGenerator:
         n_compute = round(n_main * 0.55)
         purchases = [self.compute_purchase() for _ in range(n_compute)]
         invoices = [self.model_invoice() for _ in range(n_main - n_compute)]
+        if self.policy.programmes:
+            self.district_awards()
+            self.projects(purchases + invoices)
         for _ in range(n_invest):
             self.investment()
         # corrections: at most one per original, for 60% compute refunds, 40% credit notes

@@ -104,8 +104,10 @@ function dayIndex(iso, year) {
   return (Date.UTC(y, m - 1, d) - Date.UTC(year, 0, 1)) / 86400000;
 }
 
-function clauseLabel(title, id) {
-  return [el("span", { class: "zh", text: title || id }), " ", el("span", { class: "badge mono", text: id })];
+function clauseLabel(title, id, programme) {
+  // several programmes run together (city, district): say whose clause it is
+  return [el("span", { class: "zh", text: title || id }), " ", el("span", { class: "badge mono", text: id }),
+          programme ? el("span", { class: "muted small mono", text: ` ${programme}` }) : null];
 }
 
 async function getJSON(path) {
@@ -221,7 +223,7 @@ function renderBudgets(data) {
       ...(b.count_limits || []).map((c) => el("span", {}, `${c.cap} `, el("b", { text: `${c.used} / ${c.limit}` }))),
     );
     cards.push(el("div", { class: `chart-card ${big ? "main" : ""}` },
-      el("h3", {}, clauseLabel(b.title, b.clause_id), el("span", { class: "muted", text: `${b.fiscal_year} 财年` })),
+      el("h3", {}, clauseLabel(b.title, b.clause_id, b.programme), el("span", { class: "muted", text: `${b.fiscal_year} 财年` })),
       facts, burnChart(b, big), verdict(b),
       big ? el("div", { class: "legend" }, el("span", {}, el("i", { class: "l-granted" }), "已批准累计 granted"), el("span", {}, el("i", { class: "l-budget" }), "预算 budget"), el("span", {}, el("i", { class: "l-proj" }), "趋势预测 projection (30 d)")) : null,
     ));
@@ -403,7 +405,7 @@ function renderDecisions(data) {
     const toggle = () => { if (openDecisions.has(d.decision_id)) openDecisions.delete(d.decision_id); else openDecisions.add(d.decision_id); renderDecisions(data); };
     rows.push(el("tr", { class: `clickable ${isOpen ? "open" : ""}`, "data-decision": d.decision_id, onclick: toggle, title: "show the computation" },
       el("td", { class: "mono", text: when(d.occurred_at) }),
-      el("td", {}, clauseLabel(d.clause_title, d.clause_id)),
+      el("td", {}, clauseLabel(d.clause_title, d.clause_id, d.policy_id)),
       el("td", {}, el("span", { class: `outcome ${d.outcome}`, text: d.outcome })),
       el("td", {}, ben.name || ben.id || "—", payee.id && payee.id !== ben.id ? el("div", { class: "muted small", text: `paid to ${payee.name || payee.id}` }) : null),
       el("td", { class: "num", text: cny(d.granted) }),

@@ -23,15 +23,17 @@ revoked; an account is revoked by a message for the same account number and bank
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any, Iterable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from rules.exclusions import Exclusions, Listing
 from sinks.ledger.booking import _READ_HEAD, _READ_HEAD_FOR_UPDATE, _SET_HEAD, canonical_json, sha256_hex
 from sinks.ledger.database import LedgerDatabase, LedgerError
-from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, hold_releases, holds_t, instructions_t, offsets, payee_accounts, payment_events
+from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, exclusion_listings, hold_releases, holds_t, instructions_t, offsets, payee_accounts, payment_events
 
 DEFAULT_DUAL_APPROVAL_ABOVE_FEN = 10_000_000_00  # 10,000,000.00 CNY
 
@@ -261,12 +263,17 @@ class Payments(LedgerDatabase):
                 awaiting = _awaiting(rows, current)
                 items = [(r.instruction_id, r.payee_id, int(r.amount_fen), a.account_name, a.account_number, a.bank_code)
                          for r in rows if (a := current.get(r.payee_id)) is not None]
+                # the holds follow each claim's day, as a replay does; whatever they say, a payee
+                # listed today is not paid today (a listing added or extended after a release)
+                items, listed = self._not_listed(conn, items)
                 payable = bool(items)
                 items, netted = net_payments(items, open_receivables(conn))
                 if payable and not items:  # an offset names its batch: none without a payment to send
                     raise PaymentRefused(f"nothing to batch: every payment{_selection(clause_id, until)} is covered by what its payee owes back "
                                          "(`subsidy ledger receivables`); they are netted in the next batch that pays another payment")
-                items += reissues(conn, current, clause_id, until)
+                reissued, listed_reissues = self._not_listed(conn, reissues(conn, current, clause_id, until))
+                items += reissued
+                held += listed + listed_reissues
                 if not items:
                     held = sum(a.payments for a in awaiting)
                     raise PaymentRefused(f"nothing to batch: no unbatched payment{_selection(clause_id, until)} has a payee with a verified account"
@@ -286,6 +293,14 @@ class Payments(LedgerDatabase):
             return Proposal(batch_id, len(items), total, required, awaiting, len(clawbacks), sum(clawbacks), held, len(netted), sum(o.amount_fen for o in netted))
 
         return self._with_retry(write)[0]
+
+    def _not_listed(self, conn: Connection, items: list[tuple[str, str, int, str, str, str]]) -> tuple[list[tuple[str, str, int, str, str, str]], int]:
+        """The batch items whose payee no payee-exclusions listing covers today, and how many were left out."""
+        today = dt.datetime.now(self.zone or dt.timezone.utc).date()
+        known = Exclusions(Listing.from_dict(json.loads(row.body))
+                           for row in self._select_in(conn, exclusion_listings, "body", "payee_id", {item[1] for item in items}))
+        kept = [item for item in items if known.hold([item[1]], today) is None]
+        return kept, len(items) - len(kept)
 
     def _state(self, conn: Connection, batch_id: str) -> BatchState:
         row = conn.execute(sa.select(batches).where(batches.c.batch_id == batch_id)).first()

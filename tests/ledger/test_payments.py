@@ -211,6 +211,25 @@ def test_a_held_payment_is_not_batched_until_released(sqlite_ledger):
     assert sqlite_ledger.batch_contents(later.batch_id)[1][0].instruction_id == payment["instruction_id"]
 
 
+def test_a_payee_listed_today_is_not_batched_though_no_hold_was_recorded(sqlite_ledger):
+    """A listing that began after the claim's day holds nothing (the holds follow the claim's day,
+    as a replay does); the batch still leaves the listed payee out while the listing lasts."""
+    import datetime as dt
+
+    from rules.exclusions import Listing
+
+    today = dt.date.today()
+    since_yesterday = Listing(UNKNOWN, "debarred", "川财采〔2026〕7号", today - dt.timedelta(days=1), None, "credit", "x2", "2026-12-01T00:00:00+08:00")
+    sqlite_ledger.record([], [], [], listings=[since_yesterday])
+    assert sqlite_ledger.holds() == []
+    proposal = sqlite_ledger.propose_batch("alice")
+    assert (proposal.number_of_transactions, proposal.held) == (2, 1)
+    assert UNKNOWN not in {item.payee_id for item in sqlite_ledger.batch_contents(proposal.batch_id)[1]}
+    ended = dataclasses.replace(since_yesterday, ends=today - dt.timedelta(days=1), occurred_at="2026-12-02T00:00:00+08:00", event_id="x3")
+    sqlite_ledger.record([], [], [], listings=[ended])  # the newest message about the listing: it ended yesterday
+    assert sqlite_ledger.propose_batch("alice").number_of_transactions == 1
+
+
 def test_a_batch_or_an_approval_added_behind_the_ledger_is_found(sqlite_ledger):
     proposal = sqlite_ledger.propose_batch("alice")
     with sqlite_ledger.engine.begin() as conn:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import os
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -33,12 +34,13 @@ from schemas.outputs import Decision, DisbursementInstruction
 
 HERE = Path(__file__).resolve().parent
 POLICY = load_policy()
+POLICY_DIR = HERE.parent.parent / "policy"
 
 FILE_KEYS = ("scenarios",)
-CASE_KEYS = ("name", "topic", "defaults", "events", "totals")
+CASE_KEYS = ("name", "topic", "defaults", "events", "totals", "policies")
 EVENT_KEYS = ("topic", "expect", "received_at")  # besides the message fields of the event's topic
 EXPECT_KEYS = ("outcome", "granted", "declined", "declined_by", "fiscal_year", "payee", "beneficiary", "clause", "duplicate", "corrects", "instructions", "reject",
-               "held_by", "payable_from")
+               "held_by", "payable_from", "supersedes", "funded_by")
 # the claims topics, and the listings that hold payments (contract v1.1)
 SCENARIO_MODELS = {**MODEL_BY_TOPIC, EXCLUSIONS_TOPIC: PayeeExclusion}
 DEFAULT_SOURCE = {
@@ -131,9 +133,13 @@ def _case_problem(case: Any) -> str | None:
         problem = _unknown(event, allowed, where if set(event) - set(allowed) <= set(raw) else f"{where}defaults: ")
         if problem:
             return problem
-        problem = _unknown(event.get("expect") or {}, EXPECT_KEYS, f"{where}expect: ")
-        if problem:
-            return problem
+        for expect in _per_claim(event.get("expect")):
+            problem = _unknown(expect, EXPECT_KEYS, f"{where}expect: ")
+            if problem:
+                return problem
+    policies = case.get("policies", [])
+    if not isinstance(policies, list) or not all(isinstance(p, str) and (POLICY_DIR / p).is_file() for p in policies):
+        return f"'policies' must list policy files of {POLICY_DIR.name}/ run together"
     totals = case.get("totals", {})
     if not isinstance(totals, dict) or not all(isinstance(years, dict) for years in totals.values()):
         return "'totals' must map clause ids to {fiscal year: amount}"
@@ -190,6 +196,17 @@ def expand(topic: str, fields: dict, n: int) -> dict:
     return msg
 
 
+def _per_claim(expect: Any) -> list[Any]:
+    """An event's expectations, one per claim it makes: a list when it makes several (one per
+    programme's clause, in the order of ``policies``), else one mapping."""
+    return expect if isinstance(expect, list) else [expect or {}]
+
+
+def _policy(scenario: dict):
+    files = scenario.get("policies")
+    return load_policy(os.pathsep.join(str(POLICY_DIR / name) for name in files)) if files else POLICY
+
+
 def _money(value) -> str:
     return format_fen(parse_amount(value if isinstance(value, (str, int)) else str(value)))
 
@@ -223,18 +240,24 @@ def _check_hold(exclusions: Exclusions, claim, payments: list[dict], expect: dic
 
 def run_case(scenario: dict) -> None:
     state: dict = {}
-    engine = Engine(POLICY, state)
+    policy = _policy(scenario)
+    engine = Engine(policy, state)
     exclusions = Exclusions()
     emitted: dict[str, dict] = {}
-    first_decision: dict[tuple[str, str], dict] = {}
-    payment_of: dict[tuple[str, str], str] = {}  # (source, event_id) -> payment instruction id
+    first_decision: dict[tuple[str, str, str], dict] = {}
+    payment_of: dict[tuple[str, str, str], str] = {}  # (source, event_id, clause) -> payment instruction id
     default_topic = scenario.get("topic")
     accepted = []  # (claim, message, expectations, where) of the events intake accepts
     first_of: dict[tuple[str, str], int] = {}
+
+    def named(event_and_clause: list[str]) -> tuple[str, str, str]:
+        """``[event_id, clause]`` of an expectation (supersedes, funded_by) -> the key of that claim."""
+        event_id, clause_id = event_and_clause
+        return next(k for k in first_decision if k[1:] == (event_id, clause_id))
     for n, raw_event in enumerate(scenario["events"], 1):
         event = {**scenario.get("defaults", {}), **raw_event}
         topic = event.pop("topic", default_topic)
-        expect = event.pop("expect", {}) or {}
+        expects = _per_claim(event.pop("expect", None))
         received_at = event.pop("received_at", None)  # the broker's time of the message; none in a replay
         # a repeat of an event (same source and event_id) repeats its time too
         nth = first_of.setdefault((event.get("source", DEFAULT_SOURCE[topic]), event["event_id"]), n)
@@ -242,16 +265,17 @@ def run_case(scenario: dict) -> None:
         where = f"event {n} ({msg['event_id']})"
         data = json.dumps(msg, ensure_ascii=False).encode("utf-8")
         if topic == EXCLUSIONS_TOPIC:
-            _learn_listing(exclusions, data, expect, where)
+            _learn_listing(exclusions, data, expects[0], where)
             continue
         try:
-            claims = intake(topic, data, POLICY, None if received_at is None else dt.datetime.fromisoformat(received_at))
+            claims = intake(topic, data, policy, None if received_at is None else dt.datetime.fromisoformat(received_at))
         except Rejected as rejection:
-            assert expect.get("reject") == rejection.code, f"{where}: rejected by intake: {rejection.code}: {rejection.reason}"
+            assert expects[0].get("reject") == rejection.code, f"{where}: rejected by intake: {rejection.code}: {rejection.reason}"
             continue
-        assert len(claims) == 1, where
+        assert len(claims) == len(expects), f"{where}: {len(claims)} claims ({', '.join(c.clause_id for c in claims)}), {len(expects)} expectations"
         # the listings as they stood when the claim arrived: a later message may lift one
-        accepted.append((claims[0], msg, expect, where, copy.deepcopy(exclusions)))
+        for claim, expect in zip(claims, expects):
+            accepted.append((claim, msg, expect, where + (f" {claim.clause_id}" if len(claims) > 1 else ""), copy.deepcopy(exclusions)))
     # decided as the pipeline and a replay decide them: by occurred_at, source, event_id
     accepted.sort(key=lambda entry: order_key(entry[0]))
     for claim, msg, expect, where, listings in accepted:
@@ -261,14 +285,29 @@ def run_case(scenario: dict) -> None:
             assert not out.decisions and not out.instructions
             continue
         assert "reject" not in expect, f"{where}: expected rejection {expect['reject']}, got {out.decisions}"
-        assert len(out.decisions) == 1, where
-        decision = out.decisions[0].to_wire()
+        assert len(out.decisions) == 1 + bool(expect.get("supersedes")), where
+        decision = out.decisions[-1].to_wire()
         instructions = [i.to_wire() for i in out.instructions]
         # the records hold to the wire contract, and read back from it unchanged
-        Decision.model_validate(decision)
-        for record, wire in ((out.decisions[0], decision), *zip(out.instructions, instructions)):
+        for record in out.decisions:
+            Decision.model_validate(record.to_wire())
+        for record, wire in ((out.decisions[-1], decision), *zip(out.instructions, instructions)):
             assert type(record).from_wire(wire) == record, where
-        key = (msg["source"], msg["event_id"])
+        key = (msg["source"], msg["event_id"], claim.clause_id)
+        if "funded_by" in expect:
+            assert decision["declined_by"] == "funded-elsewhere", f"{where}: declined_by {decision['declined_by']!r}"
+            funding = first_decision[named(expect["funded_by"])]
+            assert funding["decision_id"] in decision["reason"], f"{where}: the reason does not name the funding decision: {decision['reason']}"
+        if expect.get("supersedes"):
+            # the payment of the claim it supersedes is clawed back whole, each decision naming the other
+            superseded = first_decision[named(expect["supersedes"])]
+            clawback, clawback_instruction = out.decisions[0].to_wire(), instructions.pop(0)
+            assert clawback["outcome"] == "clawed-back" and clawback["granted"] == "-" + superseded["granted"], f"{where}: {clawback}"
+            assert clawback["clause_id"] == superseded["clause_id"] and clawback["corrects"] == superseded["event_id"], where
+            assert decision["decision_id"] in clawback["reason"] and superseded["decision_id"] in decision["reason"], where
+            assert clawback_instruction["corrects"] == payment_of[named(expect["supersedes"])] and clawback_instruction["amount"] == clawback["granted"], where
+            DisbursementInstruction.model_validate(clawback_instruction)
+            emitted[clawback_instruction["instruction_id"]] = clawback_instruction
 
         # idempotency: a repeat re-emits the identical decision and no new instruction
         assert out.duplicate == expect.get("duplicate", False), f"{where}: duplicate={out.duplicate}"
@@ -321,7 +360,7 @@ def run_case(scenario: dict) -> None:
         if "corrects" in expect:
             assert decision["corrects"] == expect["corrects"], where
             if new:
-                assert new[0]["kind"] == "clawback" and new[0]["corrects"] == payment_of[(msg["source"], expect["corrects"])], where
+                assert new[0]["kind"] == "clawback" and new[0]["corrects"] == payment_of[(msg["source"], expect["corrects"], claim.clause_id)], where
 
     if "totals" in scenario:
         totals: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))

@@ -114,8 +114,8 @@ POISON_CLAIMS = {
     "payee without id": (*_edited(_set("claim.payee", {"kind": "enterprise", "name": "x"})), "claim.payee is not"),
     "occurred_at not a time": (*_edited(_set("claim.occurred_at", "March")), "claim.occurred_at or claim.day"),
     "occurred_at without offset": (*_edited(_set("claim.occurred_at", "2026-03-02T10:15:00")), "claim.occurred_at or claim.day"),
-    "keyed by another clause": (b"model-usage", intake_records()[0][1], "its key is not the clause"),
-    "no key": (None, intake_records()[0][1], "its key is not the clause"),
+    "keyed by another clause": (b"model-usage", intake_records()[0][1], "its key is not the claims key of its clause"),
+    "no key": (None, intake_records()[0][1], "its key is not the claims key of its clause"),
 }
 
 

@@ -39,7 +39,7 @@ BAD = {
     "case.yaml": (f"scenarios:\n  - name: a\n    topic: compute-purchases\n    event: [{GOOD_EVENT}]\n",
                   "scenarios/case.yaml: case 'a': unknown key 'event'; allowed: name, topic, defaults, events, totals"),
     "event.yaml": ('scenarios:\n  - name: a\n    topic: compute-purchases\n    events: [{event_id: p1, amount: "1.00", expected: {granted: "0.60"}}]\n',
-                   "scenarios/event.yaml: case 'a': event 1 (p1): unknown key 'expected'; allowed: amount, beneficiary, event_id, invoice_no, occurred_at, provider, refund_of, source, topic, expect"),
+                   "scenarios/event.yaml: case 'a': event 1 (p1): unknown key 'expected'; allowed: amount, beneficiary, event_id, invoice_no, occurred_at, project_ref, provider, refund_of, source, topic, expect"),
     "defaults.yaml": (f"scenarios:\n  - name: a\n    topic: compute-purchases\n    defaults: {{grade: x}}\n    events: [{GOOD_EVENT}]\n",
                       "scenarios/defaults.yaml: case 'a': event 1 (p1): defaults: unknown key 'grade'; allowed: amount, beneficiary"),
     "expect.yaml": ('scenarios:\n  - name: a\n    topic: compute-purchases\n    events: [{event_id: p1, amount: "1.00", expect: {grant: "0.60"}}]\n',

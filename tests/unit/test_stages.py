@@ -79,7 +79,7 @@ def stages():
     return IntakeStage(POLICY, 1, clock=lambda: AT, check_clock_skew=False), decide_stage(state), state
 
 
-def test_an_input_becomes_claims_keyed_by_clause_and_nothing_to_book(stages):
+def test_an_input_becomes_claims_keyed_by_their_clauses_claims_key_and_nothing_to_book(stages):
     intake, _, _ = stages
     batch = intake.take([intake_record(PURCHASE)])
     *claims, (progress_key, progress_value) = sent(batch, CLAIMS_TOPIC)
@@ -87,7 +87,7 @@ def test_an_input_becomes_claims_keyed_by_clause_and_nothing_to_book(stages):
     assert progress_key == PROGRESS_KEY and json.loads(progress_value) == {"progress": {"compute-purchases": {"0": "2026-03-02T10:15:00+08:00"}}}
     for key, value in claims:
         record = json.loads(value)
-        assert key == record["claim"]["clause_id"].encode()
+        assert key == POLICY.claims_key(record["claim"]["clause_id"]).encode()
         assert record["origin"]["topic"] == "compute-purchases" and record["ts"] == 1_772_417_700.0
     assert not batch.to_book()
 
