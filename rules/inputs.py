@@ -321,7 +321,10 @@ ReasonCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{4}$")]
 
 class PaymentStatus(_Strict):
     """A bank's answer about the payment whose pain.001 EndToEndId is ``end_to_end_id``; rejected
-    and returned carry the ISO 20022 reason (e.g. AC04 closed account)."""
+    and returned carry the ISO 20022 reason (e.g. AC04 closed account). Kafka key: the
+    ``end_to_end_id``, so that a payment's answers keep their order. One naming no payment sent, of
+    another amount than the one sent, or saying what the payment's state does not allow (settled
+    after rejected...) is a rejection on ``subsidy-rejections``."""
 
     event_id: EventId
     source: Text

@@ -14,12 +14,12 @@ from functools import lru_cache
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from rules.inputs import MODEL_BY_TOPIC, AwardAnnouncement, Enterprise, InputMessage, party_id
 from rules.policy import Clause, Policy
 
-M = TypeVar("M", bound=InputMessage)
+M = TypeVar("M", bound=BaseModel)  # an input model, or payment-status (no beneficiary)
 
 
 class Rejected(Exception):

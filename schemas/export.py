@@ -45,9 +45,10 @@ EXAMPLES_DIR = HERE / "examples"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 
-#: v1.1 inputs that are not claims: intake reads two of them for the ledger (payee-exclusions:
-#: rules/exclusions.py; payee-accounts: rules/payee_accounts.py, the ledger's payments); payment-status,
-#: the bank's answers, is booked by `subsidy payments ingest` (sinks/ledger/bank_answers.py)
+#: v1.1 inputs that are not claims: intake reads them for the ledger (payee-exclusions:
+#: rules/exclusions.py; payee-accounts: rules/payee_accounts.py, the ledger's payments; payment-status,
+#: the bank's answers: rules/payment_status.py, booked as `subsidy payments ingest` books a file's,
+#: sinks/ledger/bank_answers.py)
 OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion, PAYEE_ACCOUNTS_TOPIC: PayeeAccount, PAYMENT_STATUS_TOPIC: PaymentStatus}
 TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OUTPUT_MODELS)
 MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OUTPUT_MODELS}

@@ -12,6 +12,8 @@ from typing import Any, Callable
 from streams.metrics import METRICS
 from streams.stage_outputs import StageOutputs
 from streams.stages import StageBatch, short_error
+from streams.state import compact_json
+from streams.topics import REJECTIONS_TOPIC
 
 log = logging.getLogger("streams")
 
@@ -19,6 +21,8 @@ log = logging.getLogger("streams")
 LEDGER_REFUSED_EXIT = 70
 #: exit status of a worker whose intake or decide batch raised (nothing of the batch acknowledged)
 STAGE_FAILED_EXIT = 71
+#: who the ledger's chain names as booking the payment-status messages the workers read
+PIPELINE_ACTOR = "pipeline"
 #: how long a stopping worker lets a batch's records reach the broker before exiting unacknowledged
 STOPPING_DELIVERY_SECONDS = 60.0
 
@@ -46,7 +50,11 @@ class Checkpoint:
          ``on_delivered``: RocksDB in one atomic batch; the memory store records the offset),
          so the state is flushed here, never ahead of its changelog;
        * booked: the ledger transaction holding the batch's decisions, instructions,
-         rejections and payee-exclusions listings committed (a batch with none of them books nothing);
+         rejections and payee-exclusions listings committed (a batch with none of them books nothing),
+         then the payee-accounts and payment-status messages' (each idempotent);
+       * then, once booked, delivered: the rejections of the payment-status messages the ledger
+         refused (an unknown EndToEndId, an amount or a state change that does not fit), which
+         only the ledger can judge;
     3. **acknowledged**: :meth:`commit` returns, and only then does the adapter's loop let
        Faust's ``take_events`` acknowledge the batch's events;
     4. **offsets committed**: Faust commits offsets up to acknowledged events only, at its
@@ -81,6 +89,8 @@ class Checkpoint:
         """Steps 2 and 3 of the class's order for one batch of ``stage``."""
         if batch.to_book():
             await asyncio.gather(self._deliver(stage, batch.outputs), self._book(batch))
+            if batch.refused_statuses:
+                await self._deliver(stage, self._refused_statuses(batch))
         elif batch.outputs:
             await self._deliver(stage, batch.outputs)
 
@@ -122,6 +132,8 @@ class Checkpoint:
                 result = ledger.record(batch.decisions, batch.instructions, batch.rejections, batch.listings)
                 if batch.accounts:  # a transaction of its own: both are idempotent, and the batch is acknowledged after both
                     ledger.import_payee_accounts(batch.accounts)
+                if batch.statuses:  # so is this one, which gives the same rejections again on a redelivery
+                    batch.refused_statuses = ledger.book_statuses(batch.statuses, PIPELINE_ACTOR).rejections
                 return result
             except LedgerUnavailable as exc:
                 # Nothing of the batch was written and the batch is idempotent: wait for the
@@ -129,6 +141,16 @@ class Checkpoint:
                 log.warning("ledger unavailable (%s); retrying in %.1fs", exc, delay)
                 time.sleep(delay)
                 delay = min(delay * 2, 10.0)
+
+    @staticmethod
+    def _refused_statuses(batch: StageBatch) -> StageOutputs:
+        """The rejections of the payment-status messages the ledger refused, counted, keyed as their inputs."""
+        key_of = {status.rejection_id: status.key for status in batch.statuses}
+        outputs = StageOutputs()
+        for rejection in batch.refused_statuses:
+            outputs.put(REJECTIONS_TOPIC, key_of[rejection["rejection_id"]], compact_json(rejection))
+            METRICS.rejections.inc(rejection["code"])
+        return outputs
 
     async def _book(self, batch: StageBatch) -> None:
         """One ledger transaction for the batch, in the ledger's thread. Raising here would let

@@ -32,12 +32,13 @@ from typing import Any, Callable, Iterable, Protocol
 from rules.engine import Engine, Outcome, claim_key
 from rules.event_time import EventTimeOrder, Input, order_key, released_key
 from rules.exclusions import Listing, listing_from
-from rules.inputs import EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC
+from rules.inputs import EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC
 from rules.intake import Rejected, intake
 from rules.payee_accounts import account_from
+from rules.payment_status import StatusMessage, status_from
 from rules.policy import Policy
 from rules.records import Decision, Instruction
-from schemas.outputs import kept_key, kept_original, rejection_record
+from schemas.outputs import kept_key, kept_original, rejection_id, rejection_record
 from streams.metrics import METRICS
 from streams.own_records import (
     PROGRESS_KEY,
@@ -79,7 +80,7 @@ class Record:
 class StageBatch:
     """What one batch of intake or decide gives the topics and the ledger, in processing order."""
 
-    __slots__ = ("outputs", "decisions", "instructions", "rejections", "listings", "accounts", "fresh_instructions", "stamps", "held", "released")
+    __slots__ = ("outputs", "decisions", "instructions", "rejections", "listings", "accounts", "statuses", "refused_statuses", "fresh_instructions", "stamps", "held", "released")
 
     def __init__(self) -> None:
         self.outputs = StageOutputs()
@@ -92,12 +93,15 @@ class StageBatch:
         self.rejections: list[dict[str, Any]] = []
         self.listings: list[Listing] = []  # of payee-exclusions: the ledger holds payments by them
         self.accounts: list[dict[str, Any]] = []  # of payee-accounts: where the ledger's payments go (rules/payee_accounts.py)
+        self.statuses: list[StatusMessage] = []  # of payment-status: the bank's answers, which the ledger judges and books
+        # the rejections of the statuses the ledger refused, known once the batch is booked (streams/checkpoint.py)
+        self.refused_statuses: list[dict[str, Any]] = []
         self.fresh_instructions: list[Instruction] = []  # not re-emitted duplicates: what the metrics count as granted
         self.stamps: list[float] = []  # input timestamps, for the latency metric
 
     def to_book(self) -> bool:
         """Whether the batch has anything for the ledger (claims and dead letters alone do not)."""
-        return bool(self.decisions or self.rejections or self.listings or self.accounts)
+        return bool(self.decisions or self.rejections or self.listings or self.accounts or self.statuses)
 
     def emit(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict[str, Any]],
              origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
@@ -159,13 +163,19 @@ def origin_of(record: Any, key: bytes | None, raw: bytes) -> dict[str, Any]:
 
 def rejection_of(origin: dict[str, Any], code: str, reason: str, now: dt.datetime) -> dict[str, Any]:
     """The rejection of the input ``origin`` names, counted."""
-    record = rejection_record(
+    record = uncounted_rejection_of(origin, code, reason, now)
+    METRICS.rejections.inc(code)
+    return record
+
+
+def uncounted_rejection_of(origin: dict[str, Any], code: str, reason: str, now: dt.datetime) -> dict[str, Any]:
+    """The rejection of the input ``origin`` names (the ledger's thread builds a payment-status's;
+    the checkpoint counts it when it publishes it)."""
+    return rejection_record(
         origin["topic"], origin["partition"], origin["offset"], _unb64(origin.get("key")),
         _unb64(origin["raw"]) or b"", code, reason, now,
         original_length=origin.get("length"), original_sha256=origin.get("sha256"),
     )
-    METRICS.rejections.inc(code)
-    return record
 
 
 def dead_lettered(record: Record, reason: str, now: dt.datetime) -> tuple[bytes | None, bytes]:
@@ -181,7 +191,8 @@ def dead_lettered(record: Record, reason: str, now: dt.datetime) -> tuple[bytes 
 class IntakeStage:
     """Bytes of the four input topics -> claims keyed by clause on ``subsidy-claims``, or a rejection;
     of ``payee-exclusions`` -> a listing for the ledger (``StageBatch.listings``), of
-    ``payee-accounts`` -> an account for the ledger (``StageBatch.accounts``), or a rejection.
+    ``payee-accounts`` -> an account for the ledger (``StageBatch.accounts``), of ``payment-status``
+    -> a bank's answer for the ledger (``StageBatch.statuses``), or a rejection.
 
     After each batch it tells every claims partition how far it has read each input partition
     (the latest ``occurred_at`` read there): decide releases a claim only once every input has
@@ -229,6 +240,10 @@ class IntakeStage:
                 return None
             if record.topic == PAYEE_ACCOUNTS_TOPIC:  # no claim either
                 batch.accounts.append(account_from(raw, self.policy))
+                return None
+            if record.topic == PAYMENT_STATUS_TOPIC:  # no claim; whether it fits a payment sent, the ledger judges
+                batch.statuses.append(status_from(raw, key, rejection_id(record.topic, record.partition, record.offset, raw),
+                                                  lambda code, reason: uncounted_rejection_of(origin, code, reason, self.clock())))
                 return None
             received_at = None
             if self.check_clock_skew and record.timestamp is not None:

@@ -12,7 +12,9 @@ instructions (net of clawbacks); a redelivered event (same source, event_id and 
 re-emits its decision and is neither paid nor counted twice. The listings of
 ``payee-exclusions`` lines are booked with the first batch, and the ledger holds the payments they
 cover as the pipeline's does (sinks/ledger/holds.py); the accounts of ``payee-accounts`` lines are
-stored before it, as ``subsidy payees import`` stores a CSV's.
+stored before it, as ``subsidy payees import`` stores a CSV's. ``payment-status`` lines are booked
+last, as the pipeline's ledger books them (``book_statuses``): one that fits no payment the ledger
+sent is a rejection.
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from rules.compact_state import CompactState
 from rules.engine import Engine
 from rules.event_time import order_key
 from rules.exclusions import Listing, listing_from
-from rules.inputs import EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC
+from rules.inputs import EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC
 from rules.intake import Claim, Rejected, intake
 from rules.money import format_fen, parse_amount
 from rules.payee_accounts import account_from
+from rules.payment_status import StatusMessage, status_from
 from rules.policy import Policy
 from rules.records import Decision, Instruction
-from schemas.outputs import rejection_record
+from schemas.outputs import rejection_id, rejection_record
+
+#: who the ledger's chain names as booking a replayed file's payment-status lines
+REPLAY_ACTOR = "replay"
 
 
 class ReplayError(Exception):
@@ -46,6 +52,8 @@ class LedgerLike(Protocol):
     def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict], listings: Sequence[Listing] = ()) -> Any: ...
 
     def import_payee_accounts(self, messages: list[dict[str, Any]]) -> tuple[int, int]: ...
+
+    def book_statuses(self, statuses: Sequence[StatusMessage], actor: str) -> Any: ...
 
 
 @dataclass
@@ -60,6 +68,7 @@ class ReplaySummary:
     duplicates: int = 0  # redeliveries: same decision re-emitted, not paid again
     listings: int = 0  # payee-exclusions messages accepted
     accounts: int = 0  # payee-accounts messages accepted
+    statuses: int = 0  # payment-status messages booked (or already booked)
     outcomes: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -74,13 +83,15 @@ class ReplaySummary:
 
 
 def _key_of(value: Any) -> bytes | None:
-    """The Kafka key the message would have had: the beneficiary's identifier."""
+    """The Kafka key the message would have had: the beneficiary's identifier, or a payment's EndToEndId."""
     if isinstance(value, dict):
         party = value.get("beneficiary")
         if isinstance(party, dict):
             for name in ("uscc", "person_id", "team_ref"):
                 if isinstance(party.get(name), str):
                     return party[name].encode()
+        if isinstance(value.get("end_to_end_id"), str):  # payment-status: a payment's answers in order, on one partition
+            return value["end_to_end_id"].encode()
     return None
 
 
@@ -141,6 +152,8 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
     listed_lines: list[int] = []
     accounts: list[dict[str, Any]] = []  # of payee-accounts lines: no claim, where payments go
     account_lines: list[int] = []
+    statuses: list[StatusMessage] = []  # of payment-status lines: no claim, the bank's answers
+    status_lines: list[int] = []
 
     try:
         source = open(path, "rb")
@@ -165,6 +178,10 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
                 if topic == PAYEE_ACCOUNTS_TOPIC:
                     accounts.append(account_from(raw, policy))
                     account_lines.append(number)
+                    continue
+                if topic == PAYMENT_STATUS_TOPIC:
+                    statuses.append(_status(raw, value, number))
+                    status_lines.append(number)
                     continue
                 found = intake(topic, raw, policy)
             except Rejected as exc:
@@ -254,8 +271,27 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
             rejections.append(rejection_record(topic, None, number, _key_of(value), raw, code, reason, dt.datetime.now(dt.timezone.utc)))
         done(number)
     flush()
+    if ledger is not None and statuses:  # after the payments they may answer for
+        try:
+            booked = ledger.book_statuses(statuses, REPLAY_ACTOR)
+        except Exception as exc:
+            exc.replay_first_line = min(status_lines)  # type: ignore[attr-defined]
+            raise
+        summary.rejected += len(booked.rejections)
+        summary.rejected_by_code.update(r["code"] for r in booked.rejections)
+        summary.statuses = len(statuses) - len(booked.rejections)
+    for number in status_lines:
+        if progress is not None:
+            progress.update(1)
     summary.seconds = time.monotonic() - started
     return summary
+
+
+def _status(raw: bytes, value: Any, number: int) -> StatusMessage:
+    """A ``payment-status`` line as intake reads one, its rejection naming the line."""
+    key = _key_of(value)
+    return status_from(raw, key, rejection_id(PAYMENT_STATUS_TOPIC, None, number, raw), lambda code, reason: rejection_record(
+        PAYMENT_STATUS_TOPIC, None, number, key, raw, code, reason, dt.datetime.now(dt.timezone.utc)))
 
 
 def normalise_totals(totals: Any) -> dict[str, dict[str, int]]:
@@ -296,6 +332,7 @@ def format_summary(summary: ReplaySummary, policy: Policy, ledger_location: str,
         f"duplicates  {summary.duplicates:,} redelivered events, decided once",
         f"listings    {summary.listings:,} payee-exclusions messages (their payees' payments held: `subsidy ledger holds`)",
         f"accounts    {summary.accounts:,} payee-accounts messages (where payments go: `subsidy payees list`)",
+        f"statuses    {summary.statuses:,} payment-status messages booked (`subsidy payments status`)",
         f"decisions   {summary.decisions:,} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.outcomes.items())) + ")",
         f"instructions {summary.instructions:,} ({summary.clawbacks:,} clawbacks)",
         "granted (net of clawbacks, CNY):",

@@ -5,7 +5,9 @@ first sending, then a re-issue after each rejection or return; EndToEndIds in
 ``sinks/iso20022_answers.py``). A sending goes sent -> accepted -> settled, or rejected (pain.002
 RJCT), or settled -> returned (camt.054, e.g. AC04). ``ingest_answers`` books each answer as a
 fact (``ledger_bank_answers``, its ``payment-status`` message as the body) and the money it moves
-as a double-entry posting (``ledger_payment_postings``):
+as a double-entry posting (``ledger_payment_postings``), a whole file or nothing; ``book_statuses``
+books the ``payment-status`` messages the pipeline and ``subsidy replay`` read the same way, each on
+its own, a message that does not fit a rejection in ``ledger_rejections``:
 
 * settled: payable:PAYEE -> ``bank:disbursement`` (the debtor account the transfers leave from);
 * returned: back, bank -> payable: the payee is owed the money again;
@@ -26,18 +28,19 @@ import datetime as dt
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 from pydantic import ValidationError
 from sqlalchemy.engine import Connection
 
-from rules.inputs import PaymentStatus
+from rules.inputs import PAYMENT_STATUS_TOPIC, PaymentStatus
 from rules.money import format_fen
-from sinks.iso20022_answers import AnswerFile, BankAnswer, end_to_end_id
-from sinks.ledger.booking import canonical_json, payable_account, sha256_hex
+from rules.payment_status import StatusMessage
+from sinks.iso20022_answers import AnswerFile, end_to_end_id
+from sinks.ledger.booking import _UNHASHED_REJECTION_FIELDS, canonical_json, payable_account, sha256_hex
 from sinks.ledger.payments import Account, PaymentRefused, Payments
-from sinks.ledger.schema import bank_answers, batch_items, chain_events, instructions_t, journal, payment_events, payment_postings, payment_voids
+from sinks.ledger.schema import bank_answers, batch_items, chain_events, instructions_t, journal, payment_events, payment_postings, payment_voids, rejections_t
 
 BANK_ACCOUNT = "bank:disbursement"
 #: a sending's state -> the answers that may follow it
@@ -75,6 +78,24 @@ class IngestResult:
     booked: Counter[str]  # status -> answers booked now
     already: int  # answers of this file booked before (the same file again)
     repeated: int  # answers saying what the ledger knew (e.g. ACSC in pain.002, then camt.054)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusResult:
+    booked: Counter[str]  # status -> messages booked now
+    already: int  # booked before (a redelivery)
+    repeated: int  # saying what the ledger knew
+    rejections: list[dict[str, Any]]  # one per message refused, now or before (subsidy-rejections records)
+
+
+@dataclass(frozen=True, slots=True)
+class _Booked:
+    """An answer that fits its sending, to be booked."""
+
+    sending: Sending
+    message: dict[str, Any]  # its payment-status message
+    amount_fen: int | None
+    carrier_sha256: str  # of the file, or the topic message's bytes, that carried it
 
 
 @dataclass(slots=True)
@@ -150,6 +171,34 @@ def reissues(conn: Connection, current: dict[str, Account], clause_id: str | Non
     return items
 
 
+def _rejection_hash(rejection: dict[str, Any]) -> str:
+    """As ``record()`` hashes a rejection, so that the same one booked by either is a repeat."""
+    return sha256_hex(canonical_json({k: v for k, v in rejection.items() if k not in _UNHASHED_REJECTION_FIELDS}))
+
+
+def _where_payments_stand(conn: Connection) -> tuple[dict[str, Sending], dict[str, str], set[str]]:
+    """(sendings by EndToEndId, EndToEndId -> state, voided instructions): what an answer is judged against."""
+    sendings = {s.end_to_end_id: s for s in all_sendings(conn)}
+    return sendings, {e2e: s.state for e2e, s in sendings.items()}, voided_instructions(conn)
+
+
+def _fit(e2e: str, status: str, amount_fen: int | None, sendings: dict[str, Sending], states: dict[str, str], voided: set[str]) -> Sending | tuple[str, str] | None:
+    """The sending an answer moves on (its state in ``states`` moved with it), None for an answer
+    saying what is known, or why it does not fit: (rejection code, reason)."""
+    sending = sendings.get(e2e)
+    if sending is None or states[e2e] in ("batched", "approved"):
+        return "unknown-payment", "no payment was sent with this EndToEndId"
+    if amount_fen is not None and amount_fen != sending.amount_fen:
+        return "amount-differs", f"amount {format_fen(amount_fen)} differs from the {format_fen(sending.amount_fen)} sent"
+    state = states[e2e]
+    if status == state or (status == "accepted" and state == "settled"):
+        return None  # a confirmation of what is known: nothing to book
+    if sending.instruction_id in voided or status not in _NEXT[state]:
+        return "state-not-allowed", f"{status}, but the payment is {'voided' if sending.instruction_id in voided else state} (batch {sending.batch_id})"
+    states[e2e] = status
+    return sending
+
+
 class BankAnswers(Payments):
     """The bank's answers, re-issues and voids; each write one transaction under the chain-head lock."""
 
@@ -162,12 +211,10 @@ class BankAnswers(Payments):
             now = _now()
             with self.engine.begin() as conn:
                 head = self._lock(conn)
-                sendings = {s.end_to_end_id: s for s in all_sendings(conn)}
-                voided = voided_instructions(conn)
+                sendings, states, voided = _where_payments_stand(conn)
                 stored = {r.event_id for r in self._select_in(conn, bank_answers, "event_id", "event_id", {a.event_id for a in answers.answers})}
-                states = {e2e: s.state for e2e, s in sendings.items()}
                 problems: list[str] = []
-                fresh: list[tuple[Sending, BankAnswer, dict[str, Any]]] = []
+                fresh: list[_Booked] = []
                 already = repeated = 0
                 for answer in answers.answers:
                     where = f"{answers.kind} {answers.message_id}: EndToEndId {answer.end_to_end_id}"
@@ -181,54 +228,95 @@ class BankAnswers(Payments):
                         first = error.errors()[0]
                         problems.append(f"{where}: not a payment-status message: {'.'.join(map(str, first['loc']))}: {first['msg']}")
                         continue
-                    sending = sendings.get(answer.end_to_end_id)
-                    if sending is None or states[answer.end_to_end_id] in ("batched", "approved"):
-                        problems.append(f"{where}: no payment was sent with this EndToEndId")
-                        continue
-                    if answer.amount_fen is not None and answer.amount_fen != sending.amount_fen:
-                        problems.append(f"{where}: amount {format_fen(answer.amount_fen)} differs from the {format_fen(sending.amount_fen)} sent")
-                        continue
-                    state = states[answer.end_to_end_id]
-                    if answer.status == state or (answer.status == "accepted" and state == "settled"):
-                        repeated += 1  # a confirmation of what is known: nothing to book
-                        continue
-                    if sending.instruction_id in voided or answer.status not in _NEXT[state]:
-                        now_state = "voided" if sending.instruction_id in voided else state
-                        problems.append(f"{where}: {answer.status}, but the payment is {now_state} (batch {sending.batch_id})")
-                        continue
-                    states[answer.end_to_end_id] = answer.status
-                    fresh.append((sending, answer, message))
+                    fit = _fit(answer.end_to_end_id, answer.status, answer.amount_fen, sendings, states, voided)
+                    if fit is None:
+                        repeated += 1
+                    elif isinstance(fit, Sending):
+                        fresh.append(_Booked(fit, message, answer.amount_fen, answers.sha256))
+                    else:
+                        problems.append(f"{where}: {fit[1]}")
                 if problems:
                     raise AnswersRefused(problems)
-                booked: Counter[str] = Counter()
-                for batch_id in sorted({s.batch_id for s, _, _ in fresh}):
-                    group = [item for item in fresh if item[0].batch_id == batch_id]
-                    head = self._book_answers(conn, head, answers, batch_id, group, actor, now)
-                    booked.update(answer.status for _, answer, _ in group)
-                return IngestResult(booked, already, repeated)
+                header = {"file_sha256": answers.sha256, "source": answers.source, "message_id": answers.message_id}
+                return IngestResult(self._book_fresh(conn, head, header, fresh, actor, now), already, repeated)
 
         return self._with_retry(write)[0]
 
-    def _book_answers(self, conn: Connection, head: tuple[int, str], answers: AnswerFile, batch_id: str,
-                      group: list[tuple[Sending, BankAnswer, dict[str, Any]]], actor: str, now: str) -> tuple[int, str]:
-        """One chain entry holding the answers of ``answers`` about ``batch_id`` and the postings they
-        move, then their rows."""
+    def book_statuses(self, statuses: Sequence[StatusMessage], actor: str) -> StatusResult:
+        """Book ``payment-status`` messages (the pipeline's intake, ``subsidy replay``), each on its
+        own, in one transaction: one that names no payment sent, differs from its amount, says what
+        the payment's state does not allow, or reuses a booked event_id with other content is a
+        rejection (``ledger_rejections``), one per message; the others are booked as a file's
+        answers are. Idempotent: a message booked before is not booked again, and one rejected
+        before stays rejected (its rejection comes back, to be published again)."""
+        def write() -> StatusResult:
+            now = _now()
+            with self.engine.begin() as conn:
+                head = self._lock(conn)
+                sendings, states, voided = _where_payments_stand(conn)
+                booked = dict(self._select_in(conn, bank_answers, "event_id, content_hash", "event_id", {s.message["event_id"] for s in statuses}))
+                refused = dict(self._select_in(conn, rejections_t, "rejection_id, body", "rejection_id", {s.rejection_id for s in statuses}))
+                fresh: list[_Booked] = []
+                rejections: list[dict[str, Any]] = []
+                already = repeated = 0
+                for status in statuses:
+                    if status.rejection_id in refused:
+                        rejections.append(json.loads(refused[status.rejection_id]))
+                        continue
+                    message = status.message
+                    content_hash = sha256_hex(canonical_json(message))
+                    if message["event_id"] in booked:
+                        if booked[message["event_id"]] == content_hash:
+                            already += 1
+                            continue
+                        fit: Sending | tuple[str, str] | None = ("event-id-reused", f"event_id {message['event_id']!r} was booked with different content; "
+                                                                                    "an event_id is never reused: publish a new event")
+                    else:
+                        fit = _fit(message["end_to_end_id"], message["status"], status.amount_fen, sendings, states, voided)
+                    if fit is None:
+                        repeated += 1
+                    elif isinstance(fit, Sending):
+                        booked[message["event_id"]] = content_hash
+                        fresh.append(_Booked(fit, message, status.amount_fen, status.sha256))
+                    else:
+                        rejections.append(status.reject(*fit))
+                new = {r["rejection_id"]: r for r in rejections if r["rejection_id"] not in refused}
+                self._insert(conn, rejections_t, ("rejection_id", "topic", "code", "content_hash", "body", "recorded_at"),
+                             [(rid, r["topic"], r["code"], _rejection_hash(r), canonical_json(r), now) for rid, r in new.items()])
+                return StatusResult(self._book_fresh(conn, head, {"topic": PAYMENT_STATUS_TOPIC}, fresh, actor, now), already, repeated, rejections)
+
+        return self._with_retry(write)[0]
+
+    def _book_fresh(self, conn: Connection, head: tuple[int, str], header: dict[str, Any], fresh: list[_Booked], actor: str, now: str) -> Counter[str]:
+        """Book answers that fit, one chain entry per batch: status -> answers booked."""
+        booked: Counter[str] = Counter()
+        for batch_id in sorted({item.sending.batch_id for item in fresh}):
+            group = [item for item in fresh if item.sending.batch_id == batch_id]
+            head = self._book_answers(conn, head, header, batch_id, group, actor, now)
+            booked.update(item.message["status"] for item in group)
+        return booked
+
+    def _book_answers(self, conn: Connection, head: tuple[int, str], header: dict[str, Any], batch_id: str,
+                      group: list[_Booked], actor: str, now: str) -> tuple[int, str]:
+        """One chain entry holding ``header`` (where the answers came from), the answers about
+        ``batch_id`` and the postings they move, then their rows."""
         postings = []  # posting id, instruction, kind, debit, credit, fen: what the chain entry holds
-        for sending, answer, _ in group:
+        for item in group:
+            sending, event_id, status = item.sending, item.message["event_id"], item.message["status"]
             payable = payable_account(sending.payee_id)
-            if answer.status == "settled":
-                postings.append([answer.event_id, sending.instruction_id, "settlement", payable, BANK_ACCOUNT, sending.amount_fen])
-            elif answer.status == "returned":
-                postings.append([answer.event_id, sending.instruction_id, "return", BANK_ACCOUNT, payable, sending.amount_fen])
-        body = {"file_sha256": answers.sha256, "source": answers.source, "message_id": answers.message_id,
-                "answers": [m for _, _, m in group], "postings": postings}
+            if status == "settled":
+                postings.append([event_id, sending.instruction_id, "settlement", payable, BANK_ACCOUNT, sending.amount_fen])
+            elif status == "returned":
+                postings.append([event_id, sending.instruction_id, "return", BANK_ACCOUNT, payable, sending.amount_fen])
+        body = {**header, "answers": [item.message for item in group], "postings": postings}
         head = self._chain(conn, head, "bank-answers", batch_id, actor, body, now)
         rows, events = [], []
-        for sending, answer, message in group:
+        for item in group:
+            sending, message = item.sending, item.message
             text = canonical_json(message)
-            rows.append((answer.event_id, answers.source, answers.sha256, answer.end_to_end_id, sending.instruction_id, batch_id, answer.status,
-                         answer.reason_code, answer.amount_fen, answer.occurred_at, head[0], sha256_hex(text), text, now))
-            events.append((sending.instruction_id, batch_id, answer.status, now, answer.reason_code))
+            rows.append((message["event_id"], message["source"], item.carrier_sha256, message["end_to_end_id"], sending.instruction_id, batch_id, message["status"],
+                         message.get("reason_code"), item.amount_fen, message["occurred_at"], head[0], sha256_hex(text), text, now))
+            events.append((sending.instruction_id, batch_id, message["status"], now, message.get("reason_code")))
         self._insert(conn, bank_answers, ("event_id", "source", "file_sha256", "end_to_end_id", "instruction_id", "batch_id", "status",
                                           "reason_code", "amount_fen", "occurred_at", "chain_seq", "content_hash", "body", "recorded_at"), rows)
         self._insert(conn, payment_events, ("instruction_id", "batch_id", "status", "at", "reason_code"), events)

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
 
 from rules.money import format_fen
+from rules.payment_status import StatusMessage
 from rules.policy import Policy, load_policy
 from rules.records import Decision, Instruction
+from sinks.ledger.bank_answers import StatusResult
 from subsidy.replay import ReplaySummary, normalise_totals, replay
 
 
@@ -32,6 +35,12 @@ class _Collect:
 
     def import_payee_accounts(self, messages: list[dict]) -> tuple[int, int]:
         return len(messages), 0  # accounts decide nothing: what is expected is decisions and rejections
+
+    def book_statuses(self, statuses: list[StatusMessage], actor: str) -> StatusResult:
+        # a file's own payments are never sent (batches are finance's, after it): each answer is refused
+        rejections = [s.reject("unknown-payment", "no payment was sent with this EndToEndId") for s in statuses]
+        self.rejections += len(rejections)
+        return StatusResult(Counter(), 0, 0, rejections)
 
 
 @dataclass

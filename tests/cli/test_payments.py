@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 
 import pytest
 
@@ -139,3 +140,27 @@ def test_replay_stores_the_accounts_of_payee_accounts_lines_and_rejects_a_bad_on
     assert "rejected    1 (unknown-source 1)" in out and "accounts    1 payee-accounts messages" in out
     assert main(["payments", "batch", "--as", "alice", *ledger]) == 0
     assert "batch PB000001 proposed by alice: 1 payment(s), 600.00 CNY" in capsys.readouterr().out
+
+
+def test_replay_books_the_payment_status_lines_and_rejects_one_naming_no_payment_sent(ledger, tmp_path, capsys):
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text(HEADER + f"{PAID},甲,6222021001012345678,102651020012,2026-02-01T10:00:00+08:00\n", encoding="utf-8")
+    main(["payees", "import", str(accounts), *ledger])
+    main(["payments", "batch", "--as", "alice", *ledger])
+    main(["payments", "approve", "PB000001", "--as", "bob", *ledger])
+    main(["payments", "export", "PB000001", "--format", "pain001", "--out", str(tmp_path / "pain.xml"), "--as", "carol", *ledger])
+    e2e = {m.group(1) for m in re.finditer(r"<EndToEndId>([0-9a-f]{32})</EndToEndId>", (tmp_path / "pain.xml").read_text(encoding="utf-8"))}
+    settled = {"event_id": "c1", "source": "bank-connector", "occurred_at": "2026-04-02T18:00:00+08:00", "end_to_end_id": min(e2e), "status": "settled"}
+    lines = [{"topic": "payment-status", "value": value} for value in
+             [settled, {**settled, "event_id": "c2", "end_to_end_id": "0" * 32}, {**settled, "event_id": "c3", "status": "returned"}]]  # no reason_code
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    for _ in range(2):  # the same file again books nothing twice
+        capsys.readouterr()
+        assert main(["replay", str(events), *ledger]) == 0
+        out = capsys.readouterr().out
+        assert "rejected    2 (invalid-field 1, unknown-payment 1)" in out and "statuses    1 payment-status messages booked" in out
+    assert main(["payments", "status", "--json", *ledger]) == 0
+    assert json.loads(capsys.readouterr().out)["batches"][0]["states"]["settled"]["payments"] == 1
+    assert main(["ledger", "reconcile", *ledger]) == 0
+    assert "hash chain intact" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Payee exclusions through the pipeline on Apache Kafka: listings published before and after the
 payments they cover hold the same payments, from the same days to the same days, as ``subsidy
-replay`` of the same file into a SQLite ledger; and a payee-accounts message read by the same
-intake is stored as the replay stores it."""
+replay`` of the same file into a SQLite ledger; a payee-accounts message read by the same
+intake is stored as the replay stores it; and a payment-status message naming no payment sent is
+a rejection in the ledger, as in the replay (a valid one: tests/ledger/test_bank_answers.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from collections import Counter
 
 import pytest
+import sqlalchemy as sa
 
 from pipeline_support import alive_check, assert_ledger_equals_replay
 from rules.policy import load_policy
@@ -50,6 +52,8 @@ def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_b
         json.dumps({"topic": "payee-accounts", "value": {"event_id": "a1", "source": "enterprise-registry", "occurred_at": "2026-02-20T16:05:00+08:00",
                     "beneficiary": {"uscc": provider, "name": "服务商"}, "account_name": "服务商", "account_number": "4402238109100012345",
                     "bank_code": "102651020012", "verified_at": "2026-02-20T16:04:31+08:00"}}, ensure_ascii=False),
+        json.dumps({"topic": "payment-status", "value": {"event_id": "s1", "source": "bank-connector", "occurred_at": "2026-04-02T18:00:00+08:00",
+                    "end_to_end_id": "0" * 32, "status": "settled"}}),
     ]
     path = tmp_path / "with-listings.jsonl"
     path.write_text("\n".join(before + lines + after) + "\n", encoding="utf-8")
@@ -61,6 +65,7 @@ def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_b
         wanted = effective(ledger.holds(released=True))
         accounts = ledger.payee_accounts()
     assert summary.listings == 3 and summary.accounts == 1 and set(accounts[0]) == {provider} and summary.rejected_by_code["unknown-source"] == 1
+    assert (summary.statuses, summary.rejected_by_code["unknown-payment"]) == (0, 1)
     assert {h[1] for h in wanted} == {provider, buyer}, wanted  # both listings hold payments
 
     expected = expected_from_file(str(path))
@@ -76,5 +81,7 @@ def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_b
                 time.sleep(0.5)
             assert effective(ledger.holds(released=True)) == wanted
             assert ledger.payee_accounts() == accounts
+            with ledger.engine.connect() as conn:  # assert_sound counted it among the rejections
+                assert conn.execute(sa.text("SELECT code FROM ledger_rejections WHERE topic = 'payment-status'")).scalars().all() == ["unknown-payment"]
     finally:
         pipeline.stop()

@@ -4,11 +4,16 @@ against the chain entries that hold the answers, postings and voids."""
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+
 import pytest
 import sqlalchemy as sa
 
 from parties import uscc
-from rules.money import parse_amount
+from rules.money import format_fen, parse_amount
+from rules.payment_status import status_from
+from schemas.outputs import rejection_id, rejection_record
 from sinks.export import batch_pain001
 from sinks.iso20022_answers import camt054, pain002, read_answers
 from sinks.ledger import AnswersRefused, Ledger, PaymentRefused
@@ -67,3 +72,45 @@ def test_rows_added_behind_the_ledgers_back_are_found(sent):
         conn.execute(sa.text("INSERT INTO ledger_payment_postings VALUES ('extra', (SELECT instruction_id FROM ledger_batch_items LIMIT 1), 'return', "
                              "'bank:disbursement', 'payable:x', 100, :seq, 'now')"), {"seq": seq})
     assert ledger.verify_chain() == [f"chain seq {seq} (bank-answers): its postings in ledger_payment_postings differ from what the entry holds"]
+
+
+def _status(event_id: str, e2e: str, status: str, amount: str | None = None, reason: str | None = None, offset: int = 0):
+    """A payment-status message as intake hands it to the ledger (rules/payment_status.py)."""
+    value = {"event_id": event_id, "source": "bank-connector", "occurred_at": "2026-04-01T18:00:00+08:00", "end_to_end_id": e2e, "status": status}
+    value |= {"amount": amount} if amount else {}
+    value |= {"reason_code": reason} if reason else {}
+    raw = json.dumps(value).encode()
+    when = dt.datetime(2026, 4, 1, 10, tzinfo=dt.timezone.utc)
+    return status_from(raw, b"k", rejection_id("payment-status", 0, offset, raw),
+                       lambda code, why: rejection_record("payment-status", 0, offset, b"k", raw, code, why, when))
+
+
+def test_payment_status_messages_are_booked_each_on_its_own_and_a_misfit_is_a_rejection(sent):
+    ledger, payments = sent
+    (first, fen), (second, fen2), (third, _) = payments
+    statuses = [_status("s4", first, "returned", reason="AC04", offset=1),  # before its settlement: not allowed yet
+                _status("s1", first, "settled", format_fen(fen), offset=2),
+                _status("s2", second, "settled", "1.00", offset=3),  # not the amount sent
+                _status("s3", "0" * 32, "accepted", offset=4),  # no such payment
+                _status("s5", second, "rejected", reason="AC01", offset=5)]
+    result = ledger.book_statuses(statuses, "pipeline")
+    assert result.booked == {"settled": 1, "rejected": 1} and (result.already, result.repeated) == (0, 0)
+    assert [(r["offset"], r["code"]) for r in result.rejections] == [(1, "state-not-allowed"), (3, "amount-differs"), (4, "unknown-payment")]
+    assert "returned, but the payment is sent" in result.rejections[0]["reason"] and "differs from the" in result.rejections[1]["reason"]
+    assert ledger.trial_balance()["bank:disbursement"] == -fen  # the settlement, double-entry, as a file's would be
+    _, _, states = ledger.payment_status()
+    assert sorted(states.values()) == ["rejected", "sent", "settled"]
+
+    # redelivered (a worker restarted before its offsets were committed): nothing booked twice, the
+    # same rejections, even of s4, which would fit now
+    again = ledger.book_statuses([*statuses, _status("s1", first, "settled", format_fen(fen), offset=6), _status("s6", first, "accepted", offset=7),
+                                  _status("s1", first, "returned", reason="AC04", offset=8)], "pipeline")
+    assert again.booked == {} and (again.already, again.repeated) == (3, 1)  # s1 (twice) and s5 again; an accepted after settled
+    assert [(r["offset"], r["code"]) for r in again.rejections] == [(1, "state-not-allowed"), (3, "amount-differs"), (4, "unknown-payment"), (8, "event-id-reused")]
+    with ledger.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ledger_rejections WHERE topic = 'payment-status'")).scalar_one() == 4
+    assert ledger.verify_chain() == []
+    # a file's answers are still all or none
+    with pytest.raises(AnswersRefused):
+        ledger.ingest_answers(read_answers(camt054("N2", "2026-04-02T18:00:00+08:00", "2", [(third, fen, "2026-04-02", None), ("f" * 32, fen, "2026-04-02", None)])), "bank-file")
+    assert ledger.payment_status()[2][ledger.resolve_instruction(third)] == "sent"

@@ -131,6 +131,51 @@ def test_an_account_is_booked_with_the_batch_and_makes_no_claim_nor_progress(sta
     assert not sent(batch, CLAIMS_TOPIC) and not intake.read_up_to and batch.to_book()
 
 
+STATUS = resources.files("schemas.examples").joinpath("payment-status.json").read_bytes()
+
+
+def status_record(value: bytes, offset: int) -> Record:
+    return Record("payment-status", 0, offset, json.loads(STATUS)["end_to_end_id"].encode(), value, 1_772_417_700.0)
+
+
+def test_a_payment_status_is_for_the_ledger_to_judge_and_makes_no_claim_nor_progress(stages):
+    intake, _, _ = stages
+    bad = json.dumps({**json.loads(STATUS), "event_id": "s2", "reason_code": None}).encode()  # returned, with no reason
+    batch = intake.take([status_record(STATUS, 0), status_record(bad, 1)])
+    (status,) = batch.statuses
+    assert (status.message["status"], status.amount_fen, status.key) == ("returned", 12_000_000, b"8f14e45fceea167a5a36dedd4bea2543")
+    refused = status.reject("unknown-payment", "no payment was sent with this EndToEndId")  # what the ledger does with a misfit
+    assert (refused["rejection_id"], refused["topic"], refused["offset"], refused["rejected_at"]) == (status.rejection_id, "payment-status", 0, AT.isoformat())
+    (rejection,) = batch.rejections  # a bad message is rejected by intake, like any input
+    assert rejection["offset"] == 1 and "reason_code" in rejection["reason"]
+    assert not sent(batch, CLAIMS_TOPIC) and not intake.read_up_to and batch.to_book()
+
+
+def test_the_checkpoint_publishes_the_rejection_of_a_status_the_ledger_refused_once_booked(stages, tmp_path, monkeypatch):
+    from sinks.ledger import Ledger
+    from streams.checkpoint import Checkpoint
+
+    intake, _, _ = stages
+    commit = Commit(monkeypatch)
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    checkpoint = Checkpoint(lambda: None, url, POLICY.timezone)
+    records = [status_record(STATUS, 0), status_record(b"{", 1)]
+    batches = []
+
+    async def commit_twice() -> None:
+        await checkpoint.open()
+        for _ in range(2):  # the second time a redelivery: the same rejections, booked once
+            batches.append(intake.take(records))
+            await checkpoint.commit("intake", batches[-1])
+
+    asyncio.run(commit_twice())
+    # intake's rejection of the bad bytes, then the ledger's of the status no payment was sent for
+    assert commit.steps == ["delivered 1", "delivered 1"] * 2 and commit.exits == []
+    assert [r["code"] for r in batches[0].refused_statuses] == ["unknown-payment"] and batches[1].refused_statuses == batches[0].refused_statuses
+    with Ledger.open(url, timezone=POLICY.timezone) as ledger:
+        assert {kind: n for kind, n in ledger.counts().items() if n} == {"rejections": 2}
+
+
 def test_a_claim_is_decided_its_state_writes_queued_ahead_of_its_outputs(stages):
     intake, decide, state = stages
     batch = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))
