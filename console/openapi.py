@@ -329,7 +329,7 @@ def _approval() -> dict[str, Any]:
                       {"400": "not a batch id", "401": "not logged in (and no break-glass admin token)", "403": "a role too low, the CSRF header missing or wrong, or the operator proposed the batch",
                        "404": "no such batch in the ledger", "409": "the batch is approved or sent already, or the operator approved it already", "503": "the ledger cannot be read or written"})
     path_item["post"]["parameters"] = [{"name": "batch_id", "in": "path", "required": True, "description": "the batch, as `subsidy payments list` and /api/payments name it (PBnnnnnn)",
-                                        "schema": {"type": "string", "minLength": 1, "maxLength": 35, "pattern": TEXT_PATTERN}}]
+                                        "schema": {"type": "string", "minLength": 1, "maxLength": 35, "pattern": TEXT_PATTERN}, "example": "PB000001"}]
     return path_item
 
 
