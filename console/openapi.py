@@ -318,7 +318,7 @@ def _post(summary: str, description: str, body: dict[str, int] | None, ok: dict[
 
 _ACTION_REFUSALS = {"401": "not logged in (and no break-glass admin token)", "403": "a role too low, the CSRF header missing or wrong, or (release) the same operator who placed the hold",
                     "409": "already on hold, or not on hold", "503": "the ledger cannot be read or written"}
-_DONE = {"description": "recorded in operator_actions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ActionDone"}}}}
+_DONE = {"description": "recorded in operator_actions and, as an entry, in the ledger's hash chain", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ActionDone"}}}}
 
 
 def _approval() -> dict[str, Any]:
@@ -417,10 +417,10 @@ def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
             "/api/session": _get("Who is logged in", "Whether the ledger has operators (then the data under /api/ needs a login), and the session's operator and CSRF token.", _json("Session", "the session")),
             "/api/holds": {
                 **_get("Payees on hold", "Each payee whose latest hold or release is a hold, newest first.", _json("Holds", "holds")),
-                **_post("Hold a payee (maker or higher)", "Recorded in operator_actions with the operator's name. Needs the session's X-CSRF-Token header.",
+                **_post("Hold a payee (maker or higher)", "Recorded in operator_actions and the ledger's hash chain with the operator's name. Needs the session's X-CSRF-Token header.",
                         {"payee_id": 128, "reason": 500}, _DONE, {**_ACTION_REFUSALS, "404": "no such payee in the ledger"}),
             },
-            "/api/holds/release": _post("Release a payee's hold (checker or higher, not the one who placed it)", "Recorded in operator_actions with the operator's name. Needs the session's X-CSRF-Token header.",
+            "/api/holds/release": _post("Release a payee's hold (checker or higher, not the one who placed it)", "Recorded in operator_actions and the ledger's hash chain with the operator's name. Needs the session's X-CSRF-Token header.",
                                         {"payee_id": 128, "reason": 500}, _DONE, _ACTION_REFUSALS),
             "/api/batches/{batch_id}/approve": _approval(),
             "/api/login": _post("Log in", "Sets the HttpOnly, SameSite=Strict session cookie; answers the CSRF token that state-changing requests repeat in X-CSRF-Token. Only application/json is accepted.",
