@@ -4,8 +4,10 @@ recording what named operators do (console/users.py).
 Nothing here can change money:
 
 * the pages read the ledger through a read-only engine (:func:`console.readmodel.make_readonly_engine`);
-* the one write is an operator's action (a hold on a payee, its release), appended to
-  ``operator_actions`` through ``writer_url``, the ledger's writer role on PostgreSQL;
+* the writes are an operator's actions through ``writer_url``, the ledger's writer role on
+  PostgreSQL: a hold on a payee or its release, appended to ``operator_actions`` and the hash
+  chain, and a checker's approval of a payment batch (``Payments.approve_batch``, as
+  ``subsidy payments approve`` records it);
 * :func:`guard` lets a method other than GET/HEAD through only for a logged-in operator whose
   request repeats its session's CSRF token, or with ``Authorization: Bearer
   <SUBSIDY_CONSOLE_ADMIN_TOKEN>``, the break-glass admin, each use logged; once the ledger holds
@@ -26,6 +28,7 @@ from typing import Any, Awaitable, Callable, Collection
 
 import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.engine import Engine
 
 from console import metrics as console_metrics
 from console.openapi import OUTCOMES, TEXT_PATTERN, spec
@@ -35,7 +38,8 @@ from console.streams import StreamScraper
 from console.users import OPERATOR_KEY, Operator, record_action, require
 from console.whatif import NOT_SAVED
 from rules.policy import Policy, load_policy
-from sinks.ledger import make_engine
+from sinks.ledger import Ledger, PaymentRefused, make_engine
+from sinks.ledger.payments import BatchState
 
 log = logging.getLogger(__name__)
 
@@ -322,12 +326,16 @@ async def api_holds(request: web.Request) -> web.Response:
     return await _read(request, "holds")
 
 
-def _record(request: web.Request, action: str, subject: str, reason: str) -> dict[str, Any]:
+def _writer(request: web.Request) -> Engine:
     writer = request.app[WRITER]
     if "engine" not in writer:
         writer["engine"] = make_engine(request.app[WRITER_URL], application_name="subsidy-console")
+    return writer["engine"]
+
+
+def _record(request: web.Request, action: str, subject: str, reason: str) -> dict[str, Any]:
     operator = request[OPERATOR_KEY]
-    row = record_action(writer["engine"], operator, action, subject, reason)
+    row = record_action(_writer(request), operator, action, subject, reason)
     log.info("console: %s (%s) %s %s: %s", operator.name, operator.role, action, subject, reason)
     return row
 
@@ -375,6 +383,46 @@ async def api_release(request: web.Request) -> web.Response:
     return await _act(request, "release", given["payee_id"], given["reason"])
 
 
+class BatchUnknown(Exception):
+    pass
+
+
+def _approve(request: web.Request, batch_id: str) -> BatchState:
+    """``subsidy payments approve`` as the operator, through the writer: the maker is refused
+    here with the reason (403), every other refusal is the ledger's (PaymentRefused)."""
+    ledger = Ledger(_writer(request))
+    approver = request[OPERATOR_KEY].name
+    try:
+        state = ledger.batch(batch_id)
+    except PaymentRefused:  # the one refusal of reading a batch: there is none of that id
+        raise BatchUnknown from None
+    if state.maker == approver:
+        raise web.HTTPForbidden(text=_dumps({"error": f"{approver} proposed batch {batch_id} and may not approve it: another checker must (maker-checker)"}),
+                                content_type="application/json")
+    return ledger.approve_batch(batch_id, approver)
+
+
+@require("checker")
+async def api_approve_batch(request: web.Request) -> web.Response:
+    batch_id = request.match_info["batch_id"]
+    if not 1 <= len(batch_id) <= 35 or not _encodable(batch_id) or not _TEXT.match(batch_id):
+        return _error(400, "batch_id: the batch's id (PBnnnnnn), 1 to 35 characters and no control character")
+    try:
+        state = await asyncio.to_thread(_approve, request, batch_id)
+    except BatchUnknown:
+        return _error(404, f"no batch {batch_id} in the ledger")
+    except PaymentRefused as refusal:
+        return _error(409, str(refusal))
+    except sa.exc.SQLAlchemyError as error:
+        first = str(getattr(error, "orig", None) or error).splitlines()[0]
+        log.warning("console: cannot record the approval of %s: %s", batch_id, first)
+        return _json({"error": f"cannot record the approval in the ledger {shown_url(request.app[WRITER_URL])}: {first}"}, status=503)
+    operator = request[OPERATOR_KEY]
+    log.info("console: %s (%s) approved batch %s", operator.name, operator.role, batch_id)
+    return _json({"batch_id": state.batch_id, "status": state.status, "by": operator.name, "approvers": state.approvers,
+                  "approvals_required": state.approvals_required})
+
+
 ROUTES: list[tuple[str, Callable]] = [
     ("/", index),
     ("/login", login_page),
@@ -399,6 +447,7 @@ ACTIONS: list[tuple[str, Callable]] = [
     ("/api/logout", api_logout),
     ("/api/holds", api_hold),
     ("/api/holds/release", api_release),
+    ("/api/batches/{batch_id}/approve", api_approve_batch),
 ]
 
 

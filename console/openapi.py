@@ -41,6 +41,9 @@ SCHEMAS: dict[str, Any] = {
         "payee_id": {"type": "string"}, "placed_by": {"type": "string"}, "placed_at": {"type": "string"}, "reason": {"type": "string"}}}}}},
     "ActionDone": {"type": "object", "required": ["action", "payee_id", "by", "at", "reason"], "properties": {
         "action": {"type": "string", "enum": ["hold", "release"]}, "payee_id": {"type": "string"}, "by": {"type": "string"}, "at": {"type": "string"}, "reason": {"type": "string"}}},
+    "BatchApproved": {"type": "object", "required": ["batch_id", "status", "by", "approvers", "approvals_required"], "properties": {
+        "batch_id": {"type": "string"}, "status": {"type": "string", "enum": ["proposed", "approved"], "description": "approved once it has the approvals it needs"},
+        "by": {"type": "string"}, "approvers": {"type": "array", "items": {"type": "string"}}, "approvals_required": {"type": "integer", "minimum": 1, "maximum": 2}}},
     "Clause": {
         "type": "object",
         "properties": {
@@ -334,7 +337,19 @@ def _post(summary: str, description: str, body: dict[str, int] | None, ok: dict[
 
 _ACTION_REFUSALS = {"401": "not logged in (and no break-glass admin token)", "403": "a role too low, the CSRF header missing or wrong, or (release) the same operator who placed the hold",
                     "409": "already on hold, or not on hold", "503": "the ledger cannot be read or written"}
-_DONE = {"description": "recorded in operator_actions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ActionDone"}}}}
+_DONE = {"description": "recorded in operator_actions and, as an entry, in the ledger's hash chain", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ActionDone"}}}}
+
+
+def _approval() -> dict[str, Any]:
+    path_item = _post("Approve a proposed payment batch (checker or higher, not its maker)",
+                      "What `subsidy payments approve BATCH --as USER` records, as the logged-in operator: an approval in ledger_approvals and an entry of the hash chain; "
+                      "the last approval a batch needs (two above the dual-approval amount, by different people) makes its payments approved. Needs the session's X-CSRF-Token header.",
+                      None, {"description": "approved", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchApproved"}}}},
+                      {"400": "not a batch id", "401": "not logged in (and no break-glass admin token)", "403": "a role too low, the CSRF header missing or wrong, or the operator proposed the batch",
+                       "404": "no such batch in the ledger", "409": "the batch is approved or sent already, or the operator approved it already", "503": "the ledger cannot be read or written"})
+    path_item["post"]["parameters"] = [{"name": "batch_id", "in": "path", "required": True, "description": "the batch, as `subsidy payments list` and /api/payments name it (PBnnnnnn)",
+                                        "schema": {"type": "string", "minLength": 1, "maxLength": 35, "pattern": TEXT_PATTERN}, "example": "PB000001"}]
+    return path_item
 
 
 def _not_found(path_item: dict[str, Any], description: str) -> dict[str, Any]:
@@ -353,7 +368,7 @@ def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
         "info": {
             "title": "Subsidy console API",
             "version": "1",
-            "description": "View of the subsidy ledger and the stream workers, and operators' holds on payees. " + MONEY_NOTE
+            "description": "View of the subsidy ledger and the stream workers, operators' holds on payees, and checkers' approvals of payment batches. " + MONEY_NOTE
             + " Once the ledger has operators (`subsidy console users add`), the data under /api/ needs a login (POST /api/login). A POST needs a"
             " logged-in operator of the role it names and the session's X-CSRF-Token header, or the break-glass admin bearer token"
             " (SUBSIDY_CONSOLE_ADMIN_TOKEN), each use logged.",
@@ -426,11 +441,12 @@ def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
             "/api/session": _get("Who is logged in", "Whether the ledger has operators (then the data under /api/ needs a login), and the session's operator and CSRF token.", _json("Session", "the session")),
             "/api/holds": {
                 **_get("Payees on hold", "Each payee whose latest hold or release is a hold, newest first.", _json("Holds", "holds")),
-                **_post("Hold a payee (maker or higher)", "Recorded in operator_actions with the operator's name. Needs the session's X-CSRF-Token header.",
+                **_post("Hold a payee (maker or higher)", "Recorded in operator_actions and the ledger's hash chain with the operator's name. Needs the session's X-CSRF-Token header.",
                         {"payee_id": 128, "reason": 500}, _DONE, {**_ACTION_REFUSALS, "404": "no such payee in the ledger"}),
             },
-            "/api/holds/release": _post("Release a payee's hold (checker or higher, not the one who placed it)", "Recorded in operator_actions with the operator's name. Needs the session's X-CSRF-Token header.",
+            "/api/holds/release": _post("Release a payee's hold (checker or higher, not the one who placed it)", "Recorded in operator_actions and the ledger's hash chain with the operator's name. Needs the session's X-CSRF-Token header.",
                                         {"payee_id": 128, "reason": 500}, _DONE, _ACTION_REFUSALS),
+            "/api/batches/{batch_id}/approve": _approval(),
             "/api/login": _post("Log in", "Sets the HttpOnly, SameSite=Strict session cookie; answers the CSRF token that state-changing requests repeat in X-CSRF-Token. Only application/json is accepted.",
                                 {"name": 64, "password": 1024}, _json("Session", "the session"),
                                 {"401": "wrong user name or password", "415": "not sent as application/json", "429": "5 failed logins within a minute for the user or from the address", "503": "the ledger cannot be read"}),

@@ -1,5 +1,6 @@
 """The console's operators: names, roles and password hashes in the ledger database
-(``console_users``), and the append-only record of what they did (``operator_actions``).
+(``console_users``), and the append-only record of what they did (``operator_actions``, each
+action an entry of the ledger's hash chain: sinks/ledger/operator_actions.py).
 
 They live in the ledger's database, not in a file beside it: the console may run on another
 machine than the ledger (docker-compose), the reader role can read them with everything else,
@@ -20,7 +21,6 @@ import hmac
 import json
 import re
 import secrets
-import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -28,7 +28,8 @@ import sqlalchemy as sa
 from aiohttp import web
 from sqlalchemy.engine import Connection, Engine
 
-from sinks.ledger.schema import OPERATOR_ROLES, console_users, operator_actions
+from sinks.ledger import Ledger
+from sinks.ledger.schema import OPERATOR_ROLES, console_users
 
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 MIN_PASSWORD_LENGTH = 12
@@ -117,11 +118,8 @@ def authenticate(conn: Connection, name: str, password: str) -> Operator | None:
 
 
 def record_action(engine: Engine, operator: Operator, action: str, subject: str, reason: str) -> dict[str, Any]:
-    row = {"action_id": str(uuid.uuid4()), "user_name": operator.name, "role": operator.role, "action": action,
-           "subject": subject, "reason": reason, "recorded_at": _now()}
-    with engine.begin() as conn:
-        conn.execute(operator_actions.insert(), row)
-    return row
+    """Append the action to ``operator_actions`` and, with it, to the ledger's hash chain."""
+    return Ledger(engine).record_operator_action(operator.name, operator.role, action, subject, reason)
 
 
 def _now() -> str:

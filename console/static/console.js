@@ -361,10 +361,14 @@ function renderPayments(data) {
   const parts = [el("div", { class: "small", id: "payments-summary", text:
     `${int(data.awaiting_approval)} batch(es) awaiting approval · ${int(data.awaiting_account.payments)} payment(s) awaiting an account, ${cny(data.awaiting_account.total)} · owed back ${cny(data.receivables.total)} · as of ${data.as_of}` })];
   if (data.batches.length) {
-    parts.push(table(["批次 batch", "状态 state", "提出 proposed by", "批准 approved by", "笔数 payments", "金额 amount"], data.batches.map((b) => el("tr", { "data-batch": b.batch_id },
+    // the API refuses anyone else; the button is only not offered to them
+    const approver = operatorRole === "checker" || operatorRole === "admin";
+    const headers = ["批次 batch", "状态 state", "提出 proposed by", "批准 approved by", "笔数 payments", "金额 amount", ...(approver ? [""] : [])];
+    parts.push(table(headers, data.batches.map((b) => el("tr", { "data-batch": b.batch_id },
       el("td", { class: "mono", text: b.batch_id }), el("td", {}, el("span", { class: "badge", text: b.status })),
       el("td", { text: `${b.maker} · ${when(b.proposed_at)}` }), el("td", { text: `${b.approvers.join(", ") || "—"} (${b.approvers.length}/${b.approvals_required})` }),
-      el("td", { class: "num", text: int(b.payments) }), el("td", { class: "num", text: cny(b.control_sum) })))));
+      el("td", { class: "num", text: int(b.payments) }), el("td", { class: "num", text: cny(b.control_sum) }),
+      approver ? el("td", {}, b.status === "proposed" ? el("button", { type: "button", class: "approve", "data-approve": b.batch_id, text: "批准 Approve", onclick: () => approve(b.batch_id) }) : null) : null))));
   } else parts.push(el("div", { class: "empty", text: "No batch proposed yet. 无批次" }));
   if (data.states.length) parts.push(el("div", { class: "muted small", text: "batched payments: " + data.states.map((s) => `${s.state} ${int(s.payments)} (${cny(s.amount)})`).join(" · ") }));
   if (data.awaiting_account.payees.length) {
@@ -451,6 +455,7 @@ function renderDecisions(data) {
 // ---------------------------------------------------------------- operators: session, holds
 
 let csrf = null;
+let operatorRole = null;
 
 async function startSession() {
   const session = await getJSON("/api/session");
@@ -459,6 +464,7 @@ async function startSession() {
     return false;
   }
   csrf = session.csrf;
+  operatorRole = session.role;
   document.getElementById("hold-form").hidden = !session.name;
   const badge = document.getElementById("operator");
   if (session.name) {
@@ -483,15 +489,22 @@ async function act(path, verb) {
   const reason = document.getElementById("hold-reason").value.trim();
   const result = document.getElementById("action-result");
   const { status, answer } = await postJSON(path, { payee_id: payee, reason });
-  if (status === 200) {
-    result.className = "small done";
-    result.textContent = `${verb} ${answer.payee_id}: by ${answer.by} at ${when(answer.at)}`;
-    refresh();
-  } else {
-    result.className = "small refused";
-    result.textContent = `refused (${status}): ${(answer && answer.error) || "no reason given"}`;
-  }
+  showResult(result, status, status === 200 ? `${verb} ${answer.payee_id}: by ${answer.by} at ${when(answer.at)}` : answer && answer.error);
+  if (status === 200) refresh();
+}
+
+function showResult(result, status, text) {
+  result.className = `small ${status === 200 ? "done" : "refused"}`;
+  result.textContent = status === 200 ? text : `refused (${status}): ${text || "no reason given"}`;
   result.dataset.status = String(status);
+}
+
+async function approve(batchId) {
+  const { status, answer } = await postJSON(`/api/batches/${encodeURIComponent(batchId)}/approve`, {});
+  showResult(document.getElementById("approval-result"), status, status === 200
+    ? `approved ${answer.batch_id}: by ${answer.by}, ${answer.approvers.length} of ${answer.approvals_required} approval(s), ${answer.status}`
+    : answer && answer.error);
+  if (status === 200) refresh();
 }
 
 function renderHolds(data) {

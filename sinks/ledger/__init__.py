@@ -48,6 +48,7 @@ from sinks.ledger.database import (
     upgrade_schema,
 )
 from sinks.ledger.holds import Holds
+from sinks.ledger.operator_actions import OperatorActions
 from sinks.ledger.payments import PaymentRefused
 from sinks.ledger.queries import Queries
 from sinks.ledger.receivables import Receivables
@@ -79,10 +80,11 @@ __all__ = [
 ]
 
 
-class Ledger(Booking, Queries, Verification, Holds, BankAnswers, Receivables):
+class Ledger(Booking, Queries, Verification, Holds, BankAnswers, Receivables, OperatorActions):
     """A ledger database: ``Ledger.open(url)`` (creates or upgrades its schema), then ``record()``
     batches, query them and ``verify_chain()``; a context manager that closes its engine."""
 
     def verify_chain(self) -> list[str]:
-        """The hash chain (``Verification``), then the bank's answers, postings and voids against its entries."""
-        return super().verify_chain() + self.verify_bank_answers()
+        """The hash chain (``Verification``), then the bank's answers, postings and voids, and the
+        operators' actions against its entries."""
+        return super().verify_chain() + self.verify_bank_answers() + self.verify_operator_actions()

@@ -124,7 +124,7 @@ def items_digest(rows: Iterable[tuple[str, str, int, str, str, str]]) -> str:
     return sha256_hex(canonical_json(sorted([list(row) for row in rows])))
 
 
-def chain_event_hash(prev_hash: str, seq: int, kind: str, batch_id: str, actor: str, content_hash: str) -> str:
+def chain_event_hash(prev_hash: str, seq: int, kind: str, batch_id: str | None, actor: str, content_hash: str) -> str:
     """A payments event's place in the journal's hash chain (the journal entries' form: prev + fields)."""
     return sha256_hex(prev_hash + "\n" + canonical_json((seq, kind, batch_id, actor, content_hash)))
 
@@ -232,7 +232,7 @@ class Payments(LedgerDatabase):
         row = conn.execute(_READ_HEAD_FOR_UPDATE if self.dialect == "postgresql" else _READ_HEAD).one()
         return int(row.seq), row.head_hash
 
-    def _chain(self, conn: Connection, head: tuple[int, str], kind: str, batch_id: str, actor: str, body: dict[str, Any], now: str) -> tuple[int, str]:
+    def _chain(self, conn: Connection, head: tuple[int, str], kind: str, batch_id: str | None, actor: str, body: dict[str, Any], now: str) -> tuple[int, str]:
         seq, prev = head[0] + 1, head[1]
         text = canonical_json(body)
         content_hash = sha256_hex(text)

@@ -29,8 +29,8 @@ APPEND_ONLY: tuple[str, ...] = (
 #: a payment's states after ``decided`` (a payment instruction with no event); the last four
 #: come with the bank's answers (pain.002, camt.054)
 PAYMENT_STATUSES = ("batched", "approved", "sent", "accepted", "rejected", "settled", "returned")
-#: the payments' events that take a place in the journal's hash chain (ledger_chain_events)
-CHAIN_EVENT_KINDS = ("batch-proposed", "batch-approved", "batch-sent", "bank-answers", "payment-voided")
+#: the payments' events and the operators' actions (0008) that take a place in the journal's hash chain (ledger_chain_events)
+CHAIN_EVENT_KINDS = ("batch-proposed", "batch-approved", "batch-sent", "bank-answers", "payment-voided", "operator-action")
 #: the bank's answers (contract v1.1 payment-status)
 BANK_ANSWER_STATUSES = ("accepted", "rejected", "settled", "returned")
 #: the money moved after the journal's entry: payable -> bank on settlement, back on a return,
@@ -270,7 +270,7 @@ chain_events = sa.Table(
     metadata,
     sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),  # shares the journal's sequence
     sa.Column("kind", sa.String(16), nullable=False),
-    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), nullable=False),
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id")),  # none for an operator's action (0008)
     sa.Column("actor", sa.String(100), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),

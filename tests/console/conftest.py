@@ -121,10 +121,24 @@ def staffed_ledger(pipeline_ledger, tmp_path_factory):
     return {"url": url, "payee": payee}
 
 
+def propose_batch(url: str, policy, maker: str, *, dual_approval_above_fen: int) -> str:
+    """A batch proposed by ``maker`` of the payments of one payee of the ledger, given an account."""
+    import sqlalchemy as sa
+
+    from sinks.ledger.schema import instructions_t
+
+    with Ledger.open(url, timezone=policy.timezone) as ledger:
+        with ledger.engine.connect() as conn:
+            payee = conn.execute(sa.select(instructions_t.c.payee_id).where(instructions_t.c.kind == "payment").order_by(instructions_t.c.journal_seq).limit(1)).scalar_one()
+        ledger.import_payee_accounts([{"source": "registry", "event_id": f"account-{payee}", "payee_id": payee, "account_name": "收款方",
+                                       "account_number": "6222021001012345678", "bank_code": "102651020012", "verified_at": "2026-01-01T00:00:00+00:00", "revoked": False}])
+        return ledger.propose_batch(maker, dual_approval_above_fen=dual_approval_above_fen).batch_id
+
+
 @pytest.fixture(scope="session")
 def console_helpers():
     """The helpers above, for test modules (a conftest is not importable by name)."""
-    return {"serve": serve, "fill_ledger": fill_ledger, "generated_events": generated_events, "free_port": free_port}
+    return {"serve": serve, "fill_ledger": fill_ledger, "generated_events": generated_events, "free_port": free_port, "propose_batch": propose_batch}
 
 
 @pytest.fixture(scope="module")

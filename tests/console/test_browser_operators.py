@@ -1,5 +1,6 @@
 """Operators in a real headless browser: the login page, a viewer refused a hold with the reason
-on the page, a maker's hold, and its release by a checker (the approval the four eyes need)."""
+on the page, a maker's hold, its release by a checker (the approval the four eyes need), and a
+checker's approval of the payment batch a maker proposed, from the Payments page."""
 
 from __future__ import annotations
 
@@ -40,10 +41,11 @@ def hold_form(page, payee: str, reason: str, button: str) -> tuple[str, str]:
     return shown
 
 
-def test_login_a_refused_viewer_and_a_checkers_release(browser, staffed_ledger, policy, console_helpers):
+def test_login_a_refused_viewer_a_checkers_release_and_approval(browser, staffed_ledger, policy, console_helpers):
     from console.app import build_console
 
     payee = staffed_ledger["payee"]
+    batch = console_helpers["propose_batch"](staffed_ledger["url"], policy, "mark", dual_approval_above_fen=10_000_000_00)
     problems: list[str] = []
     app = build_console(staffed_ledger["url"], policy, today=dt.date(2026, 12, 31))
     with console_helpers["serve"](app) as base:
@@ -60,6 +62,7 @@ def test_login_a_refused_viewer_and_a_checkers_release(browser, staffed_ledger, 
 
         context, page = logged_in(browser, base, "vera", problems)
         assert page.inner_text("#operator") == "vera · viewer"
+        assert page.locator(f'tr[data-batch="{batch}"]').count() == 1 and page.locator("[data-approve]").count() == 0  # not offered to a viewer
         status, text = hold_form(page, payee, "suspicious invoices", "#hold-place")
         assert status == "403" and text == "refused (403): vera is a viewer: this needs the role maker or higher"
         context.close()
@@ -76,6 +79,13 @@ def test_login_a_refused_viewer_and_a_checkers_release(browser, staffed_ledger, 
         assert status == "200" and text.startswith(f"released {payee}: by chen")
         page.wait_for_selector(f'tr[data-hold="{payee}"]', state="detached", timeout=10_000)
         assert "No payee is on hold." in page.inner_text("#holds")
+
+        page.click(f'[data-approve="{batch}"]')
+        page.wait_for_selector("#approval-result[data-status]", timeout=10_000)
+        assert page.get_attribute("#approval-result", "data-status") == "200"
+        assert page.inner_text("#approval-result") == f"approved {batch}: by chen, 1 of 1 approval(s), approved"
+        page.wait_for_selector(f'[data-approve="{batch}"]', state="detached", timeout=10_000)  # approved: nothing left to approve
+        assert page.inner_text(f'tr[data-batch="{batch}"] .badge') == "approved"
         page.click("#logout")
         page.wait_for_url(base + "/login")
         context.close()

@@ -20,8 +20,11 @@ schema = schemathesis.openapi.from_dict(spec(load_policy().clauses))
 @pytest.fixture(scope="module")
 def console_url(staffed_ledger, policy, console_helpers):
     """The console over a ledger with operators: every data route needs the login, or the
-    break-glass token the fuzzing sends, which reaches the actions' own checks."""
+    break-glass token the fuzzing sends, which reaches the actions' own checks; and a batch
+    proposed by a maker, PB000001, the approval's example."""
     from console.app import build_console
+
+    assert console_helpers["propose_batch"](staffed_ledger["url"], policy, "mark", dual_approval_above_fen=10_000_000_00) == "PB000001"
 
     app = build_console(staffed_ledger["url"], policy, admin_token=ADMIN_TOKEN, today=dt.date(2026, 12, 31))
     with console_helpers["serve"](app) as base:

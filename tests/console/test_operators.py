@@ -1,6 +1,7 @@
 """Operators with names and roles (console/users.py, console/sessions.py): a login guards the data
 once the ledger has operators, sessions carry a CSRF token, logins are rate-limited, and each
-hold and release is recorded with the operator's name, released only by another checker."""
+hold and release is recorded with the operator's name in the hash chain, released only by another
+checker; a checker approves a payment batch another operator proposed."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from console.app import build_console
 from console.sessions import MAX_FAILURES, LoginLimiter
 from console.users import password_matches, role_of
-from sinks.ledger import make_engine
+from sinks.ledger import Ledger, make_engine
 from sinks.ledger.schema import console_users, operator_actions
 
 PASSWORD = "correct horse battery"  # of every operator of the staffed_ledger fixture
@@ -111,11 +112,15 @@ def test_roles_csrf_and_four_eyes_on_holds(staffed_ledger, policy):
     try:
         with engine.connect() as conn:
             recorded = [(r.user_name, r.role, r.action, r.subject) for r in conn.execute(sa.select(operator_actions).order_by(operator_actions.c.recorded_at))]
+            chained = conn.exec_driver_sql("SELECT actor FROM ledger_chain_events WHERE kind = 'operator-action' ORDER BY seq").scalars().all()
             with pytest.raises(sa.exc.DBAPIError, match="append-only"):
                 conn.execute(operator_actions.delete())
+        problems = Ledger(engine).verify_chain()
     finally:
         engine.dispose()
     assert recorded == [("mark", "maker", "hold", payee), ("chen", "checker", "release", payee), ("chen", "checker", "hold", payee), ("chao", "checker", "release", payee)]
+    assert chained == ["mark", "chen", "chen", "chao"]  # each action is an entry of the hash chain with the operator's name
+    assert problems == []
 
 
 def test_logins_are_rate_limited_per_user_and_per_address(staffed_ledger, policy):
@@ -162,3 +167,42 @@ def test_users_add_stores_a_scrypt_hash_and_says_mistakes_in_one_line(tmp_path):
     finally:
         engine.dispose()
     assert stored.startswith("scrypt$") and password_matches(stored, "a secret of 22 letters") and not password_matches(stored, "a secret of 22 letter")
+
+
+def test_a_checker_approves_a_batch_another_proposed_and_each_approval_is_in_the_chain(staffed_ledger, policy, console_helpers):
+    token = "approval-break-glass-token"
+    batch = console_helpers["propose_batch"](staffed_ledger["url"], policy, "chen", dual_approval_above_fen=0)  # two approvals needed
+    approve = f"/api/batches/{batch}/approve"
+
+    async def work(client):
+        out = {}
+        for name in ("vera", "mark", "chen"):
+            out[name] = await post(client, approve, await login(client, name), {})
+        csrf = await login(client, "chao")
+        out["no csrf"] = await post(client, approve, None, {})
+        out["unknown"] = await post(client, "/api/batches/PB999999/approve", csrf, {})
+        response = await client.post(approve, headers={"X-CSRF-Token": csrf})
+        out["chao"] = (response.status, await response.json())
+        out["chao again"] = await post(client, approve, csrf, {})
+        client.session.cookie_jar.clear()
+        response = await client.post(approve, headers={"Authorization": f"Bearer {token}"})
+        out["second"] = (response.status, await response.json())
+        out["third"] = await post(client, approve, await login(client, "chao"), {})
+        return out
+
+    out = session_of(build_console(staffed_ledger["url"], policy, admin_token=token), work)
+    assert out["vera"] == (403, "vera is a viewer: this needs the role checker or higher")
+    assert out["mark"] == (403, "mark is a maker: this needs the role checker or higher")
+    assert out["chen"] == (403, f"chen proposed batch {batch} and may not approve it: another checker must (maker-checker)")
+    assert out["no csrf"][0] == 403 and "X-CSRF-Token" in out["no csrf"][1]
+    assert out["unknown"] == (404, "no batch PB999999 in the ledger")
+    assert out["chao"] == (200, {"batch_id": batch, "status": "proposed", "by": "chao", "approvers": ["chao"], "approvals_required": 2})
+    assert out["chao again"] == (409, f"chao has already approved batch {batch}: it needs 2 different approvers")
+    assert out["second"] == (200, {"batch_id": batch, "status": "approved", "by": "break-glass", "approvers": ["chao", "break-glass"], "approvals_required": 2})
+    assert out["third"][0] == 409 and "already approved" in out["third"][1]
+
+    with Ledger.open(staffed_ledger["url"], timezone=policy.timezone) as ledger:
+        with ledger.engine.connect() as conn:
+            approvals = conn.execute(sa.text("SELECT actor FROM ledger_chain_events WHERE kind = 'batch-approved' AND batch_id = :b ORDER BY seq"), {"b": batch}).scalars().all()
+        assert approvals == ["chao", "break-glass"]
+        assert ledger.verify_chain() == []

@@ -149,14 +149,16 @@ def test_the_migrator_owns_the_tables_and_reading_commands_use_the_reader(initia
 
 
 def test_the_console_reads_as_the_reader_and_records_as_the_writer(initialised):
-    """The console's grants suffice: its pages as the reader, an operator's hold as the writer;
-    a NUL in a filter is a bad request on PostgreSQL too, not an outage."""
+    """The console's grants suffice: its pages as the reader, an operator's hold (in the hash
+    chain) and a checker's batch approval as the writer; a NUL in a filter is a bad request on
+    PostgreSQL too, not an outage."""
     import asyncio
 
     from aiohttp.test_utils import TestClient, TestServer
 
     from console.app import build_console
     from console.users import add_user
+    from parties import uscc  # the factory's provider, whom compute vouchers pay
     from sinks.ledger import make_engine
     from sinks.ledger.schema import accounts
 
@@ -164,9 +166,13 @@ def test_the_console_reads_as_the_reader_and_records_as_the_writer(initialised):
     batch = run([purchase("c1", 7, "300.00")], state)
     with Ledger.open(initialised["writer"], timezone=TIMEZONE) as ledger:
         ledger.record(batch.decisions, batch.instructions, batch.rejections)
+        ledger.import_payee_accounts([{"source": "registry", "event_id": "a1", "payee_id": uscc(9_000_000), "account_name": "收款方",
+                                       "account_number": "6222021001012345678", "bank_code": "102651020012", "verified_at": "2026-01-01T00:00:00+00:00", "revoked": False}])
+        proposed = ledger.propose_batch("mark").batch_id
     engine = make_engine(initialised["superuser"])
     try:
         add_user(engine, "mark", "maker", "correct horse battery")
+        add_user(engine, "chen", "checker", "correct horse battery")
         with engine.connect() as conn:
             payee = conn.execute(sa.select(accounts.c.payee_id).where(accounts.c.payee_id.is_not(None)).limit(1)).scalar_one()
     finally:
@@ -177,9 +183,14 @@ def test_the_console_reads_as_the_reader_and_records_as_the_writer(initialised):
             csrf = (await (await client.post("/api/login", json={"name": "mark", "password": "correct horse battery"})).json())["csrf"]
             held = await client.post("/api/holds", json={"payee_id": payee, "reason": "review"}, headers={"X-CSRF-Token": csrf})
             nul = await client.get("/api/decisions/recent?clause=%00")
-            return held.status, (await client.get("/api/holds")).status, nul.status, (await client.get("/api/summary")).status
+            csrf = (await (await client.post("/api/login", json={"name": "chen", "password": "correct horse battery"})).json())["csrf"]
+            approved = await client.post(f"/api/batches/{proposed}/approve", headers={"X-CSRF-Token": csrf})
+            return (held.status, (await client.get("/api/holds")).status, nul.status, (await client.get("/api/summary")).status,
+                    approved.status, (await approved.json()).get("status"))
 
-    assert asyncio.run(work()) == (200, 200, 400, 200)
+    assert asyncio.run(work()) == (200, 200, 400, 200, 200, "approved")
+    with Ledger.open(initialised["superuser"], timezone=TIMEZONE) as ledger:
+        assert ledger.verify_chain() == []
 
 
 @pytest.mark.parametrize("names", [("m_same", "w_same", "w_same"), ("m_self", "postgres", "r_self")])

@@ -1,0 +1,57 @@
+"""Operators' actions (the console's holds and releases of a payee, console/users.py) as entries
+of the journal's hash chain: each row of ``operator_actions`` is written with an entry of kind
+``operator-action`` in ``ledger_chain_events`` whose body is the row and whose actor is the
+operator, in one transaction under the chain-head lock (as the payments' events are). So
+``verify_chain`` finds an action edited, removed, or added behind the console's back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+
+from sinks.ledger.payments import Payments
+from sinks.ledger.schema import chain_events, operator_actions
+
+KIND = "operator-action"
+COLUMNS = tuple(column.name for column in operator_actions.columns)
+
+
+class OperatorActions(Payments):
+    def record_operator_action(self, user_name: str, role: str, action: str, subject: str, reason: str) -> dict[str, Any]:
+        """Append the action and its chain entry; the row as stored."""
+        row = {"action_id": str(uuid.uuid4()), "user_name": user_name, "role": role, "action": action, "subject": subject,
+               "reason": reason, "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+
+        def write() -> None:
+            with self.engine.begin() as conn:
+                head = self._lock(conn)
+                conn.execute(operator_actions.insert(), row)
+                self._chain(conn, head, KIND, None, user_name, row, row["recorded_at"])
+
+        self._with_retry(write)
+        return row
+
+    def verify_operator_actions(self) -> list[str]:
+        """Each action against the chain entry that holds it (the entries' own hashes are ``verify_chain``'s)."""
+        with self.engine.connect() as conn:
+            entries = conn.execute(sa.select(chain_events.c.seq, chain_events.c.actor, chain_events.c.body)
+                                   .where(chain_events.c.kind == KIND).order_by(chain_events.c.seq)).all()
+            rows = {row["action_id"]: dict(row) for row in conn.execute(sa.select(operator_actions)).mappings()}
+        problems = []
+        for entry in entries:
+            held = json.loads(entry.body)
+            row = rows.pop(held["action_id"], None)
+            where = f"chain seq {entry.seq} ({KIND} {held['action']} of {held['subject']} by {entry.actor})"
+            if row is None:
+                problems.append(f"{where}: the action is missing from operator_actions: it was removed")
+            elif row != held or entry.actor != row["user_name"]:
+                changed = ", ".join(name for name in COLUMNS if row.get(name) != held.get(name)) or "actor"
+                problems.append(f"{where}: operator_actions differs ({changed}): the row was edited")
+        problems.extend(f"operator action {action_id} ({row['action']} of {row['subject']} by {row['user_name']}) is not in the hash chain: it was added"
+                        for action_id, row in sorted(rows.items()))
+        return problems

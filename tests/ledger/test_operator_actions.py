@@ -1,0 +1,72 @@
+"""Operators' holds and releases in the journal's hash chain (sinks/ledger/operator_actions.py,
+migration 0008): each action is an entry with the operator's name, interleaved with the journal's
+and the payments' entries; one edited, removed or added behind the console's back is found, and
+the actions recorded before 0008 are chained by the migration."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from sinks.ledger import Ledger, make_engine
+from sinks.ledger.database import _alembic_config
+from tests.ledger.factory import TIMEZONE, purchase, run
+
+PAYEE = "91510100MA6C0000X1"
+
+
+def chain_kinds(ledger: Ledger) -> list[tuple[int, str, str]]:
+    with ledger.engine.connect() as conn:
+        return [tuple(row) for row in conn.exec_driver_sql("SELECT seq, kind, actor FROM ledger_chain_events ORDER BY seq")]
+
+
+def test_each_action_is_a_chain_entry_and_tampering_is_found(tmp_path):
+    out = run([purchase("e1", 1, "1000.00"), purchase("e2", 2, "2500.50")])
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}", timezone=TIMEZONE) as ledger:
+        ledger.record(out.decisions[:1], out.instructions[:1], [])
+        held = ledger.record_operator_action("mark", "maker", "hold", PAYEE, "bank account under review")
+        ledger.record(out.decisions[1:], out.instructions[1:], [])
+        released = ledger.record_operator_action("chen", "checker", "release", PAYEE, "account confirmed")
+        assert ledger.verify_chain() == []
+        journal_entries = len(out.instructions)
+        assert chain_kinds(ledger) == [(2, "operator-action", "mark"), (journal_entries + 2, "operator-action", "chen")]
+
+        with ledger.engine.begin() as conn:
+            for action in ("update", "delete"):
+                conn.exec_driver_sql(f"DROP TRIGGER operator_actions_no_{action}")
+            conn.execute(sa.text("UPDATE operator_actions SET user_name = 'mallory' WHERE action_id = :id"), {"id": held["action_id"]})
+            conn.execute(sa.text("DELETE FROM operator_actions WHERE action_id = :id"), {"id": released["action_id"]})
+            conn.execute(sa.text("INSERT INTO operator_actions VALUES ('forged', 'mallory', 'checker', 'release', :payee, 'x', :at)"),
+                         {"payee": PAYEE, "at": held["recorded_at"]})
+        problems = ledger.verify_chain()
+    assert problems == [
+        f"chain seq 2 (operator-action hold of {PAYEE} by mark): operator_actions differs (user_name): the row was edited",
+        f"chain seq {journal_entries + 2} (operator-action release of {PAYEE} by chen): the action is missing from operator_actions: it was removed",
+        f"operator action forged (release of {PAYEE} by mallory) is not in the hash chain: it was added",
+    ]
+
+
+def test_the_migration_chains_the_actions_recorded_before_it(tmp_path):
+    from alembic import command
+
+    out = run([purchase("e1", 1, "1000.00")])
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(conn), "0007_bank_answers")
+        Ledger(engine, timezone=TIMEZONE).record(out.decisions, out.instructions, [])
+        with engine.begin() as conn:
+            for n, (name, action) in enumerate((("mark", "hold"), ("chen", "release"))):
+                conn.execute(sa.text("INSERT INTO operator_actions VALUES (:id, :name, 'checker', :action, :payee, 'why', :at)"),
+                             {"id": f"a{n}", "name": name, "action": action, "payee": PAYEE, "at": f"2026-12-0{n + 1}T08:00:00+00:00"})
+    finally:
+        engine.dispose()
+    with Ledger.open(url, timezone=TIMEZONE) as ledger:  # upgrades to the head
+        assert chain_kinds(ledger) == [(2, "operator-action", "mark"), (3, "operator-action", "chen")]
+        assert ledger.verify_chain() == []
+        ledger.record_operator_action("chao", "checker", "hold", PAYEE, "again")  # new ones follow the migrated
+        assert ledger.verify_chain() == []
+        with ledger.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TRIGGER ledger_chain_events_no_delete")  # the migration's copy has its triggers back
+            conn.exec_driver_sql("DELETE FROM ledger_chain_events WHERE seq = 3")
+        assert any("chain seq 4" in p and "prev_hash does not match" in p for p in ledger.verify_chain())
