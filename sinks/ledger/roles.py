@@ -32,6 +32,7 @@ from sinks.ledger.schema import (
     cap_charges,
     cap_usage,
     chain_events,
+    chain_facts,
     chain_head,
     decisions_t,
     exclusion_listings,
@@ -51,7 +52,9 @@ WRITER_INSERTS = (decisions_t, instructions_t, rejections_t, journal, cap_charge
                   # finance's payments (subsidy payees, subsidy payments), each step a new row
                   payee_accounts, batches, batch_items, approvals, payment_events, chain_events,
                   # payee-exclusions listings, booked by intake with the holds they call for
-                  exclusion_listings)
+                  exclusion_listings,
+                  # the chain entries of every other fact (sinks/ledger/chain.py)
+                  chain_facts)
 WRITER_UPDATES = {chain_head: ("seq", "head_hash"), cap_usage: ("used", "cap_limit")}
 APPEND_ONLY_FUNCTION = "ledger_append_only()"
 

@@ -21,6 +21,7 @@ APPEND_ONLY: tuple[str, ...] = (
     # payments (0003_payments): a revocation, an approval, a status is a new row
     "ledger_payee_accounts", "ledger_batches", "ledger_batch_items", "ledger_approvals", "ledger_payment_events", "ledger_chain_events",
     "operator_actions",
+    "ledger_chain_facts",  # 0006_chain_facts
 )  # fmt: skip
 
 #: a payment's states after ``decided`` (a payment instruction with no event); the last four
@@ -72,6 +73,7 @@ decisions_t = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),  # the ledger_chain_facts entry that covers it (0006)
     sa.Index("ix_ledger_decisions_clause_year", "clause_id", "fiscal_year"),
 )
 instructions_t = sa.Table(
@@ -111,6 +113,7 @@ rejections_t = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),
 )
 journal = sa.Table(
     "ledger_journal",
@@ -191,6 +194,7 @@ exclusion_listings = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),
     sa.Index("ix_ledger_exclusion_listings_payee", "payee_id"),
 )
 
@@ -270,6 +274,22 @@ chain_events = sa.Table(
     sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
     _recorded_at(),
     sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in CHAIN_EVENT_KINDS) + ")", name="ck_chain_events_kind"),
+)
+
+# Any other fact that decides money, in the journal's hash chain (migration 0006): a booked batch's
+# decisions, rejections and listings (sinks/ledger/chain.py), and what later kinds append.
+chain_facts = sa.Table(
+    "ledger_chain_facts",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),  # shares the journal's sequence
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
+    _recorded_at(),
 )
 
 # The console's operators (console/users.py) and every state-changing action they took.
