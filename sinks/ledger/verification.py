@@ -284,17 +284,21 @@ def derived_differences(conn: Connection) -> list[str]:
     want_charges: dict[tuple[str, str], int] = {}
     want_caps: dict[str, dict[str, Any]] = {}
     count_places: dict[tuple[str, str], int] = {}
-    decided = {r.instruction_id: r.decision_id for r in conn.execute(sa.select(decisions_t.c.decision_id, decisions_t.c.instruction_id).where(decisions_t.c.instruction_id.is_not(None)))}
-    query = sa.select(instructions_t.c.instruction_id, instructions_t.c.body).order_by(instructions_t.c.journal_seq)
-    for iid, text in conn.execute(query):
+    decided = {r.instruction_id: (r.decision_id, int(r.granted_fen)) for r in conn.execute(
+        sa.select(decisions_t.c.decision_id, decisions_t.c.instruction_id, decisions_t.c.granted_fen).where(decisions_t.c.instruction_id.is_not(None)))}
+    query = sa.select(instructions_t.c.instruction_id, instructions_t.c.body, instructions_t.c.amount_fen).order_by(instructions_t.c.journal_seq)
+    for iid, text, amount_fen in conn.execute(query):
         try:
             instruction = Instruction.from_wire(json.loads(text))
             row = Booking._instruction_row(instruction, _UTC)
         except Exception as error:  # noqa: BLE001 - the walk names the edited row; here it is left out
             problems.append(f"ledger_instructions {iid}: its body is not an instruction the ledger books ({error}): the row was edited")
             continue
-        if decided.pop(iid, None) is None:
+        decision = decided.pop(iid, None)
+        if decision is None:
             problems.append(f"ledger_instructions {iid}: no decision names it: its decision was removed, or it was added")
+        elif decision[1] != int(amount_fen):
+            problems.append(_differs("ledger_instructions", iid, f"amount (granted by decision {decision[0]})", format_fen(decision[1]), format_fen(int(amount_fen))))
         budget = budget_account(row["policy_id"], row["clause_id"], row["fiscal_year"])
         want_accounts.setdefault(budget, {"kind": "budget", "policy_id": row["policy_id"], "clause_id": row["clause_id"], "fiscal_year": row["fiscal_year"], "payee_id": None})
         payee = instruction.payee
@@ -313,7 +317,7 @@ def derived_differences(conn: Connection) -> list[str]:
                 count_places[(iid, scope)] = delta
             cap["used"] += delta
             want_charges[(iid, scope)] = delta
-    problems.extend(f"ledger_decisions {decision}: names instruction {iid}, which is not in the ledger: it was removed" for iid, decision in decided.items())
+    problems.extend(f"ledger_decisions {decision}: names instruction {iid}, which is not in the ledger: it was removed" for iid, (decision, _) in decided.items())
     for r in conn.execute(sa.select(accounts)):
         want = want_accounts.pop(r.account_id, None)
         if want is None:
