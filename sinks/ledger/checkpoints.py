@@ -220,8 +220,8 @@ def read_checkpoints(source: str) -> list[Checkpoint]:
 
 async def _read_topic(bootstrap: str, timeout: float = 15.0) -> list[bytes]:
     """Every record of the checkpoints topic, from its first to its end."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-    from aiokafka.errors import KafkaError
+    from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+    from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=50)
     values: list[bytes] = []

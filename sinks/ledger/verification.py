@@ -49,7 +49,6 @@ from sinks.ledger.schema import (
     rejections_t,
 )
 
-
 _UTC = ZoneInfo("UTC")  # for the derived data only: cap charges do not depend on the value date
 
 
