@@ -25,8 +25,8 @@ class Booked:
     """A ledger with three booked batches (the middle one has the 5,000,000.00 decision), signed
     checkpoints after each, and the key's public half."""
 
-    def __init__(self, tmp_path):
-        self.url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    def __init__(self, tmp_path, url: str | None = None):
+        self.url = url or f"sqlite:///{tmp_path / 'ledger.sqlite'}"
         self.key_path = tmp_path / "checkpoint.pem"
         generate_key(self.key_path)
         self.key = SigningKey.load(self.key_path)
