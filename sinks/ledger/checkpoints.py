@@ -34,7 +34,7 @@ from sinks.ledger.schema import chain_head, journal
 KEY_ENV = "SUBSIDY_CHECKPOINT_KEY"
 #: a file holding the public key that checks them (default: the private key's ``.pub`` beside it)
 PUBLIC_KEY_ENV = "SUBSIDY_CHECKPOINT_PUBLIC_KEY"
-CHECKPOINTS_TOPIC = "ledger-checkpoints"
+CHECKPOINTS_TOPIC = "ledger-checkpoints"  # streams/topics.py creates it with its settings
 
 
 class CheckpointError(LedgerError):
