@@ -177,21 +177,29 @@ def make_checkpoint(ledger: LedgerDatabase, key: SigningKey, now: dt.datetime | 
 
 
 class CheckpointSchedule:
-    """When a booker signs the head: ``every_entries`` chain entries since the last checkpoint, or
-    ``every_seconds`` since it with anything new; at most that much is ever uncovered."""
+    """When a booker signs the head: ``every_entries`` chain entries since the last checkpoint it
+    published, or ``every_seconds`` since then with anything new; so at most about that much is
+    ever uncovered. ``due`` gives the checkpoint, ``published`` records it once it is out."""
 
-    def __init__(self, every_entries: int, every_seconds: float):
+    def __init__(self, key: SigningKey, every_entries: int, every_seconds: float):
+        self.key = key
         self.every_entries = every_entries
         self.every_seconds = every_seconds
         self.last_seq: int | None = None
         self.last_time = 0.0
 
-    def due(self, head_seq: int, now: float) -> bool:
+    def is_due(self, head_seq: int, now: float) -> bool:
         if head_seq == self.last_seq or (self.last_seq is None and head_seq == 0):
             return False
         return self.last_seq is None or head_seq - self.last_seq >= self.every_entries or now - self.last_time >= self.every_seconds
 
-    def made(self, checkpoint: Checkpoint, now: float) -> None:
+    def due(self, ledger: LedgerDatabase, now: float) -> Checkpoint | None:
+        """The ledger's head signed, when a checkpoint is due (``now``: a monotonic clock); else None."""
+        with ledger.engine.connect() as conn:
+            head_seq = int(conn.execute(sa.select(chain_head.c.seq).where(chain_head.c.id == 1)).scalar_one())
+        return make_checkpoint(ledger, self.key) if self.is_due(head_seq, now) else None
+
+    def published(self, checkpoint: Checkpoint, now: float) -> None:
         self.last_seq, self.last_time = checkpoint.seq, now
 
 
