@@ -148,6 +148,25 @@ def _init_with_roles(engine, roles) -> list[str]:
     return notes
 
 
+def export_checkpoint(ledger):
+    """The checkpoint an export carries (sinks/ledger/checkpoints.py ``current_checkpoint``), or None."""
+    from sinks.ledger.checkpoints import CheckpointError, current_checkpoint
+
+    try:
+        return current_checkpoint(ledger)
+    except CheckpointError as error:
+        raise _command_error()(str(error)) from None
+
+
+def checkpoint_note(checkpoint) -> str:
+    """What an export's summary line says of its checkpoint: without one it is written all the same."""
+    from sinks.ledger.checkpoints import CHECKPOINTS_ENV, KEY_ENV
+
+    if checkpoint is None:
+        return f"; no ledger checkpoint in it: set ${KEY_ENV} (sign the head now) or ${CHECKPOINTS_ENV} (the newest published)"
+    return f"; ledger checkpoint at seq {checkpoint.seq}, key {checkpoint.key_id}"
+
+
 def cmd_export(args) -> int:
     from sinks.export import make_batch, to_csv, to_pain001
 
@@ -156,12 +175,13 @@ def cmd_export(args) -> int:
     ledger = open_ledger(args)
     try:
         dated = ledger.dated_instructions(date_from=args.date_from, date_to=args.date_to)
+        checkpoint = export_checkpoint(ledger)
     finally:
         ledger.close()
     instructions = [body for (_, body) in dated]
     if args.format == "csv":
         batch = make_batch(args.format, instructions, args.date_from, args.date_to, {body["instruction_id"]: day for (day, body) in dated})
-        data = to_csv(batch).encode("utf-8")
+        data = to_csv(batch, checkpoint).encode("utf-8")
         note = "payments net of clawbacks"
     else:
         # a credit transfer sends money: clawbacks are money to recover, so the two exports' totals differ
@@ -169,12 +189,13 @@ def cmd_export(args) -> int:
         if not payments:
             raise _command_error()(f"no payments with a value date in [{args.date_from or '-'}, {args.date_to or '-'}]: nothing to export")
         batch = make_batch(args.format, payments, args.date_from, args.date_to)
-        data = to_pain001(batch, created_at=args.created_at, execution_date=args.execution_date or args.date_to, debtor_name=args.debtor_name, debtor_account=args.debtor_account)
+        data = to_pain001(batch, created_at=args.created_at, execution_date=args.execution_date or args.date_to, debtor_name=args.debtor_name, debtor_account=args.debtor_account,
+                           checkpoint=checkpoint)
         clawbacks = [parse_amount(i["amount"]) for i in instructions if i["kind"] != "payment"]
         note = (f"payments only: {len(clawbacks)} clawback(s) in the range, {format_fen(sum(clawbacks))} CNY, are left out; the CSV export has them"
                 if clawbacks else "payments only; no clawbacks in the range")
     _write(args.out, data)
-    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY ({note})", file=sys.stderr)
+    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY ({note}){checkpoint_note(checkpoint)}", file=sys.stderr)
     return 0
 
 

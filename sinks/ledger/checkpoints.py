@@ -34,6 +34,8 @@ from sinks.ledger.schema import chain_head, journal
 KEY_ENV = "SUBSIDY_CHECKPOINT_KEY"
 #: a file holding the public key that checks them (default: the private key's ``.pub`` beside it)
 PUBLIC_KEY_ENV = "SUBSIDY_CHECKPOINT_PUBLIC_KEY"
+#: where exports and the console read the newest published checkpoint: a file of JSON lines or kafka://HOST:PORT
+CHECKPOINTS_ENV = "SUBSIDY_CHECKPOINTS"
 CHECKPOINTS_TOPIC = "ledger-checkpoints"  # streams/topics.py creates it with its settings
 
 
@@ -174,6 +176,16 @@ def make_checkpoint(ledger: LedgerDatabase, key: SigningKey, now: dt.datetime | 
         head = conn.execute(sa.select(chain_head.c.seq, chain_head.c.head_hash).where(chain_head.c.id == 1)).one()
         entries = conn.execute(sa.select(sa.func.count()).select_from(journal).where(journal.c.seq <= head.seq)).scalar_one()
     return sign(int(head.seq), head.head_hash, int(entries), key, now)
+
+
+def current_checkpoint(ledger: LedgerDatabase) -> Checkpoint | None:
+    """What an export carries and the console shows: the head signed now with $SUBSIDY_CHECKPOINT_KEY,
+    else the newest checkpoint of $SUBSIDY_CHECKPOINTS, else None."""
+    if os.environ.get(KEY_ENV):
+        return make_checkpoint(ledger, SigningKey.load(os.environ[KEY_ENV]))
+    if os.environ.get(CHECKPOINTS_ENV):
+        return max(read_checkpoints(os.environ[CHECKPOINTS_ENV]), key=lambda c: (c.seq, c.time), default=None)
+    return None
 
 
 class CheckpointSchedule:
