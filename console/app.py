@@ -204,6 +204,10 @@ async def api_held_payments(request: web.Request) -> web.Response:
     return await _read(request, "held_payments", _int(request, "limit", 100, 1000))
 
 
+async def api_ledger_integrity(request: web.Request) -> web.Response:
+    return await _read(request, "ledger_integrity")
+
+
 async def api_streams(request: web.Request) -> web.Response:
     return _json(request.app[SCRAPER].report())
 
@@ -359,6 +363,7 @@ ROUTES: list[tuple[str, Callable]] = [
     ("/login", login_page),
     ("/api/session", api_session),
     ("/api/held-payments", api_held_payments),
+    ("/api/ledger-integrity", api_ledger_integrity),
     ("/api/summary", api_summary),
     ("/api/budgets", api_budgets),
     ("/api/caps/nearest", api_caps_nearest),
