@@ -10,7 +10,8 @@ it first), appends, and moves the head with :func:`set_head` once per transactio
 A fact's body is stored as written and hashed; rows too many to copy into a body (a batch's
 decisions) name the entry that covers them (``chain_seq``), and the body holds the digest of
 their ids and content hashes (:func:`records_digest`), so verification.py finds a row edited,
-removed or added behind the ledger's back.
+removed or added behind the ledger's back. WHY one chain, one fact a batch:
+docs/decisions/0012-signed-checkpoints-of-one-hash-chain.md.
 """
 
 from __future__ import annotations

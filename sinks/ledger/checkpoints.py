@@ -8,6 +8,7 @@ every so many entries or minutes: :class:`CheckpointSchedule`, :func:`make_check
 publishes them (the ``ledger-checkpoints`` topic, every export, the console); ``subsidy ledger
 verify --checkpoints SOURCE`` checks the chain against each. What was booked after the last
 checkpoint is covered by none: its size is reported, bounded by the checkpoint interval.
+WHY: docs/decisions/0012-signed-checkpoints-of-one-hash-chain.md.
 """
 
 from __future__ import annotations
