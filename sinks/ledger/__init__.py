@@ -9,8 +9,9 @@ what must never happen:
   whose ``CHECK (used <= cap_limit)`` refuses an overrun; clawbacks give the room back;
 * every instruction is one balanced transfer in a double-entry journal (budget account of the
   clause and fiscal year <-> payable account of the payee); rows are append-only (triggers
-  refuse UPDATE and DELETE) and hash-chained, so an edited row is detected by
-  :meth:`Ledger.verify_chain`.
+  refuse UPDATE and DELETE) and hash-chained with the decisions, rejections, listings and
+  payment events, so an edited row is detected by :meth:`Ledger.verify_chain`; signed
+  checkpoints of the chain head (``checkpoints.py``) show a chain re-hashed or cut short.
 
 Writes of one ``record()`` call are one transaction, serialised on the chain head row
 (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite). Because a batch is
@@ -21,7 +22,9 @@ run in Python in batch order, the constraints above stay the last line.
 
 By job: ``schema.py`` the tables (defined once), ``database.py`` URLs, engines, migrations,
 retries and bulk reads and writes, ``booking.py`` ``record()`` with the content hashes and cap
-charges, ``queries.py`` balances, statements and counts, ``verification.py`` the chain check, ``holds.py``
+charges, ``queries.py`` balances, statements and counts, ``chain.py`` the hash chain's facts
+(``append_fact``: any kind of fact into the chain), ``verification.py`` the chain walked and the
+derived data recomputed, ``checkpoints.py`` the chain head signed outside the database, ``holds.py``
 the payments held while their payee is listed on payee-exclusions (contract v1.1), ``payments.py``
 payee accounts and maker-checker batches.
 What other modules use is imported from here.
