@@ -156,8 +156,8 @@ class StreamConfig:
         env["SUBSIDY_BACKFILL"] = "1" if self.backfill else "0"
         if self.checkpoint_key:
             env["SUBSIDY_CHECKPOINT_KEY"] = self.checkpoint_key
-        env["SUBSIDY_CHECKPOINT_EVERY_ENTRIES"] = str(self.checkpoint_every_entries)
-        env["SUBSIDY_CHECKPOINT_EVERY_MINUTES"] = str(self.checkpoint_every_minutes)
+            env["SUBSIDY_CHECKPOINT_EVERY_ENTRIES"] = str(self.checkpoint_every_entries)
+            env["SUBSIDY_CHECKPOINT_EVERY_MINUTES"] = str(self.checkpoint_every_minutes)
         return env
 
 
