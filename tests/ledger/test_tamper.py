@@ -206,3 +206,32 @@ def test_derived_rows_are_recomputed_and_the_first_difference_named(booked):
     chain, _ = booked.verify()
     assert any(p.startswith('ledger_cap_usage ["cap", "compute-voucher", "programme-year", "2026"]: used expected ') for p in chain), chain
     assert "ledger_accounts payable:mallory: no instruction books to it: the row was added" in chain
+
+
+def test_rows_stored_before_the_chain_covered_them_are_covered_by_the_migration(tmp_path):
+    """A ledger at 0005 with a decision and a rejection: 0006 appends one fact covering both."""
+    from alembic import command
+
+    from sinks.ledger import make_engine
+    from sinks.ledger.database import _alembic_config
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = make_engine(url)
+    decision = run([purchase("e1", 1, "3000000.00")]).decisions[0].to_wire()
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0005_exclusion_listings")
+        conn.exec_driver_sql("INSERT INTO ledger_decisions VALUES (?, ?, ?, ?, ?, 'declined', 0, NULL, ?, ?, '2026-01-01T00:00:00+00:00')",
+                             (decision["decision_id"], decision["event_id"], decision["source"], decision["clause_id"], decision["fiscal_year"],
+                              sha256_hex(canonical_json(decision | {"outcome": "declined", "granted": "0.00", "instruction_id": None})),
+                              canonical_json(decision | {"outcome": "declined", "granted": "0.00", "instruction_id": None})))
+        conn.exec_driver_sql("INSERT INTO ledger_rejections VALUES (?, ?, ?, ?, ?, '2026-01-01T00:00:00+00:00')",
+                             (REJECTION["rejection_id"], REJECTION["topic"], REJECTION["code"],
+                              sha256_hex(canonical_json({k: v for k, v in REJECTION.items() if k != "rejected_at"})), canonical_json(REJECTION)))
+    engine.dispose()
+    with Ledger.open(url, timezone=TIMEZONE) as ledger:
+        assert ledger.verify().problems == []
+        with ledger.engine.begin() as conn:
+            assert conn.exec_driver_sql("SELECT seq, kind FROM ledger_chain_facts").all() == [(1, "records-before-0006")]
+            unlock(conn, ("ledger_rejections",))
+            conn.exec_driver_sql("DELETE FROM ledger_rejections")
+        assert ledger.verify().problems == ["ledger_rejections rows covered by chain seq 1 (records-before-0006 fact): count expected 1, found 0: a row was removed"]
