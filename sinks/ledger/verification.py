@@ -224,8 +224,8 @@ class _Facts:
     def finish(self) -> None:
         for name, by_seq in self.covered.items():
             for seq, rows in by_seq.items():
-                for row_id, _ in rows:
-                    self.problems.append(f"{COVERED_TABLES[name]} {row_id}: names chain seq {seq}, where no fact covers it: the row was added")
+                where = "is in no fact of the chain" if seq is None else f"names chain seq {seq}, where no fact covers it"
+                self.problems.extend(f"{COVERED_TABLES[name]} {row_id}: {where}: the row was added" for row_id, _ in rows)
 
 
 def _covered_rows(conn: Connection, problems: list[str]) -> Iterator[tuple[str, list[tuple[str, str, int | None]]]]:

@@ -202,8 +202,11 @@ def test_a_checkpoint_altered_or_signed_by_another_key_counts_for_nothing(booked
 
 def test_derived_rows_are_recomputed_and_the_first_difference_named(booked):
     booked.tamper("UPDATE ledger_cap_usage SET used = used - 1 WHERE scope LIKE '%programme-year%'",
-                  "INSERT INTO ledger_accounts VALUES ('payable:mallory', 'payable', NULL, NULL, NULL, 'mallory', 'person', 'Mallory')", tables=())
+                  "INSERT INTO ledger_accounts VALUES ('payable:mallory', 'payable', NULL, NULL, NULL, 'mallory', 'person', 'Mallory')",
+                  "INSERT INTO ledger_decisions SELECT 'forged', event_id, source, clause_id, fiscal_year, outcome, granted_fen, NULL, content_hash, body, recorded_at, NULL "
+                  "FROM ledger_decisions LIMIT 1", tables=())
     chain, _ = booked.verify()
+    assert "ledger_decisions forged: is in no fact of the chain: the row was added" in chain
     assert any(p.startswith('ledger_cap_usage ["cap", "compute-voucher", "programme-year", "2026"]: used expected ') for p in chain), chain
     assert "ledger_accounts payable:mallory: no instruction books to it: the row was added" in chain
 
