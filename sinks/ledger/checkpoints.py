@@ -251,9 +251,9 @@ async def _read_topic(bootstrap: str, timeout: float = 15.0) -> list[bytes]:
 
         async with asyncio.timeout(timeout):
             await consumer.start()
-            partitions = [TopicPartition(CHECKPOINTS_TOPIC, p) for p in sorted(consumer.partitions_for_topic(CHECKPOINTS_TOPIC) or ())]
-            if not partitions:
+            if CHECKPOINTS_TOPIC not in await consumer.topics():
                 raise CheckpointError(f"no topic {CHECKPOINTS_TOPIC} at {bootstrap}: the workers create it")
+            partitions = [TopicPartition(CHECKPOINTS_TOPIC, 0)]  # its one partition (streams/topics.py)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
