@@ -208,6 +208,21 @@ async def api_ledger_integrity(request: web.Request) -> web.Response:
     return await _read(request, "ledger_integrity")
 
 
+async def api_payments(request: web.Request) -> web.Response:
+    return await _read(request, "payments", _int(request, "limit", 50, 500))
+
+
+async def api_payee_payments(request: web.Request) -> web.Response:
+    payee_id = request.query.get("payee_id", "")
+    if not 1 <= len(payee_id) <= 128 or not _encodable(payee_id) or not _TEXT.match(payee_id):
+        return _error(400, "payee_id: the payee's id, 1 to 128 characters and no control character")
+    try:
+        found = await _call(request, "payee_payments", payee_id, _int(request, "limit", 200, 1000))
+    except LedgerUnreadable as error:
+        return error.response
+    return _json(found) if found is not None else _error(404, f"no payee {payee_id} in the ledger")
+
+
 async def api_streams(request: web.Request) -> web.Response:
     return _json(request.app[SCRAPER].report())
 
@@ -364,6 +379,8 @@ ROUTES: list[tuple[str, Callable]] = [
     ("/api/session", api_session),
     ("/api/held-payments", api_held_payments),
     ("/api/ledger-integrity", api_ledger_integrity),
+    ("/api/payments", api_payments),
+    ("/api/payee-payments", api_payee_payments),
     ("/api/summary", api_summary),
     ("/api/budgets", api_budgets),
     ("/api/caps/nearest", api_caps_nearest),

@@ -226,6 +226,57 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "Payments": {
+        "type": "object",
+        "required": ["as_of", "awaiting_approval", "batches", "states", "awaiting_account", "bank_refusals", "receivables"],
+        "properties": {
+            "as_of": {"type": "string", "format": "date"},
+            "awaiting_approval": {"type": "integer", "description": "batches proposed and not yet approved"},
+            "batches": {"type": "array", "description": "newest first", "items": {"type": "object", "properties": {
+                "batch_id": {"type": "string", "examples": ["PB000001"]}, "status": {"type": "string", "enum": ["proposed", "approved", "sent"]},
+                "maker": {"type": "string"}, "proposed_at": {"type": "string"}, "approvers": {"type": "array", "items": {"type": "string"}},
+                "approvals_required": {"type": "integer"}, "clause_id": {"type": ["string", "null"]}, "until_date": {"type": ["string", "null"]},
+                "sent_at": {"type": ["string", "null"]}, "payments": {"type": "integer"},
+                "control_sum_fen": _fen("the batch's payments, as paid (netted)"), "control_sum": _money("the batch's payments, as paid (netted)")}}},
+            "states": {"type": "array", "description": "batched payments by their furthest status", "items": {"type": "object", "properties": {
+                "state": {"type": "string"}, "payments": {"type": "integer"}, "amount_fen": _fen("as paid"), "amount": _money("as paid")}}},
+            "awaiting_account": {"type": "object", "properties": {
+                "payments": {"type": "integer"}, "total_fen": _fen("payments awaiting an account"), "total": _money("payments awaiting an account"),
+                "payees": {"type": "array", "items": {"type": "object", "properties": {
+                    "payee_id": {"type": "string"}, "payee_name": {"type": ["string", "null"]}, "payments": {"type": "integer"},
+                    "amount_fen": _fen("awaiting"), "amount": _money("awaiting")}}}}},
+            "bank_refusals": {"type": "array", "description": "the bank's newest rejections and returns", "items": {"type": "object", "properties": {
+                "instruction_id": {"type": "string"}, "batch_id": {"type": "string"}, "status": {"type": "string", "enum": ["rejected", "returned"]},
+                "at": {"type": "string"}, "reason_code": {"type": ["string", "null"], "examples": ["AC04"]}, "payee_id": {"type": "string"},
+                "amount_fen": _fen("the payment as sent"), "amount": _money("the payment as sent")}}},
+            "receivables": {"type": "object", "description": "what payees owe back that no payment has netted yet (`subsidy ledger receivables`)", "properties": {
+                "as_of": {"type": "string", "format": "date"}, "total_fen": _fen("owed back"), "total": _money("owed back"),
+                "buckets": {"type": "object", "description": "by days since the clawback: 0-30, 31-90, 91-180, >180", "additionalProperties": _money("owed back")},
+                "payees": {"type": "array", "items": {"type": "object", "properties": {
+                    "payee_id": {"type": "string"}, "payee_name": {"type": "string"}, "owed": _money("owed back"),
+                    "since": {"type": "string", "format": "date", "description": "the oldest clawback still owed"},
+                    "buckets": {"type": "object", "additionalProperties": _money("owed back")}}}}}},
+        },
+    },
+    "PayeePayments": {
+        "type": "object",
+        "required": ["payee_id", "instructions"],
+        "properties": {
+            "payee_id": {"type": "string"}, "payee_name": {"type": "string"}, "as_of": {"type": "string", "format": "date"},
+            "has_account": {"type": "boolean", "description": "whether the payee has a verified, unrevoked account"},
+            "owed_back_fen": _fen("what the payee owes back"), "owed_back": _money("what the payee owes back"), "limit": {"type": "integer"},
+            "instructions": {"type": "array", "description": "newest first", "items": {"type": "object", "properties": {
+                "instruction_id": {"type": "string"}, "kind": {"type": "string", "enum": ["payment", "clawback"]},
+                "clause_id": {"type": "string"}, "fiscal_year": {"type": "integer"}, "value_date": {"type": "string", "format": "date"},
+                "amount_fen": _fen("as decided (a clawback negative)"), "amount": _money("as decided (a clawback negative)"),
+                "state": {"type": "string", "description": "a payment: awaiting account, held, decided, netted, or its batch's furthest status "
+                          "(batched, approved, sent, then the bank's answers); a clawback: owed back or recovered",
+                          "examples": ["awaiting account", "held", "batched", "approved", "sent", "netted", "owed back"]},
+                "batch_id": {"type": ["string", "null"]},
+                "netted_fen": _fen("of a payment: withheld for what the payee owed; of a clawback: recovered"), "netted": _money("netted"),
+                "paid_fen": _fen("in the payment file (null until batched)", nullable=True), "owed_fen": _fen("of a clawback: still owed back")}}},
+        },
+    },
     "Streams": {
         "type": "object",
         "properties": {
@@ -275,6 +326,11 @@ def _post(summary: str, description: str, body: dict[str, int] | None, ok: dict[
 _ACTION_REFUSALS = {"401": "not logged in (and no break-glass admin token)", "403": "a role too low, the CSRF header missing or wrong, or (release) the same operator who placed the hold",
                     "409": "already on hold, or not on hold", "503": "the ledger cannot be read or written"}
 _DONE = {"description": "recorded in operator_actions", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ActionDone"}}}}
+
+
+def _not_found(path_item: dict[str, Any], description: str) -> dict[str, Any]:
+    path_item["get"]["responses"]["404"] = {"description": description, **ERROR}
+    return path_item
 
 
 def _int_param(name: str, default: int, maximum: int, description: str) -> dict[str, Any]:
@@ -337,6 +393,20 @@ def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
                 "The newest checkpoint of $SUBSIDY_CHECKPOINTS (the chain head signed by the workers) and whether the ledger's hash chain verifies against it; checked at most once a minute.",
                 _json("LedgerIntegrity", "checkpoint and verification"),
             ),
+            "/api/payments": _get(
+                "Payments",
+                "Batches (newest first) with who proposed and approved them, batched payments by their furthest status, payments awaiting an account, the bank's rejections and returns, and aged receivables.",
+                _json("Payments", "the payments page"),
+                [_int_param("limit", 50, 500, "how many batches, payees and bank answers each")],
+            ),
+            "/api/payee-payments": _not_found(_get(
+                "A payee's payments and where each stands",
+                "Newest first: awaiting account, held, batched PBnnnnnn, approved, sent (and the bank's answers), netted; clawbacks owed back or recovered.",
+                _json("PayeePayments", "the payee's instructions"),
+                [{"name": "payee_id", "in": "query", "required": True, "description": "the payee's id (USCC, resident id or team reference)",
+                  "schema": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": TEXT_PATTERN}},
+                 _int_param("limit", 200, 1000, "how many instructions")],
+            ), "no instruction ever named this payee"),
             "/api/streams": _get(
                 "Throughput and consumer lag per topic",
                 "From the workers' /metrics given with --worker-metrics, scraped every 5 s; with no worker configured, an empty list and an explanation.",

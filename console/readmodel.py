@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
+from console.payments import payee_payments, payments_overview
 from console.users import Operator, authenticate, has_users
 from rules.exclusions import Exclusions, Listing
 from rules.money import format_fen, parse_amount
@@ -466,8 +467,8 @@ class LedgerReader:
             return answer
 
     def _check_integrity(self) -> dict[str, Any]:
+        from sinks.ledger import Ledger
         from sinks.ledger.checkpoints import CHECKPOINTS_ENV, CheckpointError, against_checkpoints, load_public_keys, public_key_paths, read_checkpoints
-        from sinks.ledger.verification import Verification
 
         source = os.environ.get(CHECKPOINTS_ENV)
         answer: dict[str, Any] = {"source": source, "checkpoint": None, "verified": None, "problems": [], "notes": [], "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
@@ -484,10 +485,18 @@ class LedgerReader:
             answer["notes"] = [f"no checkpoint published in {source} yet"]
             return answer
         answer["checkpoint"] = {"seq": latest.seq, "head_hash": latest.head_hash, "entries": latest.entries, "time": latest.time, "key_id": latest.key_id}
-        walk = Verification(self.engine).walk_chain(at={latest.seq})
+        walk = Ledger(self.engine).walk_chain(at={latest.seq})
         problems, notes = against_checkpoints([latest], keys, walk.head_seq, walk.at)
         answer.update(verified=not (walk.problems or problems), problems=(walk.problems + problems)[:20], notes=notes, chain_seq=walk.head_seq)
         return answer
+
+    def payments(self, limit: int = 50) -> dict[str, Any]:
+        """The Payments page (console/payments.py)."""
+        return payments_overview(self.engine, self.policy.timezone, self.today(), limit)
+
+    def payee_payments(self, payee_id: str, limit: int = 200) -> dict[str, Any] | None:
+        """A payee's payments and where each stands (console/payments.py); None for an unknown payee."""
+        return payee_payments(self.engine, payee_id, self.today(), limit)
 
     def health(self) -> dict[str, Any]:
         with self.engine.connect() as conn:

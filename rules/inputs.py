@@ -291,8 +291,8 @@ class PayeeExclusion(InputMessage):
         if self.ends is not None and self.ends < self.starts:
             raise ValueError(f"to ({self.ends}) is before from ({self.starts})")
         return self
-# -- v1.1: payee accounts (contract "payee-accounts"). Not a claim: the ledger's payments read
-# them (sinks/ledger/payments.py), so the topic is not in MODEL_BY_TOPIC, which intake decides.
+# -- v1.1: payee accounts (contract "payee-accounts"). Not a claim: intake hands them to the ledger's
+# payments (rules/payee_accounts.py), so the topic is not in MODEL_BY_TOPIC, whose claims intake decides.
 
 PAYEE_ACCOUNTS_TOPIC = "payee-accounts"
 AccountNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{8,32}$")]
@@ -307,3 +307,37 @@ class PayeeAccount(InputMessage):
     bank_code: CnapsCode
     verified_at: Timestamp
     revoked: bool = False
+
+
+# -- v1.1: payment status (contract "payment-status"): the bank's answer about one payment, read
+# from pain.002 and camt.054 files (sinks/iso20022_answers.py). Not a claim, so not in MODEL_BY_TOPIC.
+
+PAYMENT_STATUS_TOPIC = "payment-status"
+ReasonCode = Annotated[str, StringConstraints(pattern=r"^[A-Z0-9]{4}$")]
+
+
+class PaymentStatus(_Strict):
+    """A bank's answer about the payment whose pain.001 EndToEndId is ``end_to_end_id``; rejected
+    and returned carry the ISO 20022 reason (e.g. AC04 closed account)."""
+
+    event_id: EventId
+    source: Text
+    occurred_at: Timestamp
+    end_to_end_id: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z]{1,35}$")]
+    status: Literal["accepted", "rejected", "settled", "returned"]
+    reason_code: ReasonCode | None = None
+    amount: Amount | None = None
+
+    #: the cross-field rules in the published JSON Schema
+    json_schema_rules: ClassVar[dict[str, Any]] = {
+        "if": {"properties": {"status": {"enum": ["rejected", "returned"]}}, "required": ["status"]},
+        "then": {"required": ["reason_code"], "properties": {"reason_code": {"type": "string"}}},
+    }
+
+    @model_validator(mode="after")
+    def _reason(self) -> "PaymentStatus":
+        if self.status in ("rejected", "returned") and self.reason_code is None:
+            raise ValueError(f"a {self.status} payment carries its reason_code")
+        if self.amount is not None and self.amount <= 0:
+            raise ValueError("amount must be positive")
+        return self

@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from rules.policy import Policy, load_policy
-from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, MODEL_BY_TOPIC, PAYEE_ACCOUNTS_TOPIC, PayeeAccount, PayeeExclusion
+from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, MODEL_BY_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC, PayeeAccount, PayeeExclusion, PaymentStatus
 from schemas.outputs import OUTPUT_MODELS, RFC3339_PATTERN, rejection_record
 
 HERE = Path(__file__).resolve().parent
@@ -45,9 +45,10 @@ EXAMPLES_DIR = HERE / "examples"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 
-#: v1.1 inputs that are not claims: intake does not read them (payee-exclusions: rules/exclusions.py;
-#: payee-accounts: the ledger's payments, sinks/ledger/payments.py)
-OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion, PAYEE_ACCOUNTS_TOPIC: PayeeAccount}
+#: v1.1 inputs that are not claims: intake reads two of them for the ledger (payee-exclusions:
+#: rules/exclusions.py; payee-accounts: rules/payee_accounts.py, the ledger's payments); payment-status,
+#: the bank's answers, is booked by `subsidy payments ingest` (sinks/ledger/bank_answers.py)
+OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion, PAYEE_ACCOUNTS_TOPIC: PayeeAccount, PAYMENT_STATUS_TOPIC: PaymentStatus}
 TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OUTPUT_MODELS)
 MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OUTPUT_MODELS}
 
@@ -91,6 +92,12 @@ CONTRACT_LINES: dict[str, tuple[str, ...]] = {
         "participant code), `verified_at`, optional `revoked` (true: the account may no longer be paid).",
         "The newest verified, unrevoked account of a payee is the one paid.",
     ),
+    PAYMENT_STATUS_TOPIC: (
+        "**`payment-status`** (input, published by the treasury / bank connector, or imported from",
+        "ISO 20022 pain.002 and camt.054 files): `event_id`, `source`, `occurred_at`, `end_to_end_id`",
+        "(the id carried in pain.001), `status` (`accepted` | `rejected` | `settled` | `returned`),",
+        "`reason_code` (ISO 20022 status/return reason, e.g. AC04 closed account), optional `amount`.",
+    ),
     "disbursement-instructions": (
         "| `disbursement-instructions` | finance systems | one payment to make |",
         "A clawback (after a refund or credit note) is an instruction with a negative amount that "
@@ -117,6 +124,7 @@ _TITLES = {
     "award-announcements": "One approved item of a published award list",
     EXCLUSIONS_TOPIC: "A payee listed by the credit system, whose payments are held",
     PAYEE_ACCOUNTS_TOPIC: "A payee's verified bank account, or its revocation",
+    PAYMENT_STATUS_TOPIC: "A bank's answer about one payment: accepted, rejected, settled or returned",
     "disbursement-instructions": "A payment (or clawback) for finance to make",
     "subsidy-decisions": "The outcome of one claim under one clause",
     "subsidy-rejections": "An input that could not be accepted",
@@ -144,10 +152,10 @@ def topic_schema(topic: str, policy: Policy | None = None) -> dict[str, Any]:
     _add_timestamp_patterns(generated)
     quote = "\n".join(f"> {line}" for line in CONTRACT_LINES[topic])
     description = f"Topic `{topic}`, wire contract {'v1.1' if topic in OTHER_INPUT_MODELS else 'v1'}:\n\n{quote}"
-    if topic in MODEL_BY_TOPIC or topic in OTHER_INPUT_MODELS:
+    if topic in MODEL_BY_TOPIC or topic in (EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC):  # payment-status is keyed by EndToEndId, names no payee
         description += f"\n\n> {_COMMON_INPUT}"
         props = generated["properties"]
-        if topic in policy.sources:  # payee-accounts have no allow-list: the ledger's import sets their source
+        if topic in policy.sources:
             props["source"]["examples"] = sorted(policy.sources[topic])
             props["source"]["description"] = "the publishing system; intake refuses a source not on the topic's allow-list in the policy"
         if topic == "award-announcements":

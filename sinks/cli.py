@@ -1,4 +1,4 @@
-"""``subsidy ledger init|export|reconcile|verify|keygen|checkpoint|balance|statement|holds``.
+"""``subsidy ledger init|export|reconcile|verify|keygen|checkpoint|balance|statement|holds|receivables``.
 
 ``add_ledger_commands(subparsers)`` registers them on the ``subsidy`` command's subparsers;
 each handler returns an exit code (``func`` set with ``set_defaults``) and raises
@@ -340,6 +340,11 @@ def cmd_balance(args) -> int:
     for account, balance in balances.items():
         if account.startswith("payable:"):
             print(f"  {account:<60} {format_fen(balance):>18}")
+    recovered = {account: balance for account, balance in balances.items() if account.startswith("receivable:")}
+    if recovered:
+        print("receivable accounts (minus what offsets recovered of clawbacks, which the payable carries):")
+        for account, balance in recovered.items():
+            print(f"  {account:<60} {format_fen(balance):>18}")
     grand = sum(v for clause in totals.values() for y, v in clause.items() if not args.fiscal_year or y == args.fiscal_year)
     print(f"total granted{year}: {format_fen(grand)} CNY")
     return 0
@@ -393,13 +398,32 @@ def cmd_holds(args) -> int:
     return 0
 
 
+def cmd_receivables(args) -> int:
+    ledger = open_ledger(args)
+    try:
+        report = ledger.receivables(args.as_of)
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=2))
+        return 0
+    buckets = list(report.bucket_totals)
+    print(f"receivables as of {report.as_of}: clawbacks no payment has netted yet, aged in days since the clawback (CNY)")
+    print(f"  {'payee':<20} {'since':<10} {'owed':>16} " + " ".join(f"{label:>14}" for label in buckets) + "  name")
+    for p in report.payees:
+        print(f"  {p.payee_id:<20} {p.since:<10} {format_fen(p.owed_fen):>16} " + " ".join(f"{format_fen(p.buckets[label]):>14}" for label in buckets) + f"  {p.payee_name}")
+    print(f"  {'total':<31} {format_fen(report.total_fen):>16} " + " ".join(f"{format_fen(v):>14}" for v in report.bucket_totals.values()))
+    print(f"{len(report.payees)} payee(s) owe {format_fen(report.total_fen)} CNY back")
+    return 0
+
+
 # -- registration -----------------------------------------------------------------------------
 
 
 def add_ledger_commands(subparsers) -> None:
     from sinks.ledger import DEFAULT_LEDGER_URL
 
-    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, verify, keygen, checkpoint, balance, statement, holds")
+    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, verify, keygen, checkpoint, balance, statement, holds, receivables")
     commands = ledger_parser.add_subparsers(dest="ledger_command", metavar="LEDGER_COMMAND")
     commands.required = True
     common = argparse.ArgumentParser(add_help=False)
@@ -468,6 +492,11 @@ def add_ledger_commands(subparsers) -> None:
     holds.add_argument("--all", action="store_true", help="also the payments released since")
     holds.add_argument("--json", action="store_true", help="print the holds as JSON (money as decimal strings)")
     holds.set_defaults(func=cmd_holds)
+
+    rcv = commands.add_parser("receivables", parents=[common], help="what payees owe back (clawbacks not yet netted against a payment), aged 0-30, 31-90, 91-180, >180 days")
+    rcv.add_argument("--as-of", type=iso_date, metavar="YYYY-MM-DD", help="the day to age them on, and the clawbacks and offsets up to it (default today, UTC)")
+    rcv.add_argument("--json", action="store_true", help="print them as JSON (money as decimal strings)")
+    rcv.set_defaults(func=cmd_receivables)
 
 
 def main(argv: list[str] | None = None) -> int:

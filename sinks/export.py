@@ -26,8 +26,6 @@ import csv
 import datetime as dt
 import hashlib
 import io
-import re
-import uuid
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,6 +35,7 @@ from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape as xml_escape
 
 from rules.money import format_fen, parse_amount
+from sinks.iso20022_answers import end_to_end_id
 
 if TYPE_CHECKING:
     from sinks.ledger.checkpoints import Checkpoint
@@ -256,14 +255,6 @@ def pain001_lxml_schema():
     return etree.XMLSchema(etree.parse(str(PAIN001_XSD)))
 
 
-_HEX32 = re.compile(r"[0-9a-f]{32}")
-
-
-def end_to_end_id(instruction_id: str) -> str:
-    """The instruction's uuid without hyphens (32 characters): a bank's answer names the instruction."""
-    return instruction_id if _HEX32.fullmatch(instruction_id) else uuid.UUID(instruction_id).hex
-
-
 def _text(value: str, limit: int) -> str:
     return xml_escape(value[:limit])
 
@@ -316,7 +307,7 @@ def batch_pain001(state, items: list, *, created_at: str, execution_date: str, d
             key = (p.payee_id, p.account_name, p.account_number, p.bank_code)
             creditor = creditors.get(key) or creditors.setdefault(key, _creditor(p))
             iid = xml_escape(p.instruction_id[:35])
-            parts.append(f"<CdtTrfTxInf><PmtId><InstrId>{iid}</InstrId><EndToEndId>{end_to_end_id(p.instruction_id)}</EndToEndId></PmtId>"
+            parts.append(f"<CdtTrfTxInf><PmtId><InstrId>{iid}</InstrId><EndToEndId>{end_to_end_id(p.instruction_id, p.reissue)}</EndToEndId></PmtId>"
                          f'<Amt><InstdAmt Ccy="CNY">{format_fen(p.amount_fen)}</InstdAmt></Amt>{creditor}'
                          f"<RmtInf><Ustrd>{remittance} {iid}</Ustrd></RmtInf></CdtTrfTxInf>\n")
         parts.append("</PmtInf>\n")
@@ -337,7 +328,7 @@ def batch_csv(state, items: list, checkpoint: "Checkpoint | None" = None) -> str
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(BATCH_CSV_COLUMNS)
     writer.writerows(checkpoint_row(checkpoint, state.batch_id, len(BATCH_CSV_COLUMNS)))
-    writer.writerows(["D", state.batch_id, end_to_end_id(p.instruction_id), p.payee_id, p.account_name, p.account_number, p.bank_code,
+    writer.writerows(["D", state.batch_id, end_to_end_id(p.instruction_id, p.reissue), p.payee_id, p.account_name, p.account_number, p.bank_code,
                       format_fen(p.amount_fen), "CNY", p.policy_id, p.clause_id, p.fiscal_year, p.value_date] for p in items)
     writer.writerow(["T", state.batch_id, "", f"transactions={len(items)}", "", "", "", format_fen(sum(p.amount_fen for p in items)), "CNY", "", "", "", ""])
     return out.getvalue()

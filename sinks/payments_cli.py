@@ -193,6 +193,9 @@ def cmd_batch(args) -> int:
         print(f"held: {proposal.held} payment(s) of payees listed on payee-exclusions, not batched (`subsidy ledger holds` lists them)")
     if proposal.clawbacks:
         print(f"clawbacks left out: {proposal.clawbacks}, {format_fen(proposal.clawbacks_fen)} CNY: money to recover, never in a payment batch")
+    if proposal.offsets:
+        print(f"netted: {format_fen(proposal.offsets_fen)} CNY that payees owe back withheld from their payments ({proposal.offsets} offset(s)); "
+              "`subsidy ledger receivables` lists what is still owed")
     return 0
 
 
@@ -302,7 +305,7 @@ def add_payment_commands(subparsers) -> None:
     lst.add_argument("--json", action="store_true", help="print the accounts as JSON")
     lst.set_defaults(func=cmd_payees_list)
 
-    payments = subparsers.add_parser("payments", help="maker-checker payment batches: batch, awaiting, approve, list, export")
+    payments = subparsers.add_parser("payments", help="maker-checker payment batches: batch, awaiting, approve, list, export; the bank's answers: ingest, status, reconcile, void")
     commands = payments.add_subparsers(dest="payments_command", metavar="PAYMENTS_COMMAND", required=True)
     batch = commands.add_parser("batch", parents=[common, selection], help="propose a batch of the unbatched payments whose payee has an account")
     batch.add_argument("--as", dest="user", type=_user, required=True, metavar="USER", help="who proposes it (the maker, who may not approve it)")
@@ -328,6 +331,9 @@ def add_payment_commands(subparsers) -> None:
     export.add_argument("--debtor-account", default=DEFAULT_DEBTOR_ACCOUNT, help="the account paid from (default %(default)s)")
     export.add_argument("--debtor-bank", type=_cnaps, metavar="CNAPS", help="the 12-digit CNAPS code of the paying bank (default none: NOTPROVIDED)")
     export.set_defaults(func=cmd_export)
+    from sinks.bank_cli import add_bank_commands
+
+    add_bank_commands(commands, subparsers, common, _user)
 
 
 def _default_user() -> str:

@@ -106,8 +106,14 @@ def internal_differences(ledger: Ledger) -> list[str]:
             problems.append(f"cap {scope}: used {shown(used)} but its charges sum to {shown(charged.get(scope, 0))}")
         if used > limit:
             problems.append(f"cap {scope}: used {used} over its limit {limit}")
+    # a payee's position is its payable with its receivable: an offset moves money between the two
+    positions: dict[str, int] = {}
     for account, balance in ledger.account_balances().items():
-        if account.startswith("payable:") and balance > 0:
+        if account.startswith(("payable:", "receivable:")):
+            payee = payable_account(account.split(":", 1)[1])
+            positions[payee] = positions.get(payee, 0) + balance
+    for account, balance in positions.items():
+        if balance > 0:
             problems.append(f"{account}: clawed back {format_fen(balance)} more than was paid")
     return problems
 

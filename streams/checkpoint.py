@@ -124,7 +124,10 @@ class Checkpoint:
         delay = 0.5
         while True:
             try:
-                return ledger.record(batch.decisions, batch.instructions, batch.rejections, batch.listings)
+                result = ledger.record(batch.decisions, batch.instructions, batch.rejections, batch.listings)
+                if batch.accounts:  # a transaction of its own: both are idempotent, and the batch is acknowledged after both
+                    ledger.import_payee_accounts(batch.accounts)
+                return result
             except LedgerUnavailable as exc:
                 # Nothing of the batch was written and the batch is idempotent: wait for the
                 # database however long it takes; the events stay unacknowledged meanwhile.

@@ -157,7 +157,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from streams.tools.publish import BrokerUnreachable, PublishError, publish_file
+    from streams.tools.publish import BrokerUnreachable, NotAcknowledged, PublishError, publish_file
     from subsidy.progress import Progress
 
     if not os.path.isfile(args.events):
@@ -180,6 +180,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
         raise _command_error(f"{args.events}: {exc}; nothing was sent") from None
     except BrokerUnreachable as exc:
         raise _command_error(f"{exc}: is it running? (`subsidy up` prints its address; check --broker or $SUBSIDY_BROKER); nothing was sent") from None
+    except NotAcknowledged as exc:
+        raise _command_error(f"{exc}; publishing the whole file again is safe, a repeated event_id never pays twice") from None
     except Exception as exc:  # the broker went away mid-file, or refused a message
         raise _command_error(f"publishing to {broker} stopped after {bar.count:,} messages were queued ({type(exc).__name__}: {exc}); "
                              "some may have arrived: publishing the whole file again is safe, a repeated event_id never pays twice") from None

@@ -32,8 +32,9 @@ from typing import Any, Callable, Iterable, Protocol
 from rules.engine import Engine, Outcome, claim_key
 from rules.event_time import EventTimeOrder, Input, order_key, released_key
 from rules.exclusions import Listing, listing_from
-from rules.inputs import EXCLUSIONS_TOPIC
+from rules.inputs import EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC
 from rules.intake import Rejected, intake
+from rules.payee_accounts import account_from
 from rules.policy import Policy
 from rules.records import Decision, Instruction
 from schemas.outputs import kept_key, kept_original, rejection_record
@@ -78,7 +79,7 @@ class Record:
 class StageBatch:
     """What one batch of intake or decide gives the topics and the ledger, in processing order."""
 
-    __slots__ = ("outputs", "decisions", "instructions", "rejections", "listings", "fresh_instructions", "stamps", "held", "released")
+    __slots__ = ("outputs", "decisions", "instructions", "rejections", "listings", "accounts", "fresh_instructions", "stamps", "held", "released")
 
     def __init__(self) -> None:
         self.outputs = StageOutputs()
@@ -90,12 +91,13 @@ class StageBatch:
         self.instructions: list[Instruction] = []
         self.rejections: list[dict[str, Any]] = []
         self.listings: list[Listing] = []  # of payee-exclusions: the ledger holds payments by them
+        self.accounts: list[dict[str, Any]] = []  # of payee-accounts: where the ledger's payments go (rules/payee_accounts.py)
         self.fresh_instructions: list[Instruction] = []  # not re-emitted duplicates: what the metrics count as granted
         self.stamps: list[float] = []  # input timestamps, for the latency metric
 
     def to_book(self) -> bool:
         """Whether the batch has anything for the ledger (claims and dead letters alone do not)."""
-        return bool(self.decisions or self.rejections or self.listings)
+        return bool(self.decisions or self.rejections or self.listings or self.accounts)
 
     def emit(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict[str, Any]],
              origin_key: bytes | None, ts: float | None, duplicate: bool = False) -> None:
@@ -178,7 +180,8 @@ def dead_lettered(record: Record, reason: str, now: dt.datetime) -> tuple[bytes 
 
 class IntakeStage:
     """Bytes of the four input topics -> claims keyed by clause on ``subsidy-claims``, or a rejection;
-    of ``payee-exclusions`` -> a listing for the ledger (``StageBatch.listings``), or a rejection.
+    of ``payee-exclusions`` -> a listing for the ledger (``StageBatch.listings``), of
+    ``payee-accounts`` -> an account for the ledger (``StageBatch.accounts``), or a rejection.
 
     After each batch it tells every claims partition how far it has read each input partition
     (the latest ``occurred_at`` read there): decide releases a claim only once every input has
@@ -223,6 +226,9 @@ class IntakeStage:
         try:
             if record.topic == EXCLUSIONS_TOPIC:  # no claim, so nothing for the watermark
                 batch.listings.append(listing_from(raw, self.policy))
+                return None
+            if record.topic == PAYEE_ACCOUNTS_TOPIC:  # no claim either
+                batch.accounts.append(account_from(raw, self.policy))
                 return None
             received_at = None
             if self.check_clock_skew and record.timestamp is not None:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS
+from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, PAYEE_ACCOUNTS_TOPIC
 from streams.stage_outputs import MAX_RECORD_BYTES
 
 CLAIMS_TOPIC = "subsidy-claims"
@@ -33,9 +33,10 @@ DEAD_LETTERS_TOPIC = "subsidy-dead-letters"
 CHECKPOINTS_TOPIC = "ledger-checkpoints"
 STATE_TABLE = "subsidy-state"
 ORDERED_INPUTS = frozenset({"award-announcements"})
-#: what intake reads: the claims' topics, and the listings that hold payments (contract v1.1),
-#: which make no claim, so decide's event-time watermark does not wait for them
-INTAKE_TOPICS = (*INPUT_TOPICS, EXCLUSIONS_TOPIC)
+#: what intake reads: the claims' topics, and the listings that hold payments and the accounts
+#: payments go to (contract v1.1), which make no claim, so decide's event-time watermark does not
+#: wait for them
+INTAKE_TOPICS = (*INPUT_TOPICS, EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC)
 
 #: how long a broker has to answer the topic requests of a worker or of ``subsidy topics``
 BROKER_TIMEOUT_SECONDS = 15.0

@@ -11,7 +11,8 @@ file is read before the first claim is decided. Totals are summed from the engin
 instructions (net of clawbacks); a redelivered event (same source, event_id and content)
 re-emits its decision and is neither paid nor counted twice. The listings of
 ``payee-exclusions`` lines are booked with the first batch, and the ledger holds the payments they
-cover as the pipeline's does (sinks/ledger/holds.py).
+cover as the pipeline's does (sinks/ledger/holds.py); the accounts of ``payee-accounts`` lines are
+stored before it, as ``subsidy payees import`` stores a CSV's.
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ from typing import Any, Protocol, Sequence
 from rules.engine import Engine
 from rules.event_time import order_key
 from rules.exclusions import Listing, listing_from
-from rules.inputs import EXCLUSIONS_TOPIC
+from rules.inputs import EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC
 from rules.intake import Claim, Rejected, intake
 from rules.money import format_fen, parse_amount
+from rules.payee_accounts import account_from
 from rules.policy import Policy
 from rules.records import Decision, Instruction
 from schemas.outputs import rejection_record
@@ -41,6 +43,8 @@ class ReplayError(Exception):
 
 class LedgerLike(Protocol):
     def record(self, decisions: list[Decision], instructions: list[Instruction], rejections: list[dict], listings: Sequence[Listing] = ()) -> Any: ...
+
+    def import_payee_accounts(self, messages: list[dict[str, Any]]) -> tuple[int, int]: ...
 
 
 @dataclass
@@ -54,6 +58,7 @@ class ReplaySummary:
     clawbacks: int = 0
     duplicates: int = 0  # redeliveries: same decision re-emitted, not paid again
     listings: int = 0  # payee-exclusions messages accepted
+    accounts: int = 0  # payee-accounts messages accepted
     outcomes: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -127,6 +132,8 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
     envelopes = 0  # lines that are an event envelope: until one is, nothing is stored
     listings: list[Listing] = []  # of payee-exclusions lines: no claim, they hold payments
     listed_lines: list[int] = []
+    accounts: list[dict[str, Any]] = []  # of payee-accounts lines: no claim, where payments go
+    account_lines: list[int] = []
 
     try:
         source = open(path, "rb")
@@ -145,6 +152,10 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
                 if topic == EXCLUSIONS_TOPIC:
                     listings.append(listing_from(raw, policy))
                     listed_lines.append(number)
+                    continue
+                if topic == PAYEE_ACCOUNTS_TOPIC:
+                    accounts.append(account_from(raw, policy))
+                    account_lines.append(number)
                     continue
                 found = intake(topic, raw, policy)
             except Rejected as exc:
@@ -186,6 +197,15 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
         done(number)
     summary.listings = len(listings)
     for number in listed_lines:
+        done(number)
+    summary.accounts = len(accounts)
+    if ledger is not None and accounts:
+        try:
+            ledger.import_payee_accounts(accounts)
+        except Exception as exc:
+            exc.replay_first_line = min(account_lines)  # type: ignore[attr-defined]
+            raise
+    for number in account_lines:
         done(number)
     engine = Engine(policy, {})
     claims.sort(key=lambda entry: order_key(entry[0]))
@@ -265,6 +285,7 @@ def format_summary(summary: ReplaySummary, policy: Policy, ledger_location: str,
         f"rejected    {summary.rejected:,}" + (" (" + ", ".join(f"{code} {n}" for code, n in sorted(summary.rejected_by_code.items())) + ")" if summary.rejected_by_code else ""),
         f"duplicates  {summary.duplicates:,} redelivered events, decided once",
         f"listings    {summary.listings:,} payee-exclusions messages (their payees' payments held: `subsidy ledger holds`)",
+        f"accounts    {summary.accounts:,} payee-accounts messages (where payments go: `subsidy payees list`)",
         f"decisions   {summary.decisions:,} (" + ", ".join(f"{k} {v:,}" for k, v in sorted(summary.outcomes.items())) + ")",
         f"instructions {summary.instructions:,} ({summary.clawbacks:,} clawbacks)",
         "granted (net of clawbacks, CNY):",

@@ -333,6 +333,56 @@ function renderIntegrity(data) {
   );
 }
 
+// ---------------------------------------------------------------- payments
+
+function table(headers, rows) {
+  return el("table", {}, el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { class: h.startsWith("金额") ? "num" : "", text: h })))), el("tbody", {}, ...rows));
+}
+
+function renderPayments(data) {
+  const box = document.getElementById("payments");
+  const parts = [el("div", { class: "small", id: "payments-summary", text:
+    `${int(data.awaiting_approval)} batch(es) awaiting approval · ${int(data.awaiting_account.payments)} payment(s) awaiting an account, ${cny(data.awaiting_account.total)} · owed back ${cny(data.receivables.total)} · as of ${data.as_of}` })];
+  if (data.batches.length) {
+    parts.push(table(["批次 batch", "状态 state", "提出 proposed by", "批准 approved by", "笔数 payments", "金额 amount"], data.batches.map((b) => el("tr", { "data-batch": b.batch_id },
+      el("td", { class: "mono", text: b.batch_id }), el("td", {}, el("span", { class: "badge", text: b.status })),
+      el("td", { text: `${b.maker} · ${when(b.proposed_at)}` }), el("td", { text: `${b.approvers.join(", ") || "—"} (${b.approvers.length}/${b.approvals_required})` }),
+      el("td", { class: "num", text: int(b.payments) }), el("td", { class: "num", text: cny(b.control_sum) })))));
+  } else parts.push(el("div", { class: "empty", text: "No batch proposed yet. 无批次" }));
+  if (data.states.length) parts.push(el("div", { class: "muted small", text: "batched payments: " + data.states.map((s) => `${s.state} ${int(s.payments)} (${cny(s.amount)})`).join(" · ") }));
+  if (data.awaiting_account.payees.length) {
+    parts.push(el("h3", { text: "待账户 Awaiting an account" }), table(["收款方 payee", "笔数 payments", "金额 amount"], data.awaiting_account.payees.map((a) => el("tr", {},
+      el("td", {}, a.payee_name || a.payee_id, el("div", { class: "muted small mono", text: a.payee_id })), el("td", { class: "num", text: int(a.payments) }), el("td", { class: "num", text: cny(a.amount) })))));
+  }
+  if (data.bank_refusals.length) {
+    parts.push(el("h3", { text: "退回 Rejected and returned" }), table(["指令 instruction", "批次 batch", "状态 state", "原因 reason", "金额 amount"], data.bank_refusals.map((r) => el("tr", {},
+      el("td", { class: "mono", text: r.instruction_id }), el("td", { class: "mono", text: r.batch_id }), el("td", { text: `${r.status} · ${when(r.at)}` }),
+      el("td", { class: "mono", text: r.reason_code || "—" }), el("td", { class: "num", text: cny(r.amount) })))));
+  }
+  if (data.receivables.payees.length) {
+    const buckets = Object.keys(data.receivables.buckets);
+    parts.push(el("h3", { text: "应收 Owed back (aged, days)" }), table(["收款方 payee", "自 since", "金额 owed", ...buckets], data.receivables.payees.map((p) => el("tr", { "data-receivable": p.payee_id },
+      el("td", {}, p.payee_name, el("div", { class: "muted small mono", text: p.payee_id })), el("td", { class: "mono", text: p.since }), el("td", { class: "num", text: cny(p.owed) }),
+      ...buckets.map((k) => el("td", { class: "num", text: cny(p.buckets[k]) }))))));
+  }
+  box.replaceChildren(...parts);
+}
+
+async function showStatement() {
+  const box = document.getElementById("statement");
+  const payee = document.getElementById("statement-payee").value.trim();
+  try {
+    const data = await getJSON(`/api/payee-payments?payee_id=${encodeURIComponent(payee)}`);
+    box.replaceChildren(el("div", { class: "small", text: `${data.payee_name} · ${data.has_account ? "account verified" : "no verified account"} · owes back ${cny(data.owed_back)}` }),
+      table(["指令 instruction", "条款 clause", "日期 date", "金额 amount", "状态 where it stands"], data.instructions.map((i) => el("tr", { "data-instruction": i.instruction_id },
+        el("td", { class: "mono", text: `${i.instruction_id} ${i.kind}` }), el("td", { text: `${i.clause_id} ${i.fiscal_year}` }), el("td", { class: "mono", text: i.value_date }),
+        el("td", { class: "num", text: cny(i.amount) }),
+        el("td", { class: "payment-state" }, el("span", { class: "badge", text: i.state }), i.batch_id ? ` ${i.batch_id}` : "", i.netted_fen ? el("div", { class: "muted small", text: `netted ${cny(i.netted)}` }) : null)))));
+  } catch (e) {
+    box.replaceChildren(el("div", { class: "empty", text: e.message }));
+  }
+}
+
 // ---------------------------------------------------------------- decisions
 
 const MONEY_RE = /^-?\d+\.\d{2}$/;
@@ -453,6 +503,7 @@ async function refresh() {
     ["/api/rejections?examples=2", renderRejections],
     ["/api/held-payments?limit=50", renderHeldPayments],
     ["/api/ledger-integrity", renderIntegrity],
+    ["/api/payments?limit=20", renderPayments],
     ["/api/decisions/recent?limit=25", renderDecisions],
     ["/api/holds", renderHolds],
   ];
@@ -481,6 +532,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   }
   document.getElementById("hold-form").addEventListener("submit", (event) => { event.preventDefault(); act("/api/holds", "held"); });
   document.getElementById("hold-release").addEventListener("click", () => act("/api/holds/release", "released"));
+  document.getElementById("statement-form").addEventListener("submit", (event) => { event.preventDefault(); showStatement(); });
   document.getElementById("logout").addEventListener("click", async () => { await postJSON("/api/logout", {}); window.location.assign("/login"); });
   refresh();
   setInterval(refresh, REFRESH_MS);

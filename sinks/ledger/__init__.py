@@ -26,12 +26,17 @@ charges, ``queries.py`` balances, statements and counts, ``chain.py`` the hash c
 (``append_fact``: any kind of fact into the chain), ``verification.py`` the chain walked and the
 derived data recomputed, ``checkpoints.py`` the chain head signed outside the database, ``holds.py``
 the payments held while their payee is listed on payee-exclusions (contract v1.1), ``payments.py``
-payee accounts and maker-checker batches.
+payee accounts and maker-checker batches, ``receivables.py`` clawbacks netted against the next
+payments (offsets) and the aged receivables left, ``bank_answers.py`` the bank's answers, re-issues
+and voids.
 What other modules use is imported from here.
 """
 
 from __future__ import annotations
 
+from typing import Collection
+
+from sinks.ledger.bank_answers import AnswersRefused, BankAnswers
 from sinks.ledger.booking import Booking, CapOverrun, InvalidRecord, LedgerConflict, RecordResult, canonical_json, payable_account, sha256_hex
 from sinks.ledger.database import (
     DEFAULT_LEDGER_URL,
@@ -48,12 +53,14 @@ from sinks.ledger.database import (
     upgrade_schema,
 )
 from sinks.ledger.holds import Holds
-from sinks.ledger.payments import PaymentRefused, Payments
+from sinks.ledger.payments import PaymentRefused
 from sinks.ledger.queries import Queries
-from sinks.ledger.verification import Verification
+from sinks.ledger.receivables import Receivables
+from sinks.ledger.verification import ChainWalk, Verification
 
 __all__ = [
     "DEFAULT_LEDGER_URL",
+    "AnswersRefused",
     "CapOverrun",
     "InvalidRecord",
     "Ledger",
@@ -77,6 +84,12 @@ __all__ = [
 ]
 
 
-class Ledger(Booking, Queries, Verification, Holds, Payments):
+class Ledger(Booking, Queries, Verification, Holds, BankAnswers, Receivables):
     """A ledger database: ``Ledger.open(url)`` (creates or upgrades its schema), then ``record()``
     batches, query them and ``verify_chain()``; a context manager that closes its engine."""
+
+    def walk_chain(self, at: Collection[int] = ()) -> ChainWalk:
+        """The hash chain (``Verification``), then the bank's answers, postings and voids against its entries."""
+        walk = super().walk_chain(at)
+        walk.problems.extend(self.verify_bank_answers())
+        return walk

@@ -25,8 +25,8 @@ from sinks.ledger.schema import chain_facts
 
 #: the fact a booked batch appends: {"decisions" | "rejections" | "listings": [count, digest]}
 RECORDS_BOOKED = "records-booked"
-#: the one fact migration 0006 appended for the rows stored before it (they name no chain entry)
-RECORDS_BEFORE_CHAIN = "records-before-0006"
+#: the one fact migration 0008 appended for the rows stored before it (they name no chain entry)
+RECORDS_BEFORE_CHAIN = "records-before-0008"
 #: the tables whose rows a RECORDS_BOOKED fact covers, by the name its body gives them
 COVERED_TABLES = {"decisions": "ledger_decisions", "rejections": "ledger_rejections", "listings": "ledger_exclusion_listings"}
 

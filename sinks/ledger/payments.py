@@ -6,7 +6,8 @@ payments of payees with a current account, and not held (``holds.py``), into a b
 to; ``approve_batch`` records an approval by someone other than the maker, and the last approval
 a batch needs makes its payments *approved*; ``mark_sent`` records the payment file given to the
 bank (*sent*). ``accepted``, ``rejected``, ``settled`` and ``returned`` are the bank's answers
-(``ledger_payment_events.status``), not written yet.
+(``ledger_payment_events.status``), booked with the money they move by ``bank_answers.py``, which
+also re-issues rejected and returned payments in the next batch.
 
 Each proposal, approval and sending is also an entry of the journal's hash chain
 (``ledger_chain_events``): it takes the next sequence number and chains to the head like a journal
@@ -30,7 +31,7 @@ from sqlalchemy.engine import Connection
 
 from sinks.ledger.booking import _READ_HEAD, _READ_HEAD_FOR_UPDATE, _SET_HEAD, canonical_json, sha256_hex
 from sinks.ledger.database import LedgerDatabase, LedgerError
-from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, hold_releases, holds_t, instructions_t, payee_accounts, payment_events
+from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, hold_releases, holds_t, instructions_t, offsets, payee_accounts, payment_events
 
 DEFAULT_DUAL_APPROVAL_ABOVE_FEN = 10_000_000_00  # 10,000,000.00 CNY
 
@@ -69,6 +70,8 @@ class Proposal:
     clawbacks: int  # clawbacks in the same selection: not paid, money to recover
     clawbacks_fen: int
     held: int  # payments of listed payees held today (payee-exclusions): not batched
+    offsets: int = 0  # clawbacks netted against these payments (sinks/ledger/receivables.py)
+    offsets_fen: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +109,7 @@ class BatchItem:
     clause_id: str
     fiscal_year: int
     value_date: str
+    reissue: int = 0  # its earlier batches: 0 the first sending, n the n-th re-issue (EndToEndId, sinks/iso20022_answers.py)
 
 
 def utc_text(moment: dt.datetime) -> str:
@@ -196,7 +200,7 @@ class Payments(LedgerDatabase):
     # -- selecting payments ----------------------------------------------------------------
 
     def _unbatched(self, kind: str, clause_id: str | None, until: str | None, *, held: bool = False) -> sa.Select[Any]:
-        """Instructions of ``kind`` in no batch; payments held today (a listed payee, sinks/ledger/holds.py)
+        """Instructions of ``kind`` in no batch nor netted; payments held today (a listed payee, sinks/ledger/holds.py)
         left out, or with ``held`` only those."""
         i = instructions_t.c
         today = dt.datetime.now(self.zone or dt.timezone.utc).date().isoformat()
@@ -204,7 +208,8 @@ class Payments(LedgerDatabase):
         is_held = sa.exists().where(holds_t.c.instruction_id == i.instruction_id, ~released)
         query = (sa.select(i.instruction_id, i.payee_id, i.amount_fen, accounts.c.name)
                  .join(accounts, accounts.c.account_id == sa.literal("payable:") + i.payee_id)
-                 .where(i.kind == kind, ~sa.exists().where(batch_items.c.instruction_id == i.instruction_id), is_held if held else ~is_held)
+                 .where(i.kind == kind, ~sa.exists().where(batch_items.c.instruction_id == i.instruction_id), is_held if held else ~is_held,
+                        ~sa.exists().where(offsets.c.payment_id == i.instruction_id))  # a payment netted whole is in no batch item
                  .order_by(i.journal_seq))
         if clause_id:
             query = query.where(i.clause_id == clause_id)
@@ -238,8 +243,13 @@ class Payments(LedgerDatabase):
     def propose_batch(self, maker: str, *, clause_id: str | None = None, until: str | None = None,
                       dual_approval_above_fen: int = DEFAULT_DUAL_APPROVAL_ABOVE_FEN) -> Proposal:
         """Batch every unbatched payment (of ``clause_id``, value date up to ``until``) whose payee
-        has a current account, paid to that account. Clawbacks are never batched: they are money
-        to recover, counted in the result."""
+        has a current account, paid to that account, less what its payee owes back (clawbacks are
+        never batched: they are receivables, netted here, sinks/ledger/receivables.py), and re-issue
+        the rejected or returned payments whose payee has a corrected account, at the amount first
+        sent (sinks/ledger/bank_answers.py)."""
+        from sinks.ledger.bank_answers import reissues  # these modules build on this one
+        from sinks.ledger.receivables import chain_offsets, net_payments, open_receivables
+
         def write() -> Proposal:
             now = _now()
             with self.engine.begin() as conn:
@@ -251,6 +261,12 @@ class Payments(LedgerDatabase):
                 awaiting = _awaiting(rows, current)
                 items = [(r.instruction_id, r.payee_id, int(r.amount_fen), a.account_name, a.account_number, a.bank_code)
                          for r in rows if (a := current.get(r.payee_id)) is not None]
+                payable = bool(items)
+                items, netted = net_payments(items, open_receivables(conn))
+                if payable and not items:  # an offset names its batch: none without a payment to send
+                    raise PaymentRefused(f"nothing to batch: every payment{_selection(clause_id, until)} is covered by what its payee owes back "
+                                         "(`subsidy ledger receivables`); they are netted in the next batch that pays another payment")
+                items += reissues(conn, current, clause_id, until)
                 if not items:
                     held = sum(a.payments for a in awaiting)
                     raise PaymentRefused(f"nothing to batch: no unbatched payment{_selection(clause_id, until)} has a payee with a verified account"
@@ -265,8 +281,9 @@ class Payments(LedgerDatabase):
                 conn.execute(batches.insert(), header)
                 self._insert(conn, batch_items, _ITEM_COLUMNS, [(batch_id, *item) for item in items])
                 self._events(conn, batch_id, "batched", now)
-                self._chain(conn, head, "batch-proposed", batch_id, maker, header, now)
-            return Proposal(batch_id, len(items), total, required, awaiting, len(clawbacks), sum(clawbacks), held)
+                head = self._chain(conn, head, "batch-proposed", batch_id, maker, header, now)
+                chain_offsets(conn, head, batch_id, maker, netted, now)
+            return Proposal(batch_id, len(items), total, required, awaiting, len(clawbacks), sum(clawbacks), held, len(netted), sum(o.amount_fen for o in netted))
 
         return self._with_retry(write)[0]
 
@@ -319,15 +336,20 @@ class Payments(LedgerDatabase):
     def batch_contents(self, batch_id: str) -> tuple[BatchState, list[BatchItem]]:
         """A batch and its payments, in instruction order."""
         i, b = instructions_t.c, batch_items.c
+        # one pass over the earlier batches' items rather than a count per item
+        earlier = batch_items.alias("earlier")
+        sendings = (sa.select(earlier.c.instruction_id, sa.func.count().label("n")).where(earlier.c.batch_id < batch_id)
+                    .group_by(earlier.c.instruction_id).subquery())
         query = (sa.select(b.instruction_id, b.payee_id, accounts.c.payee_kind, b.amount_fen, b.account_name, b.account_number, b.bank_code,
-                           i.policy_id, i.clause_id, i.fiscal_year, i.value_date)
+                           i.policy_id, i.clause_id, i.fiscal_year, i.value_date, sa.func.coalesce(sendings.c.n, 0))
                  .join(instructions_t, i.instruction_id == b.instruction_id)
                  .join(accounts, accounts.c.account_id == sa.literal("payable:") + b.payee_id)
+                 .outerjoin(sendings, sendings.c.instruction_id == b.instruction_id)
                  .where(b.batch_id == batch_id).order_by(b.instruction_id))
         with self.engine.connect() as conn:
             state = self._state(conn, batch_id)
             rows = conn.execute(query).all()
-        return state, [BatchItem(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8], int(r[9]), r[10]) for r in rows]
+        return state, [BatchItem(r[0], r[1], r[2], int(r[3]), r[4], r[5], r[6], r[7], r[8], int(r[9]), r[10], int(r[11])) for r in rows]
 
     def mark_sent(self, batch_id: str, actor: str) -> bool:
         """Record that the batch's payment file went to the bank; False when it already had."""

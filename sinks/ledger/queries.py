@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from sinks.ledger.booking import payable_account
 from sinks.ledger.database import LedgerDatabase
+from sinks.ledger.receivables import offset_entries
 from sinks.ledger.schema import accounts, cap_usage, decisions_t, instructions_t, journal, rejections_t
 
 
@@ -67,11 +68,16 @@ class Queries(LedgerDatabase):
 
     def account_balances(self, fiscal_year: int | None = None) -> dict[str, int]:
         """account_id -> balance in fen (debits minus credits: budget accounts show what was spent,
-        payable accounts show minus what is owed)."""
+        payable accounts show minus what is owed); with every year's offsets (sinks/ledger/receivables.py)
+        when no year is given: an offset nets receivables of any year."""
+        entries = [(e["debit_account"], e["credit_account"], int(e["amount_fen"])) for e in self.journal_entries(fiscal_year=fiscal_year)]
+        if fiscal_year is None:
+            with self.engine.connect() as conn:
+                entries += offset_entries(conn)
         balances: dict[str, int] = {}
-        for entry in self.journal_entries(fiscal_year=fiscal_year):
-            balances[entry["debit_account"]] = balances.get(entry["debit_account"], 0) + int(entry["amount_fen"])
-            balances[entry["credit_account"]] = balances.get(entry["credit_account"], 0) - int(entry["amount_fen"])
+        for debit, credit, amount in entries:
+            balances[debit] = balances.get(debit, 0) + amount
+            balances[credit] = balances.get(credit, 0) - amount
         return dict(sorted(balances.items()))
 
     def cap_usage(self) -> dict[str, dict[str, Any]]:

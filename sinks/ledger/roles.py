@@ -27,6 +27,7 @@ from sinks.ledger.database import LedgerError
 from sinks.ledger.schema import (
     accounts,
     approvals,
+    bank_answers,
     batch_items,
     batches,
     cap_charges,
@@ -41,9 +42,12 @@ from sinks.ledger.schema import (
     instructions_t,
     journal,
     metadata,
+    offsets,
     operator_actions,
     payee_accounts,
     payment_events,
+    payment_postings,
+    payment_voids,
     rejections_t,
 )
 
@@ -53,6 +57,10 @@ WRITER_INSERTS = (decisions_t, instructions_t, rejections_t, journal, cap_charge
                   payee_accounts, batches, batch_items, approvals, payment_events, chain_events,
                   # payee-exclusions listings, booked by intake with the holds they call for
                   exclusion_listings,
+                  # clawbacks netted when a batch is proposed (sinks/ledger/receivables.py)
+                  offsets,
+                  # the bank's answers, settlements, returns and voids (subsidy payments ingest, void)
+                  bank_answers, payment_postings, payment_voids,
                   # the chain entries of every other fact (sinks/ledger/chain.py)
                   chain_facts)
 WRITER_UPDATES = {chain_head: ("seq", "head_hash"), cap_usage: ("used", "cap_limit")}

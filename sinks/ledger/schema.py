@@ -20,15 +20,23 @@ APPEND_ONLY: tuple[str, ...] = (
     "ledger_holds", "ledger_hold_releases", "ledger_exclusion_listings",
     # payments (0003_payments): a revocation, an approval, a status is a new row
     "ledger_payee_accounts", "ledger_batches", "ledger_batch_items", "ledger_approvals", "ledger_payment_events", "ledger_chain_events",
+    "ledger_offsets",  # 0006_offsets
+    # the bank's answers and what they move (0007_bank_answers)
+    "ledger_bank_answers", "ledger_payment_postings", "ledger_payment_voids",
     "operator_actions",
-    "ledger_chain_facts",  # 0006_chain_facts
+    "ledger_chain_facts",  # 0008_chain_facts
 )  # fmt: skip
 
 #: a payment's states after ``decided`` (a payment instruction with no event); the last four
 #: come with the bank's answers (pain.002, camt.054)
 PAYMENT_STATUSES = ("batched", "approved", "sent", "accepted", "rejected", "settled", "returned")
 #: the payments' events that take a place in the journal's hash chain (ledger_chain_events)
-CHAIN_EVENT_KINDS = ("batch-proposed", "batch-approved", "batch-sent")
+CHAIN_EVENT_KINDS = ("batch-proposed", "batch-approved", "batch-sent", "bank-answers", "payment-voided")
+#: the bank's answers (contract v1.1 payment-status)
+BANK_ANSWER_STATUSES = ("accepted", "rejected", "settled", "returned")
+#: the money moved after the journal's entry: payable -> bank on settlement, back on a return,
+#: payable -> budget on a void (sinks/ledger/bank_answers.py)
+POSTING_KINDS = ("settlement", "return", "void")
 
 metadata = sa.MetaData()
 
@@ -73,7 +81,7 @@ decisions_t = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     _recorded_at(),
-    sa.Column("chain_seq", sa.BigInteger),  # the ledger_chain_facts entry that covers it (0006)
+    sa.Column("chain_seq", sa.BigInteger),  # the ledger_chain_facts entry that covers it (0008)
     sa.Index("ix_ledger_decisions_clause_year", "clause_id", "fiscal_year"),
 )
 instructions_t = sa.Table(
@@ -276,7 +284,82 @@ chain_events = sa.Table(
     sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in CHAIN_EVENT_KINDS) + ")", name="ck_chain_events_kind"),
 )
 
-# Any other fact that decides money, in the journal's hash chain (migration 0006): a booked batch's
+# A clawback netted against the same payee's payment when a batch is proposed (migration
+# 0006_offsets, sinks/ledger/receivables.py): a double entry (payable to receivable) that takes a
+# place in the journal's hash chain like ``chain_events``, its content hash over its own columns.
+offsets = sa.Table(
+    "ledger_offsets",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),  # shares the journal's sequence
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), nullable=False),
+    sa.Column("payment_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), nullable=False),
+    sa.Column("clawback_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), nullable=False),
+    sa.Column("payee_id", sa.String(128), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("debit_account", sa.String(300), nullable=False),
+    sa.Column("credit_account", sa.String(300), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
+    _recorded_at(),
+    sa.CheckConstraint("amount_fen > 0", name="ck_offsets_positive"),
+    sa.CheckConstraint("debit_account <> credit_account", name="ck_offsets_two_accounts"),
+    sa.UniqueConstraint("payment_id", "clawback_id", name="uq_offsets_payment_clawback"),
+    sa.Index("ix_ledger_offsets_payee", "payee_id"),
+    sa.Index("ix_ledger_offsets_clawback", "clawback_id"),
+)
+
+# -- the bank's answers (migration 0007_bank_answers) ----------------------------------------
+
+bank_answers = sa.Table(
+    "ledger_bank_answers",
+    metadata,
+    sa.Column("event_id", sa.String(200), primary_key=True),  # the payment-status message's
+    sa.Column("source", sa.String(256), nullable=False),
+    sa.Column("file_sha256", sa.String(64), nullable=False),
+    sa.Column("end_to_end_id", sa.String(35), nullable=False),
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), nullable=False),
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason_code", sa.String(8)),
+    sa.Column("amount_fen", sa.BigInteger),
+    sa.Column("occurred_at", sa.String(40), nullable=False),
+    sa.Column("chain_seq", sa.BigInteger, sa.ForeignKey("ledger_chain_events.seq"), nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    _recorded_at(),
+    sa.CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in BANK_ANSWER_STATUSES) + ")", name="ck_bank_answers_status"),
+    sa.Index("ix_ledger_bank_answers_instruction", "instruction_id"),
+)
+payment_postings = sa.Table(
+    "ledger_payment_postings",
+    metadata,
+    sa.Column("posting_id", sa.String(250), primary_key=True),
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("debit_account", sa.String(300), nullable=False),
+    sa.Column("credit_account", sa.String(300), nullable=False),
+    sa.Column("amount_fen", sa.BigInteger, nullable=False),
+    sa.Column("chain_seq", sa.BigInteger, sa.ForeignKey("ledger_chain_events.seq"), nullable=False),
+    _recorded_at(),
+    sa.CheckConstraint("kind IN (" + ", ".join(f"'{k}'" for k in POSTING_KINDS) + ")", name="ck_payment_postings_kind"),
+    sa.CheckConstraint("amount_fen > 0", name="ck_payment_postings_positive"),
+    sa.CheckConstraint("debit_account <> credit_account", name="ck_payment_postings_two_accounts"),
+    sa.Index("ix_ledger_payment_postings_instruction", "instruction_id"),
+)
+payment_voids = sa.Table(
+    "ledger_payment_voids",
+    metadata,
+    sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), primary_key=True),
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("reason", sa.String(500), nullable=False),
+    sa.Column("chain_seq", sa.BigInteger, sa.ForeignKey("ledger_chain_events.seq"), nullable=False),
+    _recorded_at(),
+)
+
+# Any other fact that decides money, in the journal's hash chain (migration 0008): a booked batch's
 # decisions, rejections and listings (sinks/ledger/chain.py), and what later kinds append.
 chain_facts = sa.Table(
     "ledger_chain_facts",

@@ -31,6 +31,7 @@ from sinks.ledger.chain import COVERED_TABLES, RECORDS_BEFORE_CHAIN, RECORDS_BOO
 from sinks.ledger.database import LedgerDatabase
 from sinks.ledger.holds import listing_key
 from sinks.ledger.payments import chain_event_hash, items_digest
+from sinks.ledger.receivables import offset_chain_entries
 from sinks.ledger.schema import (
     GENESIS_HASH,
     accounts,
@@ -150,7 +151,8 @@ class _PaymentEvents:
     """The chain entries of ``ledger_chain_events``, checked in their places among the others."""
 
     def __init__(self, conn: Connection, problems: list[str]):
-        self.pending = deque(conn.execute(sa.select(chain_events).order_by(chain_events.c.seq)))
+        # offsets (ledger_offsets) take their places in the same chain, checked as events of kind "offset"
+        self.pending: deque[Any] = deque(sorted([*conn.execute(sa.select(chain_events)), *offset_chain_entries(conn)], key=lambda event: event.seq))
         self.problems = problems
         items: dict[str, list[tuple[str, str, int, str, str, str]]] = {}
         for r in conn.execute(sa.select(batch_items)):
@@ -194,7 +196,7 @@ class _Facts:
         self.pending = deque(conn.execute(sa.select(chain_facts).order_by(chain_facts.c.seq)))
         self.problems = problems
         before = [int(f.seq) for f in self.pending if f.kind == RECORDS_BEFORE_CHAIN]
-        # name -> chain seq -> [(row id, stored content hash)]; rows stored before 0006 are covered by its one fact
+        # name -> chain seq -> [(row id, stored content hash)]; rows stored before 0008 are covered by its one fact
         self.covered: dict[str, dict[int | None, list[tuple[str, str]]]] = {name: {} for name in COVERED_TABLES}
         for name, rows in _covered_rows(conn, problems):
             for row_id, content_hash, chain_seq in rows:

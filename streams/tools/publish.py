@@ -26,6 +26,10 @@ class BrokerUnreachable(Exception):
     """No broker answered at the address given; nothing was sent."""
 
 
+class NotAcknowledged(Exception):
+    """The broker did not acknowledge some messages within the delivery timeout; the others arrived."""
+
+
 def iter_messages(lines: Iterable[bytes], topics: Collection[str] | None = None) -> Iterator[tuple[str, bytes | None, bytes]]:
     """(topic, key, value) of each envelope line; ``topics``: the only topics a line may name."""
     for number, line in enumerate(lines, 1):
@@ -57,7 +61,7 @@ def publish_file(path: str, bootstrap: str, *, progress: Callable[[int], None] |
                  checked: Callable[[int], None] | None = None, client_id: str = "subsidy-publish") -> int:
     """Send every line of ``path`` to the input topics; returns the number of messages acknowledged
     by the broker. ``checked(n)``: the file holds n messages, all valid, and sending begins.
-    ``PublishError`` or ``BrokerUnreachable``: nothing was sent."""
+    ``PublishError`` or ``BrokerUnreachable``: nothing was sent. ``NotAcknowledged``: some were not."""
     from kafka import KafkaProducer
     from kafka.errors import KafkaTimeoutError
 
@@ -66,20 +70,26 @@ def publish_file(path: str, bootstrap: str, *, progress: Callable[[int], None] |
     if checked is not None:
         checked(messages)
     try:
-        producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", linger_ms=5, retries=5,
+        producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks="all", linger_ms=5,
+                                 # retried until delivery_timeout_ms: a topic created a moment ago may
+                                 # have no leader yet (NotLeaderForPartition) for longer than a few retries
                                  max_in_flight_requests_per_connection=1,  # keep file order per partition
                                  bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_S * 1000)
     except KafkaTimeoutError:  # kafka-python 3: "Unable to bootstrap from ..."
         raise BrokerUnreachable(f"no broker answered at {bootstrap} within {BOOTSTRAP_TIMEOUT_S} s") from None
     sent = 0
+    refused: list[BaseException] = []
     try:
         with open(path, "rb") as source:
             for topic, key, raw in iter_messages(source):
-                producer.send(topic, key=key, value=raw)
+                producer.send(topic, key=key, value=raw).add_errback(refused.append)
                 sent += 1
                 if progress is not None:
                     progress(1)
         producer.flush()
     finally:
         producer.close()
+    if refused:
+        raise NotAcknowledged(f"{len(refused):,} of {sent:,} messages were not acknowledged by {bootstrap} "
+                              f"(first: {type(refused[0]).__name__}: {refused[0]})")
     return sent

@@ -48,9 +48,10 @@ def test_from_accounts_to_the_payment_file(ledger, tmp_path, capsys):
 
     assert main(["payments", "batch", "--as", "alice", *ledger]) == 0
     out = capsys.readouterr().out
-    assert "batch PB000001 proposed by alice: 2 payment(s), 2100.30 CNY" in out
+    assert "batch PB000001 proposed by alice: 2 payment(s), 1800.30 CNY" in out
     assert "awaiting account: 1 payment(s) of 1 payee(s), 60.00 CNY" in out
     assert "clawbacks left out: 1, -300.00 CNY" in out
+    assert "netted: 300.00 CNY that payees owe back withheld from their payments (1 offset(s))" in out
     assert main(["payments", "awaiting", "--json", *ledger]) == 0
     assert json.loads(capsys.readouterr().out)["awaiting"] == [{"payee_id": UNKNOWN, "payee_name": "超算中心", "payments": 1, "amount": "60.00"}]
 
@@ -63,7 +64,7 @@ def test_from_accounts_to_the_payment_file(ledger, tmp_path, capsys):
 
     assert main(["payments", "export", "PB000001", "--format", "csv", *ledger]) == 0
     csv_out, err = capsys.readouterr()
-    assert csv_out.splitlines()[-1].startswith("T,PB000001,,transactions=2,,,,2100.30,CNY") and "not marked sent" in err
+    assert csv_out.splitlines()[-1].startswith("T,PB000001,,transactions=2,,,,1800.30,CNY") and "not marked sent" in err
     assert main(["payments", "export", "PB000001", "--format", "pain001", "--out", str(target), "--as", "carol", *ledger]) == 0
     assert "now marked sent" in capsys.readouterr().err
     pain001_schema().validate(io.BytesIO(target.read_bytes()))
@@ -93,9 +94,9 @@ def test_two_approvers_above_the_configured_amount(ledger, tmp_path, capsys, mon
     accounts = tmp_path / "accounts.csv"
     accounts.write_text(HEADER + f"{PAID},甲,6222021001012345678,102651020012,2026-02-01T10:00:00+08:00\n", encoding="utf-8")
     main(["payees", "import", str(accounts), *ledger])
-    monkeypatch.setenv("SUBSIDY_DUAL_APPROVAL_ABOVE", "2000.00")
+    monkeypatch.setenv("SUBSIDY_DUAL_APPROVAL_ABOVE", "1500.00")
     assert main(["payments", "batch", "--as", "alice", *ledger]) == 0
-    assert "needs two approvers (over 2000.00 CNY)" in capsys.readouterr().out
+    assert "needs two approvers (over 1500.00 CNY)" in capsys.readouterr().out
     assert main(["payments", "approve", "PB000001", "--as", "bob", *ledger]) == 0
     assert "approval 1 of 2 recorded" in capsys.readouterr().out
     assert "bob has already approved batch PB000001" in refused(capsys, ["payments", "approve", "PB000001", "--as", "bob", *ledger])
@@ -123,3 +124,18 @@ def test_a_file_that_cannot_be_written_leaves_the_batch_unsent(ledger, tmp_path,
     assert "cannot write" in err and "not marked sent" in err
     assert main(["payments", "list", "--json", *ledger]) == 0
     assert json.loads(capsys.readouterr().out)["batches"][0]["status"] == "approved"
+
+
+def test_replay_stores_the_accounts_of_payee_accounts_lines_and_rejects_a_bad_one(tmp_path, capsys):
+    account = {"event_id": "acct-1", "source": "enterprise-registry", "occurred_at": "2026-02-20T16:05:00+08:00", "beneficiary": {"uscc": PAID, "name": "超算中心"},
+               "account_name": "成都超算中心运营管理有限公司", "account_number": "4402238109100012345", "bank_code": "102651020012", "verified_at": "2026-02-20T16:04:31+08:00"}
+    lines = [{"topic": topic, "value": value} for topic, value in [purchase("e1", 1, "1000.00"), ("payee-accounts", account),
+                                                                   ("payee-accounts", {**account, "event_id": "acct-2", "source": "scc-billing"})]]
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
+    ledger = ["--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite'}"]
+    assert main(["replay", str(events), *ledger]) == 0
+    out = capsys.readouterr().out
+    assert "rejected    1 (unknown-source 1)" in out and "accounts    1 payee-accounts messages" in out
+    assert main(["payments", "batch", "--as", "alice", *ledger]) == 0
+    assert "batch PB000001 proposed by alice: 1 payment(s), 600.00 CNY" in capsys.readouterr().out

@@ -52,6 +52,41 @@ def test_a_broker_nobody_answers_at(tmp_path, capsys, monkeypatch):
     assert f"no broker answered at {broker} within 2 s" in err and "--broker" in err and "nothing was sent" in err
 
 
+class _RefusingProducer:
+    """A broker that acknowledges every other message: the refused ones fail their futures, as a
+    NotLeaderForPartition still unresolved at the delivery timeout does."""
+
+    def __init__(self, **config):
+        self.sent = 0
+
+    def send(self, topic, key=None, value=None):
+        from kafka.errors import NotLeaderForPartitionError
+        from kafka.producer.future import FutureProduceResult
+
+        self.sent += 1
+        future = FutureProduceResult(None)
+        if self.sent % 2:
+            future.failure(NotLeaderForPartitionError())
+        else:
+            future.success(None)
+        return future
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def test_messages_the_broker_never_acknowledged_are_counted_not_reported_as_sent(tmp_path, capsys, monkeypatch):
+    import kafka
+
+    monkeypatch.setattr(kafka, "KafkaProducer", _RefusingProducer)
+    err = _one_line_error(capsys, ["publish", str(_file(tmp_path, GOOD, GOOD, GOOD)), "--broker", "127.0.0.1:9"])
+    assert "2 of 3 messages were not acknowledged by 127.0.0.1:9 (first: NotLeaderForPartitionError" in err
+    assert "publishing the whole file again is safe" in err
+
+
 def _messages_in(bootstrap: str, topic: str) -> int:
     """Counted by reading them all: tansu's end offsets fall short (streams/tansu/README.md)."""
     from kafka import KafkaConsumer, TopicPartition

@@ -23,7 +23,7 @@ from sinks.ledger import Ledger
 MONEY = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]{2}$")
 # keys whose values may be floats: ratios, rates and counts that are not money
 FLOAT_KEYS = {"used_ratio", "events_in_total", "events_in_per_second", "events_out_total", "events_out_per_second", "lag", "scraped_at", "interval_seconds"}
-API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/held-payments", "/api/holds", "/api/streams", "/api/ledger-integrity", "/healthz"]
+API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/held-payments", "/api/payments", "/api/holds", "/api/streams", "/api/ledger-integrity", "/healthz"]
 
 
 def run(app: web.Application, work):
@@ -77,7 +77,7 @@ def app(pipeline_ledger, policy):
 
 def test_every_api_route_answers_json_matching_its_openapi_schema(app):
     answers = get_all(app, API_PATHS + ["/openapi.json"])
-    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/held-payments": "HeldPayments", "/api/holds": "Holds", "/api/streams": "Streams",
+    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/held-payments": "HeldPayments", "/api/payments": "Payments", "/api/holds": "Holds", "/api/streams": "Streams",
                "/api/ledger-integrity": "LedgerIntegrity"}
     for path, (status, headers, text) in answers.items():
         assert status == 200, (path, text[:300])
@@ -250,6 +250,45 @@ def test_held_payments_name_their_listing_and_the_day_they_may_be_paid_from(tmp_
         "listing": {"listed_party": provider, "list": "dishonest-judgment-debtor", "reference": "川01执7号", "from": "2026-04-08", "to": "2026-10-07"}}
     # released on 10-08: no longer held from that day
     assert json.loads(get_all(build_console(url, policy, today=dt.date(2026, 10, 8)), ["/api/held-payments"])["/api/held-payments"][2])["holds"] == []
+
+
+def test_the_payments_page_and_where_each_payment_of_a_payee_stands(tmp_path, policy):
+    from parties import uscc
+    from tests.ledger.factory import purchase
+    from tests.ledger.factory import run as decide
+    from tests.ledger.test_payments import account
+
+    paid, waiting = uscc(9_000_000), uscc(9_000_001)  # the providers compute vouchers pay
+    first = [purchase("e1", 1, "1000.00"), purchase("e2", 2, "100.00", provider=9_000_001), purchase("r1", 1, "500.00", refund_of="e1", when="2026-03-11T10:00:00+08:00")]
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    with Ledger.open(url, timezone=policy.timezone) as ledger:
+        out = decide(first)
+        ledger.record(out.decisions, out.instructions, [])
+        ledger.import_payee_accounts([account(paid)])
+        ledger.approve_batch(ledger.propose_batch("alice").batch_id, "bob")  # e1's 600.00 less r1's 300.00
+        out = decide([*first, purchase("r2", 1, "500.00", refund_of="e1", when="2026-04-20T10:00:00+08:00")])  # 300.00 more owed back
+        ledger.record(out.decisions, out.instructions, [])
+        e1, e2, r1, r2 = (i.instruction_id for i in out.instructions)
+    app = build_console(url, policy, today=dt.date(2099, 12, 31))  # after the offset was recorded (now)
+    answers = get_all(app, ["/api/payments", f"/api/payee-payments?payee_id={paid}", f"/api/payee-payments?payee_id={waiting}",
+                            "/api/payee-payments?payee_id=nobody", "/api/payee-payments"])
+    page = json.loads(answers["/api/payments"][2])
+    validate(page, "Payments")
+    assert_money_is_never_float(page)
+    [batch] = page["batches"]
+    assert (batch["batch_id"], batch["status"], batch["maker"], batch["approvers"], batch["control_sum"], page["awaiting_approval"]) == ("PB000001", "approved", "alice", ["bob"], "300.00", 0)
+    assert page["states"] == [{"state": "approved", "payments": 1, "amount_fen": 30000, "amount": "300.00"}]
+    assert (page["awaiting_account"]["payments"], page["awaiting_account"]["total"], page["bank_refusals"]) == (1, "60.00", [])
+    assert (page["receivables"]["total"], page["receivables"]["payees"][0]["since"], page["receivables"]["buckets"][">180"]) == ("300.00", "2026-04-20", "300.00")
+
+    statement = json.loads(answers[f"/api/payee-payments?payee_id={paid}"][2])
+    validate(statement, "PayeePayments")
+    stands = {i["instruction_id"]: (i["state"], i["batch_id"], i["netted_fen"]) for i in statement["instructions"]}
+    assert stands == {e1: ("approved", "PB000001", 30000), r1: ("recovered", "PB000001", 30000), r2: ("owed back", None, 0)}
+    assert (statement["owed_back"], statement["has_account"]) == ("300.00", True)
+    assert [i["state"] for i in json.loads(answers[f"/api/payee-payments?payee_id={waiting}"][2])["instructions"]] == ["awaiting account"]
+    assert e2 in answers[f"/api/payee-payments?payee_id={waiting}"][2]
+    assert answers["/api/payee-payments?payee_id=nobody"][0] == 404 and answers["/api/payee-payments"][0] == 400
 
 
 def test_streams_without_workers_explains_itself(app):

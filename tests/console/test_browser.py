@@ -79,6 +79,13 @@ def test_console_page_in_headless_chromium(browser, busy_ledger, policy, console
         page.locator("tr[data-decision]").first.click()
         page.wait_for_selector(".computation", timeout=5_000)
 
+        # the payments page lists what payees owe back; a payee's statement says where each instruction stands
+        owing = page.locator("tr[data-receivable]").first.get_attribute("data-receivable")
+        page.fill("#statement-payee", owing)
+        page.click("#statement-show")
+        page.wait_for_selector("#statement td.payment-state", timeout=5_000)
+        assert "owed back" in page.inner_text("#statement")
+
         # it refreshes by itself (every 5 s) and stays clean
         page.wait_for_selector('body[data-loaded="2"]', state="attached", timeout=15_000)
         assert page.locator(".computation").count() == 1, "an opened decision stays open across refreshes"

@@ -1,6 +1,7 @@
 """Payee exclusions through the pipeline on Apache Kafka: listings published before and after the
 payments they cover hold the same payments, from the same days to the same days, as ``subsidy
-replay`` of the same file into a SQLite ledger."""
+replay`` of the same file into a SQLite ledger; and a payee-accounts message read by the same
+intake is stored as the replay stores it."""
 
 from __future__ import annotations
 
@@ -52,6 +53,9 @@ def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_b
         exclusion("x2", buyer, "川01执2号", "2026-06-01", None, "2026-06-01T09:00:00+08:00"),
         exclusion("x3", buyer, "川01执2号", "2026-06-01", "2026-09-30", "2026-10-01T09:00:00+08:00"),  # ends x2's listing
         exclusion("x4", buyer, "川01执3号", "2026-06-01", None, "2026-06-01T09:00:00+08:00", source="scc-billing"),  # rejected
+        json.dumps({"topic": "payee-accounts", "value": {"event_id": "a1", "source": "enterprise-registry", "occurred_at": "2026-02-20T16:05:00+08:00",
+                    "beneficiary": {"uscc": provider, "name": "服务商"}, "account_name": "服务商", "account_number": "4402238109100012345",
+                    "bank_code": "102651020012", "verified_at": "2026-02-20T16:04:31+08:00"}}, ensure_ascii=False),
     ]
     path = tmp_path / "with-listings.jsonl"
     path.write_text("\n".join(before + lines + after) + "\n", encoding="utf-8")
@@ -61,7 +65,8 @@ def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_b
     with Ledger.open(replayed, timezone=policy.timezone) as ledger:
         summary = replay(path, policy, ledger)
         wanted = effective(ledger.holds(released=True))
-    assert summary.listings == 3 and summary.rejected_by_code["unknown-source"] == 1
+        accounts = ledger.payee_accounts()
+    assert summary.listings == 3 and summary.accounts == 1 and set(accounts[0]) == {provider} and summary.rejected_by_code["unknown-source"] == 1
     assert {h[1] for h in wanted} == {provider, buyer}, wanted  # both listings hold payments
 
     expected = expected_from_file(str(path))
@@ -72,10 +77,11 @@ def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_b
         with Ledger.open(pipeline.ledger_url) as ledger:
             assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(pipeline)), accounted(ledger, expected)
             assert_ledger_equals_replay(ledger, expected)
-            deadline = time.monotonic() + 30  # the last listings are booked by intake, maybe after the last decision
-            while effective(ledger.holds(released=True)) != wanted and time.monotonic() < deadline:
+            deadline = time.monotonic() + 30  # the last listings and the account are booked by intake, maybe after the last decision
+            while (effective(ledger.holds(released=True)), ledger.payee_accounts()) != (wanted, accounts) and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert effective(ledger.holds(released=True)) == wanted
+            assert ledger.payee_accounts() == accounts
         verify = ["ledger", "verify", "--ledger", pipeline.ledger_url, "--checkpoints", f"kafka://{pipeline.bootstrap}"]
         deadline = time.monotonic() + 30
         while True:

@@ -82,7 +82,8 @@ def test_a_payment_file_carries_the_checkpoint_where_the_xsd_allows(keyed, tmp_p
         checkpoints.write_text(signed.to_json() + "\n")
         state = SimpleNamespace(batch_id="PB000001", number_of_transactions=1, control_sum_fen=60000)
         item = SimpleNamespace(instruction_id="0e996b035b765be8a3c3c0d4d9436b13", payee_id="p1", payee_kind="enterprise", amount_fen=60000, account_name="A", account_number="1",
-                               bank_code="011651000018", policy_id="chengdu-ai-2025", clause_id="compute-voucher", fiscal_year=2026, value_date="2026-03-01")
+                               bank_code="011651000018", policy_id="chengdu-ai-2025", clause_id="compute-voucher", fiscal_year=2026, value_date="2026-03-01",
+                               reissue=0)
         data = batch_pain001(state, [item], created_at="2026-05-01T08:00:00+08:00", execution_date="2026-05-02", checkpoint=signed)
     from lxml import etree
 

@@ -212,7 +212,7 @@ def test_derived_rows_are_recomputed_and_the_first_difference_named(booked):
 
 
 def test_rows_stored_before_the_chain_covered_them_are_covered_by_the_migration(tmp_path):
-    """A ledger at 0005 with a decision and a rejection: 0006 appends one fact covering both."""
+    """A ledger at 0007 with a decision and a rejection: 0008 appends one fact covering both."""
     from alembic import command
 
     from sinks.ledger import make_engine
@@ -222,7 +222,7 @@ def test_rows_stored_before_the_chain_covered_them_are_covered_by_the_migration(
     engine = make_engine(url)
     decision = run([purchase("e1", 1, "3000000.00")]).decisions[0].to_wire()
     with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "0005_exclusion_listings")
+        command.upgrade(_alembic_config(conn), "0007_bank_answers")
         conn.exec_driver_sql("INSERT INTO ledger_decisions VALUES (?, ?, ?, ?, ?, 'declined', 0, NULL, ?, ?, '2026-01-01T00:00:00+00:00')",
                              (decision["decision_id"], decision["event_id"], decision["source"], decision["clause_id"], decision["fiscal_year"],
                               sha256_hex(canonical_json(decision | {"outcome": "declined", "granted": "0.00", "instruction_id": None})),
@@ -234,7 +234,7 @@ def test_rows_stored_before_the_chain_covered_them_are_covered_by_the_migration(
     with Ledger.open(url, timezone=TIMEZONE) as ledger:
         assert ledger.verify().problems == []
         with ledger.engine.begin() as conn:
-            assert conn.exec_driver_sql("SELECT seq, kind FROM ledger_chain_facts").all() == [(1, "records-before-0006")]
+            assert conn.exec_driver_sql("SELECT seq, kind FROM ledger_chain_facts").all() == [(1, "records-before-0008")]
             unlock(conn, ("ledger_rejections",))
             conn.exec_driver_sql("DELETE FROM ledger_rejections")
-        assert ledger.verify().problems == ["ledger_rejections rows covered by chain seq 1 (records-before-0006 fact): count expected 1, found 0: a row was removed"]
+        assert ledger.verify().problems == ["ledger_rejections rows covered by chain seq 1 (records-before-0008 fact): count expected 1, found 0: a row was removed"]

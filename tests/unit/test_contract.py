@@ -77,7 +77,7 @@ def schema_errors(topic: str, document: Any) -> list[str]:
 
 def test_every_topic_has_a_committed_schema_and_nothing_else_is_there():
     assert sorted(p.name for p in SCHEMA_DIR.glob("*.json")) == sorted(f"{t}.json" for t in TOPICS), STALE
-    assert len(TOPICS) == 9
+    assert len(TOPICS) == 10
 
 
 @pytest.mark.parametrize("name", sorted(f"{t}.json" for t in TOPICS))
@@ -493,6 +493,32 @@ def test_payee_account_rules_hold_in_the_model_and_the_schema(change, accepted):
     assert (schema_errors("payee-accounts", message) == []) is accepted
     try:
         PayeeAccount.model_validate(message)
+        valid = True
+    except ValidationError:
+        valid = False
+    assert valid is accepted
+
+
+@pytest.mark.parametrize("change, accepted", [
+    ({}, True),
+    ({"status": "settled", "reason_code": None}, True),
+    ({"status": "accepted"}, True),
+    ({"status": "rejected", "reason_code": "AC01"}, True),
+    ({"status": "returned", "reason_code": None}, False),  # a return says why
+    ({"status": "paid"}, False),
+    ({"reason_code": "ac04"}, False),                      # ISO codes are 4 capitals or digits
+    ({"end_to_end_id": "8f14e45f-ceea-167a"}, False),      # pain.001 Max35Text as exported: no hyphens
+    ({"end_to_end_id": "x" * 36}, False),
+    ({"amount": 12.5}, False),                             # floats are not money
+    ({"iban": "CN00"}, False),
+])  # fmt: skip
+def test_payment_status_rules_hold_in_the_model_and_the_schema(change, accepted):
+    from schemas.inputs import PaymentStatus
+
+    message = {k: v for k, v in {**example("payment-status"), **change}.items() if v is not None}
+    assert (schema_errors("payment-status", message) == []) is accepted
+    try:
+        PaymentStatus.model_validate(message)
         valid = True
     except ValidationError:
         valid = False

@@ -101,3 +101,14 @@ def test_the_core_imports_no_kafka_no_database_and_no_other_layer():
                 continue
             problems.append(f"{path.relative_to(ROOT)} imports {name}")
     assert problems == []
+
+
+def test_the_bank_simulator_and_the_iso_20022_answers_import_no_kafka_and_no_database():
+    """`subsidy bank-sim` and the reading of the bank's files run without a ledger."""
+    problems = []
+    for path in (ROOT / "sinks" / "bank_sim.py", ROOT / "sinks" / "iso20022_answers.py"):
+        for name in sorted(imports_of(path)):
+            top = name.split(".")[0]
+            if top in KAFKA_OR_DATABASE or (top in FIRST_PARTY and not name.startswith(("rules", "sinks.iso20022_answers"))):
+                problems.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert problems == []

@@ -117,6 +117,20 @@ def test_a_listing_is_booked_with_the_batch_and_makes_no_claim_nor_progress(stag
     assert batch.to_book()
 
 
+ACCOUNT = resources.files("schemas.examples").joinpath("payee-accounts.json").read_bytes()
+
+
+def test_an_account_is_booked_with_the_batch_and_makes_no_claim_nor_progress(stages):
+    intake, _, _ = stages
+    bad = json.dumps({**json.loads(ACCOUNT), "event_id": "a2", "bank_code": "1026"}).encode()
+    batch = intake.take([Record("payee-accounts", 0, 0, b"k-1", ACCOUNT, 1_772_417_700.0), Record("payee-accounts", 0, 1, b"k-1", bad, 1_772_417_700.0)])
+    (account,) = batch.accounts  # as `subsidy payees import` stores one: the verification time in UTC
+    assert (account["payee_id"], account["bank_code"], account["verified_at"], account["revoked"]) == ("91510107MA6CB2K44T", "102651020012", "2026-02-20T08:04:31+00:00", False)
+    (rejection,) = batch.rejections  # a bad account is rejected like any input
+    assert rejection["topic"] == "payee-accounts" and rejection["offset"] == 1 and "bank_code" in rejection["reason"]
+    assert not sent(batch, CLAIMS_TOPIC) and not intake.read_up_to and batch.to_book()
+
+
 def test_a_claim_is_decided_its_state_writes_queued_ahead_of_its_outputs(stages):
     intake, decide, state = stages
     batch = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))

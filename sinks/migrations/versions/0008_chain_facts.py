@@ -3,8 +3,8 @@ entry per booked batch of decisions, rejections and exclusion listings (the dige
 and content hashes) and, through the same function, any later kind of fact; each such row names
 the chain entry that covers it (``chain_seq``). Rows stored before this revision have none.
 
-Revision ID: 0006_chain_facts
-Revises: 0005_exclusion_listings
+Revision ID: 0008_chain_facts
+Revises: 0007_bank_answers
 Create Date: 2026-12-06
 """
 
@@ -15,8 +15,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_chain_facts"
-down_revision = "0005_exclusion_listings"
+revision = "0008_chain_facts"
+down_revision = "0007_bank_answers"
 branch_labels = None
 depends_on = None
 
@@ -73,7 +73,7 @@ def _cover_rows_stored_before() -> None:
     if not body:
         return
     head_seq, head_hash = conn.exec_driver_sql("SELECT seq, head_hash FROM ledger_chain_head WHERE id = 1").one()
-    seq, kind, subject, actor = int(head_seq) + 1, "records-before-0006", "migration", "ledger"
+    seq, kind, subject, actor = int(head_seq) + 1, "records-before-0008", "migration", "ledger"
     text = _canonical(body)
     content_hash = _sha256(text)
     entry_hash = _sha256(head_hash + "\n" + _canonical([seq, "fact", kind, subject, actor, content_hash]))

@@ -1,0 +1,175 @@
+"""``subsidy payments ingest|status|reconcile|void`` (the bank's answers and a payment's life after
+its file went to the bank, sinks/ledger/bank_answers.py) and ``subsidy bank-sim`` (a bank
+answering a pain.001, sinks/bank_sim.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rules.money import format_fen
+from sinks.cli import _command_error
+from sinks.cli import open_ledger as _open
+from sinks.payments_cli import _refusals
+
+
+def _read(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise _command_error()(f"cannot read {path!r}: {error.strerror}") from None
+
+
+def cmd_ingest(args) -> int:
+    from sinks.iso20022_answers import AnswerFileError, read_answers
+    from sinks.ledger import AnswersRefused
+
+    try:
+        answers = read_answers(_read(args.file))
+    except AnswerFileError as error:
+        raise _command_error()(f"payments ingest: {args.file}: {error}; nothing booked") from None
+    ledger = _open(args)
+    try:
+        result = ledger.ingest_answers(answers, args.user)
+    except AnswersRefused as refused:
+        for line in refused.problems:
+            print(f"subsidy: payments ingest: {args.file}: {line}", file=sys.stderr)
+        raise _command_error()(f"payments ingest: {args.file}: {len(refused.problems)} problem(s), nothing of the file booked", exit_code=1) from None
+    finally:
+        ledger.close()
+    booked = ", ".join(f"{n} {status}" for status, n in sorted(result.booked.items())) or "nothing new"
+    print(f"payments ingest: {args.file} ({answers.kind} {answers.message_id}, {len(answers.answers)} answer(s)): booked {booked}"
+          + (f"; {result.already} already booked from this file" if result.already else "")
+          + (f"; {result.repeated} confirming what the ledger knew" if result.repeated else ""))
+    return 0
+
+
+def cmd_status(args) -> int:
+    ledger = _open(args)
+    try:
+        batches, failed, states = _refusals(lambda: ledger.payment_status(args.batch))
+    finally:
+        ledger.close()
+    if args.json:
+        print(json.dumps({"batches": [{"batch_id": b.batch_id, "states": {s: {"payments": n, "amount": format_fen(fen)} for s, (n, fen) in sorted(b.states.items())}}
+                                      for b in batches],
+                          "rejected_or_returned": [{"instruction_id": f.instruction_id, "batch_id": f.batch_id, "end_to_end_id": f.end_to_end_id,
+                                                    "payee_id": f.payee_id, "amount": format_fen(f.amount_fen), "state": f.state, "reason_code": f.reason_code}
+                                                   for f in failed]}, ensure_ascii=False, indent=2))
+        return 0
+    for b in batches:
+        shown = ", ".join(f"{s} {n} ({format_fen(fen)} CNY)" for s, (n, fen) in sorted(b.states.items()))
+        print(f"  {b.batch_id}  {shown}")
+    for f in failed:
+        print(f"  {f.state:<8} {f.reason_code or '-':<4} {f.batch_id} {f.end_to_end_id:<35} {format_fen(f.amount_fen):>16} CNY  {f.payee_id}")
+    final = sum(1 for s in states.values() if s in ("settled", "voided"))
+    print(f"{len(batches)} batch(es); {final} of {len(states)} batched payment(s) in a final state (settled or voided); "
+          f"{len(failed)} rejected or returned, waiting for a corrected account (`subsidy payees import`) or `subsidy payments void`")
+    return 0
+
+
+def cmd_reconcile(args) -> int:
+    from sinks.iso20022_answers import AnswerFileError, read_statement, statement_differences
+
+    try:
+        message_id, days, entries = read_statement(_read(args.file))
+    except AnswerFileError as error:
+        raise _command_error()(f"payments reconcile: {args.file}: {error}") from None
+    ledger = _open(args)
+    try:
+        booked = ledger.bookings(days)
+    finally:
+        ledger.close()
+    differences = statement_differences(entries, booked)
+    for line in differences:
+        print(f"  {line}")
+    shown_days = ", ".join(sorted(days)) or "no day"
+    if differences:
+        print(f"statement {message_id} ({shown_days}): {len(differences)} difference(s) with the ledger", file=sys.stderr)
+        return 1
+    print(f"statement {message_id} ({shown_days}): {len(entries)} entries, all as the ledger booked them")
+    return 0
+
+
+def cmd_void(args) -> int:
+    ledger = _open(args)
+    try:
+        instruction_id = _refusals(lambda: ledger.resolve_instruction(args.instruction))
+        sending, budget = _refusals(lambda: ledger.void_payment(instruction_id, args.user, args.reason))
+    finally:
+        ledger.close()
+    print(f"payment {instruction_id} ({sending.state} in batch {sending.batch_id}, {format_fen(sending.amount_fen)} CNY) voided by {args.user}: "
+          f"the amount is back on {budget}")
+    return 0
+
+
+def _rate(text: str) -> float:
+    try:
+        rate = float(text)  # a share of the transfers, not money
+    except ValueError:
+        rate = -1.0
+    if not 0 <= rate <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate between 0 and 1 (0.02 is 2 %)")
+    return rate
+
+
+def _reason(text: str) -> str:
+    text = text.strip()
+    if not 1 <= len(text) <= 500:
+        raise argparse.ArgumentTypeError("a reason of 1 to 500 characters")
+    return text
+
+
+def cmd_bank_sim(args) -> int:
+    from sinks.bank_sim import answer
+    from sinks.iso20022_answers import AnswerFileError
+
+    try:
+        files = answer(_read(args.file), reject_rate=args.reject_rate, return_rate=args.return_rate, seed=args.seed, day=args.day)
+    except AnswerFileError as error:
+        raise _command_error()(f"bank-sim: {args.file}: {error}") from None
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        names = []
+        for kind, data in (("pain002", files.pain002), ("camt054", files.camt054), ("camt053", files.camt053)):
+            path = out / f"{files.message_id}-{kind}.xml"
+            path.write_bytes(data)
+            names.append(str(path))
+    except OSError as error:
+        raise _command_error()(f"bank-sim: cannot write in {args.out!r}: {error.strerror}") from None
+    print(f"bank-sim: {files.message_id}: {files.settled} settled ({files.returned} of them then returned), {files.rejected} rejected; wrote {', '.join(names)}")
+    return 0
+
+
+def add_bank_commands(payment_commands, subparsers, common: argparse.ArgumentParser, user) -> None:
+    """The payments subcommands of the bank's answers, and the top-level ``bank-sim``."""
+    from sinks.cli import iso_date
+
+    ingest = payment_commands.add_parser("ingest", parents=[common], help="book a bank's pain.002 (status) or camt.054 (settlements, returns) file")
+    ingest.add_argument("file", metavar="FILE")
+    ingest.add_argument("--as", dest="user", type=user, default="bank-file", metavar="USER", help="who ingests it (default %(default)s)")
+    ingest.set_defaults(func=cmd_ingest)
+    status = payment_commands.add_parser("status", parents=[common], help="payments and amounts per state per batch, and the rejected and returned ones")
+    status.add_argument("batch", nargs="?", metavar="BATCH")
+    status.add_argument("--json", action="store_true", help="print them as JSON")
+    status.set_defaults(func=cmd_status)
+    reconcile = payment_commands.add_parser("reconcile", parents=[common], help="match a camt.053 statement against what the ledger booked; exit 1 on any difference")
+    reconcile.add_argument("file", metavar="CAMT053.xml")
+    reconcile.set_defaults(func=cmd_reconcile)
+    void = payment_commands.add_parser("void", parents=[common], help="void a rejected or returned payment: its amount goes back to the budget")
+    void.add_argument("instruction", metavar="INSTRUCTION", help="the instruction id (or its EndToEndId)")
+    void.add_argument("--as", dest="user", type=user, required=True, metavar="USER", help="who voids it")
+    void.add_argument("--reason", type=_reason, required=True, help="why (recorded in the hash chain)")
+    void.set_defaults(func=cmd_void)
+
+    sim = subparsers.add_parser("bank-sim", help="answer a pain.001 as a bank would: pain.002, camt.054 and the day's camt.053")
+    sim.add_argument("file", metavar="PAIN001.xml")
+    sim.add_argument("--out", required=True, metavar="DIR", help="directory to write the three files in")
+    sim.add_argument("--reject-rate", type=_rate, default=0.01, metavar="RATE", help="share of transfers rejected (default %(default)s)")
+    sim.add_argument("--return-rate", type=_rate, default=0.02, metavar="RATE", help="share of transfers settled, then returned (default %(default)s)")
+    sim.add_argument("--seed", type=int, default=0, help="the same seed gives the same answers (default %(default)s)")
+    sim.add_argument("--day", type=iso_date, metavar="YYYY-MM-DD", help="booking day (default the pain.001's requested execution date)")
+    sim.set_defaults(func=cmd_bank_sim)

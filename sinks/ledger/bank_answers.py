@@ -1,0 +1,360 @@
+"""A payment's life after its file went to the bank: the bank's answers, re-issues and voids.
+
+A *sending* is one batch item of a sent batch; an instruction has one per batch it was in (its
+first sending, then a re-issue after each rejection or return; EndToEndIds in
+``sinks/iso20022_answers.py``). A sending goes sent -> accepted -> settled, or rejected (pain.002
+RJCT), or settled -> returned (camt.054, e.g. AC04). ``ingest_answers`` books each answer as a
+fact (``ledger_bank_answers``, its ``payment-status`` message as the body) and the money it moves
+as a double-entry posting (``ledger_payment_postings``):
+
+* settled: payable:PAYEE -> ``bank:disbursement`` (the debtor account the transfers leave from);
+* returned: back, bank -> payable: the payee is owed the money again;
+* voided (an operator, ``void_payment``, only of a rejected or returned payment): payable -> the
+  budget account the journal charged, so the budget has the room again.
+
+The journal's entry (budget -> payable) and these postings together always balance: the trial
+balance is zero. The answers of one file for one batch, and each void, take a place in the hash
+chain (``ledger_chain_events``, kinds ``bank-answers`` and ``payment-voided``) holding what was
+booked, which ``verify_bank_answers`` checks the rows against. An instruction's state is that of its last sending, or ``voided``; ``settled`` and
+``voided`` are final. A rejected or returned payment is re-issued by the next batch once its payee
+has a current account other than the one it failed on, or one verified after the failure.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from pydantic import ValidationError
+from sqlalchemy.engine import Connection
+
+from rules.inputs import PaymentStatus
+from rules.money import format_fen
+from sinks.iso20022_answers import AnswerFile, BankAnswer, end_to_end_id
+from sinks.ledger.booking import canonical_json, payable_account, sha256_hex
+from sinks.ledger.payments import Account, PaymentRefused, Payments
+from sinks.ledger.schema import bank_answers, batch_items, chain_events, instructions_t, journal, payment_events, payment_postings, payment_voids
+
+BANK_ACCOUNT = "bank:disbursement"
+#: a sending's state -> the answers that may follow it
+_NEXT = {"sent": ("accepted", "rejected", "settled"), "accepted": ("rejected", "settled"), "settled": ("returned",), "rejected": (), "returned": ()}
+#: the order in which a sending's events make its state (a later one wins)
+_ORDER = ("batched", "approved", "sent", "accepted", "settled", "rejected", "returned")
+
+
+class AnswersRefused(PaymentRefused):
+    """A file of answers with problems: one line each, nothing of the file booked."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__(f"{len(problems)} problem(s), nothing booked: " + "; ".join(problems[:3]) + (" ..." if len(problems) > 3 else ""))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Sending:
+    instruction_id: str
+    batch_id: str
+    reissue: int
+    payee_id: str
+    amount_fen: int
+    account_number: str
+    bank_code: str
+    state: str
+
+    @property
+    def end_to_end_id(self) -> str:
+        return end_to_end_id(self.instruction_id, self.reissue)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    booked: Counter[str]  # status -> answers booked now
+    already: int  # answers of this file booked before (the same file again)
+    repeated: int  # answers saying what the ledger knew (e.g. ACSC in pain.002, then camt.054)
+
+
+@dataclass(slots=True)
+class BatchStatus:
+    batch_id: str
+    states: dict[str, list[int]] = field(default_factory=dict)  # state -> [payments, fen]
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A rejected or returned payment waiting for a corrected account (or a void)."""
+
+    instruction_id: str
+    batch_id: str
+    end_to_end_id: str
+    payee_id: str
+    amount_fen: int
+    state: str
+    reason_code: str | None
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def all_sendings(conn: Connection) -> list[Sending]:
+    """Every batch item with its re-issue number and state, in (instruction, batch) order."""
+    events: dict[tuple[str, str], str] = {}
+    for r in conn.execute(sa.select(payment_events.c.instruction_id, payment_events.c.batch_id, payment_events.c.status)):
+        key = (r.instruction_id, r.batch_id)
+        if key not in events or _ORDER.index(r.status) > _ORDER.index(events[key]):
+            events[key] = r.status
+    b = batch_items.c
+    out: list[Sending] = []
+    previous, reissue = None, 0
+    for item in conn.execute(sa.select(b.instruction_id, b.batch_id, b.payee_id, b.amount_fen, b.account_number, b.bank_code).order_by(b.instruction_id, b.batch_id)):
+        reissue = reissue + 1 if item.instruction_id == previous else 0
+        previous = item.instruction_id
+        out.append(Sending(item.instruction_id, item.batch_id, reissue, item.payee_id, int(item.amount_fen), item.account_number, item.bank_code,
+                           events.get((item.instruction_id, item.batch_id), "batched")))
+    return out
+
+def voided_instructions(conn: Connection) -> set[str]:
+    return set(conn.execute(sa.select(payment_voids.c.instruction_id)).scalars())
+
+
+def reissues(conn: Connection, current: dict[str, Account], clause_id: str | None, until: str | None) -> list[tuple[str, str, int, str, str, str]]:
+    """Batch items for the rejected or returned payments whose payee has a corrected account:
+    another one than the payment failed on, or one verified after the failure."""
+    void = voided_instructions(conn)
+    last: dict[str, Sending] = {}
+    for s in all_sendings(conn):
+        last[s.instruction_id] = s
+    failed = {iid: s for iid, s in last.items() if s.state in ("rejected", "returned") and iid not in void}
+    if not failed:
+        return []
+    a = bank_answers.c
+    failed_at = {(r.instruction_id, r.batch_id): r.recorded_at
+                 for r in conn.execute(sa.select(a.instruction_id, a.batch_id, a.recorded_at).where(a.status.in_(("rejected", "returned"))))}
+    query = sa.select(instructions_t.c.instruction_id).where(instructions_t.c.instruction_id.in_(list(failed)))
+    if clause_id:
+        query = query.where(instructions_t.c.clause_id == clause_id)
+    if until:
+        query = query.where(instructions_t.c.value_date <= until)
+    items = []
+    for iid in sorted(conn.execute(query).scalars()):
+        s = failed[iid]
+        account = current.get(s.payee_id)
+        if account is None:
+            continue
+        if (account.account_number, account.bank_code) != (s.account_number, s.bank_code) or account.verified_at > failed_at.get((iid, s.batch_id), ""):
+            items.append((iid, s.payee_id, s.amount_fen, account.account_name, account.account_number, account.bank_code))
+    return items
+
+
+class BankAnswers(Payments):
+    """The bank's answers, re-issues and voids; each write one transaction under the chain-head lock."""
+
+    # -- answers -----------------------------------------------------------------------------
+
+    def ingest_answers(self, answers: AnswerFile, actor: str) -> IngestResult:
+        """Book a file's answers, all or none: any unknown EndToEndId, amount differing from what
+        was sent, or answer the payment's state does not allow refuses the whole file."""
+        def write() -> IngestResult:
+            now = _now()
+            with self.engine.begin() as conn:
+                head = self._lock(conn)
+                sendings = {s.end_to_end_id: s for s in all_sendings(conn)}
+                voided = voided_instructions(conn)
+                stored = {r.event_id for r in self._select_in(conn, bank_answers, "event_id", "event_id", {a.event_id for a in answers.answers})}
+                states = {e2e: s.state for e2e, s in sendings.items()}
+                problems: list[str] = []
+                fresh: list[tuple[Sending, BankAnswer, dict[str, Any]]] = []
+                already = repeated = 0
+                for answer in answers.answers:
+                    where = f"{answers.kind} {answers.message_id}: EndToEndId {answer.end_to_end_id}"
+                    if answer.event_id in stored:
+                        already += 1
+                        continue
+                    message = answer.message(answers.source)
+                    try:
+                        PaymentStatus.model_validate(message)
+                    except ValidationError as error:
+                        first = error.errors()[0]
+                        problems.append(f"{where}: not a payment-status message: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+                        continue
+                    sending = sendings.get(answer.end_to_end_id)
+                    if sending is None or states[answer.end_to_end_id] in ("batched", "approved"):
+                        problems.append(f"{where}: no payment was sent with this EndToEndId")
+                        continue
+                    if answer.amount_fen is not None and answer.amount_fen != sending.amount_fen:
+                        problems.append(f"{where}: amount {format_fen(answer.amount_fen)} differs from the {format_fen(sending.amount_fen)} sent")
+                        continue
+                    state = states[answer.end_to_end_id]
+                    if answer.status == state or (answer.status == "accepted" and state == "settled"):
+                        repeated += 1  # a confirmation of what is known: nothing to book
+                        continue
+                    if sending.instruction_id in voided or answer.status not in _NEXT[state]:
+                        now_state = "voided" if sending.instruction_id in voided else state
+                        problems.append(f"{where}: {answer.status}, but the payment is {now_state} (batch {sending.batch_id})")
+                        continue
+                    states[answer.end_to_end_id] = answer.status
+                    fresh.append((sending, answer, message))
+                if problems:
+                    raise AnswersRefused(problems)
+                booked: Counter[str] = Counter()
+                for batch_id in sorted({s.batch_id for s, _, _ in fresh}):
+                    group = [item for item in fresh if item[0].batch_id == batch_id]
+                    head = self._book_answers(conn, head, answers, batch_id, group, actor, now)
+                    booked.update(answer.status for _, answer, _ in group)
+                return IngestResult(booked, already, repeated)
+
+        return self._with_retry(write)[0]
+
+    def _book_answers(self, conn: Connection, head: tuple[int, str], answers: AnswerFile, batch_id: str,
+                      group: list[tuple[Sending, BankAnswer, dict[str, Any]]], actor: str, now: str) -> tuple[int, str]:
+        """One chain entry holding the answers of ``answers`` about ``batch_id`` and the postings they
+        move, then their rows."""
+        postings = []  # posting id, instruction, kind, debit, credit, fen: what the chain entry holds
+        for sending, answer, _ in group:
+            payable = payable_account(sending.payee_id)
+            if answer.status == "settled":
+                postings.append([answer.event_id, sending.instruction_id, "settlement", payable, BANK_ACCOUNT, sending.amount_fen])
+            elif answer.status == "returned":
+                postings.append([answer.event_id, sending.instruction_id, "return", BANK_ACCOUNT, payable, sending.amount_fen])
+        body = {"file_sha256": answers.sha256, "source": answers.source, "message_id": answers.message_id,
+                "answers": [m for _, _, m in group], "postings": postings}
+        head = self._chain(conn, head, "bank-answers", batch_id, actor, body, now)
+        rows, events = [], []
+        for sending, answer, message in group:
+            text = canonical_json(message)
+            rows.append((answer.event_id, answers.source, answers.sha256, answer.end_to_end_id, sending.instruction_id, batch_id, answer.status,
+                         answer.reason_code, answer.amount_fen, answer.occurred_at, head[0], sha256_hex(text), text, now))
+            events.append((sending.instruction_id, batch_id, answer.status, now, answer.reason_code))
+        self._insert(conn, bank_answers, ("event_id", "source", "file_sha256", "end_to_end_id", "instruction_id", "batch_id", "status",
+                                          "reason_code", "amount_fen", "occurred_at", "chain_seq", "content_hash", "body", "recorded_at"), rows)
+        self._insert(conn, payment_events, ("instruction_id", "batch_id", "status", "at", "reason_code"), events)
+        self._insert(conn, payment_postings, _POSTING_COLUMNS, [(*posting, head[0], now) for posting in postings])
+        return head
+
+    # -- re-issues and voids -------------------------------------------------------------------
+
+    def void_payment(self, instruction_id: str, actor: str, reason: str) -> tuple[Sending, str]:
+        """Void a rejected or returned payment: its amount goes back from the payee's payable account
+        to the budget account the journal charged. Returns (its last sending, that budget account)."""
+        def write() -> tuple[Sending, str]:
+            now = _now()
+            with self.engine.begin() as conn:
+                head = self._lock(conn)
+                sendings = [s for s in all_sendings(conn) if s.instruction_id == instruction_id]
+                if not sendings:
+                    raise PaymentRefused(f"no payment {instruction_id!r} was ever in a batch: only a rejected or returned payment can be voided")
+                last = sendings[-1]
+                if instruction_id in voided_instructions(conn):
+                    raise PaymentRefused(f"payment {instruction_id} is already voided")
+                if last.state not in ("rejected", "returned"):
+                    raise PaymentRefused(f"payment {instruction_id} is {last.state} (batch {last.batch_id}): only a rejected or returned payment can be voided")
+                budget = conn.execute(sa.select(journal.c.debit_account).where(journal.c.instruction_id == instruction_id)).scalar_one()
+                posting = [f"void:{instruction_id}", instruction_id, "void", payable_account(last.payee_id), budget, last.amount_fen]
+                body = {"instruction_id": instruction_id, "batch_id": last.batch_id, "end_to_end_id": last.end_to_end_id, "state": last.state,
+                        "actor": actor, "reason": reason, "voided_at": now, "postings": [posting]}
+                seq, _ = self._chain(conn, head, "payment-voided", last.batch_id, actor, body, now)
+                conn.execute(payment_voids.insert(), {"instruction_id": instruction_id, "batch_id": last.batch_id, "actor": actor,
+                                                      "reason": reason, "chain_seq": seq, "recorded_at": now})
+                self._insert(conn, payment_postings, _POSTING_COLUMNS, [(*posting, seq, now)])
+                return last, budget
+
+        return self._with_retry(write)[0]
+
+    def resolve_instruction(self, reference: str) -> str:
+        """The instruction id of a reference: the id itself, its 32 hex characters or an EndToEndId."""
+        with self.engine.connect() as conn:
+            for s in all_sendings(conn):
+                if reference in (s.instruction_id, s.end_to_end_id, s.end_to_end_id[:32]):
+                    return s.instruction_id
+        raise PaymentRefused(f"no payment {reference!r} in any batch of this ledger")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def payment_status(self, batch_id: str | None = None) -> tuple[list[BatchStatus], list[Failed], dict[str, str]]:
+        """(per batch: payments and fen per state of its sendings; the rejected and returned payments
+        not yet re-issued nor voided; instruction id -> its state)."""
+        with self.engine.connect() as conn:
+            sendings = all_sendings(conn)
+            voided = voided_instructions(conn)
+            reasons = {(r.instruction_id, r.batch_id): r.reason_code for r in conn.execute(
+                sa.select(bank_answers.c.instruction_id, bank_answers.c.batch_id, bank_answers.c.reason_code)
+                .where(bank_answers.c.status.in_(("rejected", "returned"))))}
+        last = {s.instruction_id: s for s in sendings}
+        per_batch: dict[str, BatchStatus] = {}
+        for s in sendings:
+            state = "voided" if s.instruction_id in voided and last[s.instruction_id] is s else s.state
+            counts = per_batch.setdefault(s.batch_id, BatchStatus(s.batch_id)).states.setdefault(state, [0, 0])
+            counts[0] += 1
+            counts[1] += s.amount_fen
+        if batch_id is not None and batch_id not in per_batch:
+            raise PaymentRefused(f"no batch {batch_id!r} in this ledger: `subsidy payments list` shows the batches")
+        failed = [Failed(s.instruction_id, s.batch_id, s.end_to_end_id, s.payee_id, s.amount_fen, s.state, reasons.get((s.instruction_id, s.batch_id)))
+                  for s in last.values() if s.state in ("rejected", "returned") and s.instruction_id not in voided and batch_id in (None, s.batch_id)]
+        states = {iid: "voided" if iid in voided else s.state for iid, s in last.items()}
+        batches = [per_batch[b] for b in sorted(per_batch) if batch_id in (None, b)]
+        return batches, sorted(failed, key=lambda f: (f.batch_id, f.instruction_id)), states
+
+    def bookings(self, days: set[str]) -> list[tuple[str, str, int]]:
+        """(EndToEndId, DBIT|CRDT, fen) of each settlement and return the ledger booked on ``days``
+        (the booking day the bank's answer gave)."""
+        a = bank_answers.c
+        with self.engine.connect() as conn:
+            sendings = {(s.instruction_id, s.batch_id): s for s in all_sendings(conn)}
+            rows = conn.execute(sa.select(a.instruction_id, a.batch_id, a.status, a.occurred_at).where(a.status.in_(("settled", "returned")))).all()
+        return [(sendings[(r.instruction_id, r.batch_id)].end_to_end_id, "DBIT" if r.status == "settled" else "CRDT",
+                 sendings[(r.instruction_id, r.batch_id)].amount_fen) for r in rows if r.occurred_at[:10] in days]
+
+    def verify_bank_answers(self) -> list[str]:
+        """The answers, postings and voids against the chain entries that hold them: a row edited,
+        added or removed behind the ledger's back is a problem (the entries' own hashes are
+        ``verify_chain``'s)."""
+        problems: list[str] = []
+        with self.engine.connect() as conn:
+            entries = conn.execute(sa.select(chain_events.c.seq, chain_events.c.kind, chain_events.c.body)
+                                   .where(chain_events.c.kind.in_(("bank-answers", "payment-voided")))).all()
+            answers: dict[int, dict[str, Any]] = {}
+            for r in conn.execute(sa.select(bank_answers)):
+                answers.setdefault(int(r.chain_seq), {})[r.event_id] = r
+            postings: dict[int, dict[str, list[Any]]] = {}
+            for r in conn.execute(sa.select(payment_postings)):
+                postings.setdefault(int(r.chain_seq), {})[r.posting_id] = [r.posting_id, r.instruction_id, r.kind, r.debit_account, r.credit_account, int(r.amount_fen)]
+            voids = {int(r.chain_seq): r for r in conn.execute(sa.select(payment_voids))}
+        for entry in entries:
+            body = json.loads(entry.body)
+            where = f"chain seq {entry.seq} ({entry.kind})"
+            rows = answers.pop(entry.seq, {})
+            for message in body.get("answers", []):
+                row = rows.pop(message["event_id"], None)
+                if row is None:
+                    problems.append(f"{where}: answer {message['event_id']} is missing from ledger_bank_answers")
+                elif row.content_hash != sha256_hex(canonical_json(message)) or sha256_hex(row.body) != row.content_hash or \
+                        (row.status, row.end_to_end_id) != (message["status"], message["end_to_end_id"]):
+                    problems.append(f"{where}: answer {row.event_id} differs from what the entry holds: the row was edited")
+            problems.extend(f"answer {event_id} names {where}, which does not hold it: it was added" for event_id in rows)
+            if postings.pop(entry.seq, {}) != {p[0]: p for p in body["postings"]}:
+                problems.append(f"{where}: its postings in ledger_payment_postings differ from what the entry holds")
+            if entry.kind == "payment-voided":
+                void = voids.pop(entry.seq, None)
+                if void is None or (void.instruction_id, void.actor, void.reason) != (body["instruction_id"], body["actor"], body["reason"]):
+                    problems.append(f"{where}: the void of {body['instruction_id']} in ledger_payment_voids is missing or differs from the entry")
+        problems.extend(f"answer {event_id}: its chain seq {seq} is no entry of bank answers: it was added" for seq, rows in answers.items() for event_id in rows)
+        problems.extend(f"posting {posting_id}: its chain seq {seq} is no entry of bank answers or voids: it was added" for seq, rows in postings.items() for posting_id in rows)
+        problems.extend(f"the void of {void.instruction_id}: its chain seq {seq} is no void entry: it was added" for seq, void in voids.items())
+        return problems
+
+    def trial_balance(self) -> dict[str, int]:
+        """account -> debits minus credits over the journal and the payments' postings (sums to zero)."""
+        balances: Counter[str] = Counter()
+        with self.engine.connect() as conn:
+            for table in (journal, payment_postings):
+                for r in conn.execute(sa.select(table.c.debit_account, table.c.credit_account, table.c.amount_fen)):
+                    balances[r.debit_account] += int(r.amount_fen)
+                    balances[r.credit_account] -= int(r.amount_fen)
+        return dict(sorted(balances.items()))
+
+
+_POSTING_COLUMNS = ("posting_id", "instruction_id", "kind", "debit_account", "credit_account", "amount_fen", "chain_seq", "recorded_at")

@@ -1,0 +1,124 @@
+"""A year's payments from batch to reconciled statement, as finance runs them (README, "Paying"):
+batch, approve (never by the maker), export, the bank's answers with 2 % returns and 1 %
+rejections (``subsidy bank-sim``), ingest, corrected accounts, re-issue, a void, and statements
+that match. On SQLite, and once on PostgreSQL (the issue's end-to-end test)."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections import Counter
+
+import pytest
+
+from bench.common import fresh_database
+from parties import uscc
+from sinks.iso20022_answers import camt053, camt054, end_to_end_id, read_answers, read_statement
+from sinks.ledger import Ledger
+from subsidy.cli import main
+from tests.ledger.factory import TIMEZONE, purchase, run
+
+HEADER = "payee_id,account_name,account_number,bank_code,verified_at\n"
+PAYEES = 100
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def ledger(request, tmp_path):
+    """A ledger holding a year of 100 paid purchases, one payee each (the ledger factory's core run)."""
+    events = [purchase(f"e{n}", n + 1, f"{1000 + 37 * n}.{n % 100:02d}", provider=9_100_000 + n) for n in range(PAYEES)]
+    out = run(events)
+
+    def filled(url: str) -> list[str]:
+        with Ledger.open(url, timezone=TIMEZONE) as opened:
+            opened.record(out.decisions, out.instructions, [])
+        return ["--ledger", url]
+
+    if request.param == "sqlite":
+        yield filled(f"sqlite:///{tmp_path / 'ledger.sqlite'}")
+        return
+    with fresh_database(request.getfixturevalue("postgres_url"), prefix="ledger") as url:
+        yield filled(url)
+
+
+def accounts_csv(path, payees, *, digit: str, verified_at: str) -> str:
+    path.write_text(HEADER + "".join(f"{p},收款人{p[-4:]},62220210{digit}{zlib.crc32(p.encode()):010d},102651020012,{verified_at}\n" for p in payees),
+                    encoding="utf-8")
+    return str(path)
+
+
+def ok(capsys, argv) -> str:
+    assert main(argv) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def send(capsys, ledger, tmp_path, batch: str, day: str, *rates: str) -> dict[str, str]:
+    """Approve (the maker refused first), export, and let the bank answer: the files by kind."""
+    main(["payments", "approve", batch, "--as", "alice", *ledger])
+    assert "alice proposed batch" in capsys.readouterr().err
+    ok(capsys, ["payments", "approve", batch, "--as", "bob", *ledger])
+    pain = tmp_path / f"{batch}.xml"
+    ok(capsys, ["payments", "export", batch, "--format", "pain001", "--out", str(pain), "--execution-date", day, "--as", "carol", *ledger])
+    ok(capsys, ["bank-sim", str(pain), "--out", str(tmp_path / "bank"), "--seed", "7", *rates])
+    return {kind: str(tmp_path / "bank" / f"{batch}-{kind}.xml") for kind in ("pain002", "camt054", "camt053")}
+
+
+def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys):
+    payees = [uscc(9_100_000 + n) for n in range(PAYEES)]
+    ok(capsys, ["payees", "import", accounts_csv(tmp_path / "accounts.csv", payees, digit="0", verified_at="2026-03-01T09:00:00+08:00"), *ledger])
+    assert "PB000001 proposed by alice: 100 payment(s)" in ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
+    first = send(capsys, ledger, tmp_path, "PB000001", "2026-04-01", "--reject-rate", "0.01", "--return-rate", "0.02")
+
+    # a file naming a payment never sent, and one with another amount: one line each, nothing booked
+    sent = read_answers(open(first["camt054"], "rb").read()).answers
+    bad = tmp_path / "bad-camt054.xml"
+    bad.write_bytes(camt054("BAD-1", "2026-04-01T18:00:00+08:00", "1", [("0" * 32, 100, "2026-04-01", None), (sent[0].end_to_end_id, 1, "2026-04-01", None)]))
+    assert main(["payments", "ingest", str(bad), *ledger]) == 1
+    problems = capsys.readouterr().err.splitlines()
+    assert len(problems) == 3 and "no payment was sent" in problems[0] and "differs from the" in problems[1] and "nothing of the file booked" in problems[2]
+
+    assert "booked 99 accepted" in ok(capsys, ["payments", "ingest", first["pain002"], *ledger])
+    assert "booked 2 returned, 99 settled" in ok(capsys, ["payments", "ingest", first["camt054"], *ledger])
+    assert "nothing new; 101 already booked" in ok(capsys, ["payments", "ingest", first["camt054"], *ledger])  # the same file twice
+    assert "all as the ledger booked them" in ok(capsys, ["payments", "reconcile", first["camt053"], *ledger])
+    _, _, entries = read_statement(open(first["camt053"], "rb").read())
+    differing = tmp_path / "differing-camt053.xml"
+    differing.write_bytes(camt053("S-X", "2026-04-01T18:00:00+08:00", "1", "2026-04-01", 0,
+                                  [(e.end_to_end_id, e.amount_fen + (1 if n == 0 else 0), e.booked_on, e.reason_code) for n, e in enumerate(entries[:-1])]))
+    assert main(["payments", "reconcile", str(differing), *ledger]) == 1
+    lines, err = capsys.readouterr()
+    assert len(lines.splitlines()) == 2 and "2 difference(s)" in err and "not on the statement" in lines and "CNY on the statement," in lines
+
+    status = json.loads(ok(capsys, ["payments", "status", "PB000001", "--json", *ledger]))
+    assert {state: v["payments"] for state, v in status["batches"][0]["states"].items()} == {"settled": 97, "rejected": 1, "returned": 2}
+    failed = status["rejected_or_returned"]
+    assert sorted(f["state"] for f in failed) == ["rejected", "returned", "returned"] and all(f["reason_code"] for f in failed)
+
+    # two payees give a corrected account; the third payment is voided; a settled one cannot be
+    corrected, voided = failed[:2], failed[2]
+    ok(capsys, ["payees", "import", accounts_csv(tmp_path / "corrected.csv", [f["payee_id"] for f in corrected], digit="9", verified_at="2026-04-03T09:00:00+08:00"), *ledger])
+    settled_one = next(e for e in sent if e.end_to_end_id not in {f["end_to_end_id"] for f in failed})
+    assert main(["payments", "void", settled_one.end_to_end_id, "--as", "dora", "--reason", "test", *ledger]) == 2
+    assert "only a rejected or returned payment can be voided" in capsys.readouterr().err
+    assert "is back on budget:" in ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", *ledger])
+
+    assert "PB000002 proposed by alice: 2 payment(s)" in ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
+    second = send(capsys, ledger, tmp_path, "PB000002", "2026-04-07", "--reject-rate", "0", "--return-rate", "0")
+    resent = read_answers(open(second["pain002"], "rb").read()).answers
+    assert sorted(a.end_to_end_id for a in resent) == sorted(end_to_end_id(f["instruction_id"], 1) for f in corrected)  # re-issue 1: …R1
+    ok(capsys, ["payments", "ingest", second["pain002"], *ledger])
+    ok(capsys, ["payments", "ingest", second["camt054"], *ledger])
+    assert main(["payments", "reconcile", second["camt053"], *ledger]) == 0
+    assert main(["payments", "reconcile", first["camt053"], *ledger]) == 0
+    capsys.readouterr()
+    assert main(["payments", "reconcile", str(bad).replace("bad-camt054", "missing"), *ledger]) == 2
+
+    with Ledger.open(ledger[1], timezone=TIMEZONE) as opened:
+        balances = opened.trial_balance()
+        _, waiting, states = opened.payment_status()
+        caps = opened.cap_usage()
+        chain = opened.verify_chain()
+    assert sum(balances.values()) == 0  # to the fen
+    assert Counter(states.values()) == {"settled": PAYEES - 1, "voided": 1} and not waiting
+    assert all(cap["used"] <= cap["limit"] for cap in caps.values())
+    assert all(balance == 0 for account, balance in balances.items() if account.startswith("payable:"))
+    assert chain == []
