@@ -23,17 +23,23 @@ from sqlalchemy.engine import Connection
 from sinks.ledger.booking import _SET_HEAD, canonical_json, sha256_hex
 from sinks.ledger.schema import chain_facts
 
-#: the fact a booked batch appends: {"decisions" | "rejections" | "listings": [count, digest]}
+#: the fact a booked batch appends: {"decisions" | "rejections" | "listings": [count, digest]}; payee
+#: accounts imported (payments.py) append one too: {"accounts": [count, digest]}
 RECORDS_BOOKED = "records-booked"
 #: the one fact migration 0008 appended for the rows stored before it (they name no chain entry)
 RECORDS_BEFORE_CHAIN = "records-before-0008"
 #: the tables whose rows a RECORDS_BOOKED fact covers, by the name its body gives them
-COVERED_TABLES = {"decisions": "ledger_decisions", "rejections": "ledger_rejections", "listings": "ledger_exclusion_listings"}
+COVERED_TABLES = {"decisions": "ledger_decisions", "rejections": "ledger_rejections", "listings": "ledger_exclusion_listings", "accounts": "ledger_payee_accounts"}
 
 
 def fact_hash(prev_hash: str, seq: int, kind: str, subject: str, actor: str, content_hash: str) -> str:
     """A fact's place in the chain (the journal entries' form: the previous hash, then the fields)."""
     return sha256_hex(prev_hash + "\n" + canonical_json((seq, "fact", kind, subject, actor, content_hash)))
+
+
+def message_key(source: str, event_id: str) -> str:
+    """The id in the chain of a row whose primary key is a message's (source, event id): a listing, an account."""
+    return canonical_json([source, event_id])
 
 
 def records_digest(rows: Iterable[tuple[str, str]]) -> str:

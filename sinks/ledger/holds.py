@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from rules.exclusions import Exclusions, Listing
 from rules.money import format_fen
 from sinks.ledger.booking import InvalidRecord, LedgerConflict, canonical_json, diff_paths, sha256_hex
+from sinks.ledger.chain import message_key
 from sinks.ledger.database import LedgerDatabase
 from sinks.ledger.schema import batch_items, exclusion_listings, hold_releases, holds_t, instructions_t
 
@@ -128,7 +129,7 @@ def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Lis
                     chain_seq: int) -> list[tuple[str, str]]:
     """In the booking transaction: book the new ``listings`` (covered by the chain entry
     ``chain_seq``), then hold and release what they and the new ``payments`` ((instruction id,
-    parties, claim day)) call for; the listings newly stored, as (:func:`listing_key`, content hash).
+    parties, claim day)) call for; the listings newly stored, as (``message_key``, content hash).
 
     A listing repeated with the same content is a no-op, with other content :class:`LedgerConflict`."""
     stored = _book_listings(db, conn, listings, now, chain_seq)
@@ -139,7 +140,7 @@ def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Lis
     listed = {listing.payee_id for listing in fresh}
     if listed:
         candidates.update(_unbatched_payments_of(conn, listed))
-    covered = [(listing_key(listing.source, listing.event_id), sha256_hex(text)) for listing, text in stored]
+    covered = [(message_key(listing.source, listing.event_id), sha256_hex(text)) for listing, text in stored]
     if not candidates:
         return covered
     held = {row.instruction_id for row in db._select_in(conn, holds_t, "instruction_id", "instruction_id", candidates)}
@@ -159,11 +160,6 @@ def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Lis
     if release_rows:
         conn.execute(hold_releases.insert(), release_rows)
     return covered
-
-
-def listing_key(source: str, event_id: str) -> str:
-    """A listing's id in the hash chain (its primary key is the pair)."""
-    return canonical_json([source, event_id])
 
 
 def _book_listings(db: LedgerDatabase, conn: Connection, listings: Sequence[Listing], now: str, chain_seq: int) -> list[tuple[Listing, str]]:

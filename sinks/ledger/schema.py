@@ -221,6 +221,7 @@ payee_accounts = sa.Table(
     sa.Column("revoked", sa.Boolean, nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),  # the ledger_chain_facts entry that covers it (0008)
     sa.Index("ix_ledger_payee_accounts_payee", "payee_id"),
 )
 batches = sa.Table(

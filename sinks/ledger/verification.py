@@ -27,10 +27,9 @@ from sqlalchemy.engine import Connection
 from rules.money import AmountError, format_fen, parse_amount
 from rules.records import Decision, Instruction
 from sinks.ledger.booking import _UNHASHED_REJECTION_FIELDS, Booking, budget_account, canonical_json, entry_hash, payable_account, sha256_hex
-from sinks.ledger.chain import COVERED_TABLES, RECORDS_BEFORE_CHAIN, RECORDS_BOOKED, fact_hash, records_digest
+from sinks.ledger.chain import COVERED_TABLES, RECORDS_BEFORE_CHAIN, RECORDS_BOOKED, fact_hash, message_key, records_digest
 from sinks.ledger.database import LedgerDatabase
-from sinks.ledger.holds import listing_key
-from sinks.ledger.payments import chain_event_hash, items_digest
+from sinks.ledger.payments import account_content, chain_event_hash, items_digest
 from sinks.ledger.receivables import offset_chain_entries
 from sinks.ledger.schema import (
     GENESIS_HASH,
@@ -47,6 +46,7 @@ from sinks.ledger.schema import (
     exclusion_listings,
     instructions_t,
     journal,
+    payee_accounts,
     rejections_t,
 )
 
@@ -256,13 +256,20 @@ def _covered_rows(conn: Connection, problems: list[str]) -> Iterator[tuple[str, 
     yield "rejections", rejections
     listings = []
     for r in conn.execute(sa.select(exclusion_listings)):
-        key = listing_key(r.source, r.event_id)
+        key = message_key(r.source, r.event_id)
         where = ("ledger_exclusion_listings", key)
         _check_hash(where, sha256_hex(r.body), r.content_hash, problems)
         body = json.loads(r.body)
         _check_columns(where, {name: body.get(name) for name in ("source", "event_id", "payee_id", "list", "reference", "starts", "ends", "occurred_at")}, dict(r._mapping), problems)
         listings.append((key, r.content_hash, r.chain_seq))
     yield "listings", listings
+    accounts_stored = []
+    for r in conn.execute(sa.select(payee_accounts)):
+        key = message_key(r.source, r.event_id)
+        fields = {name: getattr(r, name) for name in ("payee_id", "account_name", "account_number", "bank_code", "verified_at")} | {"revoked": bool(r.revoked)}
+        _check_hash(("ledger_payee_accounts", key), sha256_hex(account_content(fields)), r.content_hash, problems)
+        accounts_stored.append((key, r.content_hash, r.chain_seq))
+    yield "accounts", accounts_stored
 
 
 def _check_hash(where: tuple[str, str], recomputed: str, stored: str, problems: list[str]) -> None:

@@ -11,9 +11,8 @@ import pytest
 from sinks.cli import main as ledger_main
 from sinks.ledger import Ledger, canonical_json, sha256_hex
 from sinks.ledger.booking import entry_hash
-from sinks.ledger.chain import COVERED_TABLES, fact_hash, records_digest
+from sinks.ledger.chain import COVERED_TABLES, fact_hash, message_key, records_digest
 from sinks.ledger.checkpoints import Checkpoint, SigningKey, against_checkpoints, generate_key, load_public_keys, make_checkpoint
-from sinks.ledger.holds import listing_key
 from sinks.ledger.schema import GENESIS_HASH
 from tests.ledger.factory import TIMEZONE, purchase, run
 
@@ -80,7 +79,7 @@ def rehash_chain(conn) -> None:
             for name, table in COVERED_TABLES.items():
                 id_column = {"decisions": "decision_id", "rejections": "rejection_id"}.get(name)
                 columns = f"{id_column}, content_hash" if id_column else "source, event_id, content_hash"
-                rows = [(r[0], r[1]) if id_column else (listing_key(r[0], r[1]), r[2]) for r in conn.exec_driver_sql(f"SELECT {columns} FROM {table} WHERE chain_seq = ?", (seq,))]
+                rows = [(r[0], r[1]) if id_column else (message_key(r[0], r[1]), r[2]) for r in conn.exec_driver_sql(f"SELECT {columns} FROM {table} WHERE chain_seq = ?", (seq,))]
                 if rows:
                     body[name] = [len(rows), records_digest(rows)]
             text = canonical_json(body)
@@ -238,3 +237,14 @@ def test_rows_stored_before_the_chain_covered_them_are_covered_by_the_migration(
             unlock(conn, ("ledger_rejections",))
             conn.exec_driver_sql("DELETE FROM ledger_rejections")
         assert ledger.verify().problems == ["ledger_rejections rows covered by chain seq 1 (records-before-0008 fact): count expected 1, found 0: a row was removed"]
+
+
+def test_a_payee_account_changed_before_its_batch_is_found(booked):
+    """A payee's verified account decides where the money goes: its number changed behind the ledger's back is named."""
+    from tests.ledger.test_payments import account
+
+    payee = booked.payment.payee.id
+    booked.ledger.import_payee_accounts([account(payee)])
+    booked.tamper("UPDATE ledger_payee_accounts SET account_number = '6222999999999999'", tables=("ledger_payee_accounts",))
+    chain, _ = booked.verify()
+    assert any(p.startswith("ledger_payee_accounts ") and "content hash (of its body) expected" in p for p in chain), chain

@@ -1,7 +1,9 @@
 """Every fact that decides money in the hash chain (issue 27): ``ledger_chain_facts`` holds a chain
-entry per booked batch of decisions, rejections and exclusion listings (the digest of their ids
-and content hashes) and, through the same function, any later kind of fact; each such row names
-the chain entry that covers it (``chain_seq``). Rows stored before this revision have none.
+entry per booked batch of decisions, rejections and exclusion listings, and per import of payee
+accounts (the digest of their ids and content hashes) and, through the same function, any later
+kind of fact; each such row names the chain entry that covers it (``chain_seq``). Rows stored
+before this revision have none: one fact, appended here, covers them all (the forms are
+sinks/ledger/chain.py's, written out: a migration is history and imports no definitions).
 
 Revision ID: 0008_chain_facts
 Revises: 0007_bank_answers
@@ -21,7 +23,7 @@ branch_labels = None
 depends_on = None
 
 TABLE = "ledger_chain_facts"
-COVERED = ("ledger_decisions", "ledger_rejections", "ledger_exclusion_listings")
+COVERED = ("ledger_decisions", "ledger_rejections", "ledger_exclusion_listings", "ledger_payee_accounts")
 
 
 def upgrade() -> None:
@@ -64,7 +66,8 @@ def _cover_rows_stored_before() -> None:
     conn = op.get_bind()
     ids = {"decisions": "SELECT decision_id, content_hash FROM ledger_decisions",
            "rejections": "SELECT rejection_id, content_hash FROM ledger_rejections",
-           "listings": "SELECT source, event_id, content_hash FROM ledger_exclusion_listings"}
+           "listings": "SELECT source, event_id, content_hash FROM ledger_exclusion_listings",
+           "accounts": "SELECT source, event_id, content_hash FROM ledger_payee_accounts"}
     body = {}
     for name, query in ids.items():
         rows = [[row[0] if len(row) == 2 else _canonical([row[0], row[1]]), row[-1]] for row in conn.exec_driver_sql(query)]
