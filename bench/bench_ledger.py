@@ -9,7 +9,7 @@ instructions (with the decisions that name them). Then, in the same run, on the 
     same shape (``LIKE ledger_instructions INCLUDING ALL``) in batches of ``--batch``, one
     driver ``executemany`` and one transaction per batch;
 (a2) bare, every row: every row the ledger stores for those instructions (accounts,
-    instructions, cap usage, cap charges, journal entries, decisions: read back from an untimed
+    instructions, cap usage, cap charges, journal entries, decisions, chain facts: read back from an untimed
     ledger run before the clock starts) inserted into the ledger's own schema (same constraints,
     indexes and triggers) with one driver ``executemany`` per table and one transaction per
     batch, plus the batch's chain-head update. A cap's row is inserted once, with its final usage,
@@ -148,7 +148,8 @@ def bench_bare_copy(url: str, rows: list[tuple], batch: int) -> float:
 
 
 # The tables the ledger writes, in an order that satisfies their foreign keys within a batch.
-STORED_TABLES = ("ledger_accounts", "ledger_instructions", "ledger_cap_usage", "ledger_cap_charges", "ledger_journal", "ledger_decisions", "ledger_rejections")
+STORED_TABLES = ("ledger_accounts", "ledger_instructions", "ledger_cap_usage", "ledger_cap_charges", "ledger_journal", "ledger_decisions", "ledger_rejections",
+                 "ledger_chain_facts")
 # Tables whose rows are shared by instructions (keyed by their first column), stored with the first one.
 SHARED_TABLES = ("ledger_accounts", "ledger_cap_usage")
 
@@ -156,7 +157,8 @@ SHARED_TABLES = ("ledger_accounts", "ledger_cap_usage")
 def stored_rows(url: str, batch: int) -> tuple[dict[str, tuple[str, ...]], list[dict[str, list[tuple]]]]:
     """Every row a ledger run stored, as {table: columns} and per instruction batch {table: rows}.
 
-    An instruction's batch is its ``journal_seq`` (the booking order) divided by the batch size;
+    An instruction's batch is its place in ``journal_seq`` order (the booking order; each booked
+    batch's fact also takes a place in that sequence) divided by the batch size;
     decisions, charges and journal entries go with their instruction; an account or a cap scope
     with the first instruction that names it. Rows that name no instruction (decisions that pay
     nothing, rejections: a pipeline's ledger has them) are spread evenly over the batches in the
@@ -164,7 +166,8 @@ def stored_rows(url: str, batch: int) -> tuple[dict[str, tuple[str, ...]], list[
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            batch_of = {iid: (seq - 1) // batch for iid, seq in conn.exec_driver_sql("SELECT instruction_id, journal_seq FROM ledger_instructions")}
+            booked = conn.exec_driver_sql("SELECT instruction_id FROM ledger_instructions ORDER BY journal_seq")
+            batch_of = {iid: place // batch for place, (iid,) in enumerate(booked)}
             first_use: dict[str, int] = {}
             for iid, debit, credit in conn.exec_driver_sql("SELECT instruction_id, debit_account, credit_account FROM ledger_journal"):
                 for account in (debit, credit):
@@ -174,7 +177,7 @@ def stored_rows(url: str, batch: int) -> tuple[dict[str, tuple[str, ...]], list[
             columns: dict[str, tuple[str, ...]] = {}
             count = max(batch_of.values()) + 1
             per_batch: list[dict[str, list[tuple]]] = [{t: [] for t in STORED_TABLES} for _ in range(count)]
-            order = {"ledger_instructions": "journal_seq", "ledger_journal": "seq", "ledger_decisions": "recorded_at", "ledger_rejections": "recorded_at"}
+            order = {"ledger_instructions": "journal_seq", "ledger_journal": "seq", "ledger_decisions": "recorded_at", "ledger_rejections": "recorded_at", "ledger_chain_facts": "seq"}
             for table in STORED_TABLES:
                 result = conn.exec_driver_sql(f"SELECT * FROM {table} ORDER BY {order.get(table, '1')}")
                 columns[table] = tuple(result.keys())

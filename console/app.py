@@ -210,6 +210,10 @@ async def api_held_payments(request: web.Request) -> web.Response:
     return await _read(request, "held_payments", _int(request, "limit", 100, 1000))
 
 
+async def api_ledger_integrity(request: web.Request) -> web.Response:
+    return await _read(request, "ledger_integrity")
+
+
 async def api_payments(request: web.Request) -> web.Response:
     return await _read(request, "payments", _int(request, "limit", 50, 500))
 
@@ -428,6 +432,7 @@ ROUTES: list[tuple[str, Callable]] = [
     ("/login", login_page),
     ("/api/session", api_session),
     ("/api/held-payments", api_held_payments),
+    ("/api/ledger-integrity", api_ledger_integrity),
     ("/api/payments", api_payments),
     ("/api/payee-payments", api_payee_payments),
     ("/api/summary", api_summary),

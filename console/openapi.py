@@ -193,6 +193,16 @@ SCHEMAS: dict[str, Any] = {
             },
         },
     },
+    "LedgerIntegrity": {
+        "type": "object",
+        "properties": {
+            "source": {"type": ["string", "null"], "description": "where the checkpoints are read ($SUBSIDY_CHECKPOINTS)"},
+            "checkpoint": {"type": ["object", "null"], "description": "the newest signed checkpoint: seq, head_hash, entries, time, key_id"},
+            "verified": {"type": ["boolean", "null"], "description": "whether the hash chain verifies against it; null without one"},
+            "problems": {"type": "array", "items": {"type": "string"}}, "notes": {"type": "array", "items": {"type": "string"}},
+            "chain_seq": {"type": "integer"}, "checked_at": {"type": "string"},
+        },
+    },
     "HeldPayments": {
         "type": "object",
         "properties": {
@@ -411,6 +421,11 @@ def spec(clauses: Collection[str] = ()) -> dict[str, Any]:
                 "Payments held today because their payee (or the beneficiary of a payment to another party) is listed on payee-exclusions: the listing (its newest message), the claim's day and the day the payment may be paid from; oldest hold first.",
                 _json("HeldPayments", "held payments"),
                 [_int_param("limit", 100, 1000, "how many held payments")],
+            ),
+            "/api/ledger-integrity": _get(
+                "The ledger's newest signed checkpoint",
+                "The newest checkpoint of $SUBSIDY_CHECKPOINTS (the chain head signed by the workers) and whether the ledger's hash chain verifies against it; checked at most once a minute.",
+                _json("LedgerIntegrity", "checkpoint and verification"),
             ),
             "/api/payments": _get(
                 "Payments",

@@ -13,7 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any
@@ -45,6 +47,8 @@ from sinks.ledger.schema import (
 TREND_DAYS = 30
 MAX_RECENT_SCAN = 5000
 MAX_ORIGINAL_CHARS = 16_000
+#: how long the hash chain's check against the newest checkpoint is shown before it is walked again
+INTEGRITY_SECONDS = 60.0
 DELAY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0)
 
 
@@ -132,6 +136,8 @@ class LedgerReader:
         self._delay_sum = 0.0
         self._delay_count = 0
         self._delay_lock = threading.Lock()
+        self._integrity: tuple[float, dict[str, Any]] | None = None
+        self._integrity_lock = threading.Lock()
 
     def close(self) -> None:
         self.engine.dispose()
@@ -449,6 +455,41 @@ class LedgerReader:
                             "to": None if listing is None or listing.ends is None else listing.ends.isoformat()},
             })
         return {"as_of": self.today().isoformat(), "count": int(count), "total_fen": int(total), "total": format_fen(int(total)), "limit": limit, "holds": items}
+
+    def ledger_integrity(self) -> dict[str, Any]:
+        """The newest signed checkpoint of $SUBSIDY_CHECKPOINTS and whether the hash chain verifies
+        against it (sinks/ledger/checkpoints.py); walked at most once a minute, the chain being long."""
+        now = time.monotonic()
+        with self._integrity_lock:
+            if self._integrity is not None and now - self._integrity[0] < INTEGRITY_SECONDS:
+                return self._integrity[1]
+            answer = self._check_integrity()
+            self._integrity = (now, answer)
+            return answer
+
+    def _check_integrity(self) -> dict[str, Any]:
+        from sinks.ledger import Ledger
+        from sinks.ledger.checkpoints import CHECKPOINTS_ENV, CheckpointError, against_checkpoints, load_public_keys, public_key_paths, read_checkpoints
+
+        source = os.environ.get(CHECKPOINTS_ENV)
+        answer: dict[str, Any] = {"source": source, "checkpoint": None, "verified": None, "problems": [], "notes": [], "checked_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
+        if not source:
+            answer["notes"] = [f"no checkpoints to compare with: set ${CHECKPOINTS_ENV} (a file of them, or kafka://HOST:PORT) and the public key"]
+            return answer
+        try:
+            latest = max(read_checkpoints(source), key=lambda c: (c.seq, c.time), default=None)
+            keys = load_public_keys(public_key_paths())
+        except CheckpointError as error:
+            answer["problems"] = [str(error)]
+            return answer
+        if latest is None:
+            answer["notes"] = [f"no checkpoint published in {source} yet"]
+            return answer
+        answer["checkpoint"] = {"seq": latest.seq, "head_hash": latest.head_hash, "entries": latest.entries, "time": latest.time, "key_id": latest.key_id}
+        walk = Ledger(self.engine).walk_chain(at={latest.seq})
+        problems, notes = against_checkpoints([latest], keys, walk.head_seq, walk.at)
+        answer.update(verified=not (walk.problems or problems), problems=(walk.problems + problems)[:20], notes=notes, chain_seq=walk.head_seq)
+        return answer
 
     def payments(self, limit: int = 50) -> dict[str, Any]:
         """The Payments page (console/payments.py)."""

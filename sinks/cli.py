@@ -1,4 +1,4 @@
-"""``subsidy ledger init|export|reconcile|balance|statement|holds|receivables``.
+"""``subsidy ledger init|export|reconcile|verify|keygen|checkpoint|balance|statement|holds|receivables``.
 
 ``add_ledger_commands(subparsers)`` registers them on the ``subsidy`` command's subparsers;
 each handler returns an exit code (``func`` set with ``set_defaults``) and raises
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -147,6 +148,25 @@ def _init_with_roles(engine, roles) -> list[str]:
     return notes
 
 
+def export_checkpoint(ledger):
+    """The checkpoint an export carries (sinks/ledger/checkpoints.py ``current_checkpoint``), or None."""
+    from sinks.ledger.checkpoints import CheckpointError, current_checkpoint
+
+    try:
+        return current_checkpoint(ledger)
+    except CheckpointError as error:
+        raise _command_error()(str(error)) from None
+
+
+def checkpoint_note(checkpoint) -> str:
+    """What an export's summary line says of its checkpoint: without one it is written all the same."""
+    from sinks.ledger.checkpoints import CHECKPOINTS_ENV, KEY_ENV
+
+    if checkpoint is None:
+        return f"; no ledger checkpoint in it: set ${KEY_ENV} (sign the head now) or ${CHECKPOINTS_ENV} (the newest published)"
+    return f"; ledger checkpoint at seq {checkpoint.seq}, key {checkpoint.key_id}"
+
+
 def cmd_export(args) -> int:
     from sinks.export import make_batch, to_csv, to_pain001
 
@@ -155,12 +175,13 @@ def cmd_export(args) -> int:
     ledger = open_ledger(args)
     try:
         dated = ledger.dated_instructions(date_from=args.date_from, date_to=args.date_to)
+        checkpoint = export_checkpoint(ledger)
     finally:
         ledger.close()
     instructions = [body for (_, body) in dated]
     if args.format == "csv":
         batch = make_batch(args.format, instructions, args.date_from, args.date_to, {body["instruction_id"]: day for (day, body) in dated})
-        data = to_csv(batch).encode("utf-8")
+        data = to_csv(batch, checkpoint).encode("utf-8")
         note = "payments net of clawbacks"
     else:
         # a credit transfer sends money: clawbacks are money to recover, so the two exports' totals differ
@@ -168,12 +189,13 @@ def cmd_export(args) -> int:
         if not payments:
             raise _command_error()(f"no payments with a value date in [{args.date_from or '-'}, {args.date_to or '-'}]: nothing to export")
         batch = make_batch(args.format, payments, args.date_from, args.date_to)
-        data = to_pain001(batch, created_at=args.created_at, execution_date=args.execution_date or args.date_to, debtor_name=args.debtor_name, debtor_account=args.debtor_account)
+        data = to_pain001(batch, created_at=args.created_at, execution_date=args.execution_date or args.date_to, debtor_name=args.debtor_name, debtor_account=args.debtor_account,
+                           checkpoint=checkpoint)
         clawbacks = [parse_amount(i["amount"]) for i in instructions if i["kind"] != "payment"]
         note = (f"payments only: {len(clawbacks)} clawback(s) in the range, {format_fen(sum(clawbacks))} CNY, are left out; the CSV export has them"
                 if clawbacks else "payments only; no clawbacks in the range")
     _write(args.out, data)
-    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY ({note})", file=sys.stderr)
+    print(f"batch {batch.batch_id}: {batch.number_of_transactions} transactions, control sum {batch.control_sum} CNY ({note}){checkpoint_note(checkpoint)}", file=sys.stderr)
     return 0
 
 
@@ -198,6 +220,75 @@ def cmd_reconcile(args) -> int:
         print(f"reconcile: {len(problems)} difference(s) between the ledger and {against}", file=sys.stderr)
         return 1
     print(f"reconcile: ledger agrees with {against} ({counts['instructions']} instructions, hash chain intact)", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from sinks.ledger.checkpoints import CheckpointError, against_checkpoints, load_public_keys, public_key_paths, read_checkpoints
+
+    try:
+        checkpoints = read_checkpoints(args.checkpoints) if args.checkpoints else []
+        paths = public_key_paths(args.public_key)
+        if checkpoints and not paths:
+            raise _command_error()("checkpoints need the public key that checks them: --public-key FILE, $SUBSIDY_CHECKPOINT_PUBLIC_KEY or $SUBSIDY_CHECKPOINT_KEY")
+        keys = load_public_keys(paths) if checkpoints else {}
+    except CheckpointError as error:
+        raise _command_error()(str(error)) from None
+    ledger = open_ledger(args)
+    try:
+        walk = ledger.verify(at={c.seq for c in checkpoints})
+    finally:
+        ledger.close()
+    problems, notes = against_checkpoints(checkpoints, keys, walk.head_seq, walk.at)
+    problems = walk.problems + problems
+    if args.json:
+        print(json.dumps({"verified": not problems, "entries": walk.journal_entries, "chain_seq": walk.head_seq, "head_hash": walk.head_hash,
+                          "checkpoints": len(checkpoints), "differences": problems, "notes": notes}, ensure_ascii=False, indent=2))
+    else:
+        for line in problems + notes:
+            print(line)
+    if problems:
+        print(f"verify: {len(problems)} difference(s); the first: {problems[0]}", file=sys.stderr)
+        return 1
+    against = f", {len(checkpoints)} checkpoint(s)" if checkpoints else ""
+    print(f"verified: {walk.journal_entries} entries, chain head seq {walk.head_seq} {walk.head_hash}{against}", file=sys.stderr)
+    return 0
+
+
+def cmd_keygen(args) -> int:
+    from sinks.ledger.checkpoints import CheckpointError, generate_key
+
+    try:
+        key = generate_key(args.out)
+    except CheckpointError as error:
+        raise _command_error()(str(error)) from None
+    print(f"key {key}: private {args.out} (give it to the workers as $SUBSIDY_CHECKPOINT_KEY; keep it out of the database's reach), "
+          f"public {args.out}.pub (for `subsidy ledger verify --public-key`)")
+    return 0
+
+
+def cmd_checkpoint(args) -> int:
+    from sinks.ledger.checkpoints import KEY_ENV, CheckpointError, SigningKey, make_checkpoint
+
+    path = args.key or os.environ.get(KEY_ENV)
+    if not path:
+        raise _command_error()(f"no checkpoint key: --key FILE or ${KEY_ENV} (`subsidy ledger keygen --out FILE` makes one)")
+    try:
+        key = SigningKey.load(path)
+    except CheckpointError as error:
+        raise _command_error()(str(error)) from None
+    ledger = open_ledger(args)
+    try:
+        checkpoint = make_checkpoint(ledger, key)
+    finally:
+        ledger.close()
+    line = checkpoint.to_json() + "\n"
+    if args.out and args.out != "-":
+        with open(args.out, "a", encoding="utf-8") as out:
+            out.write(line)
+    else:
+        sys.stdout.write(line)
+    print(f"checkpoint at seq {checkpoint.seq}: {checkpoint.entries} entries, head {checkpoint.head_hash}", file=sys.stderr)
     return 0
 
 
@@ -332,7 +423,7 @@ def cmd_receivables(args) -> int:
 def add_ledger_commands(subparsers) -> None:
     from sinks.ledger import DEFAULT_LEDGER_URL
 
-    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, balance, statement, holds, receivables")
+    ledger_parser = subparsers.add_parser("ledger", help="the disbursement ledger: init, export, reconcile, verify, keygen, checkpoint, balance, statement, holds, receivables")
     commands = ledger_parser.add_subparsers(dest="ledger_command", metavar="LEDGER_COMMAND")
     commands.required = True
     common = argparse.ArgumentParser(add_help=False)
@@ -367,6 +458,24 @@ def add_ledger_commands(subparsers) -> None:
     source.add_argument("--against-instructions", metavar="FILE.jsonl", help="compare with instruction dicts, one per line, e.g. the disbursement-instructions topic")
     rec.add_argument("--policy", metavar="FILE", help="policy file for --against (default the shipped one)")
     rec.set_defaults(func=cmd_reconcile)
+
+    verify = commands.add_parser("verify", parents=[common], help="walk the hash chain, recompute accounts and cap usage, check signed checkpoints; exit 1 on any difference",
+                                 description="Walk the hash chain (journal entries, payment events, decisions, rejections, listings), recompute "
+                                 "accounts, cap charges and cap usage from the instructions, and check the chain against signed checkpoints. "
+                                 "Names every difference (table, row, expected, found); exit 1 on any.")
+    verify.add_argument("--checkpoints", metavar="SOURCE", help="signed checkpoints: a file of JSON lines, or kafka://HOST:PORT (the ledger-checkpoints topic)")
+    verify.add_argument("--public-key", metavar="FILE", help="public key of the checkpoints (default $SUBSIDY_CHECKPOINT_PUBLIC_KEY, else $SUBSIDY_CHECKPOINT_KEY's .pub)")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.set_defaults(func=cmd_verify)
+
+    keygen = commands.add_parser("keygen", help="make an Ed25519 key that signs the ledger's checkpoints (FILE, and FILE.pub to check them)")
+    keygen.add_argument("--out", required=True, metavar="FILE", help="where the private key goes (never overwritten); its public key goes to FILE.pub")
+    keygen.set_defaults(func=cmd_keygen)
+
+    checkpoint = commands.add_parser("checkpoint", parents=[common], help="sign the chain head now and print it (or append it to --out) as a JSON line")
+    checkpoint.add_argument("--key", metavar="FILE", help="private key (default $SUBSIDY_CHECKPOINT_KEY)")
+    checkpoint.add_argument("--out", metavar="FILE", help="file of checkpoints to append to (default stdout)")
+    checkpoint.set_defaults(func=cmd_checkpoint)
 
     bal = commands.add_parser("balance", parents=[common], help="account balances (budget per clause and year, payable per payee)")
     bal.add_argument("--fiscal-year", type=int, help="only this fiscal year's entries and caps (default all years)")

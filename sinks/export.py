@@ -13,6 +13,11 @@ amounts) are money to recover, not to send; they are in the CSV export with thei
 no accounts: not a file a bank can execute). ``subsidy payments export`` writes the payment file
 of an approved batch (``batch_pain001``, ``batch_csv``): creditor accounts and banks, one
 end-to-end id per instruction.
+
+Every export carries the ledger's signed checkpoint when one is at hand
+(sinks/ledger/checkpoints.py ``current_checkpoint``): in a CSV a "C" row after the column names,
+in a pain.001 the document's supplementary data (``SplmtryData``, whose envelope the XSD leaves
+open), so whoever holds the file holds evidence of the chain it came from.
 """
 
 from __future__ import annotations
@@ -26,16 +31,40 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import groupby
 from pathlib import Path
+from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape as xml_escape
 
 from rules.money import format_fen, parse_amount
 from sinks.iso20022_answers import end_to_end_id
+
+if TYPE_CHECKING:
+    from sinks.ledger.checkpoints import Checkpoint
 
 PAIN001_NS = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 PAIN001_XSD = Path(__file__).with_name("xsd") / "pain.001.001.09.xsd"
 
 DEFAULT_DEBTOR_NAME = "成都市经济和信息化局 (AI industry policy budget)"
 DEFAULT_DEBTOR_ACCOUNT = "CHENGDU-AI-SUBSIDY-BUDGET"
+#: the namespace of the checkpoint in a pain.001's supplementary data (ours: the envelope takes any element)
+CHECKPOINT_NS = "urn:chengdu-ai-subsidy:ledger-checkpoint:1"
+
+
+def checkpoint_row(checkpoint: "Checkpoint | None", batch_id: str, columns: int) -> list[list[str]]:
+    """A CSV's "C" row with the checkpoint's line, or none."""
+    if checkpoint is None:
+        return []
+    return [["C", batch_id, "", checkpoint.to_text()] + [""] * (columns - 4)]
+
+
+def checkpoint_xml(checkpoint: "Checkpoint | None") -> str:
+    """The checkpoint as a pain.001's document-level SplmtryData, or nothing."""
+    if checkpoint is None:
+        return ""
+    fields = (("Seq", checkpoint.seq), ("HeadHash", checkpoint.head_hash), ("Entries", checkpoint.entries), ("Time", checkpoint.time),
+              ("KeyId", checkpoint.key_id), ("Signature", checkpoint.signature))
+    inner = "".join(f"<{name}>{xml_escape(str(value))}</{name}>" for name, value in fields)
+    return (f'<SplmtryData><PlcAndNm>ledger checkpoint</PlcAndNm><Envlp><LedgerCheckpoint xmlns="{CHECKPOINT_NS}">{inner}</LedgerCheckpoint>'
+            "</Envlp></SplmtryData>\n")
 
 CSV_COLUMNS = [
     "record_type",
@@ -88,11 +117,12 @@ def make_batch(kind: str, instructions: list[dict], date_from: str | None, date_
     )
 
 
-def to_csv(batch: Batch) -> str:
-    """Detail rows ("D") in journal order, then one trailer row ("T") with the control totals."""
+def to_csv(batch: Batch, checkpoint: "Checkpoint | None" = None) -> str:
+    """The checkpoint's row ("C"), detail rows ("D") in journal order, then one trailer row ("T") with the control totals."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
+    writer.writerows(checkpoint_row(checkpoint, batch.batch_id, len(CSV_COLUMNS)))
     for i in batch.instructions:
         payee = i["payee"]
         writer.writerow(
@@ -145,6 +175,7 @@ def to_pain001(
     execution_date: str | None = None,
     debtor_name: str = DEFAULT_DEBTOR_NAME,
     debtor_account: str = DEFAULT_DEBTOR_ACCOUNT,
+    checkpoint: "Checkpoint | None" = None,
 ) -> bytes:
     """A pain.001.001.09 document for the batch's payments; one PmtInf per budget (clause, fiscal year)."""
     payments = [i for i in batch.instructions if i["kind"] == "payment"]
@@ -200,6 +231,8 @@ def to_pain001(
     ET.register_namespace("", PAIN001_NS)
     ET.indent(element)
     xml = b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(element, encoding="utf-8", xml_declaration=False) + b"\n"
+    if checkpoint is not None:  # after the last PmtInf, where the XSD puts SplmtryData
+        xml = xml.replace(b"</CstmrCdtTrfInitn>", checkpoint_xml(checkpoint).encode("utf-8") + b"</CstmrCdtTrfInitn>")
     schema.validate(io.BytesIO(xml))
     return xml
 
@@ -243,7 +276,7 @@ def _creditor(item) -> str:
 
 
 def batch_pain001(state, items: list, *, created_at: str, execution_date: str, debtor_name: str = DEFAULT_DEBTOR_NAME,
-                  debtor_account: str = DEFAULT_DEBTOR_ACCOUNT, debtor_bank: str | None = None) -> bytes:
+                  debtor_account: str = DEFAULT_DEBTOR_ACCOUNT, debtor_bank: str | None = None, checkpoint: "Checkpoint | None" = None) -> bytes:
     """A pain.001.001.09 document a bank can execute for a batch (``Ledger.batch_contents``): one PmtInf
     per budget (policy, clause, fiscal year), each creditor with its account (``Othr/Id``: IBAN is
     not used in China) and its bank's CNAPS participant code, NbOfTxs and CtrlSum per message and
@@ -278,7 +311,7 @@ def batch_pain001(state, items: list, *, created_at: str, execution_date: str, d
                          f'<Amt><InstdAmt Ccy="CNY">{format_fen(p.amount_fen)}</InstdAmt></Amt>{creditor}'
                          f"<RmtInf><Ustrd>{remittance} {iid}</Ustrd></RmtInf></CdtTrfTxInf>\n")
         parts.append("</PmtInf>\n")
-    parts.append("</CstmrCdtTrfInitn>\n</Document>\n")
+    parts.append(checkpoint_xml(checkpoint) + "</CstmrCdtTrfInitn>\n</Document>\n")
     xml = "".join(parts).encode("utf-8")
     from lxml import etree
 
@@ -289,11 +322,12 @@ def batch_pain001(state, items: list, *, created_at: str, execution_date: str, d
     return xml
 
 
-def batch_csv(state, items: list) -> str:
-    """Detail rows ("D") in instruction order, then one trailer row ("T") with the control totals."""
+def batch_csv(state, items: list, checkpoint: "Checkpoint | None" = None) -> str:
+    """The checkpoint's row ("C"), detail rows ("D") in instruction order, then one trailer row ("T") with the control totals."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(BATCH_CSV_COLUMNS)
+    writer.writerows(checkpoint_row(checkpoint, state.batch_id, len(BATCH_CSV_COLUMNS)))
     writer.writerows(["D", state.batch_id, end_to_end_id(p.instruction_id, p.reissue), p.payee_id, p.account_name, p.account_number, p.bank_code,
                       format_fen(p.amount_fen), "CNY", p.policy_id, p.clause_id, p.fiscal_year, p.value_date] for p in items)
     writer.writerow(["T", state.batch_id, "", f"transactions={len(items)}", "", "", "", format_fen(sum(p.amount_fen for p in items)), "CNY", "", "", "", ""])

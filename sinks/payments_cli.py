@@ -249,6 +249,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from sinks.cli import checkpoint_note, export_checkpoint
     from sinks.export import batch_csv, batch_pain001
 
     ledger = _open(args)
@@ -257,14 +258,16 @@ def cmd_export(args) -> int:
         if state.status == "proposed":
             raise _command_error()(f"batch {state.batch_id} is not approved ({len(state.approvers)} of {state.approvals_required} approvals): "
                                    f"`subsidy payments approve {state.batch_id} --as USER` first")
+        checkpoint = export_checkpoint(ledger)
         if args.format == "csv":
-            data = batch_csv(state, items).encode("utf-8")
+            data = batch_csv(state, items, checkpoint).encode("utf-8")
             sent = None
         else:
             created_at = args.created_at or dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
             try:
                 data = batch_pain001(state, items, created_at=created_at, execution_date=args.execution_date or dt.date.today().isoformat(),
-                                     debtor_name=args.debtor_name, debtor_account=args.debtor_account, debtor_bank=args.debtor_bank)
+                                     debtor_name=args.debtor_name, debtor_account=args.debtor_account, debtor_bank=args.debtor_bank,
+                                     checkpoint=checkpoint)
             except ValueError as error:
                 raise _command_error()(str(error)) from None
             _write(args.out, data)
@@ -276,7 +279,7 @@ def cmd_export(args) -> int:
     note = {None: "for review; the batch is not marked sent", True: "the batch is now marked sent",
             False: f"the batch was marked sent at {state.sent_at}: the same MsgId again, which a bank refuses as a duplicate"}[sent]
     print(f"batch {state.batch_id}: {len(items)} transactions, control sum {format_fen(sum(i.amount_fen for i in items))} CNY "
-          f"({note}; clawbacks are never in a payment batch)", file=sys.stderr)
+          f"({note}; clawbacks are never in a payment batch){checkpoint_note(checkpoint)}", file=sys.stderr)
     return 0
 
 

@@ -81,8 +81,8 @@ def _totals(instructions: Iterable[dict]) -> tuple[dict[tuple[str, int], int], d
 
 
 def internal_differences(ledger: Ledger) -> list[str]:
-    """The journal against itself: hash chain, instructions table, cap usage, payable accounts."""
-    problems = list(ledger.verify_chain())
+    """The journal against itself: hash chain, derived data (``subsidy ledger verify``'s checks), instructions table, cap usage, payable accounts."""
+    problems = list(ledger.verify().problems)
     journal_totals = ledger.granted_totals()
     with ledger.engine.connect() as conn:
         table_totals: dict[tuple[str, int], int] = {

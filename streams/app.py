@@ -52,7 +52,7 @@ from streams.stage_outputs import StageOutputs
 from streams.stages import DecideStage, IntakeStage, Record, StageFailed, dead_lettered, short_error, utc_now
 from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import TxnTable
-from streams.topics import CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, INTAKE_TOPICS, STATE_TABLE, input_partitions_of
+from streams.topics import CHECKPOINTS_TOPIC, CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, INTAKE_TOPICS, STATE_TABLE, input_partitions_of
 from subsidy.runtime import RECLAIM_SECONDS, reclaim_memory
 
 log = logging.getLogger("streams")
@@ -67,6 +67,8 @@ PRODUCER_MAX_BATCH_BYTES = 256 * 1024
 CHANGELOG_DEAD_LETTER_SECONDS = 1.0
 #: how often intake tells decide how far it has read every input partition it holds
 PROGRESS_SECONDS = 1.0
+#: how often a worker asks whether a ledger checkpoint is due (its interval: StreamConfig.checkpoint_every_*)
+CHECKPOINT_CHECK_SECONDS = 5.0
 #: how far a backfill's idle input counts as read: nothing more is coming
 END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
 
@@ -196,6 +198,27 @@ def build_app(config: StreamConfig) -> faust.App:
     checkpoint = Checkpoint(lambda: app.producer._ensure_producer(), config.ledger_url, policy.timezone)
 
     offset_guard = OffsetGuard()
+
+    # The ledger's signed checkpoints: whoever books signs the head and publishes it (sinks/ledger/checkpoints.py).
+    if config.checkpoint_key:
+        from sinks.ledger.checkpoints import CheckpointSchedule, SigningKey
+
+        schedule = CheckpointSchedule(SigningKey.load(config.checkpoint_key), config.checkpoint_every_entries, config.checkpoint_every_minutes * 60)
+
+        @app.timer(interval=CHECKPOINT_CHECK_SECONDS)
+        async def publish_ledger_checkpoint() -> None:
+            signed = await checkpoint.sign_due(schedule)
+            if signed is None:
+                return
+            outputs = StageOutputs()
+            outputs.put(CHECKPOINTS_TOPIC, None, signed.to_json().encode())
+            try:
+                await outputs.deliver(app.producer._ensure_producer())
+            except Exception as exc:  # noqa: BLE001 - still due, so signed and tried again at the next tick
+                log.warning("the ledger checkpoint at seq %s was not published (%s); trying again", signed.seq, short_error(exc))
+                return
+            schedule.published(signed, time.monotonic())
+            log.info("ledger checkpoint published: seq %s, %s entries, key %s", signed.seq, signed.entries, signed.key_id)
 
     def guard_offsets(stage: str, events) -> None:
         """Exit, acknowledging nothing, if the consumer skipped records of our own topics

@@ -101,6 +101,11 @@ class Checkpoint:
             self._ledger = Ledger.open(self._ledger_url or DEFAULT_LEDGER_URL, timezone=self._timezone)
         return self._ledger
 
+    async def sign_due(self, schedule: Any) -> Any:
+        """The ledger's head signed when ``schedule`` (sinks/ledger/checkpoints.py) says a checkpoint
+        is due, else None; read in the ledger's thread, after the batch being booked."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, lambda: schedule.due(self._open_ledger(), time.monotonic()))
+
     async def _deliver(self, stage: str, outputs: StageOutputs) -> None:
         """Return once the broker holds every record of the batch; otherwise exit, acknowledging
         nothing: the batch is read again, its ids unchanged."""

@@ -52,6 +52,16 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError("must be a number of minutes") from None
+    if not value > 0:
+        raise ValueError("must be more than 0 minutes")
+    return value
+
+
 @dataclass(frozen=True)
 class StreamConfig:
     broker: str = "kafka://127.0.0.1:9092"
@@ -84,6 +94,13 @@ class StreamConfig:
     # its clause's allowed lateness after it happened is late), or, when the inputs hold history
     # being loaded (a generated year, a backfill: events dated up to the year's end), the end of time
     backfill: bool = False
+    # the ledger's signed checkpoints (sinks/ledger/checkpoints.py): the private key's file (None:
+    # no checkpoints), and how often the head is signed and published on ledger-checkpoints: every
+    # so many chain entries or minutes, whichever comes first; what a deletion of the newest
+    # entries can hide is bounded by them
+    checkpoint_key: str | None = None
+    checkpoint_every_entries: int = 10_000
+    checkpoint_every_minutes: float = 5.0
     extra_faust_settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -137,6 +154,10 @@ class StreamConfig:
             env["SUBSIDY_SESSION_TIMEOUT"] = str(self.session_timeout)
         env["SUBSIDY_IDLE_AFTER"] = str(self.idle_after)
         env["SUBSIDY_BACKFILL"] = "1" if self.backfill else "0"
+        if self.checkpoint_key:
+            env["SUBSIDY_CHECKPOINT_KEY"] = self.checkpoint_key
+            env["SUBSIDY_CHECKPOINT_EVERY_ENTRIES"] = str(self.checkpoint_every_entries)
+            env["SUBSIDY_CHECKPOINT_EVERY_MINUTES"] = str(self.checkpoint_every_minutes)
         return env
 
 
@@ -156,4 +177,7 @@ _ENVIRONMENT: dict[str, tuple[str, Callable[[str], Any]]] = {
     "SUBSIDY_SESSION_TIMEOUT": ("session_timeout", _seconds),
     "SUBSIDY_IDLE_AFTER": ("idle_after", _seconds),
     "SUBSIDY_BACKFILL": ("backfill", _flag),
+    "SUBSIDY_CHECKPOINT_KEY": ("checkpoint_key", str),
+    "SUBSIDY_CHECKPOINT_EVERY_ENTRIES": ("checkpoint_every_entries", _whole_number),
+    "SUBSIDY_CHECKPOINT_EVERY_MINUTES": ("checkpoint_every_minutes", _minutes),
 }

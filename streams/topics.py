@@ -29,6 +29,8 @@ REJECTIONS_TOPIC = "subsidy-rejections"
 OUTPUT_TOPICS = (INSTRUCTIONS_TOPIC, DECISIONS_TOPIC, REJECTIONS_TOPIC)
 #: records of our own topics that the pipeline cannot read (streams/own_records.py), keyed like them
 DEAD_LETTERS_TOPIC = "subsidy-dead-letters"
+#: the ledger's signed checkpoints (sinks/ledger/checkpoints.py), published by the workers that book
+CHECKPOINTS_TOPIC = "ledger-checkpoints"
 STATE_TABLE = "subsidy-state"
 ORDERED_INPUTS = frozenset({"award-announcements"})
 #: what intake reads: the claims' topics, and the listings that hold payments, the accounts
@@ -178,6 +180,9 @@ def topic_specs(app_id: str, partitions: int, replication: int = 1) -> list[Topi
     kinds = [(t, INPUT, input_partitions(t, partitions)) for t in INTAKE_TOPICS]
     kinds += [(CLAIMS_TOPIC, STATE, partitions), (changelog_topic(app_id), STATE, partitions)]
     kinds += [(t, OUTPUT, partitions) for t in (*OUTPUT_TOPICS, DEAD_LETTERS_TOPIC)]
+    # one partition: the signed chain heads are one sequence; an output's settings (delete,
+    # retention forever): every checkpoint is evidence kept, none compacted away
+    kinds += [(CHECKPOINTS_TOPIC, OUTPUT, 1)]
     return [TopicSpec(name, kind, n, replication, settings[kind]) for name, kind, n in kinds]
 
 

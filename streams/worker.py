@@ -46,6 +46,13 @@ def prepare(config: StreamConfig, *, create_topics: bool = True, check_topics: b
     except Exception as exc:  # noqa: BLE001 - any failure to open is the URL's or the database's
         raise WorkerCannotStart(f"cannot open the ledger {shown_url(url)} ({first_line(exc)}): check --ledger or $SUBSIDY_LEDGER_URL, "
                                 "and that the database is up", UNAVAILABLE_EXIT) from None
+    if config.checkpoint_key:
+        from sinks.ledger.checkpoints import CheckpointError, SigningKey
+
+        try:
+            SigningKey.load(config.checkpoint_key)
+        except CheckpointError as exc:
+            raise WorkerCannotStart(f"{exc} ($SUBSIDY_CHECKPOINT_KEY)", CONFIG_EXIT) from None
     if not check_topics:
         return
     print(f"worker: {'creating missing topics and ' if create_topics else ''}checking the topics on {config.bootstrap}",

@@ -350,6 +350,20 @@ function renderHeldPayments(data) {
   ), el("div", { class: "muted small", text: `${int(data.count)} held, ${cny(data.total)} in all, as of ${data.as_of}` }));
 }
 
+// ---------------------------------------------------------------- ledger integrity
+
+function renderIntegrity(data) {
+  const box = document.getElementById("ledger-integrity");
+  const state = data.verified === true ? ["ok", "verifies 校验通过"] : data.verified === false ? ["bad", "does NOT verify 校验失败"] : ["", "not checked 未校验"];
+  const cp = data.checkpoint;
+  box.replaceChildren(
+    el("div", {}, el("span", { class: `badge ${state[0]}`, text: state[1] }),
+      cp ? ` checkpoint seq ${cp.seq} · ${int(cp.entries)} entries · ${cp.time} · key ${cp.key_id}` : ""),
+    cp ? el("div", { class: "muted small mono", text: cp.head_hash }) : "",
+    ...[...data.problems, ...data.notes].map((line) => el("div", { class: "small", text: line })),
+  );
+}
+
 // ---------------------------------------------------------------- payments
 
 function table(headers, rows) {
@@ -533,6 +547,7 @@ async function refresh() {
     ["/api/streams", renderStreams],
     ["/api/rejections?examples=2", renderRejections],
     ["/api/held-payments?limit=50", renderHeldPayments],
+    ["/api/ledger-integrity", renderIntegrity],
     ["/api/payments?limit=20", renderPayments],
     ["/api/decisions/recent?limit=25", renderDecisions],
     ["/api/holds", renderHolds],

@@ -39,6 +39,7 @@ from rules.money import format_fen
 from rules.payment_status import StatusMessage
 from sinks.iso20022_answers import AnswerFile, end_to_end_id
 from sinks.ledger.booking import _UNHASHED_REJECTION_FIELDS, canonical_json, payable_account, sha256_hex
+from sinks.ledger.chain import RECORDS_BOOKED, append_fact, records_digest, set_head
 from sinks.ledger.payments import Account, PaymentRefused, Payments
 from sinks.ledger.schema import bank_answers, batch_items, chain_events, instructions_t, journal, payment_events, payment_postings, payment_voids, rejections_t
 
@@ -238,7 +239,7 @@ class BankAnswers(Payments):
                 if problems:
                     raise AnswersRefused(problems)
                 header = {"file_sha256": answers.sha256, "source": answers.source, "message_id": answers.message_id}
-                return IngestResult(self._book_fresh(conn, head, header, fresh, actor, now), already, repeated)
+                return IngestResult(self._book_fresh(conn, head, header, fresh, actor, now)[0], already, repeated)
 
         return self._with_retry(write)[0]
 
@@ -280,21 +281,26 @@ class BankAnswers(Payments):
                         fresh.append(_Booked(fit, message, status.amount_fen, status.sha256))
                     else:
                         rejections.append(status.reject(*fit))
-                new = {r["rejection_id"]: r for r in rejections if r["rejection_id"] not in refused}
-                self._insert(conn, rejections_t, ("rejection_id", "topic", "code", "content_hash", "body", "recorded_at"),
-                             [(rid, r["topic"], r["code"], _rejection_hash(r), canonical_json(r), now) for rid, r in new.items()])
-                return StatusResult(self._book_fresh(conn, head, {"topic": PAYMENT_STATUS_TOPIC}, fresh, actor, now), already, repeated, rejections)
+                booked_now, head = self._book_fresh(conn, head, {"topic": PAYMENT_STATUS_TOPIC}, fresh, actor, now)
+                new = {r["rejection_id"]: (r, _rejection_hash(r)) for r in rejections if r["rejection_id"] not in refused}
+                if new:  # covered by one fact of the chain, as booking's rejections are
+                    covered = [(rid, content_hash) for rid, (_, content_hash) in new.items()]
+                    head = append_fact(conn, head, RECORDS_BOOKED, "batch", actor, {"rejections": [len(covered), records_digest(covered)]}, now)
+                    set_head(conn, head)
+                    self._insert(conn, rejections_t, ("rejection_id", "topic", "code", "content_hash", "body", "recorded_at", "chain_seq"),
+                                 [(rid, r["topic"], r["code"], content_hash, canonical_json(r), now, head[0]) for rid, (r, content_hash) in new.items()])
+                return StatusResult(booked_now, already, repeated, rejections)
 
         return self._with_retry(write)[0]
 
-    def _book_fresh(self, conn: Connection, head: tuple[int, str], header: dict[str, Any], fresh: list[_Booked], actor: str, now: str) -> Counter[str]:
-        """Book answers that fit, one chain entry per batch: status -> answers booked."""
+    def _book_fresh(self, conn: Connection, head: tuple[int, str], header: dict[str, Any], fresh: list[_Booked], actor: str, now: str) -> tuple[Counter[str], tuple[int, str]]:
+        """Book answers that fit, one chain entry per batch: (status -> answers booked, the chain's head)."""
         booked: Counter[str] = Counter()
         for batch_id in sorted({item.sending.batch_id for item in fresh}):
             group = [item for item in fresh if item.sending.batch_id == batch_id]
             head = self._book_answers(conn, head, header, batch_id, group, actor, now)
             booked.update(item.message["status"] for item in group)
-        return booked
+        return booked, head
 
     def _book_answers(self, conn: Connection, head: tuple[int, str], header: dict[str, Any], batch_id: str,
                       group: list[_Booked], actor: str, now: str) -> tuple[int, str]:

@@ -326,7 +326,8 @@ class Booking(LedgerDatabase):
         return int(row.seq), row.head_hash
 
     def _write(self, batch: dict[str, list[_Prepared]], listings: Sequence["Listing"]) -> RecordResult:
-        from sinks.ledger.holds import hold_in_booking, parties_of  # holds.py builds on this module
+        from sinks.ledger.chain import RECORDS_BOOKED, append_fact, records_digest, set_head  # these build on this module
+        from sinks.ledger.holds import hold_in_booking, parties_of
 
         result = RecordResult()
         if not any(batch.values()) and not listings:
@@ -350,15 +351,24 @@ class Booking(LedgerDatabase):
                 setattr(result, f"new_{kind}s", len(fresh))
                 setattr(result, f"present_{kind}s", len(items) - len(fresh))
                 new[kind] = fresh
+            # The batch's decisions, rejections and listings are covered by one fact, chained after its journal entries.
+            fact_seq = seq + len(new["instruction"]) + 1
             for kind in ("decision", "rejection"):
                 if new[kind]:
-                    names = (_ID_COLUMN[kind].name, *new[kind][0].row, "content_hash", "body", "recorded_at")
-                    self._insert(conn, _TABLE[kind], names, [(p.record_id, *p.row.values(), p.content_hash, p.text, now) for p in new[kind]])
+                    names = (_ID_COLUMN[kind].name, *new[kind][0].row, "content_hash", "body", "recorded_at", "chain_seq")
+                    self._insert(conn, _TABLE[kind], names, [(p.record_id, *p.row.values(), p.content_hash, p.text, now, fact_seq) for p in new[kind]])
             if new["instruction"]:
                 seq, head = self._book(conn, new["instruction"], seq, head, now, new_accounts)
-                conn.execute(_SET_HEAD, {"seq": seq, "head_hash": head})
             payments = [(p.record_id, parties_of(p.body), p.row["value_date"]) for p in new["instruction"] if p.row["kind"] == "payment"]
-            result.new_listings = hold_in_booking(self, conn, listings, payments, now)
+            fresh_listings = hold_in_booking(self, conn, listings, payments, now, fact_seq)
+            result.new_listings = len(fresh_listings)
+            covered = {"decisions": [(p.record_id, p.content_hash) for p in new["decision"]],
+                       "rejections": [(p.record_id, p.content_hash) for p in new["rejection"]], "listings": fresh_listings}
+            if any(covered.values()):
+                body = {name: [len(rows), records_digest(rows)] for name, rows in covered.items() if rows}
+                seq, head = append_fact(conn, (seq, head), RECORDS_BOOKED, "batch", "ledger", body, now)
+            if new["instruction"] or any(covered.values()):
+                set_head(conn, (seq, head))
         self._known_accounts |= new_accounts
         return result
 

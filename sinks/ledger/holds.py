@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from rules.exclusions import Exclusions, Listing
 from rules.money import format_fen
 from sinks.ledger.booking import InvalidRecord, LedgerConflict, canonical_json, diff_paths, sha256_hex
+from sinks.ledger.chain import message_key
 from sinks.ledger.database import LedgerDatabase
 from sinks.ledger.schema import batch_items, exclusion_listings, hold_releases, holds_t, instructions_t
 
@@ -124,20 +125,24 @@ def parties_of(payment: dict[str, Any]) -> list[str]:
     return [payment["payee"]["id"], payment["beneficiary"]["id"]]
 
 
-def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Listing], payments: Sequence[tuple[str, list[str], str]], now: str) -> int:
-    """In the booking transaction: book the new ``listings``, then hold and release what they and
-    the new ``payments`` ((instruction id, parties, claim day)) call for; the listings newly stored.
+def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Listing], payments: Sequence[tuple[str, list[str], str]], now: str,
+                    chain_seq: int) -> list[tuple[str, str]]:
+    """In the booking transaction: book the new ``listings`` (covered by the chain entry
+    ``chain_seq``), then hold and release what they and the new ``payments`` ((instruction id,
+    parties, claim day)) call for; the listings newly stored, as (``message_key``, content hash).
 
     A listing repeated with the same content is a no-op, with other content :class:`LedgerConflict`."""
-    fresh = _book_listings(db, conn, listings, now)
+    stored = _book_listings(db, conn, listings, now, chain_seq)
+    fresh = [listing for listing, _ in stored]
     parties = {party for _, payment_parties, _ in payments for party in payment_parties} | {listing.payee_id for listing in fresh}
     known = Exclusions(Listing.from_dict(json.loads(body)) for (body,) in db._select_in(conn, exclusion_listings, "body", "payee_id", parties))
     candidates = {iid: (payment_parties, day) for iid, payment_parties, day in payments if any(known.listings(p) for p in payment_parties)}
     listed = {listing.payee_id for listing in fresh}
     if listed:
         candidates.update(_unbatched_payments_of(conn, listed))
+    covered = [(message_key(listing.source, listing.event_id), sha256_hex(text)) for listing, text in stored]
     if not candidates:
-        return len(fresh)
+        return covered
     held = {row.instruction_id for row in db._select_in(conn, holds_t, "instruction_id", "instruction_id", candidates)}
     released = {row.instruction_id for row in db._select_in(conn, hold_releases, "instruction_id", "instruction_id", candidates)}
     hold_rows, release_rows = [], []
@@ -154,10 +159,11 @@ def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Lis
         conn.execute(holds_t.insert(), hold_rows)
     if release_rows:
         conn.execute(hold_releases.insert(), release_rows)
-    return len(fresh)
+    return covered
 
 
-def _book_listings(db: LedgerDatabase, conn: Connection, listings: Sequence[Listing], now: str) -> list[Listing]:
+def _book_listings(db: LedgerDatabase, conn: Connection, listings: Sequence[Listing], now: str, chain_seq: int) -> list[tuple[Listing, str]]:
+    """The listings newly stored, each with its text."""
     prepared: dict[tuple[str, str], tuple[Listing, str]] = {}
     for listing in listings:
         text = canonical_json(listing.to_dict())
@@ -176,9 +182,9 @@ def _book_listings(db: LedgerDatabase, conn: Connection, listings: Sequence[List
     if fresh:
         conn.execute(exclusion_listings.insert(), [{"source": listing.source, "event_id": listing.event_id, "payee_id": listing.payee_id, "list": listing.list, "reference": listing.reference,
          "starts": listing.starts.isoformat(), "ends": None if listing.ends is None else listing.ends.isoformat(), "occurred_at": listing.occurred_at,
-         "content_hash": sha256_hex(text), "body": text, "recorded_at": now}
+         "content_hash": sha256_hex(text), "body": text, "recorded_at": now, "chain_seq": chain_seq}
             for listing, text in (prepared[(listing.source, listing.event_id)] for listing in fresh)])
-    return fresh
+    return [prepared[(listing.source, listing.event_id)] for listing in fresh]
 
 
 def _unbatched_payments_of(conn: Connection, payee_ids: set[str]) -> dict[str, tuple[list[str], str]]:

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection
 
 from rules.exclusions import Exclusions, Listing
 from sinks.ledger.booking import _READ_HEAD, _READ_HEAD_FOR_UPDATE, _SET_HEAD, canonical_json, sha256_hex
+from sinks.ledger.chain import RECORDS_BOOKED, append_fact, message_key, records_digest, set_head
 from sinks.ledger.database import LedgerDatabase, LedgerError
 from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, exclusion_listings, hold_releases, holds_t, instructions_t, offsets, payee_accounts, payment_events
 
@@ -129,6 +130,11 @@ def chain_event_hash(prev_hash: str, seq: int, kind: str, batch_id: str | None, 
     return sha256_hex(prev_hash + "\n" + canonical_json((seq, kind, batch_id, actor, content_hash)))
 
 
+def account_content(message: dict[str, Any]) -> str:
+    """What an account message's content hash is over: payee, name, number, bank, verified_at, revoked."""
+    return canonical_json({k: message[k] for k in _ACCOUNT_COLUMNS[2:8]})
+
+
 def current_accounts(rows: Iterable[Account]) -> dict[str, Account]:
     """payee id -> the account it is paid to (module docstring)."""
     latest: dict[tuple[str, str, str], Account] = {}
@@ -149,7 +155,7 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-_ACCOUNT_COLUMNS = ("source", "event_id", "payee_id", "account_name", "account_number", "bank_code", "verified_at", "revoked", "content_hash", "recorded_at")
+_ACCOUNT_COLUMNS = ("source", "event_id", "payee_id", "account_name", "account_number", "bank_code", "verified_at", "revoked", "content_hash", "recorded_at", "chain_seq")
 _ITEM_COLUMNS = ("batch_id", "instruction_id", "payee_id", "amount_fen", "account_name", "account_number", "bank_code")
 
 
@@ -167,7 +173,7 @@ class Payments(LedgerDatabase):
         now = _now()
         prepared: dict[tuple[str, str], tuple[Any, ...]] = {}
         for m in messages:
-            content = canonical_json({k: m[k] for k in _ACCOUNT_COLUMNS[2:8]})
+            content = account_content(m)
             row = (m["source"], m["event_id"], *(m[k] for k in _ACCOUNT_COLUMNS[2:8]), sha256_hex(content), now)
             key = (m["source"], m["event_id"])
             if key in prepared and prepared[key][8] != row[8]:
@@ -176,6 +182,7 @@ class Payments(LedgerDatabase):
 
         def write() -> tuple[int, int]:
             with self.engine.begin() as conn:
+                head = self._lock(conn)  # the new accounts take a place in the hash chain (sinks/ledger/chain.py)
                 found = self._select_in(conn, payee_accounts, "source, event_id, content_hash", "event_id", {key[1] for key in prepared})
                 stored = {(r.source, r.event_id): r.content_hash for r in found}
                 fresh = []
@@ -184,7 +191,10 @@ class Payments(LedgerDatabase):
                         fresh.append(row)
                     elif stored[key] != row[8]:
                         raise PaymentRefused(f"account message {key[1]} of {key[0]} is already in the ledger with other content")
-                self._insert(conn, payee_accounts, _ACCOUNT_COLUMNS, fresh)
+                if fresh:
+                    self._insert(conn, payee_accounts, _ACCOUNT_COLUMNS, [(*row, head[0] + 1) for row in fresh])
+                    covered = [(message_key(row[0], row[1]), row[8]) for row in fresh]
+                    set_head(conn, append_fact(conn, head, RECORDS_BOOKED, "payee-accounts", "ledger", {"accounts": [len(covered), records_digest(covered)]}, now))
                 return len(fresh), len(prepared) - len(fresh)
 
         return self._with_retry(write)[0]

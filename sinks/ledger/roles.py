@@ -33,6 +33,7 @@ from sinks.ledger.schema import (
     cap_charges,
     cap_usage,
     chain_events,
+    chain_facts,
     chain_head,
     decisions_t,
     exclusion_listings,
@@ -59,7 +60,9 @@ WRITER_INSERTS = (decisions_t, instructions_t, rejections_t, journal, cap_charge
                   # clawbacks netted when a batch is proposed (sinks/ledger/receivables.py)
                   offsets,
                   # the bank's answers, settlements, returns and voids (subsidy payments ingest, void)
-                  bank_answers, payment_postings, payment_voids)
+                  bank_answers, payment_postings, payment_voids,
+                  # the chain entries of every other fact (sinks/ledger/chain.py)
+                  chain_facts)
 WRITER_UPDATES = {chain_head: ("seq", "head_hash"), cap_usage: ("used", "cap_limit")}
 APPEND_ONLY_FUNCTION = "ledger_append_only()"
 

@@ -24,6 +24,7 @@ APPEND_ONLY: tuple[str, ...] = (
     # the bank's answers and what they move (0007_bank_answers)
     "ledger_bank_answers", "ledger_payment_postings", "ledger_payment_voids",
     "operator_actions",
+    "ledger_chain_facts",  # 0009_chain_facts
 )  # fmt: skip
 
 #: a payment's states after ``decided`` (a payment instruction with no event); the last four
@@ -80,6 +81,7 @@ decisions_t = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),  # the ledger_chain_facts entry that covers it (0008)
     sa.Index("ix_ledger_decisions_clause_year", "clause_id", "fiscal_year"),
 )
 instructions_t = sa.Table(
@@ -119,6 +121,7 @@ rejections_t = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),
 )
 journal = sa.Table(
     "ledger_journal",
@@ -199,6 +202,7 @@ exclusion_listings = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),
     sa.Index("ix_ledger_exclusion_listings_payee", "payee_id"),
 )
 
@@ -217,6 +221,7 @@ payee_accounts = sa.Table(
     sa.Column("revoked", sa.Boolean, nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),  # the ledger_chain_facts entry that covers it (0008)
     sa.Index("ix_ledger_payee_accounts_payee", "payee_id"),
 )
 batches = sa.Table(
@@ -352,6 +357,22 @@ payment_voids = sa.Table(
     sa.Column("actor", sa.String(100), nullable=False),
     sa.Column("reason", sa.String(500), nullable=False),
     sa.Column("chain_seq", sa.BigInteger, sa.ForeignKey("ledger_chain_events.seq"), nullable=False),
+    _recorded_at(),
+)
+
+# Any other fact that decides money, in the journal's hash chain (migration 0008): a booked batch's
+# decisions, rejections and listings (sinks/ledger/chain.py), and what later kinds append.
+chain_facts = sa.Table(
+    "ledger_chain_facts",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),  # shares the journal's sequence
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(200), nullable=False),
+    sa.Column("actor", sa.String(100), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False, unique=True),
     _recorded_at(),
 )
 

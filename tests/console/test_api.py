@@ -23,7 +23,7 @@ from sinks.ledger import Ledger
 MONEY = re.compile(r"^-?(0|[1-9][0-9]*)\.[0-9]{2}$")
 # keys whose values may be floats: ratios, rates and counts that are not money
 FLOAT_KEYS = {"used_ratio", "events_in_total", "events_in_per_second", "events_out_total", "events_out_per_second", "lag", "scraped_at", "interval_seconds"}
-API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/held-payments", "/api/payments", "/api/holds", "/api/streams", "/api/whatif", "/healthz"]
+API_PATHS = ["/api/summary", "/api/budgets", "/api/caps/nearest", "/api/decisions/recent", "/api/rejections", "/api/held-payments", "/api/payments", "/api/holds", "/api/streams", "/api/whatif", "/api/ledger-integrity", "/healthz"]
 
 
 def run(app: web.Application, work):
@@ -77,7 +77,8 @@ def app(pipeline_ledger, policy):
 
 def test_every_api_route_answers_json_matching_its_openapi_schema(app):
     answers = get_all(app, API_PATHS + ["/openapi.json"])
-    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/held-payments": "HeldPayments", "/api/payments": "Payments", "/api/holds": "Holds", "/api/streams": "Streams", "/api/whatif": "WhatIf"}
+    schemas = {"/api/summary": "Summary", "/api/budgets": "Budgets", "/api/caps/nearest": "NearestCaps", "/api/decisions/recent": "RecentDecisions", "/api/rejections": "Rejections", "/api/held-payments": "HeldPayments", "/api/payments": "Payments", "/api/holds": "Holds", "/api/streams": "Streams", "/api/whatif": "WhatIf",
+               "/api/ledger-integrity": "LedgerIntegrity"}
     for path, (status, headers, text) in answers.items():
         assert status == 200, (path, text[:300])
         assert headers["Content-Type"].startswith("application/json"), path
@@ -109,6 +110,24 @@ def test_a_saved_whatif_is_served_beside_the_budgets(pipeline_ledger, policy, tm
     saved.write_text('{"granted": {}}')
     with pytest.raises(SavedWhatIfError, match="is not one `subsidy whatif --save` wrote"):
         load_saved_whatif(saved)
+
+
+def test_the_newest_signed_checkpoint_and_whether_the_chain_leads_to_it(pipeline_ledger, policy, tmp_path, monkeypatch):
+    from sinks.ledger.checkpoints import Checkpoint, SigningKey, generate_key, make_checkpoint
+
+    generate_key(tmp_path / "k.pem")
+    with Ledger.open(pipeline_ledger["url"], upgrade=False) as ledger:
+        signed = make_checkpoint(ledger, SigningKey.load(tmp_path / "k.pem"))
+    checkpoints = tmp_path / "checkpoints.jsonl"
+    monkeypatch.setenv("SUBSIDY_CHECKPOINTS", str(checkpoints))
+    monkeypatch.setenv("SUBSIDY_CHECKPOINT_PUBLIC_KEY", str(tmp_path / "k.pem.pub"))
+    forged = Checkpoint(signed.seq, "f" * 64, signed.entries, signed.time, signed.key_id, signed.signature)
+    for written, verified in ((signed, True), (forged, False)):
+        checkpoints.write_text(written.to_json() + "\n")
+        (status, _, text), = get_all(build_console(pipeline_ledger["url"], policy), ["/api/ledger-integrity"]).values()
+        answer = json.loads(text)
+        assert status == 200 and answer["verified"] is verified and answer["checkpoint"]["seq"] == signed.seq, answer
+    assert answer["problems"] == [f"checkpoint at seq {signed.seq}: its signature does not verify with key {signed.key_id}: the checkpoint was altered"]
 
 
 def test_budgets_match_the_ledger_journal(app, pipeline_ledger, policy):

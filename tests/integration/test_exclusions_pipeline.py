@@ -15,7 +15,9 @@ import sqlalchemy as sa
 
 from pipeline_support import alive_check, assert_ledger_equals_replay
 from rules.policy import load_policy
+from sinks.cli import main as ledger_main
 from sinks.ledger import Ledger
+from sinks.ledger.checkpoints import generate_key
 from streams.local import LocalPipeline
 from streams.tools.publish import publish_file
 from streams.tools.verify import accounted, expected_from_file, wait_until_accounted
@@ -37,7 +39,11 @@ def effective(holds: list[dict]) -> list[tuple]:
     return sorted((h["instruction_id"], h["listed_party"], h["reference"], h["held_from"], h["released_on"]) for h in holds if h["released_on"] != h["held_from"])
 
 
-def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_bootstrap, ledger_url, tmp_path):
+def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_bootstrap, ledger_url, tmp_path, monkeypatch, capsys):
+    # the worker also signs the ledger's head (issue 27): checked against the ledger-checkpoints topic at the end
+    generate_key(tmp_path / "checkpoint.pem")
+    monkeypatch.setenv("SUBSIDY_CHECKPOINT_KEY", str(tmp_path / "checkpoint.pem"))
+    monkeypatch.setenv("SUBSIDY_CHECKPOINT_EVERY_MINUTES", "0.02")
     year = tmp_path / "year.jsonl"
     generate_file(year, 2026, seed=21, enterprises=60, events=900)
     lines = year.read_text(encoding="utf-8").splitlines()
@@ -83,5 +89,15 @@ def test_listings_before_and_after_their_payments_hold_what_replay_holds(kafka_b
             assert ledger.payee_accounts() == accounts
             with ledger.engine.connect() as conn:  # assert_sound counted it among the rejections
                 assert conn.execute(sa.text("SELECT code FROM ledger_rejections WHERE topic = 'payment-status'")).scalars().all() == ["unknown-payment"]
+        verify = ["ledger", "verify", "--ledger", pipeline.ledger_url, "--checkpoints", f"kafka://{pipeline.bootstrap}"]
+        deadline = time.monotonic() + 30
+        while True:
+            code = ledger_main(verify)
+            out, err = capsys.readouterr()
+            if code == 0 and "are not covered" not in out:  # a checkpoint of the last head: the worker's timer asks every 5 s
+                break
+            assert code == 0 and time.monotonic() < deadline, (out, err)
+            time.sleep(2)
+        assert "verified: " in err and "checkpoint(s)" in err
     finally:
         pipeline.stop()

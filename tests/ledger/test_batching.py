@@ -26,15 +26,16 @@ def mixed():
 
 
 def stored(ledger: Ledger) -> dict:
+    """What a ledger holds, without recorded_at and without places in the hash chain: each booked
+    batch's fact (sinks/ledger/chain.py) takes one, so those differ between batchings."""
     with ledger.engine.connect() as conn:
         return {
-            "journal": [row[:-1] for row in conn.exec_driver_sql("SELECT * FROM ledger_journal ORDER BY seq")],  # without recorded_at
-            "instructions": [row[:-1] for row in conn.exec_driver_sql("SELECT * FROM ledger_instructions ORDER BY journal_seq")],
-            "decisions": [row[:-1] for row in conn.exec_driver_sql("SELECT * FROM ledger_decisions ORDER BY decision_id")],
+            "journal": [row[1:10] for row in conn.exec_driver_sql("SELECT * FROM ledger_journal ORDER BY seq")],  # without seq, hashes, recorded_at
+            "instructions": [row[:12] + row[13:-1] for row in conn.exec_driver_sql("SELECT * FROM ledger_instructions ORDER BY journal_seq")],  # without journal_seq
+            "decisions": [row[:-2] for row in conn.exec_driver_sql("SELECT * FROM ledger_decisions ORDER BY decision_id")],  # without chain_seq
             "charges": list(conn.exec_driver_sql("SELECT instruction_id, scope, delta FROM ledger_cap_charges ORDER BY instruction_id, scope")),
             "caps": list(conn.exec_driver_sql("SELECT scope, kind, cap_limit, used FROM ledger_cap_usage ORDER BY scope")),
             "accounts": list(conn.exec_driver_sql("SELECT * FROM ledger_accounts ORDER BY account_id")),
-            "head": list(conn.exec_driver_sql("SELECT seq, head_hash FROM ledger_chain_head")),
         }
 
 

@@ -93,8 +93,9 @@ def test_a_batch_from_proposal_to_sent(ledger_url):
             kinds = conn.exec_driver_sql("SELECT seq, kind FROM ledger_chain_events ORDER BY seq").all()
             journal = [seq for (seq,) in conn.exec_driver_sql("SELECT seq FROM ledger_journal")]
             offsets = [seq for (seq,) in conn.exec_driver_sql("SELECT seq FROM ledger_offsets")]
+            facts = [seq for (seq,) in conn.exec_driver_sql("SELECT seq FROM ledger_chain_facts")]  # the booked batches' decisions
         assert [k for _, k in kinds] == ["batch-proposed", "batch-approved", "batch-sent"]
-        assert sorted(journal + offsets + [s for s, _ in kinds]) == list(range(1, len(journal) + 5))
+        assert sorted(journal + offsets + facts + [s for s, _ in kinds]) == list(range(1, len(journal) + len(facts) + 5))
 
 
 @pytest.fixture

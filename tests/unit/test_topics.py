@@ -37,14 +37,14 @@ def as_wanted(spec) -> TopicState:
 def test_every_topic_of_the_app_has_a_spec_with_every_checked_setting():
     specs = topic_specs("app", 4)
     assert [s.name for s in specs] == [*INPUT_TOPICS, "payee-exclusions", "payee-accounts", "payment-status", CLAIMS_TOPIC, changelog_topic("app"),
-                                       "disbursement-instructions", "subsidy-decisions", "subsidy-rejections", "subsidy-dead-letters"]
+                                       "disbursement-instructions", "subsidy-decisions", "subsidy-rejections", "subsidy-dead-letters", "ledger-checkpoints"]
     assert {s.name: s.kind for s in specs if s.kind == STATE} == {CLAIMS_TOPIC: STATE, "app-subsidy-state-changelog": STATE}
     for spec in specs:
         assert set(CHECKED_SETTINGS) <= set(spec.settings), spec.name
         assert spec.settings["cleanup.policy"] == "delete" and spec.settings["retention.ms"] == spec.settings["retention.bytes"] == "-1"
         assert int(spec.settings["max.message.bytes"]) > MAX_RECORD_BYTES
     assert expected_topics("app", 4) == {s.name: s.partitions for s in specs}
-    assert expected_topics("app", 4)["award-announcements"] == 1
+    assert expected_topics("app", 4)["award-announcements"] == expected_topics("app", 4)["ledger-checkpoints"] == 1
     # intake reads payee-exclusions, payee-accounts and payment-status, but they make no claim: decide's watermark waits only for the claims' topics
     assert {topic for topic, _ in input_partitions_of(4)} == set(INPUT_TOPICS)
 
