@@ -33,7 +33,9 @@ test: install
 	@{ command -v chromium && command -v kcat; } >/dev/null || { echo "make test: installing kcat and chromium (apt-get)"; \
 		$(APT_INSTALL) chromium fonts-wqy-microhei kcat; }
 	$(BIN)/python -c 'from streams.apache_kafka import broker_classpath; broker_classpath(print)'
-	$(BIN)/python -m pytest -q
+	@# two processes (pytest-xdist), each with its own PostgreSQL cluster and brokers; the slowest
+	@# tests are listed at the end, where the suite's time goes
+	$(BIN)/python -m pytest -q -n 2 --durations=15
 
 # Long fault test: 2 x the expected peak for 5 minutes through local workers, random kill -9,
 # memory flat and ledger = replay (bench/soak.py; SOAK_ARGS="--minutes 10 --rate 300" etc.).
