@@ -11,7 +11,7 @@ import pytest
 from sinks.cli import main as ledger_main
 from sinks.ledger import Ledger, canonical_json, sha256_hex
 from sinks.ledger.booking import entry_hash
-from sinks.ledger.chain import COVERED_TABLES, fact_hash, message_key, records_digest
+from sinks.ledger.chain import COVERED_TABLES, fact_hash, message_key, records_digest, release_hash
 from sinks.ledger.checkpoints import Checkpoint, SigningKey, against_checkpoints, generate_key, load_public_keys, make_checkpoint
 from sinks.ledger.schema import GENESIS_HASH
 from tests.ledger.factory import TIMEZONE, purchase, run
@@ -77,9 +77,10 @@ def rehash_chain(conn) -> None:
         else:
             fact, body = facts[seq], {}
             for name, table in COVERED_TABLES.items():
-                id_column = {"decisions": "decision_id", "rejections": "rejection_id"}.get(name)
-                columns = f"{id_column}, content_hash" if id_column else "source, event_id, content_hash"
-                rows = [(r[0], r[1]) if id_column else (message_key(r[0], r[1]), r[2]) for r in conn.exec_driver_sql(f"SELECT {columns} FROM {table} WHERE chain_seq = ?", (seq,))]
+                id_column = {"decisions": "decision_id", "rejections": "rejection_id", "holds": "instruction_id", "releases": "instruction_id"}.get(name)
+                columns = f"{id_column}, {'released_on' if name == 'releases' else 'content_hash'}" if id_column else "source, event_id, content_hash"
+                rows = [(r[0], release_hash(r[1]) if name == "releases" else r[1]) if id_column else (message_key(r[0], r[1]), r[2])
+                        for r in conn.exec_driver_sql(f"SELECT {columns} FROM {table} WHERE chain_seq = ?", (seq,))]
                 if rows:
                     body[name] = [len(rows), records_digest(rows)]
             text = canonical_json(body)
