@@ -6,11 +6,10 @@ The chain's entries are journal entries (with their instructions' content hashes
 events (``ledger_chain_events``: a proposal's items are checked against the digest its entry
 holds) and the other facts (``ledger_chain_facts``, sinks/ledger/chain.py: a booked batch's
 decisions, rejections, exclusion listings, payment holds and releases against the digest its fact
-holds). Accounts, cap
-charges and cap usage are derived data: :func:`derived_differences` recomputes them from the
-instructions and names each row that differs. What the chain cannot show (the chain re-hashed
-from a changed row on, or its tail removed) only something outside the database can:
-sinks/ledger/checkpoints.py.
+holds). Accounts, cap charges and cap usage are derived data: :func:`derived_differences`
+recomputes them from the instructions and names each row that differs. What the chain cannot
+show (the chain re-hashed from a changed row on, or its tail removed) only something outside the
+database can: sinks/ledger/checkpoints.py.
 """
 
 from __future__ import annotations
