@@ -351,7 +351,7 @@ class Booking(LedgerDatabase):
                 setattr(result, f"new_{kind}s", len(fresh))
                 setattr(result, f"present_{kind}s", len(items) - len(fresh))
                 new[kind] = fresh
-            # The batch's decisions, rejections and listings are covered by one fact, chained after its journal entries.
+            # The batch's decisions, rejections, listings, holds and releases are covered by one fact, chained after its journal entries.
             fact_seq = seq + len(new["instruction"]) + 1
             for kind in ("decision", "rejection"):
                 if new[kind]:
@@ -360,10 +360,10 @@ class Booking(LedgerDatabase):
             if new["instruction"]:
                 seq, head = self._book(conn, new["instruction"], seq, head, now, new_accounts)
             payments = [(p.record_id, parties_of(p.body), p.row["value_date"]) for p in new["instruction"] if p.row["kind"] == "payment"]
-            fresh_listings = hold_in_booking(self, conn, listings, payments, now, fact_seq)
-            result.new_listings = len(fresh_listings)
+            held = hold_in_booking(self, conn, listings, payments, now, fact_seq)
+            result.new_listings = len(held["listings"])
             covered = {"decisions": [(p.record_id, p.content_hash) for p in new["decision"]],
-                       "rejections": [(p.record_id, p.content_hash) for p in new["rejection"]], "listings": fresh_listings}
+                       "rejections": [(p.record_id, p.content_hash) for p in new["rejection"]], **held}
             if any(covered.values()):
                 body = {name: [len(rows), records_digest(rows)] for name, rows in covered.items() if rows}
                 seq, head = append_fact(conn, (seq, head), RECORDS_BOOKED, "batch", "ledger", body, now)

@@ -3,8 +3,9 @@ three kinds of row: journal entries (booking.py), the payments' events (payments
 ``ledger_chain_events``) and every other fact that decides money (``ledger_chain_facts``).
 
 :func:`append_fact` is how a fact of any kind takes its place in the chain: a booked batch's
-decisions, rejections and exclusion listings (:data:`RECORDS_BOOKED`), and whatever kind a later
-change adds (a bank's answer, an offset). The caller holds the chain-head lock (every writer takes
+decisions, rejections, exclusion listings and the holds and releases they call for, a hold or a
+release made on its own (holds.py) (:data:`RECORDS_BOOKED`), and whatever kind a later change
+adds (a bank's answer, an offset). The caller holds the chain-head lock (every writer takes
 it first), appends, and moves the head with :func:`set_head` once per transaction.
 
 A fact's body is stored as written and hashed; rows too many to copy into a body (a batch's
@@ -23,13 +24,19 @@ from sqlalchemy.engine import Connection
 from sinks.ledger.booking import _SET_HEAD, canonical_json, sha256_hex
 from sinks.ledger.schema import chain_facts
 
-#: the fact a booked batch appends: {"decisions" | "rejections" | "listings": [count, digest]}; payee
-#: accounts imported (payments.py) append one too: {"accounts": [count, digest]}
+#: the fact a booked batch appends: {"decisions" | "rejections" | "listings" | "holds" | "releases":
+#: [count, digest]}; payee accounts imported (payments.py) append one too: {"accounts": [count,
+#: digest]}, and so does a hold or a release made on its own (holds.py)
 RECORDS_BOOKED = "records-booked"
-#: the one fact migration 0008 appended for the rows stored before it (they name no chain entry)
+#: the one fact migration 0009 appended for the rows stored before it (they name no chain entry)
 RECORDS_BEFORE_CHAIN = "records-before-0008"
+#: the one fact migration 0010 appended for the holds and releases stored before it
+HOLDS_BEFORE_CHAIN = "holds-before-0010"
 #: the tables whose rows a RECORDS_BOOKED fact covers, by the name its body gives them
-COVERED_TABLES = {"decisions": "ledger_decisions", "rejections": "ledger_rejections", "listings": "ledger_exclusion_listings", "accounts": "ledger_payee_accounts"}
+COVERED_TABLES = {"decisions": "ledger_decisions", "rejections": "ledger_rejections", "listings": "ledger_exclusion_listings", "accounts": "ledger_payee_accounts",
+                  "holds": "ledger_holds", "releases": "ledger_hold_releases"}
+#: the fact that covers a table's rows stored before its rows named one (``chain_seq`` NULL), by the name a fact's body gives the table
+COVERED_BEFORE_CHAIN = {name: HOLDS_BEFORE_CHAIN if name in ("holds", "releases") else RECORDS_BEFORE_CHAIN for name in COVERED_TABLES}
 
 
 def fact_hash(prev_hash: str, seq: int, kind: str, subject: str, actor: str, content_hash: str) -> str:
@@ -40,6 +47,11 @@ def fact_hash(prev_hash: str, seq: int, kind: str, subject: str, actor: str, con
 def message_key(source: str, event_id: str) -> str:
     """The id in the chain of a row whose primary key is a message's (source, event id): a listing, an account."""
     return canonical_json([source, event_id])
+
+
+def release_hash(released_on: str) -> str:
+    """The content hash of a hold's release, which stores none: its day is all it says."""
+    return sha256_hex(canonical_json({"released_on": released_on}))
 
 
 def records_digest(rows: Iterable[tuple[str, str]]) -> str:

@@ -16,6 +16,11 @@ payments give the same holds whichever came first. Limit (holds and releases are
 rewritten): a hold names the listing the rule named when it was made, and a release stays once
 made, so a second overlapping listing, or a listing extended after its payments' release was
 recorded, changes nothing already recorded (README, "Held payments").
+
+A hold decides whether a payment is made and a release from when, so each is covered by a fact of
+the hash chain (sinks/ledger/chain.py): the booking transaction's one fact, or one of its own for
+``hold()`` and ``release()``; ``subsidy ledger verify`` names a hold or a release edited, removed
+or added behind the ledger's back.
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from sqlalchemy.engine import Connection
 from rules.exclusions import Exclusions, Listing
 from rules.money import format_fen
 from sinks.ledger.booking import InvalidRecord, LedgerConflict, canonical_json, diff_paths, sha256_hex
-from sinks.ledger.chain import message_key
+from sinks.ledger.chain import RECORDS_BOOKED, append_fact, message_key, records_digest, release_hash, set_head
 from sinks.ledger.database import LedgerDatabase
+from sinks.ledger.payments import Payments
 from sinks.ledger.schema import batch_items, exclusion_listings, hold_releases, holds_t, instructions_t
 
 
@@ -39,8 +45,9 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-class Holds(LedgerDatabase):
-    """``hold()``, ``release()`` and ``holds()``, each in a transaction of its own, retried on connection loss."""
+class Holds(Payments):
+    """``hold()``, ``release()`` and ``holds()``, each in a transaction of its own, retried on connection loss
+    (``Payments`` for the chain-head lock: a hold and a release take their places in the chain)."""
 
     def hold(self, instruction_id: str, listing: Listing, held_from: dt.date) -> bool:
         """Hold a booked payment from ``held_from`` (its claim's day) by ``listing``; False if it is held so already."""
@@ -48,6 +55,7 @@ class Holds(LedgerDatabase):
 
         def write() -> bool:
             with self.engine.begin() as conn:
+                head = self._lock(conn)
                 kind = conn.execute(sa.select(instructions_t.c.kind).where(instructions_t.c.instruction_id == instruction_id)).scalar_one_or_none()
                 if kind != "payment":
                     raise InvalidRecord(f"instruction {instruction_id} is {'not in the ledger' if kind is None else 'a ' + kind}: only a booked payment is held")
@@ -56,7 +64,9 @@ class Holds(LedgerDatabase):
                     if stored.content_hash != row["content_hash"]:
                         raise LedgerConflict("hold", instruction_id, diff_paths(json.loads(stored.body), body))
                     return False
-                conn.execute(holds_t.insert().values(**row, recorded_at=_now()))
+                now = _now()
+                conn.execute(holds_t.insert().values(**row, recorded_at=now, chain_seq=head[0] + 1))
+                _chain_one(conn, head, "hold", instruction_id, row["content_hash"], now)
                 return True
 
         return self._with_retry(write)[0]
@@ -67,6 +77,7 @@ class Holds(LedgerDatabase):
 
         def write() -> bool:
             with self.engine.begin() as conn:
+                head = self._lock(conn)
                 held_from = conn.execute(sa.select(holds_t.c.held_from).where(holds_t.c.instruction_id == instruction_id)).scalar_one_or_none()
                 if held_from is None:
                     raise InvalidRecord(f"instruction {instruction_id} is not held: nothing to release")
@@ -77,7 +88,9 @@ class Holds(LedgerDatabase):
                     if stored != day:
                         raise LedgerConflict("release", instruction_id, ["released_on"])
                     return False
-                conn.execute(hold_releases.insert().values(instruction_id=instruction_id, released_on=day, recorded_at=_now()))
+                now = _now()
+                conn.execute(hold_releases.insert().values(instruction_id=instruction_id, released_on=day, recorded_at=now, chain_seq=head[0] + 1))
+                _chain_one(conn, head, "release", instruction_id, release_hash(day), now)
                 return True
 
         return self._with_retry(write)[0]
@@ -113,6 +126,11 @@ class Holds(LedgerDatabase):
             return Exclusions(Listing.from_dict(json.loads(body)) for (body,) in conn.execute(query))
 
 
+def _chain_one(conn: Connection, head: tuple[int, str], kind: str, instruction_id: str, content_hash: str, now: str) -> None:
+    """The fact covering one hold or release made on its own (``kind``: "hold" | "release"), and the head moved to it."""
+    set_head(conn, append_fact(conn, head, RECORDS_BOOKED, kind, "ledger", {f"{kind}s": [1, records_digest([(instruction_id, content_hash)])]}, now))
+
+
 def _hold_row(instruction_id: str, listing: Listing, held_from: dt.date) -> tuple[dict[str, Any], dict[str, Any]]:
     body = {"listing": listing.to_dict(), "held_from": held_from.isoformat()}
     text = canonical_json(body)
@@ -126,10 +144,11 @@ def parties_of(payment: dict[str, Any]) -> list[str]:
 
 
 def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Listing], payments: Sequence[tuple[str, list[str], str]], now: str,
-                    chain_seq: int) -> list[tuple[str, str]]:
-    """In the booking transaction: book the new ``listings`` (covered by the chain entry
-    ``chain_seq``), then hold and release what they and the new ``payments`` ((instruction id,
-    parties, claim day)) call for; the listings newly stored, as (``message_key``, content hash).
+                    chain_seq: int) -> dict[str, list[tuple[str, str]]]:
+    """In the booking transaction: book the new ``listings``, then hold and release what they and
+    the new ``payments`` ((instruction id, parties, claim day)) call for, all covered by the chain
+    entry ``chain_seq``; the rows newly stored, for that entry's body: {"listings": [(``message_key``,
+    content hash)], "holds": [(instruction id, content hash)], "releases": [(instruction id, :func:`release_hash`)]}.
 
     A listing repeated with the same content is a no-op, with other content :class:`LedgerConflict`."""
     stored = _book_listings(db, conn, listings, now, chain_seq)
@@ -140,25 +159,28 @@ def hold_in_booking(db: LedgerDatabase, conn: Connection, listings: Sequence[Lis
     listed = {listing.payee_id for listing in fresh}
     if listed:
         candidates.update(_unbatched_payments_of(conn, listed))
-    covered = [(message_key(listing.source, listing.event_id), sha256_hex(text)) for listing, text in stored]
+    covered = {"listings": [(message_key(listing.source, listing.event_id), sha256_hex(text)) for listing, text in stored], "holds": [], "releases": []}
     if not candidates:
         return covered
     held = {row.instruction_id for row in db._select_in(conn, holds_t, "instruction_id", "instruction_id", candidates)}
     released = {row.instruction_id for row in db._select_in(conn, hold_releases, "instruction_id", "instruction_id", candidates)}
-    hold_rows, release_rows = [], []
+    hold_rows: list[dict[str, Any]] = []
+    release_rows: list[dict[str, Any]] = []
     for iid, (payment_parties, day) in sorted(candidates.items()):
         claim_day = dt.date.fromisoformat(day)
         if iid not in held:
             listing = known.hold(payment_parties, claim_day)
             if listing is None:
                 continue
-            hold_rows.append(_hold_row(iid, listing, claim_day)[1] | {"recorded_at": now})
+            hold_rows.append(_hold_row(iid, listing, claim_day)[1] | {"recorded_at": now, "chain_seq": chain_seq})
         if iid not in released and (payable := known.payable_from(payment_parties, claim_day)) is not None:
-            release_rows.append({"instruction_id": iid, "released_on": payable.isoformat(), "recorded_at": now})
+            release_rows.append({"instruction_id": iid, "released_on": payable.isoformat(), "recorded_at": now, "chain_seq": chain_seq})
     if hold_rows:
         conn.execute(holds_t.insert(), hold_rows)
+        covered["holds"] = [(row["instruction_id"], row["content_hash"]) for row in hold_rows]
     if release_rows:
         conn.execute(hold_releases.insert(), release_rows)
+        covered["releases"] = [(row["instruction_id"], release_hash(row["released_on"])) for row in release_rows]
     return covered
 
 

@@ -21,6 +21,15 @@ KIND = "operator-action"
 COLUMNS = tuple(column.name for column in operator_actions.columns)
 
 
+def action_name(body: str, actor: str) -> str:
+    """How an action's chain entry is named in a problem found: what was done, to whom, by whom."""
+    try:
+        held = json.loads(body)
+        return f"{KIND} {held['action']} of {held['subject']} by {actor}"
+    except (ValueError, TypeError, KeyError):  # an edited body: the entry's hash tells
+        return f"{KIND} by {actor}"
+
+
 class OperatorActions(Payments):
     def record_operator_action(self, user_name: str, role: str, action: str, subject: str, reason: str) -> dict[str, Any]:
         """Append the action and its chain entry; the row as stored."""
@@ -46,7 +55,7 @@ class OperatorActions(Payments):
         for entry in entries:
             held = json.loads(entry.body)
             row = rows.pop(held["action_id"], None)
-            where = f"chain seq {entry.seq} ({KIND} {held['action']} of {held['subject']} by {entry.actor})"
+            where = f"chain seq {entry.seq} ({action_name(entry.body, entry.actor)})"
             if row is None:
                 problems.append(f"{where}: the action is missing from operator_actions: it was removed")
             elif row != held or entry.actor != row["user_name"]:

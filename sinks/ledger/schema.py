@@ -177,6 +177,7 @@ holds_t = sa.Table(
     sa.Column("content_hash", sa.String(64), nullable=False),
     sa.Column("body", sa.Text, nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),  # the ledger_chain_facts entry that covers it (0010)
 )
 hold_releases = sa.Table(
     "ledger_hold_releases",
@@ -184,6 +185,7 @@ hold_releases = sa.Table(
     sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_holds.instruction_id"), primary_key=True),
     sa.Column("released_on", sa.String(10), nullable=False),
     _recorded_at(),
+    sa.Column("chain_seq", sa.BigInteger),  # the ledger_chain_facts entry that covers it (0010)
 )
 
 # The listings of payee-exclusions as booked (migration 0004): each message once; the newest about

@@ -5,11 +5,11 @@ ledger's back is found.
 The chain's entries are journal entries (with their instructions' content hashes), the payments'
 events (``ledger_chain_events``: a proposal's items are checked against the digest its entry
 holds) and the other facts (``ledger_chain_facts``, sinks/ledger/chain.py: a booked batch's
-decisions, rejections and exclusion listings against the digest its fact holds). Accounts, cap
-charges and cap usage are derived data: :func:`derived_differences` recomputes them from the
-instructions and names each row that differs. What the chain cannot show (the chain re-hashed
-from a changed row on, or its tail removed) only something outside the database can:
-sinks/ledger/checkpoints.py.
+decisions, rejections, exclusion listings, payment holds and releases against the digest its fact
+holds). Accounts, cap charges and cap usage are derived data: :func:`derived_differences`
+recomputes them from the instructions and names each row that differs. What the chain cannot
+show (the chain re-hashed from a changed row on, or its tail removed) only something outside the
+database can: sinks/ledger/checkpoints.py.
 """
 
 from __future__ import annotations
@@ -27,8 +27,10 @@ from sqlalchemy.engine import Connection
 from rules.money import AmountError, format_fen, parse_amount
 from rules.records import Decision, Instruction
 from sinks.ledger.booking import _UNHASHED_REJECTION_FIELDS, Booking, budget_account, canonical_json, entry_hash, payable_account, sha256_hex
-from sinks.ledger.chain import COVERED_TABLES, RECORDS_BEFORE_CHAIN, RECORDS_BOOKED, fact_hash, message_key, records_digest
+from sinks.ledger.chain import COVERED_BEFORE_CHAIN, COVERED_TABLES, RECORDS_BOOKED, fact_hash, message_key, records_digest, release_hash
 from sinks.ledger.database import LedgerDatabase
+from sinks.ledger.operator_actions import KIND as OPERATOR_ACTION
+from sinks.ledger.operator_actions import action_name
 from sinks.ledger.payments import account_content, chain_event_hash, items_digest
 from sinks.ledger.receivables import offset_chain_entries
 from sinks.ledger.schema import (
@@ -44,6 +46,8 @@ from sinks.ledger.schema import (
     chain_head,
     decisions_t,
     exclusion_listings,
+    hold_releases,
+    holds_t,
     instructions_t,
     journal,
     payee_accounts,
@@ -162,7 +166,8 @@ class _PaymentEvents:
         self.approvals = {(r.batch_id, r.approver) for r in conn.execute(sa.select(approvals.c.batch_id, approvals.c.approver))}
 
     def check(self, event: Any, expected_seq: int, prev: str) -> tuple[int, str]:
-        where = f"chain seq {event.seq} ({event.kind} of batch {event.batch_id})"
+        what = action_name(event.body, event.actor) if event.kind == OPERATOR_ACTION else f"{event.kind} of batch {event.batch_id}"
+        where = f"chain seq {event.seq} ({what})"
         if event.seq != expected_seq:
             self.problems.append(f"{where}: expected seq {expected_seq} (an entry is missing or was inserted)")
             expected_seq = event.seq
@@ -195,12 +200,14 @@ class _Facts:
     def __init__(self, conn: Connection, problems: list[str]):
         self.pending = deque(conn.execute(sa.select(chain_facts).order_by(chain_facts.c.seq)))
         self.problems = problems
-        before = [int(f.seq) for f in self.pending if f.kind == RECORDS_BEFORE_CHAIN]
-        # name -> chain seq -> [(row id, stored content hash)]; rows stored before 0008 are covered by its one fact
+        before: dict[str, int] = {}  # the migrations' facts: the first of each kind
+        for f in reversed(self.pending):
+            before[f.kind] = int(f.seq)
+        # name -> chain seq -> [(row id, stored content hash)]; rows stored before their table was chained are covered by a migration's one fact
         self.covered: dict[str, dict[int | None, list[tuple[str, str]]]] = {name: {} for name in COVERED_TABLES}
         for name, rows in _covered_rows(conn, problems):
             for row_id, content_hash, chain_seq in rows:
-                seq = chain_seq if chain_seq is not None else (before[0] if before else None)
+                seq = chain_seq if chain_seq is not None else before.get(COVERED_BEFORE_CHAIN[name])
                 self.covered[name].setdefault(seq, []).append((row_id, content_hash))
 
     def check(self, fact: Any, expected_seq: int, prev: str) -> tuple[int, str]:
@@ -212,7 +219,7 @@ class _Facts:
             self.problems.append(f"{where}: prev_hash does not match the previous entry's hash")
         if fact_hash(fact.prev_hash, fact.seq, fact.kind, fact.subject, fact.actor, fact.content_hash) != fact.entry_hash or sha256_hex(fact.body) != fact.content_hash:
             self.problems.append(f"{where}: entry hash mismatch: the row was edited")
-        if fact.kind in (RECORDS_BOOKED, RECORDS_BEFORE_CHAIN):
+        if fact.kind == RECORDS_BOOKED or fact.kind in COVERED_BEFORE_CHAIN.values():
             body = json.loads(fact.body)
             for name, table in COVERED_TABLES.items():
                 rows = self.covered[name].pop(int(fact.seq), [])
@@ -270,6 +277,18 @@ def _covered_rows(conn: Connection, problems: list[str]) -> Iterator[tuple[str, 
         _check_hash(("ledger_payee_accounts", key), sha256_hex(account_content(fields)), r.content_hash, problems)
         accounts_stored.append((key, r.content_hash, r.chain_seq))
     yield "accounts", accounts_stored
+    held = []
+    for r in conn.execute(sa.select(holds_t)):
+        where = ("ledger_holds", r.instruction_id)
+        _check_hash(where, sha256_hex(r.body), r.content_hash, problems)
+        body = json.loads(r.body)
+        listing = body.get("listing") or {}
+        _check_columns(where, {"listed_party": listing.get("payee_id"), "list": listing.get("list"), "reference": listing.get("reference"),
+                               "held_from": body.get("held_from")}, dict(r._mapping), problems)
+        held.append((r.instruction_id, r.content_hash, r.chain_seq))
+    yield "holds", held
+    # a release stores no content hash: its day, hashed, is what the fact covers
+    yield "releases", [(r.instruction_id, release_hash(r.released_on), r.chain_seq) for r in conn.execute(sa.select(hold_releases))]
 
 
 def _check_hash(where: tuple[str, str], recomputed: str, stored: str, problems: list[str]) -> None:

@@ -4,16 +4,18 @@ file drops the append-only triggers, edits, and `subsidy ledger verify --checkpo
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 
+from rules.exclusions import Listing
 from sinks.cli import main as ledger_main
 from sinks.ledger import Ledger, canonical_json, sha256_hex
 from sinks.ledger.booking import entry_hash
-from sinks.ledger.chain import COVERED_TABLES, fact_hash, message_key, records_digest
+from sinks.ledger.chain import COVERED_TABLES, fact_hash, message_key, records_digest, release_hash
 from sinks.ledger.checkpoints import Checkpoint, SigningKey, against_checkpoints, generate_key, load_public_keys, make_checkpoint
-from sinks.ledger.schema import GENESIS_HASH
+from sinks.ledger.schema import GENESIS_HASH, hold_releases, holds_t
 from tests.ledger.factory import TIMEZONE, purchase, run
 
 REJECTION = {"rejection_id": "compute-purchases:0:99", "topic": "compute-purchases", "partition": 0, "offset": 99, "code": "schema", "reason": "not JSON",
@@ -77,9 +79,10 @@ def rehash_chain(conn) -> None:
         else:
             fact, body = facts[seq], {}
             for name, table in COVERED_TABLES.items():
-                id_column = {"decisions": "decision_id", "rejections": "rejection_id"}.get(name)
-                columns = f"{id_column}, content_hash" if id_column else "source, event_id, content_hash"
-                rows = [(r[0], r[1]) if id_column else (message_key(r[0], r[1]), r[2]) for r in conn.exec_driver_sql(f"SELECT {columns} FROM {table} WHERE chain_seq = ?", (seq,))]
+                id_column = {"decisions": "decision_id", "rejections": "rejection_id", "holds": "instruction_id", "releases": "instruction_id"}.get(name)
+                columns = f"{id_column}, {'released_on' if name == 'releases' else 'content_hash'}" if id_column else "source, event_id, content_hash"
+                rows = [(r[0], release_hash(r[1]) if name == "releases" else r[1]) if id_column else (message_key(r[0], r[1]), r[2])
+                        for r in conn.exec_driver_sql(f"SELECT {columns} FROM {table} WHERE chain_seq = ?", (seq,))]
                 if rows:
                     body[name] = [len(rows), records_digest(rows)]
             text = canonical_json(body)
@@ -248,3 +251,70 @@ def test_a_payee_account_changed_before_its_batch_is_found(booked):
     booked.tamper("UPDATE ledger_payee_accounts SET account_number = '6222999999999999'", tables=("ledger_payee_accounts",))
     chain, _ = booked.verify()
     assert any(p.startswith("ledger_payee_accounts ") and "content hash (of its body) expected" in p for p in chain), chain
+
+
+def exclusion(party: str, ends: dt.date | None = None) -> Listing:
+    return Listing(party, "dishonest-judgment-debtor", "（2026）川01执1234号", dt.date(2026, 1, 1), ends, "chengdu-credit-platform", "x1", "2026-01-01T09:00:00+08:00")
+
+
+@pytest.mark.parametrize(("tamper", "found"), [
+    ("DELETE FROM ledger_hold_releases", "count expected 1, found 0: a row was removed"),  # the payee held forever
+    ("UPDATE ledger_hold_releases SET released_on = '2026-03-11'", "differ from its digest: a row was replaced"),  # paid early
+])
+def test_a_hold_release_deleted_or_moved_earlier(booked, tamper, found):
+    """A listing booked with its batch holds the mid-chain payment and releases it the day after it
+    ends; the release is covered by the batch's fact."""
+    iid = booked.payment.instruction_id
+    booked.ledger.record([], [], [], listings=[exclusion(booked.payment.beneficiary.id, ends=dt.date(2026, 9, 30))])
+    assert [(h["instruction_id"], h["released_on"]) for h in booked.ledger.holds(released=True)] == [(iid, "2026-10-01")]
+    assert booked.verify()[0] == []
+    booked.tamper(tamper, tables=("ledger_hold_releases",))
+    chain, _ = booked.verify()
+    assert any(p.startswith("ledger_hold_releases rows covered by chain seq" if "count" in found else "ledger_hold_releases: the rows covered by chain seq")
+               and found in p for p in chain), chain
+
+
+def test_a_hold_deleted_and_another_added(booked):
+    """A hold made on its own (``hold()``) is covered by a fact of its own: deleted, its payment would be
+    paid; one added behind the ledger's back, a payment nobody held would wait."""
+    iid = booked.payment.instruction_id
+    with booked.ledger.engine.connect() as conn:
+        other = conn.exec_driver_sql("SELECT instruction_id FROM ledger_instructions WHERE instruction_id <> ? LIMIT 1", (iid,)).scalar_one()
+    assert booked.ledger.hold(iid, exclusion(booked.payment.beneficiary.id), dt.date(2026, 3, 10))
+    with booked.ledger.engine.connect() as conn:
+        seq = conn.exec_driver_sql("SELECT chain_seq FROM ledger_holds").scalar_one()
+    assert booked.verify()[0] == []
+    booked.tamper(f"INSERT INTO ledger_holds SELECT '{other}', listed_party, list, reference, held_from, content_hash, body, recorded_at, NULL FROM ledger_holds",
+                  f"DELETE FROM ledger_holds WHERE instruction_id = '{iid}'", tables=("ledger_holds",))
+    chain, _ = booked.verify()
+    assert f"ledger_holds rows covered by chain seq {seq} (records-booked fact): count expected 1, found 0: a row was removed" in chain, chain
+    assert f"ledger_holds {other}: is in no fact of the chain: the row was added" in chain, chain
+
+
+def test_holds_stored_before_they_were_chained_are_covered_by_the_migration(tmp_path):
+    """A ledger at 0009 with a held and released payment: 0010 appends one fact covering both."""
+    from alembic import command
+
+    from sinks.ledger import make_engine
+    from sinks.ledger.database import _alembic_config
+    from sinks.ledger.holds import _hold_row
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "0009_chain_facts")
+    engine.dispose()
+    out = run([purchase("e1", 1, "3000.00")])
+    with Ledger.open(url, timezone=TIMEZONE, upgrade=False) as ledger:
+        ledger.record(out.decisions, out.instructions, [])
+        payment = out.instructions[0]
+        with ledger.engine.begin() as conn:
+            conn.execute(holds_t.insert().values(**_hold_row(payment.instruction_id, exclusion(payment.beneficiary.id), dt.date(2026, 3, 10))[1], recorded_at="2026-03-10"))
+            conn.execute(hold_releases.insert().values(instruction_id=payment.instruction_id, released_on="2026-10-01", recorded_at="2026-03-10"))
+    with Ledger.open(url, timezone=TIMEZONE) as ledger:
+        assert ledger.verify().problems == []
+        with ledger.engine.begin() as conn:
+            assert conn.exec_driver_sql("SELECT seq, kind FROM ledger_chain_facts").all() == [(2, "records-booked"), (3, "holds-before-0010")]
+            unlock(conn, ("ledger_hold_releases",))
+            conn.exec_driver_sql("DELETE FROM ledger_hold_releases")
+        assert ledger.verify().problems == ["ledger_hold_releases rows covered by chain seq 3 (holds-before-0010 fact): count expected 1, found 0: a row was removed"]

@@ -1,5 +1,6 @@
 """docker-compose.yml runs the Apache Kafka that local runs and tests fetch (streams/apache_kafka/pom.xml),
-as three nodes that keep their data on named volumes, and the workers know all three."""
+as three nodes that keep their data on named volumes, and the workers know all three and sign
+checkpoints with a key mounted as a secret."""
 
 from __future__ import annotations
 
@@ -39,3 +40,13 @@ def test_the_workers_bootstrap_from_every_node():
     config = StreamConfig.from_env(env={"SUBSIDY_BROKER": env["SUBSIDY_BROKER"]})
     assert config.bootstrap == "kafka-1:9092,kafka-2:9092,kafka-3:9092"
     assert config.broker == "kafka://kafka-1:9092;kafka://kafka-2:9092;kafka://kafka-3:9092"
+
+
+def test_the_workers_sign_checkpoints_with_a_key_mounted_as_a_secret():
+    """The key comes from a file outside the image, the database and the environment, and only the workers get it."""
+    for name in ("worker-1", "worker-2"):
+        worker = COMPOSE["services"][name]
+        config = StreamConfig.from_env(env={"SUBSIDY_CHECKPOINT_KEY": worker["environment"]["SUBSIDY_CHECKPOINT_KEY"]})
+        assert worker["secrets"] == ["checkpoint_key"] and config.checkpoint_key == "/run/secrets/checkpoint_key"
+    assert COMPOSE["secrets"]["checkpoint_key"] == {"file": "${SUBSIDY_CHECKPOINT_KEY_FILE:-./secrets/checkpoint.pem}"}
+    assert [name for name, service in COMPOSE["services"].items() if "secrets" in service] == ["worker-1", "worker-2"]
