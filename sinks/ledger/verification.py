@@ -130,6 +130,19 @@ class Verification(LedgerDatabase):
         return walk
 
 
+def _check_link(entry: Any, where: str, expected_seq: int, prev: str, recomputed_hash: str, problems: list[str]) -> int:
+    """An entry of ``ledger_chain_events`` or ``ledger_chain_facts`` in its place: its seq, its
+    link to the previous entry, its own hash and its body's; returns the seq to go on from."""
+    if entry.seq != expected_seq:
+        problems.append(f"{where}: expected seq {expected_seq} (an entry is missing or was inserted)")
+        expected_seq = entry.seq
+    if entry.prev_hash != prev:
+        problems.append(f"{where}: prev_hash does not match the previous entry's hash")
+    if recomputed_hash != entry.entry_hash or sha256_hex(entry.body) != entry.content_hash:
+        problems.append(f"{where}: entry hash mismatch: the row was edited")
+    return int(expected_seq)
+
+
 def _check_entry(entry: dict[str, Any], expected_seq: int, prev: str, bodies: dict[str, Any], problems: list[str]) -> tuple[int, str]:
     """One journal entry and its instruction; returns (its seq, its hash)."""
     if entry["seq"] != expected_seq:
@@ -168,13 +181,8 @@ class _PaymentEvents:
     def check(self, event: Any, expected_seq: int, prev: str) -> tuple[int, str]:
         what = action_name(event.body, event.actor) if event.kind == OPERATOR_ACTION else f"{event.kind} of batch {event.batch_id}"
         where = f"chain seq {event.seq} ({what})"
-        if event.seq != expected_seq:
-            self.problems.append(f"{where}: expected seq {expected_seq} (an entry is missing or was inserted)")
-            expected_seq = event.seq
-        if event.prev_hash != prev:
-            self.problems.append(f"{where}: prev_hash does not match the previous entry's hash")
-        if chain_event_hash(event.prev_hash, event.seq, event.kind, event.batch_id, event.actor, event.content_hash) != event.entry_hash or sha256_hex(event.body) != event.content_hash:
-            self.problems.append(f"{where}: entry hash mismatch: the row was edited")
+        expected_seq = _check_link(event, where, expected_seq, prev, chain_event_hash(event.prev_hash, event.seq, event.kind, event.batch_id, event.actor, event.content_hash),
+                                   self.problems)
         body = json.loads(event.body)
         if event.kind == "batch-proposed":
             header = self.headers.pop(event.batch_id, None)
@@ -212,13 +220,7 @@ class _Facts:
 
     def check(self, fact: Any, expected_seq: int, prev: str) -> tuple[int, str]:
         where = f"chain seq {fact.seq} ({fact.kind} fact)"
-        if fact.seq != expected_seq:
-            self.problems.append(f"{where}: expected seq {expected_seq} (an entry is missing or was inserted)")
-            expected_seq = fact.seq
-        if fact.prev_hash != prev:
-            self.problems.append(f"{where}: prev_hash does not match the previous entry's hash")
-        if fact_hash(fact.prev_hash, fact.seq, fact.kind, fact.subject, fact.actor, fact.content_hash) != fact.entry_hash or sha256_hex(fact.body) != fact.content_hash:
-            self.problems.append(f"{where}: entry hash mismatch: the row was edited")
+        expected_seq = _check_link(fact, where, expected_seq, prev, fact_hash(fact.prev_hash, fact.seq, fact.kind, fact.subject, fact.actor, fact.content_hash), self.problems)
         if fact.kind == RECORDS_BOOKED or fact.kind in COVERED_BEFORE_CHAIN.values():
             body = json.loads(fact.body)
             for name, table in COVERED_TABLES.items():
