@@ -122,3 +122,54 @@ def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys
     assert all(cap["used"] <= cap["limit"] for cap in caps.values())
     assert all(balance == 0 for account, balance in balances.items() if account.startswith("payable:"))
     assert chain == []
+
+
+@pytest.mark.integration
+def test_a_generated_year_paid_to_reconciled_statements_on_postgresql(small_year, postgres_url, tmp_path, capsys):
+    """The issue's end-to-end run on a generated year (tests/cli/conftest.py): replayed into
+    PostgreSQL, paid with 1 % rejections and 2 % returns, corrected or voided, re-issued: every
+    payment ends settled, voided, netted or held, the books balanced and no cap crossed."""
+    path, _ = small_year
+    with fresh_database(postgres_url, prefix="ledger") as url:
+        ledger = ["--ledger", url]
+        ok(capsys, ["replay", str(path), *ledger])
+        with Ledger.open(url, timezone=TIMEZONE) as opened:
+            with opened.engine.connect() as conn:
+                payees = [p for (p,) in conn.exec_driver_sql("SELECT DISTINCT payee_id FROM ledger_instructions WHERE kind = 'payment' ORDER BY payee_id")]
+        ok(capsys, ["payees", "import", accounts_csv(tmp_path / "accounts.csv", payees, digit="0", verified_at="2026-03-01T09:00:00+08:00"), *ledger])
+        if "two approvers" in ok(capsys, ["payments", "batch", "--as", "alice", *ledger]):  # a year's batch is over 10,000,000.00
+            assert "approval 1 of 2 recorded (erin)" in ok(capsys, ["payments", "approve", "PB000001", "--as", "erin", *ledger])
+        first = send(capsys, ledger, tmp_path, "PB000001", "2027-01-05", "--reject-rate", "0.01", "--return-rate", "0.02")
+        ok(capsys, ["payments", "ingest", first["pain002"], *ledger])
+        ok(capsys, ["payments", "ingest", first["camt054"], *ledger])
+        assert main(["payments", "reconcile", first["camt053"], *ledger]) == 0
+        capsys.readouterr()
+
+        failed = json.loads(ok(capsys, ["payments", "status", "--json", *ledger]))["rejected_or_returned"]
+        assert {f["state"] for f in failed} == {"rejected", "returned"}
+        corrected, voided = failed[:-1], failed[-1]
+        ok(capsys, ["payees", "import", accounts_csv(tmp_path / "corrected.csv", sorted({f["payee_id"] for f in corrected}), digit="9",
+                                                     verified_at="2027-01-06T09:00:00+08:00"), *ledger])
+        ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", *ledger])
+        ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
+        second = send(capsys, ledger, tmp_path, "PB000002", "2027-01-08", "--reject-rate", "0", "--return-rate", "0")
+        assert len(read_answers(open(second["pain002"], "rb").read()).answers) == len(corrected)
+        ok(capsys, ["payments", "ingest", second["pain002"], *ledger])
+        ok(capsys, ["payments", "ingest", second["camt054"], *ledger])
+        assert main(["payments", "reconcile", second["camt053"], *ledger]) == 0
+
+        with Ledger.open(url, timezone=TIMEZONE) as opened:
+            balances = opened.trial_balance()
+            _, waiting, states = opened.payment_status()
+            caps = opened.cap_usage()
+            chain = opened.verify_chain()
+            unbatched = [a.payments for a in opened.awaiting_account()]
+            with opened.engine.connect() as conn:
+                payments = set(conn.exec_driver_sql("SELECT instruction_id FROM ledger_instructions WHERE kind = 'payment'").scalars())
+                netted_whole = set(conn.exec_driver_sql("SELECT payment_id FROM ledger_offsets").scalars()) - states.keys()
+            held = {h["instruction_id"] for h in opened.holds()}
+        # every payment ends in one state: paid (settled), voided, netted whole against a clawback, or held (listed)
+        assert payments == states.keys() | netted_whole | held and not held & states.keys() and len(states) > 1000
+        assert sum(balances.values()) == 0 and chain == [] and not waiting and not unbatched
+        assert set(states.values()) == {"settled", "voided"} and Counter(states.values())["voided"] == 1
+        assert all(cap["used"] <= cap["limit"] for cap in caps.values())
