@@ -278,12 +278,12 @@ class Payments(LedgerDatabase):
                 items, listed = self._not_listed(conn, items)
                 payable = bool(items)
                 items, netted = net_payments(items, open_receivables(conn))
-                if payable and not items:  # an offset names its batch: none without a payment to send
-                    raise PaymentRefused(f"nothing to batch: every payment{_selection(clause_id, until)} is covered by what its payee owes back "
-                                         "(`subsidy ledger receivables`); they are netted in the next batch that pays another payment")
                 reissued, listed_reissues = self._not_listed(conn, reissues(conn, current, clause_id, until))
                 items += reissued
                 held += listed + listed_reissues
+                if payable and not items:  # an offset names its batch: none without a payment to send
+                    raise PaymentRefused(f"nothing to batch: every payment{_selection(clause_id, until)} is covered by what its payee owes back "
+                                         "(`subsidy ledger receivables`); they are netted in the next batch that pays another payment")
                 if not items:
                     held = sum(a.payments for a in awaiting)
                     raise PaymentRefused(f"nothing to batch: no unbatched payment{_selection(clause_id, until)} has a payee with a verified account"
