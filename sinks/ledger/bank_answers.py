@@ -12,7 +12,8 @@ its own, a message that does not fit a rejection in ``ledger_rejections``:
 * settled: payable:PAYEE -> ``bank:disbursement`` (the debtor account the transfers leave from);
 * returned: back, bank -> payable: the payee is owed the money again;
 * voided (an operator, ``void_payment``, only of a rejected or returned payment): payable -> the
-  budget account the journal charged, so the budget has the room again.
+  budget account the journal charged, so the budget has the room again (in the ledger only:
+  docs/decisions/0014-a-payment-after-the-bank-in-the-ledger.md).
 
 The journal's entry (budget -> payable) and these postings together always balance: the trial
 balance is zero. The answers of one file for one batch, and each void, take a place in the hash
