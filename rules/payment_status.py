@@ -9,8 +9,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from rules.inputs import PaymentStatus
-from rules.intake import parse_as
+from rules.inputs import PAYMENT_STATUS_TOPIC, PaymentStatus
+from rules.intake import Rejected, parse_as
+from rules.policy import Policy
 
 #: (code, reason) -> the ``subsidy-rejections`` record of the message's bytes where they were read
 Reject = Callable[[str, str], dict[str, Any]]
@@ -28,7 +29,11 @@ class StatusMessage:
     reject: Reject
 
 
-def status_from(raw: bytes, key: bytes | None, rejection_id: str, reject: Reject) -> StatusMessage:
-    """Bytes of one ``payment-status`` message -> the message for the ledger, or ``Rejected``."""
+def status_from(raw: bytes, policy: Policy, key: bytes | None, rejection_id: str, reject: Reject) -> StatusMessage:
+    """Bytes of one ``payment-status`` message -> the message for the ledger, or ``Rejected``. Only a
+    source on the topic's allow-list may say a payment was settled or returned."""
     status = parse_as(PaymentStatus, raw)
+    allowed = policy.sources.get(PAYMENT_STATUS_TOPIC, frozenset())
+    if status.source not in allowed:
+        raise Rejected("unknown-source", f"source {status.source!r} may not publish to {PAYMENT_STATUS_TOPIC}; allowed: {', '.join(sorted(allowed)) or 'none'}")
     return StatusMessage(status.model_dump(mode="json", exclude_none=True), status.amount, hashlib.sha256(raw).hexdigest(), key, rejection_id, reject)

@@ -242,7 +242,7 @@ class IntakeStage:
                 batch.accounts.append(account_from(raw, self.policy))
                 return None
             if record.topic == PAYMENT_STATUS_TOPIC:  # no claim; whether it fits a payment sent, the ledger judges
-                batch.statuses.append(status_from(raw, key, rejection_id(record.topic, record.partition, record.offset, raw),
+                batch.statuses.append(status_from(raw, self.policy, key, rejection_id(record.topic, record.partition, record.offset, raw),
                                                   lambda code, reason: uncounted_rejection_of(origin, code, reason, self.clock())))
                 return None
             received_at = None

@@ -180,7 +180,7 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
                     account_lines.append(number)
                     continue
                 if topic == PAYMENT_STATUS_TOPIC:
-                    statuses.append(_status(raw, value, number))
+                    statuses.append(_status(raw, policy, value, number))
                     status_lines.append(number)
                     continue
                 found = intake(topic, raw, policy)
@@ -287,10 +287,10 @@ def replay(path: str | Path, policy: Policy, ledger: LedgerLike | None, batch_li
     return summary
 
 
-def _status(raw: bytes, value: Any, number: int) -> StatusMessage:
+def _status(raw: bytes, policy: Policy, value: Any, number: int) -> StatusMessage:
     """A ``payment-status`` line as intake reads one, its rejection naming the line."""
     key = _key_of(value)
-    return status_from(raw, key, rejection_id(PAYMENT_STATUS_TOPIC, None, number, raw), lambda code, reason: rejection_record(
+    return status_from(raw, policy, key, rejection_id(PAYMENT_STATUS_TOPIC, None, number, raw), lambda code, reason: rejection_record(
         PAYMENT_STATUS_TOPIC, None, number, key, raw, code, reason, dt.datetime.now(dt.timezone.utc)))
 
 

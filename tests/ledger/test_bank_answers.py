@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from parties import uscc
 from rules.money import format_fen, parse_amount
 from rules.payment_status import status_from
+from rules.policy import load_policy
 from schemas.outputs import rejection_id, rejection_record
 from sinks.export import batch_pain001
 from sinks.iso20022_answers import camt054, pain002, read_answers
@@ -81,7 +82,7 @@ def _status(event_id: str, e2e: str, status: str, amount: str | None = None, rea
     value |= {"reason_code": reason} if reason else {}
     raw = json.dumps(value).encode()
     when = dt.datetime(2026, 4, 1, 10, tzinfo=dt.timezone.utc)
-    return status_from(raw, b"k", rejection_id("payment-status", 0, offset, raw),
+    return status_from(raw, load_policy(), b"k", rejection_id("payment-status", 0, offset, raw),
                        lambda code, why: rejection_record("payment-status", 0, offset, b"k", raw, code, why, when))
 
 

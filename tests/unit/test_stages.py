@@ -141,13 +141,16 @@ def status_record(value: bytes, offset: int) -> Record:
 def test_a_payment_status_is_for_the_ledger_to_judge_and_makes_no_claim_nor_progress(stages):
     intake, _, _ = stages
     bad = json.dumps({**json.loads(STATUS), "event_id": "s2", "reason_code": None}).encode()  # returned, with no reason
-    batch = intake.take([status_record(STATUS, 0), status_record(bad, 1)])
+    stranger = json.dumps({**json.loads(STATUS), "event_id": "s3", "source": "mallory", "status": "settled"}).encode()
+    batch = intake.take([status_record(STATUS, 0), status_record(bad, 1), status_record(stranger, 2)])
     (status,) = batch.statuses
     assert (status.message["status"], status.amount_fen, status.key) == ("returned", 12_000_000, b"8f14e45fceea167a5a36dedd4bea2543")
     refused = status.reject("unknown-payment", "no payment was sent with this EndToEndId")  # what the ledger does with a misfit
     assert (refused["rejection_id"], refused["topic"], refused["offset"], refused["rejected_at"]) == (status.rejection_id, "payment-status", 0, AT.isoformat())
-    (rejection,) = batch.rejections  # a bad message is rejected by intake, like any input
+    rejection, unlisted = batch.rejections  # a bad message is rejected by intake, like any input
     assert rejection["offset"] == 1 and "reason_code" in rejection["reason"]
+    # only the policy's sources may say a payment was settled or returned
+    assert (unlisted["offset"], unlisted["code"]) == (2, "unknown-source") and "'mallory' may not publish to payment-status" in unlisted["reason"]
     assert not sent(batch, CLAIMS_TOPIC) and not intake.read_up_to and batch.to_book()
 
 
