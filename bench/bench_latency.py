@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
+from bench.common import PG_URL_HELP, emit, environment, fresh_database, run_with_postgres  # noqa: E402
 from bench.pipeline_support import KAFKA_HELP, Broker, generated_events, kafka_argument, rss_kib, wait_group_settled  # noqa: E402
 
 GOAL_P99_S = 1.0
@@ -84,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=None, help=PG_URL_HELP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    with postgres_server(args.pg_url, log) as server:
-        args.pg_url = server
-        return in_run_directory("bench-latency-", lambda workdir: bench_latency(args, workdir, log))
+    return run_with_postgres(args, "bench-latency-", lambda workdir, log: bench_latency(args, workdir, log))
 
 
 def latency_on(kind: str, args: argparse.Namespace, workdir: Path, messages: list, expected, log) -> dict:

@@ -58,7 +58,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_ledger import bench_bare_every_row, stored_rows  # noqa: E402
-from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
+from bench.common import PG_URL_HELP, emit, environment, fresh_database, run_with_postgres  # noqa: E402
 from bench.pipeline_support import (  # noqa: E402
     KAFKA_HELP,
     Broker,
@@ -275,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-two", action="store_true", help="skip (d), the 2-worker run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    with postgres_server(args.pg_url, log) as server:
-        args.pg_url = server
-        return in_run_directory("bench-pipeline-", lambda workdir: bench_pipeline(args, workdir, log))
+    return run_with_postgres(args, "bench-pipeline-", lambda workdir, log: bench_pipeline(args, workdir, log))
 
 
 def load_average() -> list[float]:

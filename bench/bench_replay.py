@@ -30,7 +30,7 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_replay_million import SUBSIDY, run_child  # noqa: E402
-from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
+from bench.common import PG_URL_HELP, emit, environment, fresh_database, run_with_postgres  # noqa: E402
 from rules.policy import DEFAULT_POLICY_PATH  # noqa: E402
 
 LEDGER_TABLES = ("ledger_accounts", "ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_journal", "ledger_cap_usage", "ledger_cap_charges",
@@ -79,10 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=None, help=PG_URL_HELP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    with postgres_server(args.pg_url, log) as server:
-        args.pg_url = server
-        return in_run_directory("bench-replay-", lambda workdir: bench(args, log, workdir), given=args.workdir)
+    return run_with_postgres(args, "bench-replay-", lambda workdir, log: bench(args, log, workdir), given=args.workdir)
 
 
 def bench(args: argparse.Namespace, log, workdir: Path) -> int:

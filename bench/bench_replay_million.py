@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
+from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, run_with_postgres  # noqa: E402
 
 SUBSIDY = [sys.executable, "-m", "subsidy.cli"] if not (Path(sys.executable).parent / "subsidy").exists() else [str(Path(sys.executable).parent / "subsidy")]
 
@@ -87,12 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["sqlite", "postgresql"], default=None)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if args.only == "sqlite":
+        log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
         return in_run_directory("bench-replay-", lambda workdir: bench_replay(args, log, workdir), given=args.workdir)
-    with postgres_server(args.pg_url, log) as server:
-        args.pg_url = server
-        return in_run_directory("bench-replay-", lambda workdir: bench_replay(args, log, workdir), given=args.workdir)
+    return run_with_postgres(args, "bench-replay-", lambda workdir, log: bench_replay(args, log, workdir), given=args.workdir)
 
 
 def bench_replay(args: argparse.Namespace, log, workdir: Path) -> int:

@@ -140,6 +140,16 @@ def in_run_directory(prefix: str, run: Callable[[Path], int], given: str | None 
             print(f"{prefix.rstrip('-')}: the run did not pass; its inputs and logs are kept in {path}", file=sys.stderr)
 
 
+def run_with_postgres(args: Any, prefix: str, run: Callable[[Path, Callable[..., None]], int], given: str | None = None) -> int:
+    """A bench's main: ``run(directory, log)`` in a run directory (``in_run_directory``) with
+    ``args.pg_url`` set to a PostgreSQL server (``postgres_server``); ``log`` prints to stderr
+    unless ``args.json``."""
+    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    with postgres_server(args.pg_url, log) as server:
+        args.pg_url = server
+        return in_run_directory(prefix, lambda workdir: run(workdir, log), given=given)
+
+
 # -- results ---------------------------------------------------------------------------------
 
 

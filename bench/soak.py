@@ -34,7 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_latency import publish_steady  # noqa: E402
-from bench.common import PG_URL_HELP, emit, environment, fresh_database, in_run_directory, postgres_server  # noqa: E402
+from bench.common import PG_URL_HELP, emit, environment, fresh_database, run_with_postgres  # noqa: E402
 from bench.pipeline_support import rss_kib  # noqa: E402
 
 
@@ -74,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pg-url", default=None, help=PG_URL_HELP)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    with postgres_server(args.pg_url, log) as server:
-        args.pg_url = server
-        return in_run_directory("soak-", lambda workdir: soak(args, log, workdir))
+    return run_with_postgres(args, "soak-", lambda workdir, log: soak(args, log, workdir))
 
 
 def soak(args: argparse.Namespace, log, workdir: Path) -> int:
