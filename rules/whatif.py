@@ -68,8 +68,9 @@ def simulate(events: Iterable[tuple[str, bytes]] | Messages, policies: Sequence[
     """Decide ``events`` ((topic, message bytes), e.g. a replay file's lines, or those already
     parsed by ``parse_events``) under ``policies``, as intake and the engine decide them.
 
-    Each programme decides the claims its own intake makes, with its own state, as the pipeline's
-    one-programme engine does today."""
+    Each policy decides the claims its own intake makes, with its own state: programmes that run
+    together (combined caps, 就高不重复 across them) come as one policy (``rules.policy.combine``),
+    as `subsidy whatif` loads a list of files."""
     messages = events if isinstance(events, Messages) else parse_events(events)
     outcome = Outcome()
     for policy in policies:

@@ -146,7 +146,8 @@ def cmd_whatif(args: argparse.Namespace) -> int:
 
     new_path = Path(args.policy)
     current_path = Path(args.against) if args.against else DEFAULT_POLICY_PATH
-    new, current = load_policy(new_path), load_policy(current_path)
+    # as text, so that a list of files (city.yaml:district.yaml) runs the programmes together
+    new, current = load_policy(str(new_path)), load_policy(str(current_path))
     if args.top < 0:
         raise CommandError("--top must be 0 or more")
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from whatif_events import RATE_50, RATE_60, THREE_PURCHASES, events_line, policy_file
@@ -32,6 +33,19 @@ def test_rate_060_to_050_in_json(three_purchases, tmp_path, capsys):
         "payees_affected": 3,
         "exhaustion": {"current": {"compute-voucher": {"2026": None}}, "new": {"compute-voucher": {"2026": None}}},
     }
+
+
+def test_programmes_given_as_a_list_of_files_run_together(three_purchases, tmp_path, capsys):
+    """As every other command takes them (city.yaml:district.yaml): both sides with the district's programme."""
+    from rules.policy import SHIPPED_PROGRAMMES
+
+    district = SHIPPED_PROGRAMMES.split(os.pathsep)[1]
+    new = policy_file(tmp_path, "new.yaml", (RATE_60, RATE_50))
+    current = SHIPPED_PROGRAMMES.split(os.pathsep)[0]
+    argv = ["whatif", str(three_purchases), "--policy", f"{new}{os.pathsep}{district}", "--against", f"{current}{os.pathsep}{district}", "--json"]
+    assert main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["diff"] == {"compute-voucher": {"2026": "-300.00"}}
 
 
 def test_text_lists_totals_budgets_and_payees_and_saves_for_the_console(three_purchases, tmp_path, capsys):
