@@ -47,6 +47,7 @@ from rules.records import (
     OutcomeName,
     Party,
     RefundPendingComputation,
+    VoidedBy,
 )
 
 State = MutableMapping[str, Any]
@@ -254,6 +255,8 @@ class Engine:
         record = self.state.get(key)
         if record is not None and "decision" in record:
             return self._repeat(claim, record)
+        if claim.voids is not None:
+            return self._void(plan, claim, key, late_by)
         if claim.corrects is not None:
             return self._correct(plan, claim, key, late_by)
         return self._grant(plan, claim, key, record, late_by)
@@ -519,6 +522,44 @@ class Engine:
         self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision.to_wire(), "instructions": [i.to_wire() for i in instructions], "corrects": claim.corrects}
         return Outcome(decisions=[decision], instructions=instructions)
 
+    # -- an operator's void of a payment not yet paid out (topic payment-voids) -----------------
+
+    def _void(self, plan: _ClausePlan, claim: Claim, key: str, late_by: str | None) -> Outcome:
+        """Withdraw what a payment still grants: a whole clawback that gives its room back under
+        every cap it charged, so that later claims of the clause may take it."""
+        assert claim.voids is not None  # decide() brings only voids here
+        voids = claim.voids
+        payment_id, event_id = voids["instruction_id"], voids["event_id"]
+        original = self.state.get(plan.claim_key(voids["source"], event_id))
+        if (original is None or original.get("instruction_id") is None or original["instruction_id"] != payment_id
+                or original["payee"]["id"] != claim.payee["id"]):
+            return Outcome(rejection=("unknown-payment", f"{payment_id} is not a payment of event {event_id!r} from {voids['source']!r} under {plan.clause.id} "
+                                                         f"to {claim.payee['id']}: `subsidy payments status` lists the payments"))
+        granted = original["granted"]
+        if granted == 0:
+            return Outcome(rejection=("nothing-to-void", f"payment {payment_id} grants nothing any more: it was voided, clawed back whole or "
+                                                         "superseded (就高不重复) before; `subsidy explain` shows its decisions"))
+        self._release(original["charged"], granted, whole=True)
+        base = original["base"] or 0
+        rate = Rate(*original["rate"]) if original["rate"] else None
+        computation = CorrectionComputation(
+            original_base=base, refunded_before=original["refunded"], refund=0, net_base=base - original["refunded"], rate=str(rate) if rate else None,
+            raw_entitlement=0, granted_before=granted, granted_after=0, clawback=granted,
+            caps_released=tuple(scope for scope, _, _ in original["charged"]), void=VoidedBy(voids["operator"], voids["reason"]),
+        )
+        instruction_id = plan.instruction_ids.of(claim.source, claim.event_id)
+        decision = self._decision(
+            plan, claim, fiscal_year=original["fiscal_year"], outcome=CLAWED_BACK, payee=Party.from_wire(original["payee"]), granted=-granted, declined=0,
+            declined_by=None, reason=f"voided by {voids['operator']}: {voids['reason']}; its {format_fen(granted)} goes back under every cap it charged",
+            computation=computation, instruction_id=instruction_id, late_by=late_by, corrects=event_id,
+            beneficiary=Party.from_wire(original["decision"]["beneficiary"]),
+        )
+        instruction = _instruction(decision, instruction_id=instruction_id, kind="clawback", computation=computation, corrects=payment_id,
+                                   event_ids=(event_id, claim.event_id))
+        self.state[plan.claim_key(voids["source"], event_id)] = {**original, "granted": 0, "charged": []}
+        self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision.to_wire(), "instructions": [instruction.to_wire()]}
+        return Outcome(decisions=[decision], instructions=[instruction])
+
     def _release(self, charged: list[list[Any]], clawback: int, whole: bool) -> None:
         """Give back room under every cap a payment was charged to; a whole clawback also
         gives back its place under count caps (a distinct subject's only when its last claim goes)."""
@@ -540,7 +581,7 @@ class Engine:
     def _decision(
         self, plan: _ClausePlan, claim: Claim, *, fiscal_year: int, outcome: OutcomeName, payee: Party, granted: int, declined: int,
         declined_by: str | None, reason: str, computation: Computation, instruction_id: str | None, late_by: str | None,
-        decision_id: str | None = None, corrects: str | None = None,
+        decision_id: str | None = None, corrects: str | None = None, beneficiary: Party | None = None,
     ) -> Decision:
         """The claim's decision: what the claim and the policy say, and what the caller decided.
         ``decision_id`` and ``corrects``: of a supersession, which is the claim's decision about another's payment."""
@@ -556,7 +597,7 @@ class Engine:
             fiscal_year=fiscal_year,
             outcome=outcome,
             payee=payee,
-            beneficiary=Party.from_wire(claim.beneficiary),
+            beneficiary=beneficiary or Party.from_wire(claim.beneficiary),
             granted=granted,
             declined=declined,
             declined_by=declined_by,

@@ -347,3 +347,41 @@ class PaymentStatus(_Strict):
         if self.amount is not None and self.amount <= 0:
             raise ValueError("amount must be positive")
         return self
+
+
+# -- payment voids (ours, not the contract's): an operator withdraws a payment that has not
+# reached its payee. Unlike the contract's other v1.1 topics it makes a claim: decide releases the
+# payment's room under every cap it charged, in event-time order with the clause's other claims,
+# so that a replay of the inputs pays what the pipeline paid (docs/decisions/0015-a-void-is-an-input-of-decide.md).
+
+PAYMENT_VOIDS_TOPIC = "payment-voids"
+InstructionId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+Operator = Annotated[str, StringConstraints(min_length=1, max_length=100, strip_whitespace=True)]
+
+
+class VoidedPayment(_Strict):
+    """The payment a void withdraws: its instruction, and the clause and event that decided it."""
+
+    instruction_id: InstructionId
+    clause_id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    source: Text
+    event_id: EventId
+
+
+class PaymentVoid(_Strict):
+    """An operator's void of one payment (``subsidy payments void``). Kafka key: the payee's id.
+    The ``event_id`` is ``void-`` and the instruction id, so a payment is voided at most once."""
+
+    event_id: EventId
+    source: Text
+    occurred_at: Timestamp
+    payee: Beneficiary
+    payment: VoidedPayment
+    operator: Operator
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=500, strip_whitespace=True)]
+
+    @model_validator(mode="after")
+    def _one_void_per_payment(self) -> "PaymentVoid":
+        if self.event_id != f"void-{self.payment.instruction_id}":
+            raise ValueError(f"event_id must be \"void-{self.payment.instruction_id}\": a payment is voided once")
+        return self

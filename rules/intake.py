@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ValidationError
 
-from rules.inputs import MODEL_BY_TOPIC, AwardAnnouncement, Enterprise, InputMessage, party_id
+from rules.inputs import MODEL_BY_TOPIC, PAYMENT_VOIDS_TOPIC, AwardAnnouncement, Enterprise, InputMessage, PaymentVoid, party_id
 from rules.policy import Clause, Policy
 
 M = TypeVar("M", bound=BaseModel)  # an input model, or payment-status (no beneficiary)
@@ -53,11 +53,17 @@ class Claim:
     corrects: str | None  # event_id of the purchase or invoice this refund/credit note corrects
     fingerprint: str  # digest of the validated message: tells a replay from a reused event_id
     project_ref: str | None = None  # contract v1.1; None in claims written before it
+    # of a payment-voids message (void_claim): the payment voided, who and why
+    voids: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a dict, sharing the party dicts (``asdict`` deep-copies them: a tenth of
-        a worker's intake time, for a dict that is serialized at once)."""
-        return {name: getattr(self, name) for name in _CLAIM_FIELDS}
+        a worker's intake time, for a dict that is serialized at once). Without ``voids`` unless
+        it is one: a claim's record stays what it was before voids existed."""
+        data = {name: getattr(self, name) for name in _CLAIM_FIELDS}
+        if self.voids is None:
+            del data["voids"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Claim":
@@ -220,7 +226,47 @@ def claims_from_message(topic: str, message: InputMessage, policy: Policy, recei
 def intake(topic: str, raw: bytes, policy: Policy, received_at: dt.datetime | None = None) -> list[Claim]:
     """Bytes of one input message -> its claims, or ``Rejected``. ``received_at``: when the
     broker received it (None for a file replayed without a broker: no clock-skew check)."""
+    if topic == PAYMENT_VOIDS_TOPIC:
+        return [void_claim(raw, policy)]
     return claims_from_message(topic, parse_message(topic, raw), policy, received_at)
+
+
+# --- payment voids (ours): an operator withdraws a payment that has not reached its payee -------
+# The void is a claim of the payment's clause, keyed like the clause's other claims, so that decide
+# releases the payment's caps in event-time order (rules/engine.py ``_void``) and a replay of the
+# inputs decides what the pipeline decided. Whether the payment can still be withdrawn (not sent,
+# not settled) the ledger checks before the void is published (``subsidy payments void``).
+
+
+def void_claim(raw: bytes, policy: Policy) -> Claim:
+    """Bytes of one ``payment-voids`` message -> the claim decide voids the payment with, or ``Rejected``."""
+    void = parse_as(PaymentVoid, raw)
+    allowed = policy.sources.get(PAYMENT_VOIDS_TOPIC, frozenset())
+    if void.source not in allowed:
+        raise Rejected("unknown-source", f"source {void.source!r} may not publish to {PAYMENT_VOIDS_TOPIC}; allowed: {', '.join(sorted(allowed)) or 'none'}")
+    payment = void.payment
+    if payment.clause_id not in policy.clauses:
+        raise Rejected("unknown-clause", f"clause {payment.clause_id!r} of payment {payment.instruction_id} is not in policy {policy.policy_id}")
+    day = void.occurred_at.astimezone(_zone(policy.timezone)).date()
+    payee = {"id": party_id(void.payee), "kind": void.payee.kind, "name": void.payee.name}
+    return Claim(
+        clause_id=payment.clause_id,
+        topic=PAYMENT_VOIDS_TOPIC,
+        source=void.source,
+        event_id=void.event_id,
+        occurred_at=void.occurred_at.isoformat(),
+        fiscal_year=day.year,
+        day=day.isoformat(),
+        beneficiary=payee,
+        payee=payee,
+        base=None,
+        grade=None,
+        subject=None,
+        corrects=None,
+        fingerprint=hashlib.sha256(void.model_dump_json().encode()).hexdigest()[:32],
+        voids={"instruction_id": payment.instruction_id, "source": payment.source, "event_id": payment.event_id,
+               "operator": void.operator, "reason": void.reason},
+    )
 
 
 # --- programme windows (issue 25) ---------------------------------------------------------

@@ -161,6 +161,21 @@ class RefundPendingComputation:
         return cls(refund=parse_amount(wire["refund"]), refunded_total=parse_amount(wire["refunded_total"]))
 
 
+@dataclass(frozen=True, slots=True)
+class VoidedBy:
+    """Who voided a payment before it reached its payee, and why (an input of ``payment-voids``)."""
+
+    operator: str
+    reason: str
+
+    def to_wire(self) -> dict[str, str]:
+        return {"operator": self.operator, "reason": self.reason}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, str]) -> VoidedBy:
+        return cls(operator=wire["operator"], reason=wire["reason"])
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CorrectionComputation(_WireOnce):
     """A refund or credit note of a decided original: its entitlement on the net base, and the clawback."""
@@ -175,21 +190,27 @@ class CorrectionComputation(_WireOnce):
     granted_after: int
     clawback: int
     caps_released: tuple[str, ...]
+    # of an operator's void (topic payment-voids): who voided the payment and why; absent from
+    # the wire otherwise, so a refund's record stays byte for byte what it was
+    void: VoidedBy | None = None
 
     _wire: dict[str, Any] | None = field(default=None, init=False, repr=False, compare=False)
 
     def _build_wire(self) -> dict[str, Any]:
-        return {"original_base": format_fen(self.original_base), "refunded_before": format_fen(self.refunded_before), "refund": format_fen(self.refund),
+        wire: dict[str, Any] = {"original_base": format_fen(self.original_base), "refunded_before": format_fen(self.refunded_before), "refund": format_fen(self.refund),
                 "net_base": format_fen(self.net_base), "rate": self.rate, "raw_entitlement": format_fen(self.raw_entitlement),
                 "granted_before": format_fen(self.granted_before), "granted_after": format_fen(self.granted_after), "clawback": format_fen(self.clawback),
                 "caps_released": list(self.caps_released)}
+        if self.void is not None:
+            wire["void"] = self.void.to_wire()
+        return wire
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> CorrectionComputation:
         return cls(original_base=parse_amount(wire["original_base"]), refunded_before=parse_amount(wire["refunded_before"]), refund=parse_amount(wire["refund"]),
                    net_base=parse_amount(wire["net_base"]), rate=wire["rate"], raw_entitlement=parse_amount(wire["raw_entitlement"]),
                    granted_before=parse_amount(wire["granted_before"]), granted_after=parse_amount(wire["granted_after"]), clawback=parse_amount(wire["clawback"]),
-                   caps_released=tuple(wire["caps_released"]))
+                   caps_released=tuple(wire["caps_released"]), void=VoidedBy.from_wire(wire["void"]) if "void" in wire else None)
 
 
 Computation: TypeAlias = GrantComputation | RefundPendingComputation | CorrectionComputation

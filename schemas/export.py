@@ -36,7 +36,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from rules.policy import Policy, load_policy
-from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, MODEL_BY_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC, PayeeAccount, PayeeExclusion, PaymentStatus
+from schemas.inputs import (
+    EXCLUSIONS_TOPIC,
+    INPUT_TOPICS,
+    MODEL_BY_TOPIC,
+    PAYEE_ACCOUNTS_TOPIC,
+    PAYMENT_STATUS_TOPIC,
+    PAYMENT_VOIDS_TOPIC,
+    PayeeAccount,
+    PayeeExclusion,
+    PaymentStatus,
+    PaymentVoid,
+)
 from schemas.outputs import OUTPUT_MODELS, RFC3339_PATTERN, rejection_record
 
 HERE = Path(__file__).resolve().parent
@@ -50,8 +61,10 @@ BASE_URI = "https://chengdu-ai-subsidy.example/schemas/v1/"
 #: the bank's answers: rules/payment_status.py, booked as `subsidy payments ingest` books a file's,
 #: sinks/ledger/bank_answers.py)
 OTHER_INPUT_MODELS: dict[str, type[BaseModel]] = {EXCLUSIONS_TOPIC: PayeeExclusion, PAYEE_ACCOUNTS_TOPIC: PayeeAccount, PAYMENT_STATUS_TOPIC: PaymentStatus}
-TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OUTPUT_MODELS)
-MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OUTPUT_MODELS}
+#: inputs of ours, in no version of the contract: an operator's void of a payment (rules/intake.py void_claim)
+OWN_INPUT_MODELS: dict[str, type[BaseModel]] = {PAYMENT_VOIDS_TOPIC: PaymentVoid}
+TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OTHER_INPUT_MODELS) + tuple(OWN_INPUT_MODELS) + tuple(OUTPUT_MODELS)
+MODELS: dict[str, type[BaseModel]] = {**MODEL_BY_TOPIC, **OTHER_INPUT_MODELS, **OWN_INPUT_MODELS, **OUTPUT_MODELS}
 
 #: the lines of /work/shared/contract.md (v1, and v1.1's "Sizes") each schema quotes, verbatim
 CONTRACT_LINES: dict[str, tuple[str, ...]] = {
@@ -126,6 +139,7 @@ _TITLES = {
     EXCLUSIONS_TOPIC: "A payee listed by the credit system, whose payments are held",
     PAYEE_ACCOUNTS_TOPIC: "A payee's verified bank account, or its revocation",
     PAYMENT_STATUS_TOPIC: "A bank's answer about one payment: accepted, rejected, settled or returned",
+    PAYMENT_VOIDS_TOPIC: "An operator's void of a payment that has not reached its payee",
     "disbursement-instructions": "A payment (or clawback) for finance to make",
     "subsidy-decisions": "The outcome of one claim under one clause",
     "subsidy-rejections": "An input that could not be accepted",
@@ -151,8 +165,11 @@ def topic_schema(topic: str, policy: Policy | None = None) -> dict[str, Any]:
     generated.pop("title", None)
     model_doc = generated.pop("description", None)
     _add_timestamp_patterns(generated)
-    quote = "\n".join(f"> {line}" for line in CONTRACT_LINES[topic])
-    description = f"Topic `{topic}`, wire contract {'v1.1' if topic in OTHER_INPUT_MODELS else 'v1'}:\n\n{quote}"
+    if topic in OWN_INPUT_MODELS:
+        description = f"Topic `{topic}`: the pipeline's own input, in no version of the wire contract."
+    else:
+        quote = "\n".join(f"> {line}" for line in CONTRACT_LINES[topic])
+        description = f"Topic `{topic}`, wire contract {'v1.1' if topic in OTHER_INPUT_MODELS else 'v1'}:\n\n{quote}"
     if topic in MODEL_BY_TOPIC or topic in (EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC):  # payment-status is keyed by EndToEndId, names no payee
         description += f"\n\n> {_COMMON_INPUT}"
         props = generated["properties"]

@@ -19,7 +19,7 @@ import json
 import uuid
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_serializer, model_validator
 
 from rules.identifiers import resident_id_problem, uscc_problem
 from rules.money import parse_amount
@@ -197,9 +197,17 @@ class RefundPendingComputation(_Out):
     granted: Literal["0.00"]
 
 
+class VoidedBy(_Out):
+    """Who voided a payment before it reached its payee, and why (input ``payment-voids``)."""
+
+    operator: str = Field(min_length=1, max_length=100)
+    reason: str = Field(min_length=1, max_length=500)
+
+
 class CorrectionComputation(_Out):
     """A refund / credit note of an original already decided: the entitlement recomputed on
-    the net base, and what is clawed back."""
+    the net base, and what is clawed back. An operator's void of a payment that has not reached
+    its payee is a correction too: nothing refunded, everything clawed back, with ``void``."""
 
     original_base: NonNegativeMoney
     refunded_before: NonNegativeMoney
@@ -211,6 +219,7 @@ class CorrectionComputation(_Out):
     granted_after: NonNegativeMoney
     clawback: NonNegativeMoney
     caps_released: list[Scope]
+    void: VoidedBy | None = Field(default=None, description="present only on the void of a payment: who voided it, and why")
 
     @model_validator(mode="after")
     def _arithmetic(self) -> "CorrectionComputation":
@@ -220,7 +229,17 @@ class CorrectionComputation(_Out):
             raise ValueError("net_base must equal original_base - refunded_before - refund")
         if bool(self.caps_released) and not fen(self.clawback):
             raise ValueError("caps_released must be empty when nothing is clawed back")
+        if self.void is not None and (fen(self.refund) or fen(self.granted_after)):
+            raise ValueError("a void refunds nothing and claws back everything: refund and granted_after must be 0.00")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_absent_void(self, handler: Any) -> dict[str, Any]:
+        """A refund's computation has no ``void`` key on the wire (the engine's record has none)."""
+        data = handler(self)
+        if data.get("void") is None:
+            data.pop("void", None)
+        return data
 
 
 # --- decision ------------------------------------------------------------------------

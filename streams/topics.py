@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC
+from schemas.inputs import EXCLUSIONS_TOPIC, INPUT_TOPICS, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC, PAYMENT_VOIDS_TOPIC
 from streams.stage_outputs import MAX_RECORD_BYTES
 
 CLAIMS_TOPIC = "subsidy-claims"
@@ -35,8 +35,9 @@ STATE_TABLE = "subsidy-state"
 ORDERED_INPUTS = frozenset({"award-announcements"})
 #: what intake reads: the claims' topics, and the listings that hold payments, the accounts
 #: payments go to and the bank's answers about them (contract v1.1), which make no claim, so
-#: decide's event-time watermark does not wait for them
-INTAKE_TOPICS = (*INPUT_TOPICS, EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC)
+#: decide's event-time watermark does not wait for them; and operators' voids of payments (ours),
+#: claims too rare for the watermark to wait for: a void is decided when the claims' inputs pass it
+INTAKE_TOPICS = (*INPUT_TOPICS, EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC, PAYMENT_VOIDS_TOPIC)
 
 #: how long a broker has to answer the topic requests of a worker or of ``subsidy topics``
 BROKER_TIMEOUT_SECONDS = 15.0

@@ -85,7 +85,7 @@ class ReplaySummary:
 def _key_of(value: Any) -> bytes | None:
     """The Kafka key the message would have had: the beneficiary's identifier, or a payment's EndToEndId."""
     if isinstance(value, dict):
-        party = value.get("beneficiary")
+        party = value.get("beneficiary", value.get("payee"))  # payment-voids names the payee
         if isinstance(party, dict):
             for name in ("uscc", "person_id", "team_ref"):
                 if isinstance(party.get(name), str):

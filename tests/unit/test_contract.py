@@ -31,6 +31,7 @@ from schemas.export import (
     CONTRACT_LINES,
     EXAMPLES_DIR,
     MODELS,
+    OWN_INPUT_MODELS,
     SCHEMA_DIR,
     TOPICS,
     all_schemas,
@@ -77,7 +78,7 @@ def schema_errors(topic: str, document: Any) -> list[str]:
 
 def test_every_topic_has_a_committed_schema_and_nothing_else_is_there():
     assert sorted(p.name for p in SCHEMA_DIR.glob("*.json")) == sorted(f"{t}.json" for t in TOPICS), STALE
-    assert len(TOPICS) == 10
+    assert len(TOPICS) == 11
 
 
 @pytest.mark.parametrize("name", sorted(f"{t}.json" for t in TOPICS))
@@ -95,7 +96,9 @@ def test_schema_is_draft_2020_12_with_id_title_and_contract_quote(topic):
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     assert schema["$id"].endswith(f"/{topic}.json")
     assert schema["title"].startswith(topic)
-    for line in CONTRACT_LINES[topic]:
+    if topic in OWN_INPUT_MODELS:  # ours, in no version of the contract: the schema says so
+        assert "in no version of the wire contract" in schema["description"]
+    for line in CONTRACT_LINES.get(topic, ()):
         assert line in schema["description"]
 
 
@@ -103,7 +106,7 @@ def test_schema_is_draft_2020_12_with_id_title_and_contract_quote(topic):
 @pytest.mark.parametrize("topic", TOPICS)
 def test_quoted_lines_are_verbatim_from_the_contract(topic):
     contract = " ".join(CONTRACT_MD.read_text(encoding="utf-8").split())
-    for line in CONTRACT_LINES[topic]:
+    for line in CONTRACT_LINES.get(topic, ()):
         assert " ".join(line.split()) in contract
 
 

@@ -104,7 +104,7 @@ def test_valid_purchase_makes_one_compute_voucher_claim_paid_to_the_provider():
     assert claim.fiscal_year == 2026 and claim.day == "2026-03-01"
     assert claim.corrects is None
     assert Claim.from_dict(json.loads(json.dumps(claim.to_dict()))) == claim
-    assert claim.to_dict() == dataclasses.asdict(claim)  # to_dict is a shallow asdict
+    assert claim.to_dict() == {k: v for k, v in dataclasses.asdict(claim).items() if k != "voids"}  # a shallow asdict; voids only of a void
 
 
 @pytest.mark.parametrize("topic, build, clause", [

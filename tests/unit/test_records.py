@@ -75,6 +75,8 @@ def problems(record_type: Any, schema: dict[str, Any], defs: dict[str, Any], whe
         assert ellipsis is Ellipsis, f"{where}: a record's sequence is tuple[X, ...]"
         return [f"{where}: a tuple where the wire has {kind}"] if kind != "array" else problems(item, schema["items"], defs, f"{where}[]")
     if dataclasses.is_dataclass(record_type):
+        if "properties" not in schema:
+            return [f"{where}: a record where the wire has {kind}"]
         return _record_problems(record_type, schema, defs, where)
     return [f"{where}: {record_type} has no wire form here"]
 

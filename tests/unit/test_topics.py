@@ -36,7 +36,7 @@ def as_wanted(spec) -> TopicState:
 
 def test_every_topic_of_the_app_has_a_spec_with_every_checked_setting():
     specs = topic_specs("app", 4)
-    assert [s.name for s in specs] == [*INPUT_TOPICS, "payee-exclusions", "payee-accounts", "payment-status", CLAIMS_TOPIC, changelog_topic("app"),
+    assert [s.name for s in specs] == [*INPUT_TOPICS, "payee-exclusions", "payee-accounts", "payment-status", "payment-voids", CLAIMS_TOPIC, changelog_topic("app"),
                                        "disbursement-instructions", "subsidy-decisions", "subsidy-rejections", "subsidy-dead-letters", "ledger-checkpoints"]
     assert {s.name: s.kind for s in specs if s.kind == STATE} == {CLAIMS_TOPIC: STATE, "app-subsidy-state-changelog": STATE}
     for spec in specs:
