@@ -144,13 +144,13 @@ def test_topics_check_and_create_for_operators(kafka, capsys):
 
     code, out = topics_command(capsys, "create", *broker)
     assert code == 0, out
-    assert f"created {changelog}" in out and out.rstrip().endswith("all 14 topics as the pipeline wants them")
+    assert f"created {changelog}" in out and out.rstrip().endswith("all 15 topics as the pipeline wants them")
     row = next(line.split() for line in out.splitlines() if line.startswith(changelog))
     assert row == [changelog, "state", "4", "1", "1", "delete", "-1", "-1", "1048588", "false", "ok"]
 
     code, out = topics_command(capsys, "check", "--json", *broker)
     topics = json.loads(out)
-    assert code == 0 and len(topics) == 14 and all(t["exists"] and not t["problems"] for t in topics)
+    assert code == 0 and len(topics) == 15 and all(t["exists"] and not t["problems"] for t in topics)
 
     alter(kafka.bootstrap, changelog, cleanup_policy="compact", retention_ms="86400000")
     code, out = topics_command(capsys, "check", *broker)
