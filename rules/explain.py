@@ -100,6 +100,7 @@ class ClawbackWorking:
     granted_after: int
     releases: tuple[Release, ...]
     superseded: bool = False  # clawed back whole as a claim elsewhere funds the project for more (就高不重复)
+    voided_by: dict[str, str] | None = None  # clawed back whole by an operator's void: {"operator", "reason"}
 
     @property
     def net_base(self) -> int:
@@ -200,6 +201,7 @@ class Explanation:
                 "granted_after": format_fen(w.granted_after),
                 "clawback": format_fen(w.clawback),
                 "superseded": w.superseded,
+                "voided_by": w.voided_by,
                 "releases": [{"cap": r.cap_id, "kind": r.kind, "scope": r.scope, "amount": _cap_figure(r.kind, r.amount)} for r in w.releases],
             }
         else:
@@ -414,10 +416,13 @@ def _clawback(clause: Clause, day: dt.date, record: dict[str, Any], computation:
         rate = _at(clause.entitlement.rate, day)
     checks.same("rate", _rate(rate), computation.get("rate"))
     net = base - refunded_before - refund
-    # a refund of nothing that claws back everything: only a supersession (rules.engine._supersede)
-    superseded = refund == 0 and granted_before > 0 and _optional_money(computation.get("granted_after")) == 0
-    # a fixed or graded amount does not shrink with a refund; a superseded payment is entitled to nothing
-    entitlement = 0 if superseded else rate.apply_floor(net) if rate else granted_before
+    # a refund of nothing that claws back everything: an operator's void (rules.engine._void), which
+    # says so, or else a supersession (rules.engine._supersede)
+    voided_by = computation.get("void") if isinstance(computation.get("void"), dict) else None
+    whole = refund == 0 and granted_before > 0 and _optional_money(computation.get("granted_after")) == 0
+    superseded = whole and voided_by is None
+    # a fixed or graded amount does not shrink with a refund; a superseded or voided payment is entitled to nothing
+    entitlement = 0 if whole else rate.apply_floor(net) if rate else granted_before
     granted_after = min(granted_before, entitlement)
     clawback = granted_before - granted_after
     checks.money("net base", net, _optional_money(computation.get("net_base")))
@@ -431,7 +436,7 @@ def _clawback(clause: Clause, day: dt.date, record: dict[str, Any], computation:
     releases = tuple(Release(str(step.get("cap")), str(step.get("kind")), str(step.get("scope")), _released(step, clawback, granted_after)) for step in charged)
     corrects_instruction = record.get("corrects") if "event_ids" in record else original.get("instruction_id")
     return values, ClawbackWorking(_corrects_event(record), corrects_instruction, base, refunded_before, refund, rate, entitlement,
-                                   granted_before, granted_after, releases, superseded)
+                                   granted_before, granted_after, releases, superseded, voided_by)
 
 
 def _released(step: dict[str, Any], clawback: int, granted_after: int) -> int:

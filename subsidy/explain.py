@@ -176,6 +176,7 @@ def _clawback(w: ClawbackWorking, caps: dict[str, Cap], paid: list[str]) -> list
         ["− this refund", format_grouped(w.refund), ""],
         ["net base", format_grouped(w.net_base), ""],
         ["funded elsewhere for more (就高不重复)", format_grouped(w.entitlement), "the decision names the claim that funds the project"] if w.superseded else
+        [f"voided by {w.voided_by.get('operator')}", format_grouped(w.entitlement), str(w.voided_by.get("reason"))[:80]] if w.voided_by else
         [f"× rate {w.rate}, rounded down to the fen" if w.rate else "a fixed amount, unchanged by a refund", format_grouped(w.entitlement), "entitlement on the net base"],
         ["granted before", format_grouped(w.granted_before), ""],
         ["granted after", format_grouped(w.granted_after), "the lesser of the two above"],

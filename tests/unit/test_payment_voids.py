@@ -11,6 +11,7 @@ import pytest
 
 from parties import enterprise
 from rules.engine import Engine
+from rules.explain import explain
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
 from subsidy.replay import replay
@@ -106,3 +107,14 @@ def test_a_replay_decides_a_void_in_event_time_order_whatever_its_place_in_the_f
     summary = replay(path, POLICY, None)
     assert summary.rejected == 0
     assert summary.granted == {"compute-voucher": {"2026": 60_000_000}}
+
+
+def test_explain_reproduces_a_void_and_names_who_voided_it():
+    engine = Engine(POLICY, {})
+    paid = decide(engine, purchase("p-1", "1000.00", 2))
+    voided = decide(engine, void(paid.instructions[0].instruction_id, "p-1", 4))
+    explanation = explain(POLICY, decision=voided.decisions[0].to_wire(), instruction=voided.instructions[0].to_wire(), original=paid.decisions[0].to_wire())
+    assert explanation.reproduced, explanation.differences
+    working = explanation.to_json()["working"]
+    assert working["voided_by"] == {"operator": "wang.fang", "reason": "account closed, payee deregistered"} and not working["superseded"]
+    assert working["clawback"] == "600.00"
