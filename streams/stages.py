@@ -189,7 +189,8 @@ def dead_lettered(record: Record, reason: str, now: dt.datetime) -> tuple[bytes 
 
 
 class IntakeStage:
-    """Bytes of the four input topics -> claims keyed by clause on ``subsidy-claims``, or a rejection;
+    """Bytes of the four input topics, and of ``payment-voids`` (an operator's void, a claim of the
+    payment's clause) -> claims keyed by clause on ``subsidy-claims``, or a rejection;
     of ``payee-exclusions`` -> a listing for the ledger (``StageBatch.listings``), of
     ``payee-accounts`` -> an account for the ledger (``StageBatch.accounts``), of ``payment-status``
     -> a bank's answer for the ledger (``StageBatch.statuses``), or a rejection.
