@@ -405,3 +405,16 @@ def test_an_input_dated_after_the_broker_received_it_beyond_the_clock_skew_is_re
     assert rejection["code"] == "dated-in-future"
     backfill = IntakeStage(POLICY, 1, clock=lambda: AT, check_clock_skew=False)  # history being loaded
     assert not backfill.take([early]).rejections
+
+
+def test_a_void_is_a_claim_of_its_payments_clause_decided_in_turn_as_a_whole_clawback(stages):
+    """The payment-voids example voids the payment the compute-purchases example makes."""
+    intake, decide, _ = stages
+    paid = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))
+    void = resources.files("schemas.examples").joinpath("payment-voids.json").read_bytes()
+    claims = claims_of(intake.take([Record("payment-voids", 0, 0, b"k-1", void, 1_776_648_600.0)]), first_offset=10)
+    assert [json.loads(record.value)["claim"]["voids"]["instruction_id"] for record in claims[:-1]] == [paid.instructions[0].instruction_id]
+    voided = decide.take(claims)
+    (clawback,) = voided.instructions
+    assert (clawback.kind, clawback.amount, clawback.corrects) == ("clawback", -paid.instructions[0].amount, paid.instructions[0].instruction_id)
+    assert clawback.computation.void is not None and voided.to_book()
