@@ -121,6 +121,9 @@ class Policy:
     digest: str  # sha256 of the file: which exact text decided a claim
     # issue 25: how far occurred_at may be after the broker received a message (clocks disagree)
     clock_skew: Dated[dt.timedelta] | None = None
+    # issue 26: how long a payment the bank rejected or returned waits for a corrected account
+    # before `subsidy payments void --overdue` voids it (on the day of its last answer); none: only an operator voids
+    void_unpaid_after: Dated[dt.timedelta] | None = None
     # issue 25: USCC registration-division prefixes (GB 32100 characters 3-8) whose enterprises may be paid
     registration_divisions: Dated[tuple[str, ...]] | None = None
     # issue 28: caps that clauses of this file share with clauses of another programme
@@ -473,6 +476,7 @@ def parse_policy(raw: bytes, name: str = "<policy>") -> Policy:
         clauses=clauses,
         digest=hashlib.sha256(raw).hexdigest(),
         clock_skew=r.dated(doc, "clock_skew", "the policy file", parse_duration) if "clock_skew" in doc else None,
+        void_unpaid_after=r.dated(doc, "void_unpaid_after", "the policy file", parse_duration) if "void_unpaid_after" in doc else None,
         registration_divisions=_registration_divisions(r, doc),
         combined_caps=_combined_caps(r, doc),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from parties import enterprise
 from rules.engine import Engine
 from rules.explain import explain
 from rules.intake import Rejected, intake
-from rules.policy import load_policy
+from rules.policy import DEFAULT_POLICY_PATH, load_policy
 from subsidy.replay import replay
 
 POLICY = load_policy()
@@ -118,3 +119,10 @@ def test_explain_reproduces_a_void_and_names_who_voided_it():
     working = explanation.to_json()["working"]
     assert working["voided_by"] == {"operator": "wang.fang", "reason": "account closed, payee deregistered"} and not working["superseded"]
     assert working["clawback"] == "600.00"
+
+
+def test_each_programme_says_how_long_a_rejected_or_returned_payment_waits_before_it_is_voided():
+    both = load_policy(f"{DEFAULT_POLICY_PATH}{os.pathsep}{DEFAULT_POLICY_PATH.parent / 'chengdu-high-tech-zone-2025.yaml'}")
+    for clause in ("compute-voucher", "hitech-compute-voucher"):
+        dated = both.programme_of(clause).void_unpaid_after
+        assert dated is not None and dated.at(dt.date(2026, 6, 1)) == dt.timedelta(days=180)
