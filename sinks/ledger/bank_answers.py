@@ -131,6 +131,7 @@ class VoidRequest:
     operator: str
     reason: str
     requested_at: str  # UTC
+    occurs: dt.datetime  # the void's event time: after the request, and after every claim decided before it
     new: bool  # recorded now, not by an earlier run of the command
 
     def message(self, zone: dt.tzinfo) -> dict[str, Any]:
@@ -138,7 +139,7 @@ class VoidRequest:
         redelivered void, and refuses one with other content under the same event_id)."""
         payee = self.payment["payee"]
         return {"event_id": f"void-{self.instruction_id}", "source": VOIDS_SOURCE,
-                "occurred_at": dt.datetime.fromisoformat(self.requested_at).astimezone(zone).isoformat(timespec="seconds"),
+                "occurred_at": self.occurs.astimezone(zone).isoformat(),
                 "payee": {_PARTY_ID[payee["kind"]]: payee["id"], "name": payee["name"]},
                 "payment": {"instruction_id": self.instruction_id, "clause_id": self.payment["clause_id"], "source": self.payment["source"],
                             "event_id": self.payment["event_ids"][0]},
@@ -202,6 +203,18 @@ def where_payments_stand(conn: Connection, instruction_ids: Collection[str]) -> 
     last: dict[str, Sending] = {s.instruction_id: s for s in all_sendings(conn, instruction_ids)}
     netted = set(conn.execute(sa.select(offsets.c.payment_id).where(offsets.c.payment_id.in_(list(instruction_ids)))).scalars())
     return {iid: (last[iid].state, last[iid]) if iid in last else ("netted" if iid in netted else "decided", None) for iid in instruction_ids}
+
+
+def _latest_decided(conn: Connection, before_seq: int) -> dt.datetime | None:
+    """The latest event time of the decisions booked before chain seq ``before_seq``. WHY: decide
+    orders claims by event time, so a void dated before a claim decided already would slot in
+    before it on a replay of the inputs and decide it anew (other caps' room): a replay would not
+    pay what the pipeline paid, and a ledger refuses the different decision."""
+    where = "WHERE chain_seq IS NULL OR chain_seq < :seq"
+    if conn.dialect.name == "postgresql":
+        return conn.execute(sa.text(f"SELECT max(CAST(CAST(body AS jsonb) ->> 'occurred_at' AS timestamptz)) FROM ledger_decisions {where}"), {"seq": before_seq}).scalar()
+    day = conn.execute(sa.text(f"SELECT max(julianday(json_extract(body, '$.occurred_at'))) FROM ledger_decisions {where}"), {"seq": before_seq}).scalar()
+    return None if day is None else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=day - 2440587.5)  # Julian day of the epoch
 
 
 def book_voids(conn: Connection, head: tuple[int, str], voids: Sequence[tuple[str, str, dict[str, Any]]], now: str) -> tuple[int, str]:
@@ -437,10 +450,17 @@ class BankAnswers(Payments):
                 if requested is None and state not in NOT_GONE_OUT:
                     raise PaymentRefused(f"payment {instruction_id} is {state}" + (f" (batch {last.batch_id})" if last else "")
                                          + ": only a payment not gone out (in no batch, or rejected or returned by the bank) can be voided")
-                action = dict(requested._mapping) if requested is not None else action_row(actor, "cli", VOID_REQUESTED, instruction_id, reason)
                 if requested is None:
-                    append_action(conn, head, action)
-                return VoidRequest(instruction_id, json.loads(row.body), state, action["user_name"], action["reason"], action["recorded_at"], requested is None)
+                    action = action_row(actor, "cli", VOID_REQUESTED, instruction_id, reason)  # the command line has no roles
+                    seq = append_action(conn, head, action)[0]
+                else:
+                    action = dict(requested._mapping)
+                    seq = conn.execute(sa.select(chain_events.c.seq).where(chain_events.c.kind == "operator-action",
+                                                                           chain_events.c.body.contains(canonical_json({"action_id": action["action_id"]})[1:-1]))).scalar_one()
+                requested_at = dt.datetime.fromisoformat(action["recorded_at"])
+                latest = _latest_decided(conn, seq)
+                occurs = max(requested_at, latest + dt.timedelta(seconds=1) if latest else requested_at).replace(microsecond=0)
+                return VoidRequest(instruction_id, json.loads(row.body), state, action["user_name"], action["reason"], action["recorded_at"], occurs, requested is None)
 
         return self._with_retry(write)[0]
 

@@ -1,36 +1,40 @@
 """A year's payments from batch to reconciled statement, as finance runs them (README, "Paying"):
 batch, approve (never by the maker), export, the bank's answers with 2 % returns and 1 %
-rejections (``subsidy bank-sim``), ingest, corrected accounts, re-issue, a void, and statements
-that match. On SQLite, and once on PostgreSQL (the issue's end-to-end test)."""
+rejections (``subsidy bank-sim``), ingest, corrected accounts, re-issue, a void (decided by a
+replay of the events with it, its room back under the caps), and statements that match. On SQLite, and once on PostgreSQL (the issue's end-to-end test)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import zlib
 from collections import Counter
 
 import pytest
+import sqlalchemy as sa
 
 from bench.common import fresh_database
 from parties import uscc
+from rules.money import parse_amount
 from sinks.iso20022_answers import camt053, camt054, end_to_end_id, read_answers, read_statement
 from sinks.ledger import Ledger
 from subsidy.cli import main
-from tests.ledger.factory import TIMEZONE, purchase, run
+from tests.ledger.factory import TIMEZONE, purchase
 
 HEADER = "payee_id,account_name,account_number,bank_code,verified_at\n"
 PAYEES = 100
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def ledger(request, tmp_path):
-    """A ledger holding a year of 100 paid purchases, one payee each (the ledger factory's core run)."""
-    events = [purchase(f"e{n}", n + 1, f"{1000 + 37 * n}.{n % 100:02d}", provider=9_100_000 + n) for n in range(PAYEES)]
-    out = run(events)
+def ledger(request, tmp_path, capsys):
+    """A ledger holding a year of 100 paid purchases, one payee each, replayed from events.jsonl."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"topic": topic, "value": value}, ensure_ascii=False) + "\n"
+                              for topic, value in (purchase(f"e{n}", n + 1, f"{1000 + 37 * n}.{n % 100:02d}", provider=9_100_000 + n) for n in range(PAYEES))),
+                      encoding="utf-8")
 
     def filled(url: str) -> list[str]:
-        with Ledger.open(url, timezone=TIMEZONE) as opened:
-            opened.record(out.decisions, out.instructions, [])
+        ok(capsys, ["replay", str(events), "--ledger", url])
         return ["--ledger", url]
 
     if request.param == "sqlite":
@@ -60,6 +64,28 @@ def send(capsys, ledger, tmp_path, batch: str, day: str, *rates: str) -> dict[st
     ok(capsys, ["payments", "export", batch, "--format", "pain001", "--out", str(pain), "--execution-date", day, "--as", "carol", *ledger])
     ok(capsys, ["bank-sim", str(pain), "--out", str(tmp_path / "bank"), "--seed", "7", *rates])
     return {kind: str(tmp_path / "bank" / f"{batch}-{kind}.xml") for kind in ("pain002", "camt054", "camt053")}
+
+
+def replay_books_only_the_void(capsys, ledger: list[str], events: str, voided: dict) -> None:
+    """``subsidy replay`` of the events with the void appended, into the ledger that holds the rest:
+    decide's clawback is all it books, and the payment's room is back under its caps."""
+    def counts() -> tuple[dict[str, int], dict[str, int]]:
+        with Ledger.open(ledger[1], timezone=TIMEZONE) as opened:
+            with opened.engine.connect() as conn:
+                rows = {table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+                        for table in ("ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_payment_voids")}
+            return rows, {scope: cap["used"] for scope, cap in opened.cap_usage().items()}
+
+    before, used_before = counts()
+    ok(capsys, ["replay", events, *ledger])
+    after, used_after = counts()
+    assert {table: after[table] - before[table] for table in before} == {"ledger_decisions": 1, "ledger_instructions": 1, "ledger_rejections": 0,
+                                                                        "ledger_payment_voids": 1}
+    with Ledger.open(ledger[1], timezone=TIMEZONE) as opened:
+        with opened.engine.connect() as conn:
+            payment = json.loads(conn.execute(sa.text("SELECT body FROM ledger_instructions WHERE instruction_id = :i"), {"i": voided["instruction_id"]}).scalar_one())
+    charged = [step["scope"] for step in payment["computation"]["caps"] if step["kind"] == "amount"]
+    assert charged and all(used_before[scope] - used_after[scope] == parse_amount(voided["amount"]) for scope in charged)
 
 
 def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys):
@@ -97,9 +123,12 @@ def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys
     corrected, voided = failed[:2], failed[2]
     ok(capsys, ["payees", "import", accounts_csv(tmp_path / "corrected.csv", [f["payee_id"] for f in corrected], digit="9", verified_at="2026-04-03T09:00:00+08:00"), *ledger])
     settled_one = next(e for e in sent if e.end_to_end_id not in {f["end_to_end_id"] for f in failed})
-    assert main(["payments", "void", settled_one.end_to_end_id, "--as", "dora", "--reason", "test", *ledger]) == 2
-    assert "only a rejected or returned payment can be voided" in capsys.readouterr().err
-    assert "is back on budget:" in ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", *ledger])
+    events = str(tmp_path / "events.jsonl")
+    assert main(["payments", "void", settled_one.end_to_end_id, "--as", "dora", "--reason", "test", "--to", events, *ledger]) == 2
+    assert "is settled (batch PB000001): only a payment not gone out" in capsys.readouterr().err
+    assert "out of every batch and re-issue from now; appended to" in ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora",
+                                                                                 "--reason", "payee dissolved", "--to", events, *ledger])
+    replay_books_only_the_void(capsys, ledger, events, voided)
 
     assert "PB000002 proposed by alice: 2 payment(s)" in ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
     second = send(capsys, ledger, tmp_path, "PB000002", "2026-04-07", "--reject-rate", "0", "--return-rate", "0")
@@ -150,7 +179,10 @@ def test_a_generated_year_paid_to_reconciled_statements_on_postgresql(small_year
         corrected, voided = failed[:-1], failed[-1]
         ok(capsys, ["payees", "import", accounts_csv(tmp_path / "corrected.csv", sorted({f["payee_id"] for f in corrected}), digit="9",
                                                      verified_at="2027-01-06T09:00:00+08:00"), *ledger])
-        ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", *ledger])
+        events = str(tmp_path / "events.jsonl")
+        shutil.copy(path, events)
+        ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", "--to", events, *ledger])
+        replay_books_only_the_void(capsys, ledger, events, voided)
         ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
         second = send(capsys, ledger, tmp_path, "PB000002", "2027-01-08", "--reject-rate", "0", "--return-rate", "0")
         assert len(read_answers(open(second["pain002"], "rb").read()).answers) == len(corrected)
