@@ -5,13 +5,16 @@ operator's void request stops the payment before decide reaches the void."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
 
+from console.payments import payee_payments, state_totals
 from parties import enterprise, uscc
+from rules.money import format_fen
 from sinks.iso20022_answers import camt054, end_to_end_id, pain002, read_answers
 from sinks.ledger import Ledger, PaymentRefused
 from sinks.ledger.bank_answers import reissues
@@ -75,7 +78,10 @@ def test_a_void_of_a_payment_never_batched_voids_it_and_gives_the_caps_back(book
     assert (proposal.number_of_transactions, proposal.control_sum_fen, proposal.clawbacks) == (1, second.amount, 0)
     assert [item.instruction_id for item in ledger.batch_contents(proposal.batch_id)[1]] == [second.instruction_id]
     balanced(ledger, PAYEES[0])
+    stands = {i["instruction_id"]: i["state"] for i in payee_payments(ledger.engine, PAYEES[0], dt.date(2026, 12, 31), 10)["instructions"]}
+    assert stands == {first.instruction_id: "voided", clawback.instruction_id: "payment voided"}  # the console's Payments page
     with ledger.engine.connect() as conn:
+        assert state_totals(conn)[-1] == {"state": "voided", "payments": 1, "amount_fen": first.amount, "amount": format_fen(first.amount)}
         entry = json.loads(conn.execute(sa.text("SELECT body FROM ledger_chain_events WHERE kind = 'payment-voided'")).scalar_one())
         assert (entry["clawback_id"], entry["state"], entry["postings"]) == (clawback.instruction_id, "decided", [])
         conn.execute(sa.text("DROP TRIGGER ledger_payment_voids_no_update"))
