@@ -150,6 +150,9 @@ def _publish(envelope: str, broker: str, asked: str) -> None:
             publish_file(str(path), _bootstrap(broker), client_id="subsidy-payments-void")
         except (BrokerUnreachable, NotAcknowledged) as error:
             raise _command_error()(f"payments void: {asked} (it stays out of batches), but {error}: run the command again to publish it") from None
+        except Exception as error:  # noqa: BLE001 - the broker went away or refused it: one line for the user
+            raise _command_error()(f"payments void: {asked} (it stays out of batches), but publishing to {broker} failed "
+                                   f"({type(error).__name__}: {error}): run the command again to publish it") from None
 
 
 def _duration(span: dt.timedelta) -> str:

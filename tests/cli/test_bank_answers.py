@@ -88,7 +88,7 @@ def replay_books_only_the_void(capsys, ledger: list[str], events: str, voided: d
     assert charged and all(used_before[scope] - used_after[scope] == parse_amount(voided["amount"]) for scope in charged)
 
 
-def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys):
+def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys, monkeypatch):
     payees = [uscc(9_100_000 + n) for n in range(PAYEES)]
     ok(capsys, ["payees", "import", accounts_csv(tmp_path / "accounts.csv", payees, digit="0", verified_at="2026-03-01T09:00:00+08:00"), *ledger])
     assert "PB000001 proposed by alice: 100 payment(s)" in ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
@@ -124,6 +124,9 @@ def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys
     ok(capsys, ["payees", "import", accounts_csv(tmp_path / "corrected.csv", [f["payee_id"] for f in corrected], digit="9", verified_at="2026-04-03T09:00:00+08:00"), *ledger])
     settled_one = next(e for e in sent if e.end_to_end_id not in {f["end_to_end_id"] for f in failed})
     events = str(tmp_path / "events.jsonl")
+    monkeypatch.delenv("SUBSIDY_BROKER", raising=False)
+    assert main(["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", *ledger]) == 2
+    assert "say where the void goes: --broker HOST:PORT" in capsys.readouterr().err
     assert main(["payments", "void", settled_one.end_to_end_id, "--as", "dora", "--reason", "test", "--to", events, *ledger]) == 2
     assert "is settled (batch PB000001): only a payment not gone out" in capsys.readouterr().err
     assert "out of every batch and re-issue from now; appended to" in ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora",
@@ -205,3 +208,42 @@ def test_a_generated_year_paid_to_reconciled_statements_on_postgresql(small_year
         assert sum(balances.values()) == 0 and chain == [] and not waiting and not unbatched
         assert set(states.values()) == {"settled", "voided"} and Counter(states.values())["voided"] == 1
         assert all(cap["used"] <= cap["limit"] for cap in caps.values())
+
+
+def test_a_void_is_published_keyed_by_its_payee_and_sent_again_the_same_when_the_broker_did_not_acknowledge(tmp_path, capsys, monkeypatch):
+    """``payments void --broker``: the message intake reads as a void of the payment, keyed by the
+    payee; a broker that does not acknowledge is one line, the request stays, and a second run
+    sends the same message."""
+    from rules.intake import intake
+    from rules.policy import load_policy
+    from streams.tools import publish
+
+    events = tmp_path / "events.jsonl"
+    topic, value = purchase("e1", 1, "1000.00", provider=9_100_000)
+    events.write_text(json.dumps({"topic": topic, "value": value}, ensure_ascii=False) + "\n", encoding="utf-8")
+    ledger = ["--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite'}"]
+    ok(capsys, ["replay", str(events), *ledger])
+    with Ledger.open(ledger[1], timezone=TIMEZONE) as opened:
+        with opened.engine.connect() as conn:
+            (payment,) = conn.exec_driver_sql("SELECT instruction_id FROM ledger_instructions").scalars()
+    sent: list[tuple[str, bytes | None, bytes]] = []
+
+    def refused(path, bootstrap, **_):
+        raise publish.NotAcknowledged("1 of 1 messages were not acknowledged")
+
+    def acknowledged(path, bootstrap, **_):
+        with open(path, "rb") as lines:
+            sent.extend(publish.iter_messages(lines))
+        return len(sent)
+
+    void = ["payments", "void", payment, "--as", "dora", "--reason", "payee dissolved", "--broker", "127.0.0.1:1", *ledger]
+    monkeypatch.setattr(publish, "publish_file", refused)
+    assert main(void) == 2
+    assert "void of payment" in capsys.readouterr().err
+    monkeypatch.setattr(publish, "publish_file", acknowledged)
+    assert "already, sent again" in ok(capsys, void)
+    assert "published to payment-voids on 127.0.0.1:1" in ok(capsys, void)
+    (topic, key, raw), again = sent
+    assert again == sent[0] and (topic, key) == ("payment-voids", uscc(9_100_000).encode())
+    (claim,) = intake(topic, raw, load_policy())
+    assert claim.voids is not None and (claim.voids["instruction_id"], claim.voids["event_id"], claim.voids["operator"]) == (payment, "e1", "dora")
