@@ -243,7 +243,7 @@ SCHEMAS: dict[str, Any] = {
                 "approvals_required": {"type": "integer"}, "clause_id": {"type": ["string", "null"]}, "until_date": {"type": ["string", "null"]},
                 "sent_at": {"type": ["string", "null"]}, "payments": {"type": "integer"},
                 "control_sum_fen": _fen("the batch's payments, as paid (netted)"), "control_sum": _money("the batch's payments, as paid (netted)")}}},
-            "states": {"type": "array", "description": "batched payments by their furthest status", "items": {"type": "object", "properties": {
+            "states": {"type": "array", "description": "batched payments by their furthest status, then the voided ones (batched or not)", "items": {"type": "object", "properties": {
                 "state": {"type": "string"}, "payments": {"type": "integer"}, "amount_fen": _fen("as paid"), "amount": _money("as paid")}}},
             "awaiting_account": {"type": "object", "properties": {
                 "payments": {"type": "integer"}, "total_fen": _fen("payments awaiting an account"), "total": _money("payments awaiting an account"),
@@ -274,9 +274,9 @@ SCHEMAS: dict[str, Any] = {
                 "instruction_id": {"type": "string"}, "kind": {"type": "string", "enum": ["payment", "clawback"]},
                 "clause_id": {"type": "string"}, "fiscal_year": {"type": "integer"}, "value_date": {"type": "string", "format": "date"},
                 "amount_fen": _fen("as decided (a clawback negative)"), "amount": _money("as decided (a clawback negative)"),
-                "state": {"type": "string", "description": "a payment: awaiting account, held, decided, netted, or its batch's furthest status "
-                          "(batched, approved, sent, then the bank's answers); a clawback: owed back or recovered",
-                          "examples": ["awaiting account", "held", "batched", "approved", "sent", "netted", "owed back"]},
+                "state": {"type": "string", "description": "a payment: awaiting account, held, decided, netted, voided, void requested, or its batch's furthest status "
+                          "(batched, approved, sent, then the bank's answers); a clawback: owed back, recovered, or payment voided (nothing owed)",
+                          "examples": ["awaiting account", "held", "batched", "approved", "sent", "netted", "voided", "owed back"]},
                 "batch_id": {"type": ["string", "null"]},
                 "netted_fen": _fen("of a payment: withheld for what the payee owed; of a clawback: recovered"), "netted": _money("netted"),
                 "paid_fen": _fen("in the payment file (null until batched)", nullable=True), "owed_fen": _fen("of a clawback: still owed back")}}},

@@ -16,9 +16,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from rules.money import format_fen
 from sinks.ledger import Ledger
+from sinks.ledger.bank_answers import void_requests
 from sinks.ledger.payments import Account, current_accounts
 from sinks.ledger.receivables import open_receivables
-from sinks.ledger.schema import PAYMENT_STATUSES, accounts, batch_items, hold_releases, holds_t, instructions_t, offsets, payee_accounts, payment_events
+from sinks.ledger.schema import PAYMENT_STATUSES, accounts, batch_items, hold_releases, holds_t, instructions_t, offsets, payee_accounts, payment_events, payment_voids
 
 #: the bank's answers that send a payment back (pain.002, camt.054); the ``bank`` work may add tables
 BANK_REFUSALS = ("rejected", "returned")
@@ -39,12 +40,18 @@ def latest_states(conn: Connection, instruction_ids: list[str] | None = None) ->
 
 
 def state_totals(conn: Connection) -> list[dict[str, Any]]:
-    """Batched payments by their furthest status: how many, how much (as paid: netted)."""
+    """Batched payments by their furthest status: how many, how much (as paid: netted); then the
+    voided payments, batched or not (as decided)."""
+    voided = sa.exists().where(payment_voids.c.instruction_id == batch_items.c.instruction_id)
     inner = (sa.select(batch_items.c.amount_fen, sa.func.max(_RANK).label("rank"))
              .join(payment_events, sa.and_(payment_events.c.instruction_id == batch_items.c.instruction_id, payment_events.c.batch_id == batch_items.c.batch_id))
-             .group_by(batch_items.c.batch_id, batch_items.c.instruction_id, batch_items.c.amount_fen)).subquery()
+             .where(~voided).group_by(batch_items.c.batch_id, batch_items.c.instruction_id, batch_items.c.amount_fen)).subquery()
     rows = conn.execute(sa.select(inner.c.rank, sa.func.count(), sa.func.sum(inner.c.amount_fen)).group_by(inner.c.rank).order_by(inner.c.rank)).all()
-    return [{"state": PAYMENT_STATUSES[int(rank)], "payments": int(count), "amount_fen": int(total), "amount": format_fen(int(total))} for rank, count, total in rows]
+    totals = [(PAYMENT_STATUSES[int(rank)], int(count), int(total)) for rank, count, total in rows]
+    count, total = conn.execute(sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(instructions_t.c.amount_fen), 0))
+                                .join(payment_voids, payment_voids.c.instruction_id == instructions_t.c.instruction_id)).one()
+    totals += [("voided", int(count), int(total))] if count else []
+    return [{"state": state, "payments": count, "amount_fen": total, "amount": format_fen(total)} for state, count, total in totals]
 
 
 def bank_refusals(conn: Connection, limit: int) -> list[dict[str, Any]]:
@@ -82,15 +89,16 @@ def payments_overview(engine: Engine, timezone: str, today: dt.date, limit: int)
 
 
 def payee_payments(engine: Engine, payee_id: str, today: dt.date, limit: int) -> dict[str, Any] | None:
-    """A payee's instructions, newest first, each with where it stands: a payment ``sent`` (or
-    the furthest status of its batch), ``netted`` whole, ``held``, ``awaiting account`` or
-    ``decided``; a clawback ``owed back`` or ``recovered``. None for a payee the ledger never named."""
+    """A payee's instructions, newest first, each with where it stands: a payment ``voided``,
+    ``void requested``, ``sent`` (or the furthest status of its batch), ``netted`` whole, ``held``,
+    ``awaiting account`` or ``decided``; a clawback ``owed back``, ``recovered`` or ``payment
+    voided`` (nothing owed: the payment never reached the payee). None for a payee the ledger never named."""
     i = instructions_t.c
     with engine.connect() as conn:
         name = conn.execute(sa.select(accounts.c.name).where(accounts.c.account_id == "payable:" + payee_id)).scalar()
         if name is None:
             return None
-        rows = conn.execute(sa.select(i.instruction_id, i.kind, i.clause_id, i.fiscal_year, i.value_date, i.amount_fen)
+        rows = conn.execute(sa.select(i.instruction_id, i.kind, i.corrects, i.clause_id, i.fiscal_year, i.value_date, i.amount_fen)
                             .where(i.payee_id == payee_id).order_by(i.journal_seq.desc()).limit(limit)).all()
         ids = [r.instruction_id for r in rows]
         states = latest_states(conn, ids)
@@ -105,12 +113,21 @@ def payee_payments(engine: Engine, payee_id: str, today: dt.date, limit: int) ->
         columns = [payee_accounts.c[n] for n in ("payee_id", "account_name", "account_number", "bank_code", "verified_at", "revoked")]
         has_account = payee_id in current_accounts(Account(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in conn.execute(sa.select(*columns).where(payee_accounts.c.payee_id == payee_id)))
         owed = {r.clawback_id: r.owed_fen for r in open_receivables(conn).get(payee_id, [])}
+        void_rows = conn.execute(sa.select(payment_voids.c.instruction_id, payment_voids.c.batch_id, payment_voids.c.clawback_id)
+                                 .where(payment_voids.c.instruction_id.in_({*ids, *(r.corrects for r in rows if r.corrects)}))).all()
+        voided = {r.instruction_id: r.batch_id for r in void_rows}
+        voided_by_clawback = {r.instruction_id for r in void_rows if r.clawback_id}  # owed by no one: open_receivables
+        requested = set(void_requests(conn, ids)) - voided.keys()
     items = []
     for r in rows:
         amount = int(r.amount_fen)
         recovered, batch_id = netted.get(r.instruction_id, (0, None))
         if r.kind == "clawback":
-            state = "owed back" if owed.get(r.instruction_id) else "recovered"
+            state = "owed back" if owed.get(r.instruction_id) else "payment voided" if r.corrects in voided_by_clawback else "recovered"
+        elif r.instruction_id in voided:
+            state, batch_id = "voided", voided[r.instruction_id]
+        elif r.instruction_id in requested:
+            state = "void requested"
         elif r.instruction_id in states:
             state, batch_id = states[r.instruction_id]
         elif recovered:

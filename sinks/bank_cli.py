@@ -1,12 +1,15 @@
-"""``subsidy payments ingest|status|reconcile|void`` (the bank's answers and a payment's life after
-its file went to the bank, sinks/ledger/bank_answers.py) and ``subsidy bank-sim`` (a bank
+"""``subsidy payments ingest|status|reconcile|void`` (the bank's answers, a payment's life after
+its file went to the bank and an operator's void, sinks/ledger/bank_answers.py) and ``subsidy bank-sim`` (a bank
 answering a pain.001, sinks/bank_sim.py)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
+import os
 import sys
+import tempfile
 from pathlib import Path
 
 from rules.money import format_fen
@@ -65,8 +68,10 @@ def cmd_status(args) -> int:
     for f in failed:
         print(f"  {f.state:<8} {f.reason_code or '-':<4} {f.batch_id} {f.end_to_end_id:<35} {format_fen(f.amount_fen):>16} CNY  {f.payee_id}")
     final = sum(1 for s in states.values() if s in ("settled", "voided"))
-    print(f"{len(batches)} batch(es); {final} of {len(states)} batched payment(s) in a final state (settled or voided); "
-          f"{len(failed)} rejected or returned, waiting for a corrected account (`subsidy payees import`) or `subsidy payments void`")
+    requested = sum(1 for s in states.values() if s == "void-requested")
+    print(f"{len(batches)} batch(es); {final} of {len(states)} payment(s) batched or voided in a final state (settled or voided); "
+          f"{len(failed)} rejected or returned, waiting for a corrected account (`subsidy payees import`) or `subsidy payments void`"
+          + (f"; {requested} whose void decide has not reached yet" if requested else ""))
     return 0
 
 
@@ -94,15 +99,65 @@ def cmd_reconcile(args) -> int:
 
 
 def cmd_void(args) -> int:
+    """Record the void request in the ledger (the payment stops at once), then hand decide the
+    void: published to ``payment-voids``, or appended to a file for ``subsidy replay``."""
+    from zoneinfo import ZoneInfo
+
+    from rules.inputs import PAYMENT_VOIDS_TOPIC
+    from rules.policy import load_policy
+
+    policy = load_policy(args.policy) if args.policy else load_policy()
+    broker: str = "" if args.to else args.broker or os.environ.get("SUBSIDY_BROKER") or ""
+    if not args.to and not broker:
+        raise _command_error()("payments void: say where the void goes: --broker HOST:PORT (subsidy up prints it) or $SUBSIDY_BROKER, "
+                               "or --to FILE.jsonl for `subsidy replay`")
     ledger = _open(args)
     try:
         instruction_id = _refusals(lambda: ledger.resolve_instruction(args.instruction))
-        sending, budget = _refusals(lambda: ledger.void_payment(instruction_id, args.user, args.reason))
+        request = _refusals(lambda: ledger.request_void(instruction_id, args.user, args.reason))
     finally:
         ledger.close()
-    print(f"payment {instruction_id} ({sending.state} in batch {sending.batch_id}, {format_fen(sending.amount_fen)} CNY) voided by {args.user}: "
-          f"the amount is back on {budget}")
+    message = request.message(ZoneInfo(policy.timezone))
+    envelope = json.dumps({"topic": PAYMENT_VOIDS_TOPIC, "value": message}, ensure_ascii=False)
+    asked = (f"void of payment {instruction_id} ({request.payment['amount']} CNY to {request.payment['payee']['id']}, {request.state}) "
+             + (f"requested by {request.operator}" if request.new else f"requested by {request.operator} at {request.requested_at} already, sent again"))
+    if args.to:
+        try:
+            with open(args.to, "a", encoding="utf-8") as out:
+                out.write(envelope + "\n")
+        except OSError as error:
+            raise _command_error()(f"payments void: {asked}, but cannot append it to {args.to!r}: {error.strerror}; run the command again") from None
+        where = f"appended to {args.to} for `subsidy replay`"
+    else:
+        _publish(envelope, broker, asked)
+        where = f"published to {PAYMENT_VOIDS_TOPIC} on {broker}"
+    clause = policy.clauses.get(message["payment"]["clause_id"])
+    lateness = clause.allowed_lateness.at(dt.date.fromisoformat(message["occurred_at"][:10])) if clause else None
+    after = f"its clause's allowed lateness ({_duration(lateness)})" if lateness is not None else "its clause's allowed lateness"
+    print(f"{asked}: out of every batch and re-issue from now; {where}; its room comes back under the caps when decide reaches it, "
+          f"after {after}, and the ledger then books decide's clawback and marks it voided")
     return 0
+
+
+def _publish(envelope: str, broker: str, asked: str) -> None:
+    from streams.cli import _bootstrap
+    from streams.tools.publish import BrokerUnreachable, NotAcknowledged, publish_file
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "void.jsonl"
+        path.write_text(envelope + "\n", encoding="utf-8")
+        try:
+            publish_file(str(path), _bootstrap(broker), client_id="subsidy-payments-void")
+        except (BrokerUnreachable, NotAcknowledged) as error:
+            raise _command_error()(f"payments void: {asked} (it stays out of batches), but {error}: run the command again to publish it") from None
+        except Exception as error:  # noqa: BLE001 - the broker went away or refused it: one line for the user
+            raise _command_error()(f"payments void: {asked} (it stays out of batches), but publishing to {broker} failed "
+                                   f"({type(error).__name__}: {error}): run the command again to publish it") from None
+
+
+def _duration(span: dt.timedelta) -> str:
+    hours = span.total_seconds() / 3600
+    return f"{hours / 24:g} day(s)" if hours % 24 == 0 else f"{hours:g} h"
 
 
 def _rate(text: str) -> float:
@@ -159,10 +214,14 @@ def add_bank_commands(payment_commands, subparsers, common: argparse.ArgumentPar
     reconcile = payment_commands.add_parser("reconcile", parents=[common], help="match a camt.053 statement against what the ledger booked; exit 1 on any difference")
     reconcile.add_argument("file", metavar="CAMT053.xml")
     reconcile.set_defaults(func=cmd_reconcile)
-    void = payment_commands.add_parser("void", parents=[common], help="void a rejected or returned payment: its amount goes back to the budget")
+    void = payment_commands.add_parser("void", parents=[common], help="void a payment not gone out (in no batch, or rejected or returned): "
+                                       "it stops at once, and decide gives its room back under the caps")
     void.add_argument("instruction", metavar="INSTRUCTION", help="the instruction id (or its EndToEndId)")
     void.add_argument("--as", dest="user", type=user, required=True, metavar="USER", help="who voids it")
     void.add_argument("--reason", type=_reason, required=True, help="why (recorded in the hash chain)")
+    void.add_argument("--broker", metavar="HOST:PORT", help="publish the void to payment-voids there (default $SUBSIDY_BROKER)")
+    void.add_argument("--to", metavar="FILE.jsonl", help="append the void to this events file for `subsidy replay` instead of publishing it")
+    void.add_argument("--policy", metavar="FILE[:FILE]", help="the policy (its time zone, the clause's allowed lateness; default the shipped one)")
     void.set_defaults(func=cmd_void)
 
     sim = subparsers.add_parser("bank-sim", help="answer a pain.001 as a bank would: pain.002, camt.054 and the day's camt.053")

@@ -384,7 +384,7 @@ function renderPayments(data) {
       el("td", { class: "num", text: int(b.payments) }), el("td", { class: "num", text: cny(b.control_sum) }),
       approver ? el("td", {}, b.status === "proposed" ? el("button", { type: "button", class: "approve", "data-approve": b.batch_id, text: "批准 Approve", onclick: () => approve(b.batch_id) }) : null) : null))));
   } else parts.push(el("div", { class: "empty", text: "No batch proposed yet. 无批次" }));
-  if (data.states.length) parts.push(el("div", { class: "muted small", text: "batched payments: " + data.states.map((s) => `${s.state} ${int(s.payments)} (${cny(s.amount)})`).join(" · ") }));
+  if (data.states.length) parts.push(el("div", { class: "muted small", text: "payments: " + data.states.map((s) => `${s.state} ${int(s.payments)} (${cny(s.amount)})`).join(" · ") }));
   if (data.awaiting_account.payees.length) {
     parts.push(el("h3", { text: "待账户 Awaiting an account" }), table(["收款方 payee", "笔数 payments", "金额 amount"], data.awaiting_account.payees.map((a) => el("tr", {},
       el("td", {}, a.payee_name || a.payee_id, el("div", { class: "muted small mono", text: a.payee_id })), el("td", { class: "num", text: int(a.payments) }), el("td", { class: "num", text: cny(a.amount) })))));

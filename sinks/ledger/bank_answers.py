@@ -11,16 +11,22 @@ its own, a message that does not fit a rejection in ``ledger_rejections``:
 
 * settled: payable:PAYEE -> ``bank:disbursement`` (the debtor account the transfers leave from);
 * returned: back, bank -> payable: the payee is owed the money again;
-* voided (an operator, ``void_payment``, only of a rejected or returned payment): payable -> the
-  budget account the journal charged, so the budget has the room again (in the ledger only:
-  docs/decisions/0014-a-payment-after-the-bank-in-the-ledger.md).
+* a void is an input of decide (topic ``payment-voids``, ``subsidy payments void``), which gives
+  the payment's room back under its caps and emits a clawback of it whose computation names the
+  void; booking that clawback (journal: payable -> the budget account, the void's money) marks the
+  payment voided (:func:`book_voids`) if it has not gone out: never batched nor netted, or last
+  rejected or returned. Until decide reaches the void (after the clause's allowed lateness) the
+  operator's request (:func:`request_void`, an operator action in the chain) keeps the payment out
+  of batches and re-issues. A void booked before migration 0011 moved its money with a ``void``
+  posting (payable -> budget) instead, and decide's caps kept counting it.
 
-The journal's entry (budget -> payable) and these postings together always balance: the trial
-balance is zero. The answers of one file for one batch, and each void, take a place in the hash
-chain (``ledger_chain_events``, kinds ``bank-answers`` and ``payment-voided``) holding what was
-booked, which ``verify_bank_answers`` checks the rows against. An instruction's state is that of its last sending, or ``voided``; ``settled`` and
-``voided`` are final. A rejected or returned payment is re-issued by the next batch once its payee
-has a current account other than the one it failed on, or one verified after the failure.
+The journal's entries and these postings together always balance: the trial balance is zero.
+The answers of one file for one batch, and each void, take a place in the hash chain
+(``ledger_chain_events``, kinds ``bank-answers`` and ``payment-voided``) holding what was booked,
+which ``verify_bank_answers`` checks the rows against. An instruction's state is that of its last
+sending, or ``voided``; ``settled`` and ``voided`` are final. A rejected or returned payment is
+re-issued by the next batch once its payee has a current account other than the one it failed
+on, or one verified after the failure.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import datetime as dt
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Collection, Sequence
 
 import sqlalchemy as sa
 from pydantic import ValidationError
@@ -41,14 +47,23 @@ from rules.payment_status import StatusMessage
 from sinks.iso20022_answers import AnswerFile, end_to_end_id
 from sinks.ledger.booking import _UNHASHED_REJECTION_FIELDS, canonical_json, payable_account, sha256_hex
 from sinks.ledger.chain import RECORDS_BOOKED, append_fact, records_digest, set_head
-from sinks.ledger.payments import Account, PaymentRefused, Payments
-from sinks.ledger.schema import bank_answers, batch_items, chain_events, instructions_t, journal, payment_events, payment_postings, payment_voids, rejections_t
+from sinks.ledger.database import log
+from sinks.ledger.operator_actions import action_row, append_action
+from sinks.ledger.payments import VOID_REQUESTED, Account, PaymentRefused, Payments
+from sinks.ledger.schema import bank_answers, batch_items, chain_events, instructions_t, journal, offsets, operator_actions, payment_events, payment_postings, payment_voids, rejections_t
 
 BANK_ACCOUNT = "bank:disbursement"
 #: a sending's state -> the answers that may follow it
 _NEXT = {"sent": ("accepted", "rejected", "settled"), "accepted": ("rejected", "settled"), "settled": ("returned",), "rejected": (), "returned": ()}
 #: the order in which a sending's events make its state (a later one wins)
 _ORDER = ("batched", "approved", "sent", "accepted", "settled", "rejected", "returned")
+#: where a payment stands when it has not gone out to its payee, so that a void may still stop it:
+#: in no batch nor netted (``decided``), or its last sending refused by the bank
+NOT_GONE_OUT = ("decided", "rejected", "returned")
+#: who publishes the operators' voids (the policy's ``sources: payment-voids`` allows it)
+VOIDS_SOURCE = "subsidy-operators"
+#: a party's kind -> the field of a party object (rules/inputs.py) that holds its id
+_PARTY_ID = {"enterprise": "uscc", "person": "person_id", "team": "team_ref"}
 
 
 class AnswersRefused(PaymentRefused):
@@ -107,6 +122,31 @@ class BatchStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class VoidRequest:
+    """An operator's request to void a payment, as recorded: what the ``payment-voids`` message says."""
+
+    instruction_id: str
+    payment: dict[str, Any]  # the instruction's body
+    state: str  # where the payment stood when the void was requested
+    operator: str
+    reason: str
+    requested_at: str  # UTC
+    occurs: dt.datetime  # the void's event time: after the request, and after every claim decided before it
+    new: bool  # recorded now, not by an earlier run of the command
+
+    def message(self, zone: dt.tzinfo) -> dict[str, Any]:
+        """The ``payment-voids`` message; the same for every run of the command (decide re-emits a
+        redelivered void, and refuses one with other content under the same event_id)."""
+        payee = self.payment["payee"]
+        return {"event_id": f"void-{self.instruction_id}", "source": VOIDS_SOURCE,
+                "occurred_at": self.occurs.astimezone(zone).isoformat(),
+                "payee": {_PARTY_ID[payee["kind"]]: payee["id"], "name": payee["name"]},
+                "payment": {"instruction_id": self.instruction_id, "clause_id": self.payment["clause_id"], "source": self.payment["source"],
+                            "event_id": self.payment["event_ids"][0]},
+                "operator": self.operator, "reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True)
 class Failed:
     """A rejected or returned payment waiting for a corrected account (or a void)."""
 
@@ -123,31 +163,89 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds")
 
 
-def all_sendings(conn: Connection) -> list[Sending]:
-    """Every batch item with its re-issue number and state, in (instruction, batch) order."""
+def all_sendings(conn: Connection, instruction_ids: Collection[str] | None = None) -> list[Sending]:
+    """Every batch item (of ``instruction_ids`` when given) with its re-issue number and state, in (instruction, batch) order."""
     events: dict[tuple[str, str], str] = {}
-    for r in conn.execute(sa.select(payment_events.c.instruction_id, payment_events.c.batch_id, payment_events.c.status)):
+    query = sa.select(payment_events.c.instruction_id, payment_events.c.batch_id, payment_events.c.status)
+    b = batch_items.c
+    items = sa.select(b.instruction_id, b.batch_id, b.payee_id, b.amount_fen, b.account_number, b.bank_code).order_by(b.instruction_id, b.batch_id)
+    if instruction_ids is not None:
+        query = query.where(payment_events.c.instruction_id.in_(list(instruction_ids)))
+        items = items.where(b.instruction_id.in_(list(instruction_ids)))
+    for r in conn.execute(query):
         key = (r.instruction_id, r.batch_id)
         if key not in events or _ORDER.index(r.status) > _ORDER.index(events[key]):
             events[key] = r.status
-    b = batch_items.c
     out: list[Sending] = []
     previous, reissue = None, 0
-    for item in conn.execute(sa.select(b.instruction_id, b.batch_id, b.payee_id, b.amount_fen, b.account_number, b.bank_code).order_by(b.instruction_id, b.batch_id)):
+    for item in conn.execute(items):
         reissue = reissue + 1 if item.instruction_id == previous else 0
         previous = item.instruction_id
         out.append(Sending(item.instruction_id, item.batch_id, reissue, item.payee_id, int(item.amount_fen), item.account_number, item.bank_code,
                            events.get((item.instruction_id, item.batch_id), "batched")))
     return out
 
+
 def voided_instructions(conn: Connection) -> set[str]:
     return set(conn.execute(sa.select(payment_voids.c.instruction_id)).scalars())
 
 
+def void_requests(conn: Connection, instruction_ids: Collection[str] | None = None) -> dict[str, Any]:
+    """payment id -> the operator action that requested its void (the first, should there be more)."""
+    query = sa.select(operator_actions).where(operator_actions.c.action == VOID_REQUESTED).order_by(operator_actions.c.recorded_at.desc())
+    if instruction_ids is not None:
+        query = query.where(operator_actions.c.subject.in_(list(instruction_ids)))
+    return {row.subject: row for row in conn.execute(query)}
+
+
+def where_payments_stand(conn: Connection, instruction_ids: Collection[str]) -> dict[str, tuple[str, Sending | None]]:
+    """payment id -> (``decided``, ``netted`` whole, or its last sending's state; that sending)."""
+    last: dict[str, Sending] = {s.instruction_id: s for s in all_sendings(conn, instruction_ids)}
+    netted = set(conn.execute(sa.select(offsets.c.payment_id).where(offsets.c.payment_id.in_(list(instruction_ids)))).scalars())
+    return {iid: (last[iid].state, last[iid]) if iid in last else ("netted" if iid in netted else "decided", None) for iid in instruction_ids}
+
+
+def _latest_decided(conn: Connection, before_seq: int) -> dt.datetime | None:
+    """The latest event time of the decisions booked before chain seq ``before_seq``. WHY: decide
+    orders claims by event time, so a void dated before a claim decided already would slot in
+    before it on a replay of the inputs and decide it anew (other caps' room): a replay would not
+    pay what the pipeline paid, and a ledger refuses the different decision."""
+    where = "WHERE chain_seq IS NULL OR chain_seq < :seq"
+    if conn.dialect.name == "postgresql":
+        return conn.execute(sa.text(f"SELECT max(CAST(CAST(body AS jsonb) ->> 'occurred_at' AS timestamptz)) FROM ledger_decisions {where}"), {"seq": before_seq}).scalar()
+    day = conn.execute(sa.text(f"SELECT max(julianday(json_extract(body, '$.occurred_at'))) FROM ledger_decisions {where}"), {"seq": before_seq}).scalar()
+    return None if day is None else dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(days=day - 2440587.5)  # Julian day of the epoch
+
+
+def book_voids(conn: Connection, head: tuple[int, str], voids: Sequence[tuple[str, str, dict[str, Any]]], now: str) -> tuple[int, str]:
+    """In the booking transaction, after its instructions: mark voided each payment a new void
+    clawback ((clawback id, payment id, its computation's ``void``)) corrects, if it has not gone
+    out, with a ``payment-voided`` entry of the chain (the clawback's journal entry moved the
+    money: no posting); returns the chain's head. A payment that went out in the meantime (a
+    batch proposed before the void was decided) keeps its clawback as a receivable."""
+    stands = where_payments_stand(conn, {payment_id for _, payment_id, _ in voids})
+    voided = voided_instructions(conn)
+    for clawback_id, payment_id, by in voids:
+        state, last = stands[payment_id]
+        if payment_id in voided or state not in NOT_GONE_OUT:
+            log.warning("ledger: the void clawback %s of payment %s is booked as a receivable: the payment is %s%s", clawback_id, payment_id,
+                        "voided already" if payment_id in voided else state, f" (batch {last.batch_id})" if last else "")
+            continue
+        batch_id = last.batch_id if last else None
+        body = {"instruction_id": payment_id, "batch_id": batch_id, "state": state, "clawback_id": clawback_id,
+                "actor": by["operator"], "reason": by["reason"], "voided_at": now, "postings": []}
+        head = Payments._chain(conn, head, "payment-voided", batch_id, by["operator"], body, now)
+        conn.execute(payment_voids.insert(), {"instruction_id": payment_id, "batch_id": batch_id, "actor": by["operator"], "reason": by["reason"],
+                                              "clawback_id": clawback_id, "chain_seq": head[0], "recorded_at": now})
+        voided.add(payment_id)
+    return head
+
+
 def reissues(conn: Connection, current: dict[str, Account], clause_id: str | None, until: str | None) -> list[tuple[str, str, int, str, str, str]]:
     """Batch items for the rejected or returned payments whose payee has a corrected account:
-    another one than the payment failed on, or one verified after the failure."""
-    void = voided_instructions(conn)
+    another one than the payment failed on, or one verified after the failure; none of a payment
+    voided, or whose void an operator requested."""
+    void = voided_instructions(conn) | set(void_requests(conn))
     last: dict[str, Sending] = {}
     for s in all_sendings(conn):
         last[s.instruction_id] = s
@@ -332,49 +430,60 @@ class BankAnswers(Payments):
 
     # -- re-issues and voids -------------------------------------------------------------------
 
-    def void_payment(self, instruction_id: str, actor: str, reason: str) -> tuple[Sending, str]:
-        """Void a rejected or returned payment: its amount goes back from the payee's payable account
-        to the budget account the journal charged. Returns (its last sending, that budget account)."""
-        def write() -> tuple[Sending, str]:
-            now = _now()
+    def request_void(self, instruction_id: str, actor: str, reason: str) -> VoidRequest:
+        """Record an operator's request to void a payment that has not gone out (an operator action
+        in the chain): from now on it is in no batch nor re-issue; decide's clawback voids it
+        (:func:`book_voids`). A payment whose void was requested before: that request, to be
+        published again (decide re-emits a void it has seen)."""
+        def write() -> VoidRequest:
             with self.engine.begin() as conn:
                 head = self._lock(conn)
-                sendings = [s for s in all_sendings(conn) if s.instruction_id == instruction_id]
-                if not sendings:
-                    raise PaymentRefused(f"no payment {instruction_id!r} was ever in a batch: only a rejected or returned payment can be voided")
-                last = sendings[-1]
+                row = conn.execute(sa.select(instructions_t.c.kind, instructions_t.c.body).where(instructions_t.c.instruction_id == instruction_id)).first()
+                if row is None:
+                    raise PaymentRefused(f"no instruction {instruction_id!r} in this ledger")
+                if row.kind != "payment":
+                    raise PaymentRefused(f"instruction {instruction_id} is a {row.kind}: only a payment can be voided")
                 if instruction_id in voided_instructions(conn):
                     raise PaymentRefused(f"payment {instruction_id} is already voided")
-                if last.state not in ("rejected", "returned"):
-                    raise PaymentRefused(f"payment {instruction_id} is {last.state} (batch {last.batch_id}): only a rejected or returned payment can be voided")
-                budget = conn.execute(sa.select(journal.c.debit_account).where(journal.c.instruction_id == instruction_id)).scalar_one()
-                posting = [f"void:{instruction_id}", instruction_id, "void", payable_account(last.payee_id), budget, last.amount_fen]
-                body = {"instruction_id": instruction_id, "batch_id": last.batch_id, "end_to_end_id": last.end_to_end_id, "state": last.state,
-                        "actor": actor, "reason": reason, "voided_at": now, "postings": [posting]}
-                seq, _ = self._chain(conn, head, "payment-voided", last.batch_id, actor, body, now)
-                conn.execute(payment_voids.insert(), {"instruction_id": instruction_id, "batch_id": last.batch_id, "actor": actor,
-                                                      "reason": reason, "chain_seq": seq, "recorded_at": now})
-                self._insert(conn, payment_postings, _POSTING_COLUMNS, [(*posting, seq, now)])
-                return last, budget
+                state, last = where_payments_stand(conn, [instruction_id])[instruction_id]
+                requested = void_requests(conn, [instruction_id]).get(instruction_id)
+                if requested is None and state not in NOT_GONE_OUT:
+                    raise PaymentRefused(f"payment {instruction_id} is {state}" + (f" (batch {last.batch_id})" if last else "")
+                                         + ": only a payment not gone out (in no batch, or rejected or returned by the bank) can be voided")
+                if requested is None:
+                    action = action_row(actor, "cli", VOID_REQUESTED, instruction_id, reason)  # the command line has no roles
+                    seq = append_action(conn, head, action)[0]
+                else:
+                    action = dict(requested._mapping)
+                    seq = conn.execute(sa.select(chain_events.c.seq).where(chain_events.c.kind == "operator-action",
+                                                                           chain_events.c.body.contains(canonical_json({"action_id": action["action_id"]})[1:-1]))).scalar_one()
+                requested_at = dt.datetime.fromisoformat(action["recorded_at"])
+                latest = _latest_decided(conn, seq)
+                occurs = max(requested_at, latest + dt.timedelta(seconds=1) if latest else requested_at).replace(microsecond=0)
+                return VoidRequest(instruction_id, json.loads(row.body), state, action["user_name"], action["reason"], action["recorded_at"], occurs, requested is None)
 
         return self._with_retry(write)[0]
 
     def resolve_instruction(self, reference: str) -> str:
         """The instruction id of a reference: the id itself, its 32 hex characters or an EndToEndId."""
         with self.engine.connect() as conn:
+            if conn.execute(sa.select(instructions_t.c.instruction_id).where(instructions_t.c.instruction_id == reference)).first():
+                return reference
             for s in all_sendings(conn):
-                if reference in (s.instruction_id, s.end_to_end_id, s.end_to_end_id[:32]):
+                if reference in (s.end_to_end_id, s.end_to_end_id[:32]):
                     return s.instruction_id
-        raise PaymentRefused(f"no payment {reference!r} in any batch of this ledger")
+        raise PaymentRefused(f"no payment {reference!r} in this ledger")
 
     # -- reading -------------------------------------------------------------------------------
 
     def payment_status(self, batch_id: str | None = None) -> tuple[list[BatchStatus], list[Failed], dict[str, str]]:
         """(per batch: payments and fen per state of its sendings; the rejected and returned payments
-        not yet re-issued nor voided; instruction id -> its state)."""
+        not yet re-issued nor voided, nor their void requested; instruction id -> its state, for the
+        batched payments and the voided ones never batched)."""
         with self.engine.connect() as conn:
             sendings = all_sendings(conn)
             voided = voided_instructions(conn)
+            requested = set(void_requests(conn)) - voided
             reasons = {(r.instruction_id, r.batch_id): r.reason_code for r in conn.execute(
                 sa.select(bank_answers.c.instruction_id, bank_answers.c.batch_id, bank_answers.c.reason_code)
                 .where(bank_answers.c.status.in_(("rejected", "returned"))))}
@@ -388,8 +497,10 @@ class BankAnswers(Payments):
         if batch_id is not None and batch_id not in per_batch:
             raise PaymentRefused(f"no batch {batch_id!r} in this ledger: `subsidy payments list` shows the batches")
         failed = [Failed(s.instruction_id, s.batch_id, s.end_to_end_id, s.payee_id, s.amount_fen, s.state, reasons.get((s.instruction_id, s.batch_id)))
-                  for s in last.values() if s.state in ("rejected", "returned") and s.instruction_id not in voided and batch_id in (None, s.batch_id)]
-        states = {iid: "voided" if iid in voided else s.state for iid, s in last.items()}
+                  for s in last.values() if s.state in ("rejected", "returned") and s.instruction_id not in voided | requested and batch_id in (None, s.batch_id)]
+        states = {iid: "voided" if iid in voided else VOID_REQUESTED if iid in requested else s.state for iid, s in last.items()}
+        if batch_id is None:
+            states.update((iid, "voided") for iid in voided - states.keys())
         batches = [per_batch[b] for b in sorted(per_batch) if batch_id in (None, b)]
         return batches, sorted(failed, key=lambda f: (f.batch_id, f.instruction_id)), states
 
@@ -434,7 +545,8 @@ class BankAnswers(Payments):
                 problems.append(f"{where}: its postings in ledger_payment_postings differ from what the entry holds")
             if entry.kind == "payment-voided":
                 void = voids.pop(entry.seq, None)
-                if void is None or (void.instruction_id, void.actor, void.reason) != (body["instruction_id"], body["actor"], body["reason"]):
+                if void is None or (void.instruction_id, void.batch_id, void.actor, void.reason, void.clawback_id) != \
+                        (body["instruction_id"], body["batch_id"], body["actor"], body["reason"], body.get("clawback_id")):
                     problems.append(f"{where}: the void of {body['instruction_id']} in ledger_payment_voids is missing or differs from the entry")
         problems.extend(f"answer {event_id}: its chain seq {seq} is no entry of bank answers: it was added" for seq, rows in answers.items() for event_id in rows)
         problems.extend(f"posting {posting_id}: its chain seq {seq} is no entry of bank answers or voids: it was added" for seq, rows in postings.items() for posting_id in rows)

@@ -4,7 +4,9 @@ transaction.
 Each record is checked and hashed (its content hash: canonical JSON, SHA-256); a repeated id with
 the same content is a no-op, with different content :class:`LedgerConflict`. Each new instruction
 becomes one balanced journal entry chained to the previous one, and a payment is charged to the
-caps it names (``computation.caps``) in ``ledger_cap_usage``, a clawback gives the room back.
+caps it names (``computation.caps``) in ``ledger_cap_usage``, a clawback gives the room back;
+a clawback of an operator's void (its computation has ``void``) also marks its payment voided
+(sinks/ledger/bank_answers.py ``book_voids``).
 The checks that name a culprit run here in Python in batch order; the database's constraints
 (sinks/ledger/schema.py) stay the last line.
 """
@@ -326,7 +328,8 @@ class Booking(LedgerDatabase):
         return int(row.seq), row.head_hash
 
     def _write(self, batch: dict[str, list[_Prepared]], listings: Sequence["Listing"]) -> RecordResult:
-        from sinks.ledger.chain import RECORDS_BOOKED, append_fact, records_digest, set_head  # these build on this module
+        from sinks.ledger.bank_answers import book_voids  # these build on this module
+        from sinks.ledger.chain import RECORDS_BOOKED, append_fact, records_digest, set_head
         from sinks.ledger.holds import hold_in_booking, parties_of
 
         result = RecordResult()
@@ -367,6 +370,10 @@ class Booking(LedgerDatabase):
             if any(covered.values()):
                 body = {name: [len(rows), records_digest(rows)] for name, rows in covered.items() if rows}
                 seq, head = append_fact(conn, (seq, head), RECORDS_BOOKED, "batch", "ledger", body, now)
+            # decide's clawback of an operator's void (topic payment-voids) voids its payment if it has not gone out
+            voids = [(p.record_id, p.row["corrects"], p.body["computation"]["void"]) for p in new["instruction"] if p.body["computation"].get("void")]
+            if voids:
+                seq, head = book_voids(conn, (seq, head), voids, now)
             if new["instruction"] or any(covered.values()):
                 set_head(conn, (seq, head))
         self._known_accounts |= new_accounts

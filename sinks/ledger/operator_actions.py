@@ -1,4 +1,5 @@
-"""Operators' actions (the console's holds and releases of a payee, console/users.py) as entries
+"""Operators' actions (the console's holds and releases of a payee, console/users.py; a void
+requested with ``subsidy payments void``, sinks/ledger/bank_answers.py) as entries
 of the journal's hash chain: each row of ``operator_actions`` is written with an entry of kind
 ``operator-action`` in ``ledger_chain_events`` whose body is the row and whose actor is the
 operator, in one transaction under the chain-head lock (as the payments' events are). So
@@ -13,6 +14,7 @@ import uuid
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from sinks.ledger.payments import Payments
 from sinks.ledger.schema import chain_events, operator_actions
@@ -30,17 +32,25 @@ def action_name(body: str, actor: str) -> str:
         return f"{KIND} by {actor}"
 
 
+def action_row(user_name: str, role: str, action: str, subject: str, reason: str) -> dict[str, Any]:
+    return {"action_id": str(uuid.uuid4()), "user_name": user_name, "role": role, "action": action, "subject": subject,
+            "reason": reason, "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+
+
+def append_action(conn: Connection, head: tuple[int, str], row: dict[str, Any]) -> tuple[int, str]:
+    """Append an action's row and its chain entry, under the chain-head lock the caller holds; the new head."""
+    conn.execute(operator_actions.insert(), row)
+    return Payments._chain(conn, head, KIND, None, row["user_name"], row, row["recorded_at"])
+
+
 class OperatorActions(Payments):
     def record_operator_action(self, user_name: str, role: str, action: str, subject: str, reason: str) -> dict[str, Any]:
         """Append the action and its chain entry; the row as stored."""
-        row = {"action_id": str(uuid.uuid4()), "user_name": user_name, "role": role, "action": action, "subject": subject,
-               "reason": reason, "recorded_at": dt.datetime.now(dt.timezone.utc).isoformat()}
+        row = action_row(user_name, role, action, subject, reason)
 
         def write() -> None:
             with self.engine.begin() as conn:
-                head = self._lock(conn)
-                conn.execute(operator_actions.insert(), row)
-                self._chain(conn, head, KIND, None, user_name, row, row["recorded_at"])
+                append_action(conn, self._lock(conn), row)
 
         self._with_retry(write)
         return row

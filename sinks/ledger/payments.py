@@ -34,9 +34,27 @@ from rules.exclusions import Exclusions, Listing
 from sinks.ledger.booking import _READ_HEAD, _READ_HEAD_FOR_UPDATE, _SET_HEAD, canonical_json, sha256_hex
 from sinks.ledger.chain import RECORDS_BOOKED, append_fact, message_key, records_digest, set_head
 from sinks.ledger.database import LedgerDatabase, LedgerError
-from sinks.ledger.schema import accounts, approvals, batch_items, batches, chain_events, exclusion_listings, hold_releases, holds_t, instructions_t, offsets, payee_accounts, payment_events
+from sinks.ledger.schema import (
+    accounts,
+    approvals,
+    batch_items,
+    batches,
+    chain_events,
+    exclusion_listings,
+    hold_releases,
+    holds_t,
+    instructions_t,
+    offsets,
+    operator_actions,
+    payee_accounts,
+    payment_events,
+    payment_voids,
+)
 
 DEFAULT_DUAL_APPROVAL_ABOVE_FEN = 10_000_000_00  # 10,000,000.00 CNY
+#: the operator action (sinks/ledger/operator_actions.py) that keeps a payment out of batches and
+#: re-issues from the moment ``subsidy payments void`` is run until decide's clawback voids it
+VOID_REQUESTED = "void-requested"
 
 
 class PaymentRefused(LedgerError):
@@ -213,15 +231,20 @@ class Payments(LedgerDatabase):
 
     def _unbatched(self, kind: str, clause_id: str | None, until: str | None, *, held: bool = False) -> sa.Select[Any]:
         """Instructions of ``kind`` in no batch nor netted; payments held today (a listed payee, sinks/ledger/holds.py)
-        left out, or with ``held`` only those."""
+        left out, or with ``held`` only those; never a payment voided or whose void was requested, nor a clawback of one
+        (sinks/ledger/bank_answers.py)."""
         i = instructions_t.c
         today = dt.datetime.now(self.zone or dt.timezone.utc).date().isoformat()
         released = sa.exists().where(hold_releases.c.instruction_id == holds_t.c.instruction_id, hold_releases.c.released_on <= today)
         is_held = sa.exists().where(holds_t.c.instruction_id == i.instruction_id, ~released)
+        payment_id = sa.func.coalesce(i.corrects, i.instruction_id)  # the payment, or the one a clawback corrects
+        voided = sa.exists().where(payment_voids.c.instruction_id == payment_id)
+        requested = sa.exists().where(operator_actions.c.action == VOID_REQUESTED, operator_actions.c.subject == payment_id)
         query = (sa.select(i.instruction_id, i.payee_id, i.amount_fen, accounts.c.name)
                  .join(accounts, accounts.c.account_id == sa.literal("payable:") + i.payee_id)
                  .where(i.kind == kind, ~sa.exists().where(batch_items.c.instruction_id == i.instruction_id), is_held if held else ~is_held,
-                        ~sa.exists().where(offsets.c.payment_id == i.instruction_id))  # a payment netted whole is in no batch item
+                        ~sa.exists().where(offsets.c.payment_id == i.instruction_id),  # a payment netted whole is in no batch item
+                        ~voided, ~requested)
                  .order_by(i.journal_seq))
         if clause_id:
             query = query.where(i.clause_id == clause_id)
@@ -242,7 +265,8 @@ class Payments(LedgerDatabase):
         row = conn.execute(_READ_HEAD_FOR_UPDATE if self.dialect == "postgresql" else _READ_HEAD).one()
         return int(row.seq), row.head_hash
 
-    def _chain(self, conn: Connection, head: tuple[int, str], kind: str, batch_id: str | None, actor: str, body: dict[str, Any], now: str) -> tuple[int, str]:
+    @staticmethod
+    def _chain(conn: Connection, head: tuple[int, str], kind: str, batch_id: str | None, actor: str, body: dict[str, Any], now: str) -> tuple[int, str]:
         seq, prev = head[0] + 1, head[1]
         text = canonical_json(body)
         content_hash = sha256_hex(text)

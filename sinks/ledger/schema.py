@@ -35,7 +35,7 @@ CHAIN_EVENT_KINDS = ("batch-proposed", "batch-approved", "batch-sent", "bank-ans
 #: the bank's answers (contract v1.1 payment-status)
 BANK_ANSWER_STATUSES = ("accepted", "rejected", "settled", "returned")
 #: the money moved after the journal's entry: payable -> bank on settlement, back on a return,
-#: payable -> budget on a void (sinks/ledger/bank_answers.py)
+#: payable -> budget on a void booked before 0011 (a void is now decide's clawback, a journal entry)
 POSTING_KINDS = ("settlement", "return", "void")
 
 metadata = sa.MetaData()
@@ -355,11 +355,14 @@ payment_voids = sa.Table(
     "ledger_payment_voids",
     metadata,
     sa.Column("instruction_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id"), primary_key=True),
-    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id"), nullable=False),
+    sa.Column("batch_id", sa.String(35), sa.ForeignKey("ledger_batches.batch_id")),  # none for a payment never batched (0011)
     sa.Column("actor", sa.String(100), nullable=False),
     sa.Column("reason", sa.String(500), nullable=False),
     sa.Column("chain_seq", sa.BigInteger, sa.ForeignKey("ledger_chain_events.seq"), nullable=False),
     _recorded_at(),
+    # the clawback decide emitted for the void, whose journal entry is the void's money (0011);
+    # none for a void booked before, whose money is its ``void`` posting
+    sa.Column("clawback_id", sa.String(64), sa.ForeignKey("ledger_instructions.instruction_id", name="fk_payment_voids_clawback")),
 )
 
 # Any other fact that decides money, in the journal's hash chain (migration 0008): a booked batch's

@@ -1,36 +1,40 @@
 """A year's payments from batch to reconciled statement, as finance runs them (README, "Paying"):
 batch, approve (never by the maker), export, the bank's answers with 2 % returns and 1 %
-rejections (``subsidy bank-sim``), ingest, corrected accounts, re-issue, a void, and statements
-that match. On SQLite, and once on PostgreSQL (the issue's end-to-end test)."""
+rejections (``subsidy bank-sim``), ingest, corrected accounts, re-issue, a void (decided by a
+replay of the events with it, its room back under the caps), and statements that match. On SQLite, and once on PostgreSQL (the issue's end-to-end test)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import zlib
 from collections import Counter
 
 import pytest
+import sqlalchemy as sa
 
 from bench.common import fresh_database
 from parties import uscc
+from rules.money import parse_amount
 from sinks.iso20022_answers import camt053, camt054, end_to_end_id, read_answers, read_statement
 from sinks.ledger import Ledger
 from subsidy.cli import main
-from tests.ledger.factory import TIMEZONE, purchase, run
+from tests.ledger.factory import TIMEZONE, purchase
 
 HEADER = "payee_id,account_name,account_number,bank_code,verified_at\n"
 PAYEES = 100
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
-def ledger(request, tmp_path):
-    """A ledger holding a year of 100 paid purchases, one payee each (the ledger factory's core run)."""
-    events = [purchase(f"e{n}", n + 1, f"{1000 + 37 * n}.{n % 100:02d}", provider=9_100_000 + n) for n in range(PAYEES)]
-    out = run(events)
+def ledger(request, tmp_path, capsys):
+    """A ledger holding a year of 100 paid purchases, one payee each, replayed from events.jsonl."""
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"topic": topic, "value": value}, ensure_ascii=False) + "\n"
+                              for topic, value in (purchase(f"e{n}", n + 1, f"{1000 + 37 * n}.{n % 100:02d}", provider=9_100_000 + n) for n in range(PAYEES))),
+                      encoding="utf-8")
 
     def filled(url: str) -> list[str]:
-        with Ledger.open(url, timezone=TIMEZONE) as opened:
-            opened.record(out.decisions, out.instructions, [])
+        ok(capsys, ["replay", str(events), "--ledger", url])
         return ["--ledger", url]
 
     if request.param == "sqlite":
@@ -62,7 +66,29 @@ def send(capsys, ledger, tmp_path, batch: str, day: str, *rates: str) -> dict[st
     return {kind: str(tmp_path / "bank" / f"{batch}-{kind}.xml") for kind in ("pain002", "camt054", "camt053")}
 
 
-def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys):
+def replay_books_only_the_void(capsys, ledger: list[str], events: str, voided: dict) -> None:
+    """``subsidy replay`` of the events with the void appended, into the ledger that holds the rest:
+    decide's clawback is all it books, and the payment's room is back under its caps."""
+    def counts() -> tuple[dict[str, int], dict[str, int]]:
+        with Ledger.open(ledger[1], timezone=TIMEZONE) as opened:
+            with opened.engine.connect() as conn:
+                rows = {table: conn.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one()
+                        for table in ("ledger_decisions", "ledger_instructions", "ledger_rejections", "ledger_payment_voids")}
+            return rows, {scope: cap["used"] for scope, cap in opened.cap_usage().items()}
+
+    before, used_before = counts()
+    ok(capsys, ["replay", events, *ledger])
+    after, used_after = counts()
+    assert {table: after[table] - before[table] for table in before} == {"ledger_decisions": 1, "ledger_instructions": 1, "ledger_rejections": 0,
+                                                                        "ledger_payment_voids": 1}
+    with Ledger.open(ledger[1], timezone=TIMEZONE) as opened:
+        with opened.engine.connect() as conn:
+            payment = json.loads(conn.execute(sa.text("SELECT body FROM ledger_instructions WHERE instruction_id = :i"), {"i": voided["instruction_id"]}).scalar_one())
+    charged = [step["scope"] for step in payment["computation"]["caps"] if step["kind"] == "amount"]
+    assert charged and all(used_before[scope] - used_after[scope] == parse_amount(voided["amount"]) for scope in charged)
+
+
+def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys, monkeypatch):
     payees = [uscc(9_100_000 + n) for n in range(PAYEES)]
     ok(capsys, ["payees", "import", accounts_csv(tmp_path / "accounts.csv", payees, digit="0", verified_at="2026-03-01T09:00:00+08:00"), *ledger])
     assert "PB000001 proposed by alice: 100 payment(s)" in ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
@@ -97,9 +123,15 @@ def test_a_year_paid_from_batch_to_reconciled_statement(ledger, tmp_path, capsys
     corrected, voided = failed[:2], failed[2]
     ok(capsys, ["payees", "import", accounts_csv(tmp_path / "corrected.csv", [f["payee_id"] for f in corrected], digit="9", verified_at="2026-04-03T09:00:00+08:00"), *ledger])
     settled_one = next(e for e in sent if e.end_to_end_id not in {f["end_to_end_id"] for f in failed})
-    assert main(["payments", "void", settled_one.end_to_end_id, "--as", "dora", "--reason", "test", *ledger]) == 2
-    assert "only a rejected or returned payment can be voided" in capsys.readouterr().err
-    assert "is back on budget:" in ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", *ledger])
+    events = str(tmp_path / "events.jsonl")
+    monkeypatch.delenv("SUBSIDY_BROKER", raising=False)
+    assert main(["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", *ledger]) == 2
+    assert "say where the void goes: --broker HOST:PORT" in capsys.readouterr().err
+    assert main(["payments", "void", settled_one.end_to_end_id, "--as", "dora", "--reason", "test", "--to", events, *ledger]) == 2
+    assert "is settled (batch PB000001): only a payment not gone out" in capsys.readouterr().err
+    assert "out of every batch and re-issue from now; appended to" in ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora",
+                                                                                 "--reason", "payee dissolved", "--to", events, *ledger])
+    replay_books_only_the_void(capsys, ledger, events, voided)
 
     assert "PB000002 proposed by alice: 2 payment(s)" in ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
     second = send(capsys, ledger, tmp_path, "PB000002", "2026-04-07", "--reject-rate", "0", "--return-rate", "0")
@@ -150,7 +182,10 @@ def test_a_generated_year_paid_to_reconciled_statements_on_postgresql(small_year
         corrected, voided = failed[:-1], failed[-1]
         ok(capsys, ["payees", "import", accounts_csv(tmp_path / "corrected.csv", sorted({f["payee_id"] for f in corrected}), digit="9",
                                                      verified_at="2027-01-06T09:00:00+08:00"), *ledger])
-        ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", *ledger])
+        events = str(tmp_path / "events.jsonl")
+        shutil.copy(path, events)
+        ok(capsys, ["payments", "void", voided["instruction_id"], "--as", "dora", "--reason", "payee dissolved", "--to", events, *ledger])
+        replay_books_only_the_void(capsys, ledger, events, voided)
         ok(capsys, ["payments", "batch", "--as", "alice", *ledger])
         second = send(capsys, ledger, tmp_path, "PB000002", "2027-01-08", "--reject-rate", "0", "--return-rate", "0")
         assert len(read_answers(open(second["pain002"], "rb").read()).answers) == len(corrected)
@@ -173,3 +208,42 @@ def test_a_generated_year_paid_to_reconciled_statements_on_postgresql(small_year
         assert sum(balances.values()) == 0 and chain == [] and not waiting and not unbatched
         assert set(states.values()) == {"settled", "voided"} and Counter(states.values())["voided"] == 1
         assert all(cap["used"] <= cap["limit"] for cap in caps.values())
+
+
+def test_a_void_is_published_keyed_by_its_payee_and_sent_again_the_same_when_the_broker_did_not_acknowledge(tmp_path, capsys, monkeypatch):
+    """``payments void --broker``: the message intake reads as a void of the payment, keyed by the
+    payee; a broker that does not acknowledge is one line, the request stays, and a second run
+    sends the same message."""
+    from rules.intake import intake
+    from rules.policy import load_policy
+    from streams.tools import publish
+
+    events = tmp_path / "events.jsonl"
+    topic, value = purchase("e1", 1, "1000.00", provider=9_100_000)
+    events.write_text(json.dumps({"topic": topic, "value": value}, ensure_ascii=False) + "\n", encoding="utf-8")
+    ledger = ["--ledger", f"sqlite:///{tmp_path / 'ledger.sqlite'}"]
+    ok(capsys, ["replay", str(events), *ledger])
+    with Ledger.open(ledger[1], timezone=TIMEZONE) as opened:
+        with opened.engine.connect() as conn:
+            (payment,) = conn.exec_driver_sql("SELECT instruction_id FROM ledger_instructions").scalars()
+    sent: list[tuple[str, bytes | None, bytes]] = []
+
+    def refused(path, bootstrap, **_):
+        raise publish.NotAcknowledged("1 of 1 messages were not acknowledged")
+
+    def acknowledged(path, bootstrap, **_):
+        with open(path, "rb") as lines:
+            sent.extend(publish.iter_messages(lines))
+        return len(sent)
+
+    void = ["payments", "void", payment, "--as", "dora", "--reason", "payee dissolved", "--broker", "127.0.0.1:1", *ledger]
+    monkeypatch.setattr(publish, "publish_file", refused)
+    assert main(void) == 2
+    assert "void of payment" in capsys.readouterr().err
+    monkeypatch.setattr(publish, "publish_file", acknowledged)
+    assert "already, sent again" in ok(capsys, void)
+    assert "published to payment-voids on 127.0.0.1:1" in ok(capsys, void)
+    (topic, key, raw), again = sent
+    assert again == sent[0] and (topic, key) == ("payment-voids", uscc(9_100_000).encode())
+    (claim,) = intake(topic, raw, load_policy())
+    assert claim.voids is not None and (claim.voids["instruction_id"], claim.voids["event_id"], claim.voids["operator"]) == (payment, "e1", "dora")

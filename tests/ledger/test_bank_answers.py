@@ -1,5 +1,5 @@
 """The bank's answers in the ledger (SQLite): a state an answer may not follow is refused with the
-whole file, a void only of a failed payment, and rows added behind the ledger's back are found
+whole file, a void only of a payment not gone out, and rows added behind the ledger's back are found
 against the chain entries that hold the answers, postings and voids."""
 
 from __future__ import annotations
@@ -56,11 +56,10 @@ def test_an_answer_its_payment_state_does_not_allow_refuses_the_whole_file(sent)
         ledger.ingest_answers(read_answers(late), "bank-file")
     assert refused.value.problems == [f"camt.054 N1: EndToEndId {first}: settled, but the payment is rejected (batch PB000001)"]
     assert "bank:disbursement" not in ledger.trial_balance()  # nothing of the refused file was booked
-    with pytest.raises(PaymentRefused, match="is sent .* only a rejected or returned payment can be voided"):
-        ledger.void_payment(ledger.resolve_instruction(second), "dora", "no")
-    iid = ledger.resolve_instruction(first)
-    sending, budget = ledger.void_payment(iid, "dora", "payee dissolved")
-    assert sending.state == "rejected" and budget.startswith("budget:") and ledger.trial_balance()[f"payable:{sending.payee_id}"] == 0
+    with pytest.raises(PaymentRefused, match="is sent .* only a payment not gone out .* can be voided"):
+        ledger.request_void(ledger.resolve_instruction(second), "dora", "no")
+    request = ledger.request_void(ledger.resolve_instruction(first), "dora", "payee dissolved")
+    assert request.state == "rejected" and ledger.payment_status()[2][request.instruction_id] == "void-requested"
     assert ledger.verify_chain() == []
 
 
