@@ -11,6 +11,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from rules.money import format_fen
 from sinks.cli import _command_error
@@ -100,52 +101,90 @@ def cmd_reconcile(args) -> int:
 
 def cmd_void(args) -> int:
     """Record the void request in the ledger (the payment stops at once), then hand decide the
-    void: published to ``payment-voids``, or appended to a file for ``subsidy replay``."""
+    void: published to ``payment-voids``, or appended to a file for ``subsidy replay``. With
+    ``--overdue``, every rejected or returned payment its programme's ``void_unpaid_after`` says has
+    waited too long for a corrected account."""
     from zoneinfo import ZoneInfo
 
     from rules.inputs import PAYMENT_VOIDS_TOPIC
-    from rules.policy import load_policy
+    from rules.policy import SHIPPED_PROGRAMMES, load_policy
 
-    policy = load_policy(args.policy) if args.policy else load_policy()
+    if bool(args.instruction) == args.overdue:
+        raise _command_error()("payments void: name one payment (INSTRUCTION) or say --overdue, not both")
+    if args.instruction and not args.reason:
+        raise _command_error()("payments void: say why with --reason TEXT (it is recorded in the hash chain)")
+    policy = load_policy(args.policy or os.environ.get("SUBSIDY_POLICY") or SHIPPED_PROGRAMMES)
     broker: str = "" if args.to else args.broker or os.environ.get("SUBSIDY_BROKER") or ""
     if not args.to and not broker:
         raise _command_error()("payments void: say where the void goes: --broker HOST:PORT (subsidy up prints it) or $SUBSIDY_BROKER, "
                                "or --to FILE.jsonl for `subsidy replay`")
+    zone = ZoneInfo(policy.timezone)
     ledger = _open(args)
     try:
-        instruction_id = _refusals(lambda: ledger.resolve_instruction(args.instruction))
-        request = _refusals(lambda: ledger.request_void(instruction_id, args.user, args.reason))
+        if args.overdue:
+            asked = [(failed.instruction_id, reason) for failed, reason in _overdue(ledger, policy, args.reason)]
+            if not asked:
+                print("payments void --overdue: no rejected or returned payment has waited longer than its programme's void_unpaid_after; nothing to void")
+                return 0
+        else:
+            asked = [(_refusals(lambda: ledger.resolve_instruction(args.instruction)), args.reason)]
+        requests = [_refusals(lambda: ledger.request_void(instruction_id, args.user, reason)) for instruction_id, reason in asked]
     finally:
         ledger.close()
-    message = request.message(ZoneInfo(policy.timezone))
-    envelope = json.dumps({"topic": PAYMENT_VOIDS_TOPIC, "value": message}, ensure_ascii=False)
-    asked = (f"void of payment {instruction_id} ({request.payment['amount']} CNY to {request.payment['payee']['id']}, {request.state}) "
-             + (f"requested by {request.operator}" if request.new else f"requested by {request.operator} at {request.requested_at} already, sent again"))
+    messages = [request.message(zone) for request in requests]
+    envelopes = "".join(json.dumps({"topic": PAYMENT_VOIDS_TOPIC, "value": message}, ensure_ascii=False) + "\n" for message in messages)
+    said = [(f"void of payment {r.instruction_id} ({r.payment['amount']} CNY to {r.payment['payee']['id']}, {r.state}) "
+             + (f"requested by {r.operator}" if r.new else f"requested by {r.operator} at {r.requested_at} already, sent again")) for r in requests]
+    what = said[0] if len(said) == 1 else f"{len(said)} voids"
     if args.to:
         try:
             with open(args.to, "a", encoding="utf-8") as out:
-                out.write(envelope + "\n")
+                out.write(envelopes)
         except OSError as error:
-            raise _command_error()(f"payments void: {asked}, but cannot append it to {args.to!r}: {error.strerror}; run the command again") from None
+            raise _command_error()(f"payments void: {what}, but cannot append to {args.to!r}: {error.strerror}; run the command again") from None
         where = f"appended to {args.to} for `subsidy replay`"
     else:
-        _publish(envelope, broker, asked)
+        _publish(envelopes, broker, what)
         where = f"published to {PAYMENT_VOIDS_TOPIC} on {broker}"
-    clause = policy.clauses.get(message["payment"]["clause_id"])
-    lateness = clause.allowed_lateness.at(dt.date.fromisoformat(message["occurred_at"][:10])) if clause else None
-    after = f"its clause's allowed lateness ({_duration(lateness)})" if lateness is not None else "its clause's allowed lateness"
-    print(f"{asked}: out of every batch and re-issue from now; {where}; its room comes back under the caps when decide reaches it, "
-          f"after {after}, and the ledger then books decide's clawback and marks it voided")
+    for line in said[1:] if len(said) > 1 else ():
+        print(line)
+    clause = policy.clauses.get(messages[0]["payment"]["clause_id"])
+    lateness = clause.allowed_lateness.at(dt.date.fromisoformat(messages[0]["occurred_at"][:10])) if clause and len(messages) == 1 else None
+    after = f"its clause's allowed lateness ({_duration(lateness)})" if lateness is not None else "each clause's allowed lateness"
+    print(f"{what}: out of every batch and re-issue from now; {where}; the room comes back under the caps when decide reaches "
+          f"{'it' if len(said) == 1 else 'them'}, after {after}, and the ledger then books decide's clawback and marks the payment voided")
     return 0
 
 
-def _publish(envelope: str, broker: str, asked: str) -> None:
+def _overdue(ledger, policy, reason: str | None) -> list[tuple[Any, str]]:
+    """The rejected and returned payments waiting for a corrected account for longer than their
+    programme's ``void_unpaid_after`` (in force on the day of the bank's answer), with the reason
+    their void records."""
+    from zoneinfo import ZoneInfo
+
+    zone, now = ZoneInfo(policy.timezone), dt.datetime.now(dt.timezone.utc)
+    due = []
+    for failed in _refusals(lambda: ledger.payment_status())[1]:
+        if failed.answered_at is None or failed.clause_id not in policy.clauses:
+            continue
+        answered = dt.datetime.fromisoformat(failed.answered_at)
+        programme = policy.programme_of(failed.clause_id)
+        wait = programme.void_unpaid_after.at(answered.astimezone(zone).date()) if programme.void_unpaid_after else None
+        if wait is None or answered + wait > now:
+            continue
+        due.append((failed, reason or (f"{failed.state} by the bank ({failed.reason_code or 'no reason code'}) on {answered.date()}, "
+                                       f"no corrected account within {_duration(wait)}: {programme.policy_id} void_unpaid_after")))
+    return due
+
+
+def _publish(envelopes: str, broker: str, asked: str) -> None:
+    """Publish the envelope lines (each ending in a newline)."""
     from streams.cli import _bootstrap
     from streams.tools.publish import BrokerUnreachable, NotAcknowledged, publish_file
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "void.jsonl"
-        path.write_text(envelope + "\n", encoding="utf-8")
+        path.write_text(envelopes, encoding="utf-8")
         try:
             publish_file(str(path), _bootstrap(broker), client_id="subsidy-payments-void")
         except (BrokerUnreachable, NotAcknowledged) as error:
@@ -216,12 +255,15 @@ def add_bank_commands(payment_commands, subparsers, common: argparse.ArgumentPar
     reconcile.set_defaults(func=cmd_reconcile)
     void = payment_commands.add_parser("void", parents=[common], help="void a payment not gone out (in no batch, or rejected or returned): "
                                        "it stops at once, and decide gives its room back under the caps")
-    void.add_argument("instruction", metavar="INSTRUCTION", help="the instruction id (or its EndToEndId)")
+    void.add_argument("instruction", nargs="?", metavar="INSTRUCTION", help="the instruction id (or its EndToEndId)")
+    void.add_argument("--overdue", action="store_true", help="void every rejected or returned payment that has waited longer than "
+                                                             "its programme's void_unpaid_after (policy file) for a corrected account")
     void.add_argument("--as", dest="user", type=user, required=True, metavar="USER", help="who voids it")
-    void.add_argument("--reason", type=_reason, required=True, help="why (recorded in the hash chain)")
+    void.add_argument("--reason", type=_reason, help="why (recorded in the hash chain; with --overdue, default: the policy's rule and the bank's answer)")
     void.add_argument("--broker", metavar="HOST:PORT", help="publish the void to payment-voids there (default $SUBSIDY_BROKER)")
     void.add_argument("--to", metavar="FILE.jsonl", help="append the void to this events file for `subsidy replay` instead of publishing it")
-    void.add_argument("--policy", metavar="FILE[:FILE]", help="the policy (its time zone, the clause's allowed lateness; default the shipped one)")
+    void.add_argument("--policy", metavar="FILE[:FILE]", help="the programmes (their time zone, allowed lateness and void_unpaid_after; "
+                                                              "default $SUBSIDY_POLICY, else the shipped city and district ones)")
     void.set_defaults(func=cmd_void)
 
     sim = subparsers.add_parser("bank-sim", help="answer a pain.001 as a bank would: pain.002, camt.054 and the day's camt.053")

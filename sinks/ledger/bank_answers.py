@@ -157,6 +157,8 @@ class Failed:
     amount_fen: int
     state: str
     reason_code: str | None
+    answered_at: str | None = None  # the bank's answer that rejected or returned it (its occurred_at)
+    clause_id: str | None = None
 
 
 def _now() -> str:
@@ -484,9 +486,11 @@ class BankAnswers(Payments):
             sendings = all_sendings(conn)
             voided = voided_instructions(conn)
             requested = set(void_requests(conn)) - voided
-            reasons = {(r.instruction_id, r.batch_id): r.reason_code for r in conn.execute(
-                sa.select(bank_answers.c.instruction_id, bank_answers.c.batch_id, bank_answers.c.reason_code)
+            answers = {(r.instruction_id, r.batch_id): (r.reason_code, r.occurred_at) for r in conn.execute(
+                sa.select(bank_answers.c.instruction_id, bank_answers.c.batch_id, bank_answers.c.reason_code, bank_answers.c.occurred_at)
                 .where(bank_answers.c.status.in_(("rejected", "returned"))))}
+            clauses = dict(conn.execute(sa.select(instructions_t.c.instruction_id, instructions_t.c.clause_id)
+                                        .where(instructions_t.c.instruction_id.in_({iid for iid, _ in answers}))).all()) if answers else {}
         last = {s.instruction_id: s for s in sendings}
         per_batch: dict[str, BatchStatus] = {}
         for s in sendings:
@@ -496,7 +500,8 @@ class BankAnswers(Payments):
             counts[1] += s.amount_fen
         if batch_id is not None and batch_id not in per_batch:
             raise PaymentRefused(f"no batch {batch_id!r} in this ledger: `subsidy payments list` shows the batches")
-        failed = [Failed(s.instruction_id, s.batch_id, s.end_to_end_id, s.payee_id, s.amount_fen, s.state, reasons.get((s.instruction_id, s.batch_id)))
+        failed = [Failed(s.instruction_id, s.batch_id, s.end_to_end_id, s.payee_id, s.amount_fen, s.state,
+                         *answers.get((s.instruction_id, s.batch_id), (None, None)), clauses.get(s.instruction_id))
                   for s in last.values() if s.state in ("rejected", "returned") and s.instruction_id not in voided | requested and batch_id in (None, s.batch_id)]
         states = {iid: "voided" if iid in voided else VOID_REQUESTED if iid in requested else s.state for iid, s in last.items()}
         if batch_id is None:

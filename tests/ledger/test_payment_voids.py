@@ -181,3 +181,26 @@ def test_a_void_booked_before_0011_with_its_posting_still_verifies_and_balances(
     assert ledger.payment_status()[2][first.instruction_id] == "voided"
     balanced(ledger, PAYEES[0])
     assert ledger.trial_balance()[budget] == second.amount  # the voided payment's money is back on the budget
+
+
+def test_payments_void_overdue_asks_decide_to_void_what_the_bank_refused_longer_ago_than_the_policy_waits(booked, tmp_path, capsys):
+    """The shipped policies wait 180 days (void_unpaid_after); the bank refused this one on 2026-04-01."""
+    from rules.intake import intake
+    from rules.policy import load_policy
+    from subsidy.cli import main
+
+    ledger, state, (first, second) = booked
+    _send_and_reject(ledger, first)
+    events, argv = tmp_path / "voids.jsonl", ["payments", "void", "--overdue", "--as", "nightly-run", "--ledger", str(ledger.engine.url)]
+    assert main([*argv, "--to", str(events)]) == 0
+    assert "out of every batch and re-issue from now; appended to" in capsys.readouterr().out
+    (line,) = events.read_text(encoding="utf-8").splitlines()
+    message = json.loads(line)["value"]
+    assert message["payment"]["instruction_id"] == first.instruction_id and message["operator"] == "nightly-run"
+    assert message["reason"].startswith("rejected by the bank (AC04) on 2026-04-01, no corrected account within 180 day(s)")
+    assert ledger.payment_status()[2][first.instruction_id] == "void-requested"
+    assert main([*argv, "--to", str(events)]) == 0 and "nothing to void" in capsys.readouterr().out  # requested already
+    (claim,) = intake("payment-voids", json.dumps(message).encode(), load_policy())
+    assert claim.voids is not None and claim.voids["instruction_id"] == first.instruction_id
+    assert main(["payments", "void", first.instruction_id, "--overdue", "--as", "x", "--to", str(events), "--ledger", str(ledger.engine.url)]) == 2
+    assert "name one payment (INSTRUCTION) or say --overdue, not both" in capsys.readouterr().err
