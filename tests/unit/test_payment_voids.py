@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from parties import enterprise
-from rules.engine import Engine
+from rules.engine import Engine, instruction_id_of
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
 from subsidy.replay import replay
@@ -44,6 +44,7 @@ def test_a_void_gives_the_room_back_to_a_later_claim_of_the_same_buyer():
     assert first.decisions[0].granted == 500_000_000
     assert decide(engine, purchase("p-2", "1000000.00", 3)).decisions[0].granted == 0  # the cap is used up
     payment = first.instructions[0]
+    assert payment.instruction_id == instruction_id_of(POLICY, "compute-voucher", "scc-billing", "p-1")  # what a void names
     voided = decide(engine, void(payment.instruction_id, "p-1", 4))
     (decision,), (clawback,) = voided.decisions, voided.instructions
     assert (decision.outcome, decision.granted, decision.corrects) == ("clawed-back", -500_000_000, "p-1")
