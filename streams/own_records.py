@@ -30,7 +30,7 @@ from typing import Any, Callable, get_args, get_origin, get_type_hints
 import pydantic_core
 
 from rules.intake import Claim
-from schemas.inputs import INPUT_TOPICS
+from schemas.inputs import INPUT_TOPICS, PAYMENT_VOIDS_TOPIC
 
 #: how much of a record's key and value a dead letter carries: with base64, the other fields and
 #: its Kafka key, a dead letter stays under 250 KB, well within Kafka's default 1 MiB record limit
@@ -50,6 +50,10 @@ _ORIGIN_FIELDS = frozenset({"topic", "partition", "offset", "key", "raw"})
 _CUT_ORIGIN_FIELDS = _ORIGIN_FIELDS | {"length", "sha256"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PARTY_FIELDS = frozenset({"id", "kind", "name"})
+#: the topics intake makes claims of: the contract's inputs, and operators' voids of payments
+_CLAIM_TOPICS = frozenset({*INPUT_TOPICS, PAYMENT_VOIDS_TOPIC})
+#: what a void's claim carries of the payment it voids (rules/intake.py ``void_claim``)
+_VOIDS_FIELDS = frozenset({"instruction_id", "source", "event_id", "operator", "reason"})
 
 
 class Unreadable(Exception):
@@ -135,7 +139,7 @@ def read_claim_record(key: bytes | None, value: bytes | None, claims_key: Callab
     origin, fields_of_claim, ts = body["origin"], body["claim"], body["ts"]
     if not isinstance(origin, dict) or origin.keys() not in (_ORIGIN_FIELDS, _CUT_ORIGIN_FIELDS):
         raise unreadable_claim(f"origin is not an object of {sorted(_ORIGIN_FIELDS)} (and length and sha256 when raw is cut)")
-    if origin["topic"] not in INPUT_TOPICS:
+    if origin["topic"] not in _CLAIM_TOPICS:
         raise unreadable_claim(f"origin.topic {str(origin['topic'])[:100]!r} is not an input topic")
     if not (_is_count(origin["partition"]) and _is_count(origin["offset"])):
         raise unreadable_claim("origin.partition and origin.offset are not whole numbers >= 0")
@@ -160,6 +164,8 @@ def read_claim_record(key: bytes | None, value: bytes | None, claims_key: Callab
         party = getattr(claim, role)
         if party.keys() != _PARTY_FIELDS or not all(isinstance(v, str) for v in party.values()):
             raise unreadable_claim(f"claim.{role} is not an object of text {sorted(_PARTY_FIELDS)}")
+    if claim.voids is not None and (claim.voids.keys() != _VOIDS_FIELDS or not all(isinstance(v, str) for v in claim.voids.values())):
+        raise unreadable_claim(f"claim.voids is not an object of text {sorted(_VOIDS_FIELDS)}")
     try:
         if dt.datetime.fromisoformat(claim.occurred_at).tzinfo is None:
             raise ValueError
