@@ -13,6 +13,7 @@ from parties import enterprise
 from rules.engine import Engine, instruction_id_of
 from rules.intake import Rejected, intake
 from rules.policy import load_policy
+from schemas import outputs
 from subsidy.replay import replay
 
 POLICY = load_policy()
@@ -53,6 +54,9 @@ def test_a_void_gives_the_room_back_to_a_later_claim_of_the_same_buyer():
     assert clawback.computation.void is not None and clawback.computation.void.operator == "wang.fang"
     assert set(clawback.computation.caps_released) == {step.scope for step in payment.computation.caps}
     assert decide(engine, purchase("p-3", "1000000.00", 5)).decisions[0].granted == 60_000_000  # the room is back
+    # what subsidy-decisions and disbursement-instructions publish, as their schemas say
+    assert outputs.Decision.model_validate(decision.to_wire()).topic == "payment-voids"
+    outputs.DisbursementInstruction.model_validate(clawback.to_wire())
 
 
 def test_a_redelivered_void_re_emits_its_decision_and_a_second_void_or_a_wrong_payment_is_refused():
