@@ -225,6 +225,12 @@ def _plans(policy: Policy) -> dict[str, _ClausePlan]:
     return entry[1]
 
 
+def instruction_id_of(policy: Policy, clause_id: str, source: str, event_id: str) -> str:
+    """The id of the payment an event is paid with under a clause (what a ``payment-voids``
+    message names): a pure function of the programme, the clause, the source and the event."""
+    return _plans(policy)[clause_id].instruction_ids.of(source, event_id)
+
+
 @dataclass(slots=True)
 class Outcome:
     """What one claim produced. Exactly one of ``decisions`` or ``rejection`` is set."""

@@ -27,6 +27,8 @@ Use, in the decide stage of one claims partition::
   returned by ``offer`` at once, to be decided in arrival order, with ``late_by``, how far its
   ``occurred_at`` is behind that last released claim's, as an ISO 8601 duration (``P1DT2H``,
   ``PT0S`` when it lost only on the tie-break). A claim that is not late is never decided late.
+* The claims of one event under several clauses (programmes run together) share an order key:
+  they leave in the policy's order of clauses, the order intake makes them and a replay keeps.
 * A copy of a held claim (same clause, source and event_id, same content) is held once. One
   with other content is held beside it: the engine decides the first and refuses the reuse.
 
@@ -118,6 +120,7 @@ class EventTimeOrder:
         if not self._marks:
             raise ValueError("an event-time order needs the inputs whose watermarks it waits for")
         self._released: dict[str, OrderKey] = {}
+        self._rank = {clause_id: n for n, clause_id in enumerate(policy.clauses)}
         # clause -> heap of (*order key, due): by order key, so that a clause's claims leave in order
         # even where its allowed lateness changes from one day to the next
         self._heaps: dict[str, list[tuple[str, str, str, str]]] = {}
@@ -174,7 +177,9 @@ class EventTimeOrder:
         if watermark is None:
             return []
         released: list[tuple[OrderKey, int, Claim]] = []
-        for clause_id, heap in self._heaps.items():
+        # in the policy's order of clauses, not the order this order first held them: the claims
+        # of one event under several clauses share an order key, and leave as intake made them
+        for clause_id, heap in sorted(self._heaps.items(), key=lambda item: self._rank.get(item[0], len(self._rank))):
             last = None
             while heap and heap[0][3] < watermark:
                 at, source, event_id, _ = heapq.heappop(heap)

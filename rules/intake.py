@@ -240,7 +240,11 @@ def intake(topic: str, raw: bytes, policy: Policy, received_at: dt.datetime | No
 
 def void_claim(raw: bytes, policy: Policy) -> Claim:
     """Bytes of one ``payment-voids`` message -> the claim decide voids the payment with, or ``Rejected``."""
-    void = parse_as(PaymentVoid, raw)
+    return claim_of_void(parse_as(PaymentVoid, raw), policy)
+
+
+def claim_of_void(void: PaymentVoid, policy: Policy) -> Claim:
+    """A valid ``payment-voids`` message -> its claim under ``policy``, or ``Rejected``."""
     allowed = policy.sources.get(PAYMENT_VOIDS_TOPIC, frozenset())
     if void.source not in allowed:
         raise Rejected("unknown-source", f"source {void.source!r} may not publish to {PAYMENT_VOIDS_TOPIC}; allowed: {', '.join(sorted(allowed)) or 'none'}")

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 from rules.compact_state import CompactState
 from rules.engine import Engine
 from rules.event_time import order_key
-from rules.inputs import InputMessage
-from rules.intake import Claim, Rejected, claims_from_message, parse_message
+from rules.inputs import PAYMENT_VOIDS_TOPIC, InputMessage, PaymentVoid
+from rules.intake import Claim, Rejected, claim_of_void, claims_from_message, parse_as, parse_message
 from rules.money import format_fen
 from rules.policy import Policy
 from rules.records import AmountCapStep, Decision, GrantComputation
@@ -50,7 +50,7 @@ def _programme_caps(policy: Policy) -> dict[str, set[str]]:
 class Messages:
     """Input messages validated once (intake's policy-free half), for as many policies as asked."""
 
-    valid: list[tuple[str, InputMessage]]
+    valid: list[tuple[str, InputMessage | PaymentVoid]]
     invalid: int  # messages no policy could take: not JSON, not the contract
 
 
@@ -58,7 +58,7 @@ def parse_events(events: Iterable[tuple[str, bytes]]) -> Messages:
     messages = Messages([], 0)
     for topic, raw in events:
         try:
-            messages.valid.append((topic, parse_message(topic, raw)))
+            messages.valid.append((topic, parse_as(PaymentVoid, raw) if topic == PAYMENT_VOIDS_TOPIC else parse_message(topic, raw)))
         except Rejected:
             messages.invalid += 1
     return messages
@@ -78,7 +78,8 @@ def simulate(events: Iterable[tuple[str, bytes]] | Messages, policies: Sequence[
         claims: list[Claim] = []
         for topic, message in messages.valid:
             try:
-                claims.extend(claims_from_message(topic, message, policy))
+                # an operator's void withdraws a payment under either policy, as a replay decides it
+                claims.extend([claim_of_void(message, policy)] if isinstance(message, PaymentVoid) else claims_from_message(topic, message, policy))
             except Rejected:
                 outcome.rejected += 1
         claims.sort(key=order_key)

@@ -23,7 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from rules.identifiers import resident_id_problem, uscc_problem
 from rules.money import parse_amount
-from schemas.inputs import INPUT_TOPICS
+from schemas.inputs import INPUT_TOPICS, PAYMENT_VOIDS_TOPIC
 
 # --- scalar wire types ---------------------------------------------------------------
 
@@ -39,7 +39,7 @@ CODE_PATTERN = r"^[a-z][a-z0-9-]{1,63}$"
 BASE64_PATTERN = r"^[A-Za-z0-9+/]*={0,2}$"
 
 Currency = Literal["CNY"]
-Topic = Literal[INPUT_TOPICS]  # type: ignore[valid-type]
+Topic = Literal[(*INPUT_TOPICS, PAYMENT_VOIDS_TOPIC)]  # type: ignore[valid-type]  # the topics a claim is made of (a void decides too)
 Outcome = Literal["granted", "partly-granted", "declined", "clawed-back", "adjusted", "refund-recorded"]
 InstructionKind = Literal["payment", "clawback"]
 

@@ -50,9 +50,10 @@ _ORIGIN_FIELDS = frozenset({"topic", "partition", "offset", "key", "raw"})
 _CUT_ORIGIN_FIELDS = _ORIGIN_FIELDS | {"length", "sha256"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PARTY_FIELDS = frozenset({"id", "kind", "name"})
+#: the topics intake makes claims of: the contract's inputs, and operators' voids of payments
+_CLAIM_TOPICS = frozenset({*INPUT_TOPICS, PAYMENT_VOIDS_TOPIC})
+#: what a void's claim carries of the payment it voids (rules/intake.py ``void_claim``)
 _VOIDS_FIELDS = frozenset({"instruction_id", "source", "event_id", "operator", "reason"})
-#: the topics whose messages intake makes claims of: the contract's four, and an operator's voids
-_CLAIMING_TOPICS = frozenset({*INPUT_TOPICS, PAYMENT_VOIDS_TOPIC})
 
 
 class Unreadable(Exception):
@@ -138,7 +139,7 @@ def read_claim_record(key: bytes | None, value: bytes | None, claims_key: Callab
     origin, fields_of_claim, ts = body["origin"], body["claim"], body["ts"]
     if not isinstance(origin, dict) or origin.keys() not in (_ORIGIN_FIELDS, _CUT_ORIGIN_FIELDS):
         raise unreadable_claim(f"origin is not an object of {sorted(_ORIGIN_FIELDS)} (and length and sha256 when raw is cut)")
-    if origin["topic"] not in _CLAIMING_TOPICS:
+    if origin["topic"] not in _CLAIM_TOPICS:
         raise unreadable_claim(f"origin.topic {str(origin['topic'])[:100]!r} is not an input topic")
     if not (_is_count(origin["partition"]) and _is_count(origin["offset"])):
         raise unreadable_claim("origin.partition and origin.offset are not whole numbers >= 0")

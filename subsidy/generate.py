@@ -21,7 +21,10 @@ What a year holds (default ``events=60000``, ``enterprises=1100``):
 * award announcements for every award clause, with repeats of a subject, more than 20
   benchmark scenarios, and Wu Wenjun awards to persons (GB 11643 ids) and teams;
 * ≈0.5 % invalid messages (bad USCC, fractional JSON number, missing field, unknown award,
-  malformed JSON) and a few exact duplicates (redeliveries).
+  malformed JSON) and a few exact duplicates (redeliveries);
+* operators' voids (``payment-voids``) of ≈0.5 % of purchases and invoices (``void_rate``), 2 to
+  30 days after them, naming the payment the purchase's claim is paid with: a void of a claim
+  that was declined, or clawed back whole, is rejected by decide, as it would be in production.
 
 With several programmes (issue 28: the city's and 成都高新区's), also: a quarter of the parties
 registered in a later programme's divisions, that programme's award lists, and purchases and
@@ -39,7 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from rules.engine import instruction_id_of
 from rules.identifiers import USCC_ALPHABET, resident_id_check_character, uscc_check_character
+from rules.inputs import PAYMENT_VOIDS_TOPIC
+from rules.intake import intake
 from rules.money import format_fen, parse_amount
 from rules.policy import Policy, load_policy
 
@@ -88,6 +94,15 @@ PRODUCTS = ("熊猫AI助手", "蜀语大模型", "锦官智能体平台", "天�
 DATACENTRES = ("天府智算中心", "成都超算中心二期", "西部数据谷一号楼", "简阳东部新区算力中心", "双流航空港数据中心")
 CASES = ("人工智能+制造典型案例", "人工智能赋能新型工业化典型应用案例", "智慧城市人工智能典型案例", "人工智能+医疗健康典型案例", "教育人工智能典型案例")
 WU_WENJUN_GRADES = ("最高成就奖", "特等奖", "一等奖", "一等奖", "二等奖", "二等奖", "三等奖")
+# the subsidy office's operators, and why a payment is withdrawn before it reaches its payee
+OPERATORS = ("wang.fang", "li.na", "zhang.wei", "chen.jing", "liu.yang", "zhou.min")
+VOID_REASONS = (
+    "收款账户已销户（AC04），企业已注销，款项无法送达",
+    "发票经税务机关核查已作废，补贴依据不成立",
+    "审计发现同一笔费用已在其他渠道获得财政补贴，不得重复享受",
+    "企业书面申请放弃本笔补贴",
+    "收款账户户名与营业执照名称不符，多次更正未果",
+)
 GPU_PRICES_FEN = (850, 1200, 1650, 2500, 3200, 4800)  # per card-hour
 MODEL_PRICES_FEN = (1, 2, 4, 8, 12, 16, 30)  # per 1,000 tokens
 
@@ -158,14 +173,14 @@ def _timestamp(year: int, at: int) -> str:
 
 
 class YearGenerator:
-    def __init__(self, year: int, seed: int, enterprises: int, events: int, policy: Policy):
+    def __init__(self, year: int, seed: int, enterprises: int, events: int, policy: Policy, void_rate: float = 0.005):
         if enterprises < 30:
             raise ValueError("--enterprises must be at least 30")
         if events < 200:
             raise ValueError("--events must be at least 200")
         _refuse_days_outside_the_programme(year, policy)
         self.year, self.events, self.n_enterprises = year, events, enterprises
-        self.policy = policy
+        self.policy, self.void_rate = policy, void_rate
         # the divisions the later programmes pay in (a district's), to register some parties there
         later = [p.registration_divisions.at(dt.date(year, 1, 1)) for p in policy.programmes[1:] if p.registration_divisions is not None]
         self.district_regions = tuple(sorted({d.ljust(6, "0") for divisions in later if divisions for d in divisions}))
@@ -315,6 +330,26 @@ class YearGenerator:
             value["billing_period"] = v["billing_period"]
         value[correction_field] = v["event_id"]
         return self._emit(at, original.topic, value)
+
+    def void(self, original: _Event) -> _Event | None:
+        """An operator's void of the payment ``original`` is paid with (a clause it claims under,
+        picked at random), 2 to 30 days later; None past the year's end."""
+        rng = self.rng
+        v = original.value
+        assert v is not None
+        at = original.at + rng.randint(2 * 86400, 30 * 86400)
+        if at >= self.days * 86400:
+            return None
+        # the clauses and the payee are intake's: a void names what the pipeline pays
+        claim = rng.choice(intake(original.topic, json.dumps(v, ensure_ascii=False).encode(), self.policy))
+        payee = next(p for p in (v.get("provider"), v.get("vendor"), v["beneficiary"]) if p is not None and p["uscc"] == claim.payee["id"])
+        instruction_id = instruction_id_of(self.policy, claim.clause_id, claim.source, claim.event_id)
+        value = {
+            "event_id": f"void-{instruction_id}", "source": self.sources[PAYMENT_VOIDS_TOPIC][0], "occurred_at": _timestamp(self.year, at),
+            "payee": dict(payee), "payment": {"instruction_id": instruction_id, "clause_id": claim.clause_id, "source": claim.source, "event_id": claim.event_id},
+            "operator": rng.choice(OPERATORS), "reason": rng.choice(VOID_REASONS),
+        }
+        return self._emit(at, PAYMENT_VOIDS_TOPIC, value)
 
     def investment(self) -> _Event:
         rng = self.rng
@@ -514,6 +549,11 @@ class YearGenerator:
         valid = [e for e in self.out if e.invalid is None and e.topic in ("compute-purchases", "model-invoices")]
         for original in rng.sample(valid, n_duplicates):
             self._emit(original.at, original.topic, original.value)  # a redelivery: same bytes
+        # last, so that the rest of the year is what it was before voids: the same lines, the same bytes
+        if self.sources.get(PAYMENT_VOIDS_TOPIC):  # a policy file may let no one void
+            originals = purchases + invoices
+            for original in rng.sample(originals, round(len(originals) * self.void_rate)):
+                self.void(original)
         self.out.sort(key=lambda e: (e.at, e.seq))
         return self.out
 
@@ -541,9 +581,11 @@ def _month_days(year: int) -> list[int]:
     return [31, 29 if leap else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
 
 
-def generate_lines(year: int, seed: int = 0, enterprises: int = 1100, events: int = 60000, policy: Policy | None = None) -> Iterator[str]:
-    """The JSONL lines (without newline) of a generated year."""
-    generator = YearGenerator(year, seed, enterprises, events, policy or load_policy())
+def generate_lines(year: int, seed: int = 0, enterprises: int = 1100, events: int = 60000, policy: Policy | None = None,
+                   void_rate: float = 0.005) -> Iterator[str]:
+    """The JSONL lines (without newline) of a generated year; ``void_rate``: the share of purchases
+    and invoices an operator voids."""
+    generator = YearGenerator(year, seed, enterprises, events, policy or load_policy(), void_rate)
     for event in generator.build():
         if event.raw is not None:
             yield json.dumps({"topic": event.topic, "raw": event.raw}, ensure_ascii=False, separators=(",", ":"))
@@ -551,11 +593,12 @@ def generate_lines(year: int, seed: int = 0, enterprises: int = 1100, events: in
             yield json.dumps({"topic": event.topic, "value": event.value}, ensure_ascii=False, separators=(",", ":"))
 
 
-def generate_file(path: str | Path, year: int, seed: int = 0, enterprises: int = 1100, events: int = 60000, policy: Policy | None = None) -> int:
+def generate_file(path: str | Path, year: int, seed: int = 0, enterprises: int = 1100, events: int = 60000, policy: Policy | None = None,
+                  void_rate: float = 0.005) -> int:
     """Write a generated year to ``path``; returns the number of lines."""
     count = 0
     with open(path, "w", encoding="utf-8", newline="\n") as out:
-        for line in generate_lines(year, seed, enterprises, events, policy):
+        for line in generate_lines(year, seed, enterprises, events, policy, void_rate):
             out.write(line)
             out.write("\n")
             count += 1

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipeline_support import alive_check, assert_ledger_equals_replay, assert_sound, mutate, wait_for_progress
+from rules.money import parse_amount
 from rules.policy import DEFAULT_POLICY_PATH, Policy, load_policy
 from sinks.ledger import Ledger
 from streams.local import LocalPipeline
@@ -53,10 +54,31 @@ def pipeline(kafka_bootstrap, ledger_url, tmp_path):
         p.stop()
 
 
-def _events(tmp_path: Path, events: int, seed: int, enterprises: int = 150, policy: Policy | None = None) -> Path:
+def _events(tmp_path: Path, events: int, seed: int, enterprises: int = 150, policy: Policy | None = None, void_rate: float = 0.005) -> Path:
     path = tmp_path / f"events-{seed}.jsonl"
-    generate_file(path, YEAR, seed=seed, enterprises=enterprises, events=events, policy=policy)
+    generate_file(path, YEAR, seed=seed, enterprises=enterprises, events=events, policy=policy, void_rate=void_rate)
     return path
+
+
+def _voids_paid_out_again(instructions: list[dict], clause_id: str, scope: str) -> list[tuple[dict, dict]]:
+    """(void, payment) for each void of ``clause_id`` that came when its budget ``scope`` had no room
+    left, and whose room, exactly, the clause's next claim was paid from. The ledger books a clause's
+    instructions in decision order, so walking them in journal order follows the budget's room."""
+    room: int | None = None  # what the budget has left, once a payment said
+    void: dict | None = None
+    pairs = []
+    for i in instructions:
+        if i["clause_id"] != clause_id:
+            continue
+        if i["kind"] == "payment":
+            step = next(s for s in i["computation"]["caps"] if s["scope"] == scope)
+            if void is not None and parse_amount(step["room_before"]) == -parse_amount(void["amount"]):
+                pairs.append((void, i))
+            void, room = None, parse_amount(step["room_before"]) - parse_amount(i["amount"])
+        elif scope in i["computation"]["caps_released"]:
+            void = i if room == 0 and "void" in i["computation"] else None
+            room = None if room is None else room - parse_amount(i["amount"])
+    return pairs
 
 
 def _kcat_publish(bootstrap: str, path: Path) -> int:
@@ -241,19 +263,20 @@ def test_two_workers_with_rebalance(pipeline, tmp_path):
 @pytest.mark.parametrize("broker", ["apache", "tansu"])
 def test_an_exhausted_budget_pays_the_same_claims_as_the_replay_through_kills(broker, request, ledger_url, tmp_path, capsys):
     """The compute-voucher budget cut to 300,000.00 (a data change): it runs out early in the run,
-    refunds give room back, two workers decide and one is killed with SIGKILL mid-run, on either
-    broker. Claims take the budget in event-time order, not arrival order, so who is paid is the
-    replay's: the ledger equals it instruction by instruction, payee by payee, to the fen
-    (`ledger reconcile --against` exits 0), and no cap is exceeded. The city's programme runs
-    beside 成都高新区's (issue 28), with projects claimed twice: 就高不重复's supersessions and
-    declines, and the combined compute cap, hold through the kill as the replay has them."""
+    refunds and operators' voids (2 % of payments, topic payment-voids) give room back, two workers
+    decide and one is killed with SIGKILL mid-run, on either broker. Claims and voids take and give
+    back the budget in event-time order, not arrival order, so who is paid is the replay's: the
+    ledger equals it instruction by instruction, payee by payee, to the fen (`ledger reconcile
+    --against` exits 0), and no cap is exceeded. The city's programme runs beside 成都高新区's
+    (issue 28), with projects claimed twice: 就高不重复's supersessions and declines, and the
+    combined compute cap, hold through the kill as the replay has them."""
     shipped = DEFAULT_POLICY_PATH.read_text(encoding="utf-8")
     assert shipped.count('value: "100000000.00"') == 1
     small = tmp_path / "small-budget.yaml"
     small.write_text(shipped.replace('value: "100000000.00"', 'value: "300000.00"'), encoding="utf-8")
     policy_path = os.pathsep.join((str(small), str(DEFAULT_POLICY_PATH.parent / "chengdu-high-tech-zone-2025.yaml")))
     policy = load_policy(policy_path)
-    path = _events(tmp_path, 4000, seed=15, enterprises=200, policy=policy)
+    path = _events(tmp_path, 4000, seed=15, enterprises=200, policy=policy, void_rate=0.02)
     expected = expected_from_file(str(path), policy)
     assert expected.totals["compute-voucher"][str(YEAR)] == 300_000_00, "the budget must bind in this run"
     total = len(expected.decision_ids) + expected.rejections
@@ -269,7 +292,10 @@ def test_an_exhausted_budget_pays_the_same_claims_as_the_replay_through_kills(br
             p.start_worker()
             assert wait_until_accounted(ledger, expected, timeout=180, check=alive_check(p)), accounted(ledger, expected)
             assert_ledger_equals_replay(ledger, expected)
-            assert ledger.cap_usage()['["cap", "compute-voucher", "programme-year", "2026"]']["used"] <= 300_000_00
+            budget = '["cap", "compute-voucher", "programme-year", "2026"]'
+            assert ledger.cap_usage()[budget]["used"] <= 300_000_00
+            # a void while the budget had no room left, its room paid out again to the next claim
+            assert _voids_paid_out_again(ledger.instructions(), "compute-voucher", budget), "no void gave room back under the exhausted budget"
             # a clawback of a refund of 0.00 is a supersession: a project funded again for more
             assert any(i["computation"]["refund"] == "0.00" for i in ledger.instructions(kind="clawback")), "no project was superseded in this run"
     finally:

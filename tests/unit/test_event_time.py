@@ -18,7 +18,7 @@ from parties import enterprise
 from rules.engine import Engine
 from rules.event_time import EventTimeOrder, format_late_by, in_event_time_order, order_key
 from rules.intake import Claim, intake
-from rules.policy import load_policy
+from rules.policy import SHIPPED_PROGRAMMES, load_policy
 from schemas.outputs import Decision
 
 POLICY = load_policy()
@@ -156,6 +156,27 @@ def test_a_restarted_order_goes_on_from_its_state_exactly():
     assert late is not None and late.late_by == "PT1H"
     everything_read_up_to(again, NEVER)
     assert [c.event_id for c in again.release()] == ["p2", "p0", "p3"]
+
+
+def test_the_claims_of_one_event_under_several_clauses_leave_in_the_policys_clause_order_as_in_the_replay():
+    """An invoice both programmes pay makes a claim of each: same occurred_at, source and event_id.
+    They leave in the policy's order of clauses, as the replay sorts them, whichever clause's claims
+    the order happened to hold first (here a later invoice's district claim alone, as when a void
+    of it is read first): 就高不重复 pays whichever comes first."""
+    both = load_policy(SHIPPED_PROGRAMMES)
+
+    def invoice(event_id: str, when: dt.datetime) -> list[Claim]:
+        message = {"event_id": event_id, "source": "model-vendor-billing", "occurred_at": when.isoformat(), "beneficiary": enterprise(3),
+                   "vendor": enterprise(4), "invoice_no": f"INV-{event_id}", "amount": "1000.00", "billing_period": "2026-03", "project_ref": "PRJ-1"}
+        return intake("model-invoices", json.dumps(message, ensure_ascii=False).encode(), both)
+
+    earlier, later = invoice("i-1", T0), invoice("i-2", T0 + dt.timedelta(hours=1))
+    assert [c.clause_id for c in earlier] == ["model-usage", "hitech-model-support"]
+    order = EventTimeOrder(both, [("model-invoices", 0)], {})
+    for claim in [later[1], *earlier]:
+        order.offer(claim)
+    order.progress(("model-invoices", 0), NEVER)
+    assert order.release() == in_event_time_order([*earlier, later[1]])
 
 
 def test_late_by_is_an_iso_8601_duration():

@@ -13,7 +13,7 @@ import pytest
 
 from rules.intake import intake
 from rules.policy import load_policy
-from schemas.inputs import INPUT_TOPICS
+from schemas.inputs import INPUT_TOPICS, PAYMENT_VOIDS_TOPIC
 from streams.own_records import (
     DEAD_LETTER_BYTES,
     Unreadable,
@@ -31,9 +31,10 @@ NOW = dt.datetime(2026, 12, 1, 8, 0, tzinfo=dt.timezone.utc)
 
 
 def intake_records() -> list[tuple[bytes, bytes]]:
-    """(key, value) of every claim intake makes of the example inputs, as the intake agent writes them."""
+    """(key, value) of every claim intake makes of the example inputs (an operator's void too), as
+    the intake agent writes them."""
     records = []
-    for offset, topic in enumerate(INPUT_TOPICS):
+    for offset, topic in enumerate((*INPUT_TOPICS, PAYMENT_VOIDS_TOPIC)):
         raw = (EXAMPLES / f"{topic}.json").read_bytes()
         origin = {"topic": topic, "partition": 0, "offset": offset, "key": base64.b64encode(b"payee").decode(),
                   "raw": base64.b64encode(raw).decode()}
@@ -44,7 +45,7 @@ def intake_records() -> list[tuple[bytes, bytes]]:
 
 def test_every_claim_intake_writes_is_read_back():
     records = intake_records()
-    assert len(records) >= len(INPUT_TOPICS)
+    assert len(records) >= len(INPUT_TOPICS) + 1 and read_claim_record(*records[-1]).claim.voids is not None
     for key, value in records:
         record = read_claim_record(key, value)
         assert claim_record(record.claim, record.origin, record.ts) == value
@@ -112,6 +113,8 @@ POISON_CLAIMS = {
     "base as text": (*_edited(_set("claim.base", "125000000")), "claim.base is a str"),
     "fiscal year a bool": (*_edited(_set("claim.fiscal_year", True)), "claim.fiscal_year is a bool"),
     "payee without id": (*_edited(_set("claim.payee", {"kind": "enterprise", "name": "x"})), "claim.payee is not"),
+    "a void without its reason": (*_edited(_set("claim.voids", {"instruction_id": "a" * 32, "source": "scc-billing", "event_id": "p-1", "operator": "li.na"})),
+                                  "claim.voids is not an object of text"),
     "occurred_at not a time": (*_edited(_set("claim.occurred_at", "March")), "claim.occurred_at or claim.day"),
     "occurred_at without offset": (*_edited(_set("claim.occurred_at", "2026-03-02T10:15:00")), "claim.occurred_at or claim.day"),
     "keyed by another clause": (b"model-usage", intake_records()[0][1], "its key is not the claims key of its clause"),

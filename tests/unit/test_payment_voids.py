@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from parties import enterprise
-from rules.engine import Engine
+from rules.engine import Engine, instruction_id_of
 from rules.explain import explain
 from rules.intake import Rejected, intake
 from rules.policy import DEFAULT_POLICY_PATH, load_policy
+from schemas import outputs
 from subsidy.replay import replay
 
 POLICY = load_policy()
@@ -46,6 +47,7 @@ def test_a_void_gives_the_room_back_to_a_later_claim_of_the_same_buyer():
     assert first.decisions[0].granted == 500_000_000
     assert decide(engine, purchase("p-2", "1000000.00", 3)).decisions[0].granted == 0  # the cap is used up
     payment = first.instructions[0]
+    assert payment.instruction_id == instruction_id_of(POLICY, "compute-voucher", "scc-billing", "p-1")  # what a void names
     voided = decide(engine, void(payment.instruction_id, "p-1", 4))
     (decision,), (clawback,) = voided.decisions, voided.instructions
     assert (decision.outcome, decision.granted, decision.corrects) == ("clawed-back", -500_000_000, "p-1")
@@ -54,6 +56,9 @@ def test_a_void_gives_the_room_back_to_a_later_claim_of_the_same_buyer():
     assert clawback.computation.void is not None and clawback.computation.void.operator == "wang.fang"
     assert set(clawback.computation.caps_released) == {step.scope for step in payment.computation.caps}
     assert decide(engine, purchase("p-3", "1000000.00", 5)).decisions[0].granted == 60_000_000  # the room is back
+    # what subsidy-decisions and disbursement-instructions publish, as their schemas say
+    assert outputs.Decision.model_validate(decision.to_wire()).topic == "payment-voids"
+    outputs.DisbursementInstruction.model_validate(clawback.to_wire())
 
 
 def test_a_redelivered_void_re_emits_its_decision_and_a_second_void_or_a_wrong_payment_is_refused():

@@ -391,6 +391,24 @@ def test_held_claims_are_given_up_on_a_rebalance_and_decided_when_read_again(sta
     assert [d.event_id for d in again.decisions] == ["scc-bill-2026-03-000001"] and again.held == []
 
 
+def test_a_void_is_a_claim_of_the_payments_clause_that_claws_it_back_and_makes_no_progress(stages):
+    """An operator's void (payment-voids) goes through intake and decide as the purchase did: a
+    claim keyed by its clause, held for its turn, then a clawback of the whole payment. The
+    watermark does not wait for voids, so intake reports no progress of their topic."""
+    intake, decide, _ = stages
+    (paid,) = decide.take(claims_of(intake.take([intake_record(purchase(1, "2026-03-04T09:00:00+08:00"))]))).instructions
+    example = json.loads(resources.files("schemas.examples").joinpath("payment-voids.json").read_bytes())
+    void = {**example, "event_id": f"void-{paid.instruction_id}", "occurred_at": "2026-03-09T09:00:00+08:00",
+            "payment": {**example["payment"], "instruction_id": paid.instruction_id, "event_id": "scc-bill-2026-03-000001"}}
+    taken = intake.take([Record("payment-voids", 0, 0, paid.payee.id.encode(), json.dumps(void, ensure_ascii=False).encode(), 1_772_417_700.0)])
+    (key, _), = sent(taken, CLAIMS_TOPIC)  # the claim, and no progress record
+    assert key == POLICY.claims_key("compute-voucher").encode() and ("payment-voids", 0) not in intake.read_up_to
+    batch = decide.take(claims_of(taken, first_offset=2))
+    (clawback,) = batch.instructions
+    assert (clawback.kind, clawback.amount, clawback.corrects) == ("clawback", -paid.amount, paid.instruction_id)
+    assert not sent(batch, DEAD_LETTERS_TOPIC) and not batch.rejections
+
+
 def test_an_unreadable_progress_record_is_a_dead_letter(stages):
     _, decide, _ = stages
     batch = decide.take([Record(CLAIMS_TOPIC, 0, 4, PROGRESS_KEY, b'{"progress": {"nope": {}}}', None)])
@@ -406,15 +424,3 @@ def test_an_input_dated_after_the_broker_received_it_beyond_the_clock_skew_is_re
     backfill = IntakeStage(POLICY, 1, clock=lambda: AT, check_clock_skew=False)  # history being loaded
     assert not backfill.take([early]).rejections
 
-
-def test_a_void_is_a_claim_of_its_payments_clause_decided_in_turn_as_a_whole_clawback(stages):
-    """The payment-voids example voids the payment the compute-purchases example makes."""
-    intake, decide, _ = stages
-    paid = decide.take(claims_of(intake.take([intake_record(PURCHASE)])))
-    void = resources.files("schemas.examples").joinpath("payment-voids.json").read_bytes()
-    claims = claims_of(intake.take([Record("payment-voids", 0, 0, b"k-1", void, 1_776_648_600.0)]), first_offset=10)
-    assert [json.loads(record.value)["claim"]["voids"]["instruction_id"] for record in claims[:-1]] == [paid.instructions[0].instruction_id]
-    voided = decide.take(claims)
-    (clawback,) = voided.instructions
-    assert (clawback.kind, clawback.amount, clawback.corrects) == ("clawback", -paid.instructions[0].amount, paid.instructions[0].instruction_id)
-    assert clawback.computation.void is not None and voided.to_book()
