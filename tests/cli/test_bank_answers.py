@@ -202,11 +202,14 @@ def test_a_generated_year_paid_to_reconciled_statements_on_postgresql(small_year
             with opened.engine.connect() as conn:
                 payments = set(conn.exec_driver_sql("SELECT instruction_id FROM ledger_instructions WHERE kind = 'payment'").scalars())
                 netted_whole = set(conn.exec_driver_sql("SELECT payment_id FROM ledger_offsets").scalars()) - states.keys()
+                voids = set(conn.exec_driver_sql("SELECT instruction_id FROM ledger_payment_voids").scalars())
             held = {h["instruction_id"] for h in opened.holds()}
         # every payment ends in one state: paid (settled), voided, netted whole against a clawback, or held (listed)
         assert payments == states.keys() | netted_whole | held and not held & states.keys() and len(states) > 1000
         assert sum(balances.values()) == 0 and chain == [] and not waiting and not unbatched
-        assert set(states.values()) == {"settled", "voided"} and Counter(states.values())["voided"] == 1
+        # voided: the operator's, and the year's own (subsidy generate voids about 0.5 % of purchases and invoices)
+        assert set(states.values()) == {"settled", "voided"} and voided["instruction_id"] in voids and len(voids) > 1
+        assert {iid for iid, state in states.items() if state == "voided"} == voids
         assert all(cap["used"] <= cap["limit"] for cap in caps.values())
 
 
