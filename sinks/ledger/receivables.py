@@ -27,8 +27,8 @@ from sqlalchemy.engine import Connection
 
 from sinks.ledger.booking import _SET_HEAD, canonical_json, payable_account, sha256_hex
 from sinks.ledger.database import LedgerDatabase
-from sinks.ledger.payments import chain_event_hash
-from sinks.ledger.schema import accounts, instructions_t, offsets, payment_voids
+from sinks.ledger.payments import VOID_REQUESTED, chain_event_hash
+from sinks.ledger.schema import accounts, instructions_t, offsets, operator_actions, payment_voids
 
 #: ageing buckets: (label, oldest day of the bucket), by days since the clawback's value date
 AGE_BUCKETS = (("0-30", 30), ("31-90", 90), ("91-180", 180), (">180", None))
@@ -79,10 +79,14 @@ def net_payments(items: list[tuple[Any, ...]], owed: dict[str, list[OpenReceivab
 def open_receivables(conn: Connection, *, as_of: str | None = None, zone: dt.tzinfo | None = None) -> dict[str, list[OpenReceivable]]:
     """payee id -> its open receivables, oldest first; ``as_of`` (a date in ``zone``): clawbacks of
     value date up to it, less the offsets recorded by its end. None of a payment voided by a
-    clawback (sinks/ledger/bank_answers.py ``book_voids``): it never reached the payee, who owes nothing of it."""
+    clawback (sinks/ledger/bank_answers.py ``book_voids``), nor of one whose void an operator
+    requested (it is stopped, and stays stopped should decide refuse the void because the payment
+    grants nothing any more): it never reached the payee, who owes nothing of it."""
     i = instructions_t.c
     voided = sa.exists().where(payment_voids.c.instruction_id == i.corrects, payment_voids.c.clawback_id.isnot(None))
-    query = sa.select(i.instruction_id, i.payee_id, i.amount_fen, i.value_date).where(i.kind == "clawback", ~voided).order_by(i.journal_seq)
+    requested = sa.exists().where(operator_actions.c.action == VOID_REQUESTED, operator_actions.c.subject == i.corrects)
+    query = (sa.select(i.instruction_id, i.payee_id, i.amount_fen, i.value_date)
+             .where(i.kind == "clawback", ~voided, ~requested).order_by(i.journal_seq))
     if as_of:
         query = query.where(i.value_date <= as_of)
     recovered: dict[str, int] = {}

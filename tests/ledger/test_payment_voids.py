@@ -204,3 +204,22 @@ def test_payments_void_overdue_asks_decide_to_void_what_the_bank_refused_longer_
     assert claim.voids is not None and claim.voids["instruction_id"] == first.instruction_id
     assert main(["payments", "void", first.instruction_id, "--overdue", "--as", "x", "--to", str(events), "--ledger", str(ledger.engine.url)]) == 2
     assert "name one payment (INSTRUCTION) or say --overdue, not both" in capsys.readouterr().err
+
+
+def test_a_payment_refunded_whole_then_its_void_requested_is_owed_by_no_one_though_decide_refuses_the_void(booked):
+    """The refund left the payment granting nothing, so decide refuses its void (nothing-to-void):
+    the payment stays stopped, and the refund's clawback is not netted against the payee's others."""
+    ledger, state, (first, _) = booked
+    refund = run([purchase("r0", 1, "1000.00", provider=PROVIDERS[0], refund_of="e0")], state)
+    ledger.record(refund.decisions, refund.instructions, [])
+    ledger.request_void(first.instruction_id, "dora", "payee dissolved")
+    from rules.engine import Engine
+    from rules.intake import intake
+    from tests.ledger.factory import policy
+
+    topic, value = void(first, "e0", PROVIDERS[0])
+    (claim,) = intake(topic, json.dumps(value).encode(), policy())
+    assert Engine(policy(), state).decide(claim).rejection[0] == "nothing-to-void"  # type: ignore[index]
+    with ledger.engine.connect() as conn:
+        assert open_receivables(conn) == {}
+    assert ledger.payment_status()[2] == {} and ledger.verify_chain() == []
