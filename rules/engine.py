@@ -260,7 +260,7 @@ class Engine:
         key = plan.claim_key(claim.source, claim.event_id)
         record = self.state.get(key)
         if record is not None and "decision" in record:
-            return self._repeat(claim, record)
+            return self._repeat(plan, claim, record)
         if claim.voids is not None:
             return self._void(plan, claim, key, late_by)
         if claim.corrects is not None:
@@ -269,7 +269,7 @@ class Engine:
 
     # -- a repeat of an event already decided -------------------------------------------
 
-    def _repeat(self, claim: Claim, record: dict[str, Any]) -> Outcome:
+    def _repeat(self, plan: _ClausePlan, claim: Claim, record: dict[str, Any]) -> Outcome:
         if record["fingerprint"] != claim.fingerprint:
             return Outcome(
                 rejection=(
@@ -281,7 +281,25 @@ class Engine:
             )
         # Read back from the wire form the state keeps: re-emitted byte for byte.
         decisions = [Decision.from_wire(wire) for wire in (*record.get("supersedes", ()), record["decision"])]
-        return Outcome(decisions=decisions, instructions=[Instruction.from_wire(i) for i in record["instructions"]], duplicate=True)
+        instructions = [Instruction.from_wire(i) for i in record["instructions"]]
+        # A claim decided before is re-emitted in the order it is read again, which after a restart
+        # may put a clawback ahead of its payment (a void or a 就高不重复 claim read from another
+        # topic, a refund read before its purchase): its payment's decision and instruction go
+        # first, as the ledger books a clawback only after the payment it corrects.
+        paid = self.state.get(self._clawed_back_claim(plan, claim, record) or "")
+        if paid is not None and paid.get("instruction_id") is not None:
+            decisions.insert(0, Decision.from_wire(paid["decision"]))
+            instructions[:0] = [Instruction.from_wire(i) for i in paid["instructions"] if i["instruction_id"] == paid["instruction_id"]]
+        return Outcome(decisions=decisions, instructions=instructions, duplicate=True)
+
+    @staticmethod
+    def _clawed_back_claim(plan: _ClausePlan, claim: Claim, record: dict[str, Any]) -> str | None:
+        """The state key of the claim whose payment the record's clawback corrects, if it made one."""
+        if not any(i["kind"] == "clawback" for i in record["instructions"]):
+            return None
+        if "clawback_of" in record:  # a void's, or a supersession's
+            return str(record["clawback_of"])
+        return plan.claim_key(claim.source, record["corrects"]) if record.get("corrects") else None  # a refund's
 
     # -- a purchase, invoice, closing or announcement ------------------------------------
 
@@ -404,7 +422,7 @@ class Engine:
             "fiscal_year": claim.fiscal_year,
             "payee": claim.payee,
             "instruction_id": instruction_id,
-            **({"supersedes": [d.to_wire() for d in supersedes]} if supersedes else {}),
+            **({"supersedes": [d.to_wire() for d in supersedes], "clawback_of": funder[0]} if supersedes and funder is not None else {}),
         }
         return Outcome(decisions=[*supersedes, decision], instructions=instructions)
 
@@ -563,7 +581,8 @@ class Engine:
         instruction = _instruction(decision, instruction_id=instruction_id, kind="clawback", computation=computation, corrects=payment_id,
                                    event_ids=(event_id, claim.event_id))
         self.state[plan.claim_key(voids["source"], event_id)] = {**original, "granted": 0, "charged": []}
-        self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision.to_wire(), "instructions": [instruction.to_wire()]}
+        self.state[key] = {"fingerprint": claim.fingerprint, "decision": decision.to_wire(), "instructions": [instruction.to_wire()],
+                           "clawback_of": plan.claim_key(voids["source"], event_id)}
         return Outcome(decisions=[decision], instructions=[instruction])
 
     def _release(self, charged: list[list[Any]], clawback: int, whole: bool) -> None:

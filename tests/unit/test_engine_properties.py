@@ -181,11 +181,13 @@ class Run:
             assert not out.decisions and not out.instructions
             self.rejections[key].append(out.rejection[0])
             return out
-        assert len(out.decisions) == 1
-        decision = out.decisions[0].to_wire()
+        # a repeat of a refund re-emits the payment it claws back first (rules/engine.py _repeat)
+        assert len(out.decisions) == 1 or (out.duplicate and len(out.decisions) == 2)
+        decision = out.decisions[-1].to_wire()
         instructions = [i.to_wire() for i in out.instructions]
         if out.duplicate:
             assert key in self.decisions and decision == self.decisions[key], "a repeat must re-emit the identical decision"
+            assert all(d.to_wire() in self.decisions.values() for d in out.decisions[:-1]), "what a repeat re-emits first was decided before"
             assert data.decode() == self.content[key]
             for instruction in instructions:  # re-emitted, never new
                 assert self.instructions.get(instruction["instruction_id"]) == instruction
