@@ -199,7 +199,7 @@ def _duration(span: dt.timedelta) -> str:
     return f"{hours / 24:g} day(s)" if hours % 24 == 0 else f"{hours:g} h"
 
 
-def _rate(text: str) -> float:
+def share(text: str) -> float:
     try:
         rate = float(text)  # a share of the transfers, not money
     except ValueError:
@@ -269,8 +269,8 @@ def add_bank_commands(payment_commands, subparsers, common: argparse.ArgumentPar
     sim = subparsers.add_parser("bank-sim", help="answer a pain.001 as a bank would: pain.002, camt.054 and the day's camt.053")
     sim.add_argument("file", metavar="PAIN001.xml")
     sim.add_argument("--out", required=True, metavar="DIR", help="directory to write the three files in")
-    sim.add_argument("--reject-rate", type=_rate, default=0.01, metavar="RATE", help="share of transfers rejected (default %(default)s)")
-    sim.add_argument("--return-rate", type=_rate, default=0.02, metavar="RATE", help="share of transfers settled, then returned (default %(default)s)")
+    sim.add_argument("--reject-rate", type=share, default=0.01, metavar="RATE", help="share of transfers rejected (default %(default)s)")
+    sim.add_argument("--return-rate", type=share, default=0.02, metavar="RATE", help="share of transfers settled, then returned (default %(default)s)")
     sim.add_argument("--seed", type=int, default=0, help="the same seed gives the same answers (default %(default)s)")
     sim.add_argument("--day", type=iso_date, metavar="YYYY-MM-DD", help="booking day (default the pain.001's requested execution date)")
     sim.set_defaults(func=cmd_bank_sim)

@@ -20,6 +20,7 @@ from typing import Sequence
 
 from console.cli import add_console_commands
 from rules.policy import DEFAULT_POLICY_PATH, PolicyError, load_policy
+from sinks.bank_cli import share
 from sinks.cli import add_ledger_commands
 from sinks.payments_cli import add_payment_commands
 from streams.cli import add_stream_commands
@@ -67,7 +68,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
     policy = _policy(args.policy)
     try:
-        lines = generate_lines(args.year, seed=args.seed, enterprises=args.enterprises, events=args.events, policy=policy)
+        lines = generate_lines(args.year, seed=args.seed, enterprises=args.enterprises, events=args.events, policy=policy, void_rate=args.void_rate)
         if args.out == "-":
             count = 0
             for line in lines:
@@ -160,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--seed", type=int, default=0, help="random seed: same seed, same bytes (default 0)")
     gen.add_argument("--enterprises", type=int, default=1100, help="number of enterprises (default 1100)")
     gen.add_argument("--events", type=int, default=60000, help="approximate number of events (default 60000)")
+    gen.add_argument("--void-rate", type=share, default=0.0, metavar="RATE",
+                     help="share of purchases and invoices an operator voids some days later (payment-voids; default 0)")
     gen.add_argument("--policy", metavar="FILE[:FILE]", help=f"policy file, or files of programmes run together separated by ':' (default {DEFAULT_POLICY_PATH.name})")
     gen.set_defaults(func=cmd_generate)
 

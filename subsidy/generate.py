@@ -22,9 +22,12 @@ What a year holds (default ``events=60000``, ``enterprises=1100``):
   benchmark scenarios, and Wu Wenjun awards to persons (GB 11643 ids) and teams;
 * ≈0.5 % invalid messages (bad USCC, fractional JSON number, missing field, unknown award,
   malformed JSON) and a few exact duplicates (redeliveries);
-* operators' voids (``payment-voids``) of ≈0.5 % of purchases and invoices (``void_rate``), 2 to
-  30 days after them, naming the payment the purchase's claim is paid with: a void of a claim
-  that was declined, or clawed back whole, is rejected by decide, as it would be in production.
+* with ``void_rate`` (``--void-rate``; none by default), operators' voids (``payment-voids``) of
+  that share of purchases and invoices, 2 to 30 days after them, naming the payment the purchase's
+  claim is paid with: a void of a claim that was declined, or clawed back whole, is rejected by
+  decide, as it would be in production. None by default: operators void payments the ledger
+  holds, after they were decided; a year published at once and decided partly in arrival order
+  (a quiet pipeline) could decide a void before its payment and refuse it (decision 15).
 
 With several programmes (issue 28: the city's and 成都高新区's), also: a quarter of the parties
 registered in a later programme's divisions, that programme's award lists, and purchases and
@@ -173,7 +176,7 @@ def _timestamp(year: int, at: int) -> str:
 
 
 class YearGenerator:
-    def __init__(self, year: int, seed: int, enterprises: int, events: int, policy: Policy, void_rate: float = 0.005):
+    def __init__(self, year: int, seed: int, enterprises: int, events: int, policy: Policy, void_rate: float = 0.0):
         if enterprises < 30:
             raise ValueError("--enterprises must be at least 30")
         if events < 200:
@@ -582,7 +585,7 @@ def _month_days(year: int) -> list[int]:
 
 
 def generate_lines(year: int, seed: int = 0, enterprises: int = 1100, events: int = 60000, policy: Policy | None = None,
-                   void_rate: float = 0.005) -> Iterator[str]:
+                   void_rate: float = 0.0) -> Iterator[str]:
     """The JSONL lines (without newline) of a generated year; ``void_rate``: the share of purchases
     and invoices an operator voids."""
     generator = YearGenerator(year, seed, enterprises, events, policy or load_policy(), void_rate)
@@ -594,7 +597,7 @@ def generate_lines(year: int, seed: int = 0, enterprises: int = 1100, events: in
 
 
 def generate_file(path: str | Path, year: int, seed: int = 0, enterprises: int = 1100, events: int = 60000, policy: Policy | None = None,
-                  void_rate: float = 0.005) -> int:
+                  void_rate: float = 0.0) -> int:
     """Write a generated year to ``path``; returns the number of lines."""
     count = 0
     with open(path, "w", encoding="utf-8", newline="\n") as out:

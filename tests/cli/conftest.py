@@ -12,10 +12,10 @@ YEAR, SEED, ENTERPRISES, EVENTS = 2026, 7, 80, 1500
 
 @pytest.fixture(scope="session")
 def small_year(tmp_path_factory):
-    """(path, generated events) of a small year: every topic, award and invalid kind, few lines."""
+    """(path, generated events) of a small year: every topic, award and invalid kind, operators' voids, few lines."""
     path = tmp_path_factory.mktemp("year") / "events.jsonl"
-    generate_file(path, YEAR, seed=SEED, enterprises=ENTERPRISES, events=EVENTS)
-    events = YearGenerator(YEAR, SEED, ENTERPRISES, EVENTS, load_policy()).build()
+    generate_file(path, YEAR, seed=SEED, enterprises=ENTERPRISES, events=EVENTS, void_rate=0.005)
+    events = YearGenerator(YEAR, SEED, ENTERPRISES, EVENTS, load_policy(), void_rate=0.005).build()
     return path, events
 
 

@@ -51,9 +51,9 @@ class MemoryStatePipeline(LocalPipeline):
         return super().config().with_(state_store="memory")
 
 
-def _events(tmp_path: Path, events: int, seed: int, void_rate: float = 0.005) -> list[str]:
+def _events(tmp_path: Path, events: int, seed: int) -> list[str]:
     path = tmp_path / f"events-{seed}.jsonl"
-    generate_file(path, 2026, seed=seed, enterprises=150, events=events, void_rate=void_rate)
+    generate_file(path, 2026, seed=seed, enterprises=150, events=events)
     return [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
@@ -193,11 +193,7 @@ def test_poison_claims_are_dead_lettered_and_every_valid_input_is_decided(apache
 
 @pytest.mark.parametrize("pipeline_class", [LocalPipeline, MemoryStatePipeline], ids=["rocksdb", "memory"])
 def test_a_poison_record_in_the_state_changelog_is_skipped_by_a_restore_and_dead_lettered(apache_kafka, ledger_url, tmp_path, pipeline_class):
-    # no voids: the whole year again, to a restarted worker whose quiet partitions report the time
-    # once idle, is decided partly in arrival order (late claims), and there a void read before its
-    # payment's claim is refused (unknown-payment) where the replay voids the payment (decision 15;
-    # seen under CI's load: one decision short)
-    lines = _events(tmp_path, 1200, seed=22, void_rate=0.0)
+    lines = _events(tmp_path, 1200, seed=22)
     first = lines[: len(lines) // 2]
     p = pipeline_class(workers=1, partitions=PARTITIONS, ledger_url=ledger_url, bootstrap=apache_kafka,
                        workdir=tmp_path / "run", app_id=APP_ID)
