@@ -41,6 +41,7 @@ import faust
 from aiokafka.partitioner import DefaultPartitioner
 
 from rules.policy import load_policy
+from schemas.inputs import INPUT_TOPICS
 from streams import faust_runtime
 from streams.checkpoint import STAGE_FAILED_EXIT, Checkpoint, exit_now
 from streams.config import StreamConfig, bootstrap_of
@@ -51,7 +52,7 @@ from streams.stage_outputs import StageOutputs
 from streams.stages import DecideStage, IntakeStage, Record, StageFailed, dead_lettered, short_error, utc_now
 from streams.stall_watch import STALL_CHECK_SECONDS, STALL_CHECKS, PartitionSample, StallWatch
 from streams.state import TxnTable
-from streams.topics import CHECKPOINTS_TOPIC, CLAIMING_TOPICS, CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, INTAKE_TOPICS, STATE_TABLE, input_partitions_of
+from streams.topics import CHECKPOINTS_TOPIC, CLAIMS_TOPIC, DEAD_LETTERS_TOPIC, INTAKE_TOPICS, STATE_TABLE, input_partitions_of
 from subsidy.runtime import RECLAIM_SECONDS, reclaim_memory
 
 log = logging.getLogger("streams")
@@ -313,9 +314,9 @@ def build_app(config: StreamConfig) -> faust.App:
         now, progress = time.monotonic(), {}
         # fetched to the end (past any transaction markers, which no agent is handed), nothing
         # waiting for the intake agent, and nothing handed to it for idle_after seconds
-        queued = sum(channel.queue.qsize() for channel in app.topics if set(channel.topics) & set(CLAIMING_TOPICS))
+        queued = sum(channel.queue.qsize() for channel in app.topics if set(channel.topics) & set(INPUT_TOPICS))
         for tp in consumer.assignment():
-            if tp.topic not in CLAIMING_TOPICS:
+            if tp.topic not in INPUT_TOPICS:
                 continue
             source = (tp.topic, tp.partition)
             last_read = input_last_read.setdefault(source, now)  # the quiet starts when it is first held

@@ -30,7 +30,7 @@ from typing import Any, Callable, get_args, get_origin, get_type_hints
 import pydantic_core
 
 from rules.intake import Claim
-from streams.topics import CLAIMING_TOPICS
+from schemas.inputs import INPUT_TOPICS, PAYMENT_VOIDS_TOPIC
 
 #: how much of a record's key and value a dead letter carries: with base64, the other fields and
 #: its Kafka key, a dead letter stays under 250 KB, well within Kafka's default 1 MiB record limit
@@ -50,7 +50,8 @@ _ORIGIN_FIELDS = frozenset({"topic", "partition", "offset", "key", "raw"})
 _CUT_ORIGIN_FIELDS = _ORIGIN_FIELDS | {"length", "sha256"}
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _PARTY_FIELDS = frozenset({"id", "kind", "name"})
-_CLAIM_TOPICS = frozenset(CLAIMING_TOPICS)  # the contract's inputs, and operators' voids of payments
+#: the topics intake makes claims of: the contract's inputs, and operators' voids of payments
+_CLAIM_TOPICS = frozenset({*INPUT_TOPICS, PAYMENT_VOIDS_TOPIC})
 #: what a void's claim carries of the payment it voids (rules/intake.py ``void_claim``)
 _VOIDS_FIELDS = frozenset({"instruction_id", "source", "event_id", "operator", "reason"})
 
@@ -198,7 +199,7 @@ def read_progress_record(value: bytes | None) -> dict[tuple[str, int], dt.dateti
         raise unreadable_claim(problem or 'a progress record is {"progress": {topic: {partition: time}}}')
     progress: dict[tuple[str, int], dt.datetime] = {}
     for topic, partitions in by_topic.items():
-        if topic not in _CLAIM_TOPICS or not isinstance(partitions, dict):
+        if topic not in INPUT_TOPICS or not isinstance(partitions, dict):
             raise unreadable_claim(f"progress names {str(topic)[:100]!r}, not an input topic with its partitions")
         for partition, when in partitions.items():
             try:

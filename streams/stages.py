@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterable, Protocol
 from rules.engine import Engine, Outcome, claim_key
 from rules.event_time import EventTimeOrder, Input, order_key, released_key
 from rules.exclusions import Listing, listing_from
-from rules.inputs import EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC
+from rules.inputs import EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC, PAYMENT_VOIDS_TOPIC
 from rules.intake import Rejected, intake
 from rules.payee_accounts import account_from
 from rules.payment_status import StatusMessage, status_from
@@ -262,6 +262,8 @@ class IntakeStage:
             # keyed by project group or clause: docs/decisions/0012-claims-keyed-by-funding-group.md
             batch.outputs.put(CLAIMS_TOPIC, self.policy.claims_key(claim.clause_id).encode(), claim_record(claim, origin, record.timestamp))
             METRICS.claims.inc(claim.clause_id)
+        if record.topic == PAYMENT_VOIDS_TOPIC:  # decide's watermark does not wait for voids (streams/topics.py), so no progress
+            return None
         return max((dt.datetime.fromisoformat(claim.occurred_at) for claim in claims), default=None)
 
 

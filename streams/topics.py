@@ -33,16 +33,11 @@ DEAD_LETTERS_TOPIC = "subsidy-dead-letters"
 CHECKPOINTS_TOPIC = "ledger-checkpoints"
 STATE_TABLE = "subsidy-state"
 ORDERED_INPUTS = frozenset({"award-announcements"})
-#: the topics whose messages intake makes claims of: the contract's four inputs and operators'
-#: voids of payments (ours). Decide's event-time watermark waits for every partition of each: a void
-#: read after the watermark passed it would be decided late, out of the order a replay decides it
-#: in. A quiet partition, as voids' mostly are, reports the time once it has been idle a while
-#: (streams/app.py ``report_input_progress``), as any quiet input does.
-CLAIMING_TOPICS = (*INPUT_TOPICS, PAYMENT_VOIDS_TOPIC)
-#: what intake reads: the claiming topics, and the listings that hold payments, the accounts
+#: what intake reads: the claims' topics, and the listings that hold payments, the accounts
 #: payments go to and the bank's answers about them (contract v1.1), which make no claim, so
-#: decide's event-time watermark does not wait for them
-INTAKE_TOPICS = (*CLAIMING_TOPICS, EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC)
+#: decide's event-time watermark does not wait for them; and operators' voids of payments (ours),
+#: claims too rare for the watermark to wait for: a void is decided when the claims' inputs pass it
+INTAKE_TOPICS = (*INPUT_TOPICS, EXCLUSIONS_TOPIC, PAYEE_ACCOUNTS_TOPIC, PAYMENT_STATUS_TOPIC, PAYMENT_VOIDS_TOPIC)
 
 #: how long a broker has to answer the topic requests of a worker or of ``subsidy topics``
 BROKER_TIMEOUT_SECONDS = 15.0
@@ -176,8 +171,8 @@ class TopicSpec:
 
 
 def input_partitions_of(partitions: int) -> list[tuple[str, int]]:
-    """Every (claiming topic, partition) intake reads: decide's event-time watermark waits for each."""
-    return [(topic, p) for topic in CLAIMING_TOPICS for p in range(input_partitions(topic, partitions))]
+    """Every (input topic, partition) intake reads: decide's event-time watermark waits for each."""
+    return [(topic, p) for topic in INPUT_TOPICS for p in range(input_partitions(topic, partitions))]
 
 
 def topic_specs(app_id: str, partitions: int, replication: int = 1) -> list[TopicSpec]:

@@ -391,19 +391,18 @@ def test_held_claims_are_given_up_on_a_rebalance_and_decided_when_read_again(sta
     assert [d.event_id for d in again.decisions] == ["scc-bill-2026-03-000001"] and again.held == []
 
 
-def test_a_void_is_a_claim_of_the_payments_clause_that_claws_it_back_and_reports_progress(stages):
+def test_a_void_is_a_claim_of_the_payments_clause_that_claws_it_back_and_makes_no_progress(stages):
     """An operator's void (payment-voids) goes through intake and decide as the purchase did: a
     claim keyed by its clause, held for its turn, then a clawback of the whole payment. The
-    watermark waits for voids as for any claiming input, so intake reports their progress."""
+    watermark does not wait for voids, so intake reports no progress of their topic."""
     intake, decide, _ = stages
     (paid,) = decide.take(claims_of(intake.take([intake_record(purchase(1, "2026-03-04T09:00:00+08:00"))]))).instructions
     example = json.loads(resources.files("schemas.examples").joinpath("payment-voids.json").read_bytes())
     void = {**example, "event_id": f"void-{paid.instruction_id}", "occurred_at": "2026-03-09T09:00:00+08:00",
             "payment": {**example["payment"], "instruction_id": paid.instruction_id, "event_id": "scc-bill-2026-03-000001"}}
     taken = intake.take([Record("payment-voids", 0, 0, paid.payee.id.encode(), json.dumps(void, ensure_ascii=False).encode(), 1_772_417_700.0)])
-    (key, _), (progress_key, progress_value) = sent(taken, CLAIMS_TOPIC)  # the claim, then the progress record
-    assert key == POLICY.claims_key("compute-voucher").encode() and progress_key == PROGRESS_KEY
-    assert json.loads(progress_value) == {"progress": {"payment-voids": {"0": "2026-03-09T09:00:00+08:00"}}}
+    (key, _), = sent(taken, CLAIMS_TOPIC)  # the claim, and no progress record
+    assert key == POLICY.claims_key("compute-voucher").encode() and ("payment-voids", 0) not in intake.read_up_to
     batch = decide.take(claims_of(taken, first_offset=2))
     (clawback,) = batch.instructions
     assert (clawback.kind, clawback.amount, clawback.corrects) == ("clawback", -paid.amount, paid.instruction_id)
